@@ -1,0 +1,185 @@
+//! `offboard bench`: end-to-end figures against the simulator, which runs as
+//! a separate process so that peak memory is offboard's own.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, anyhow};
+use clap::{Args, ValueEnum};
+use secrecy::SecretString;
+
+use super::run::{RunOptions, run_batch};
+use super::{Failure, exit};
+use crate::config::{Config, ProviderConfig, ProviderKind, ResolvedProvider};
+use crate::engine::Engine;
+use crate::store::Store;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Scenario {
+    /// Users offboarded per second end to end (alias: engine).
+    #[value(alias = "engine")]
+    Pipeline,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[arg(value_enum)]
+    pub scenario: Scenario,
+    /// Leavers to offboard.
+    #[arg(long, default_value_t = 10_000)]
+    pub users: usize,
+    /// Worker concurrency.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Print one JSON object instead of a table row.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Figure {
+    scenario: &'static str,
+    users: usize,
+    concurrency: usize,
+    seconds: f64,
+    value: f64,
+    unit: &'static str,
+    peak_rss_mb: f64,
+    cores: usize,
+}
+
+/// The simulator child process; killed when dropped.
+struct SimProcess {
+    child: Child,
+    url: String,
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_sim(users: usize, token: &str) -> anyhow::Result<SimProcess> {
+    let exe = std::env::current_exe().context("cannot find the offboard binary")?;
+    let mut child = Command::new(exe)
+        .args(["sim", "--listen", "127.0.0.1:0", "--users"])
+        .arg(users.to_string())
+        .env("OFFBOARD_SIM_TOKEN", token)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start the simulator")?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("no simulator stdout"))?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .ok_or_else(|| anyhow!("unexpected simulator output {line:?}"))?
+        .to_owned();
+    Ok(SimProcess { child, url })
+}
+
+/// Peak resident memory of this process, in MiB (Linux).
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+pub async fn bench(args: BenchArgs) -> Result<u8, Failure> {
+    let Scenario::Pipeline = args.scenario;
+    let figure = pipeline(&args).await.map_err(Failure::other)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&figure).map_err(Failure::other)?
+        );
+    } else {
+        println!(
+            "| scenario | users | concurrency | seconds | figure | peak RSS | cores |\n|---|---|---|---|---|---|---|\n| {} | {} | {} | {:.2} | {:.0} {} | {:.0} MiB | {} |",
+            figure.scenario,
+            figure.users,
+            figure.concurrency,
+            figure.seconds,
+            figure.value,
+            figure.unit,
+            figure.peak_rss_mb,
+            figure.cores
+        );
+    }
+    Ok(exit::OK)
+}
+
+async fn pipeline(args: &BenchArgs) -> anyhow::Result<Figure> {
+    let token = format!("bench-{:032x}", rand::random::<u128>());
+    // One extra user: usr_000001 is the org's only owner and stays.
+    let sim = start_sim(args.users + 1, &token)?;
+    let dir = tempfile::tempdir()?;
+    let mut csv = tempfile::NamedTempFile::new_in(dir.path())?;
+    writeln!(csv, "user_id,organization_id,transfer_to_department_id")?;
+    for i in 2..=args.users + 1 {
+        writeln!(csv, "usr_{i:06},org_acme,dept_offboarded")?;
+    }
+    csv.flush()?;
+    let provider = ProviderConfig {
+        kind: ProviderKind::Aitronos,
+        base_url: format!("{}/aitronos/v1", sim.url),
+        token_env: "OFFBOARD_SIM_TOKEN".into(),
+        auth: None,
+        protected_users: Vec::new(),
+        connect_timeout_ms: 5_000,
+        timeout_ms: 30_000,
+    };
+    let mut config = Config::default();
+    config.database.url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    config.worker.concurrency = args.concurrency;
+    config.providers = BTreeMap::from([("sim".to_owned(), provider.clone())]);
+    let providers = vec![ResolvedProvider {
+        name: "sim".into(),
+        config: provider,
+        token: SecretString::from(token),
+    }];
+    let store = Store::open(&config.database.url).await?;
+    let engine = Engine::with_store(config, providers, store)?;
+    let started = Instant::now();
+    let result = run_batch(
+        engine.clone(),
+        std::fs::File::open(csv.path())?,
+        &RunOptions::default(),
+    )
+    .await
+    .map_err(|f| f.error)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let done = result.counts.succeeded + result.counts.already_done;
+    if done != args.users as u64 {
+        return Err(anyhow!(
+            "only {done} of {} users were offboarded: {}",
+            args.users,
+            result.counts.summary()
+        ));
+    }
+    engine.store().close().await;
+    Ok(Figure {
+        scenario: "pipeline",
+        users: args.users,
+        concurrency: args.concurrency,
+        seconds,
+        value: args.users as f64 / seconds,
+        unit: "users/s",
+        peak_rss_mb: peak_rss_mb(),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    })
+}

@@ -1,0 +1,27 @@
+//! `offboard check`: the configuration is valid, every token is present,
+//! and every provider answers with our credentials.
+
+use std::path::Path;
+
+use super::{Failure, exit, setup};
+
+pub async fn check(config: Option<&Path>) -> Result<u8, Failure> {
+    let engine = setup::engine(config).await?;
+    println!("configuration: ok ({})", engine.config().database.url);
+    let mut failed = 0;
+    let mut names: Vec<_> = engine.connectors().collect();
+    names.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, connector) in names {
+        match connector.probe().await {
+            Ok(detail) => println!("provider {name}: {detail}"),
+            Err(e) => {
+                failed += 1;
+                println!("provider {name}: FAILED: {}: {}", e.code, e.message);
+            }
+        }
+    }
+    if engine.connectors().next().is_none() {
+        println!("no provider connections configured");
+    }
+    Ok(if failed > 0 { exit::OTHER } else { exit::OK })
+}

@@ -1,0 +1,123 @@
+//! The `offboard` command line. Each command lives in its own module; this
+//! one parses arguments, sets up logging and maps failures to exit codes:
+//! 0 all fine, 3 some request needs a person, 2 unusable input or config,
+//! 1 anything else.
+
+mod bench;
+mod check;
+mod demo;
+mod report;
+mod run;
+mod serve;
+mod setup;
+mod status;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::telemetry::{self, LogFormat};
+
+pub use run::{RunOptions, RunResult};
+
+/// Exit codes (conventions.md).
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const OTHER: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const NEEDS_ATTENTION: u8 = 3;
+}
+
+/// A command's failure, with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    pub fn usage(error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            code: exit::USAGE,
+            error: error.into(),
+        }
+    }
+
+    pub fn other(error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            code: exit::OTHER,
+            error: error.into(),
+        }
+    }
+}
+
+/// Offboard leavers from identity and SaaS providers: durable, idempotent,
+/// audited.
+#[derive(Debug, Parser)]
+#[command(name = "offboard", version, about)]
+pub struct Cli {
+    /// Configuration file (TOML). Defaults to config/offboard.toml when it
+    /// exists; OFFBOARD__SECTION__KEY variables override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log output format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Enqueue a CSV of leavers and process it to completion in this process.
+    Run(run::RunArgs),
+    /// Enqueue a CSV of leavers and print the batch id.
+    Submit(run::SubmitArgs),
+    /// Run workers until SIGINT or SIGTERM.
+    Serve,
+    /// Show batches, or one batch's counts and state.
+    Status(status::StatusArgs),
+    /// Write a batch's report as CSV or JSON.
+    Report(report::ReportArgs),
+    /// Run the example leavers against the built-in simulator.
+    Demo,
+    /// Validate the configuration and reach every provider.
+    Check,
+    /// Serve the provider simulator.
+    Sim(crate::sim::SimArgs),
+    /// Benchmarks against the simulator.
+    Bench(bench::BenchArgs),
+}
+
+/// Runs the parsed command and returns the process exit code.
+pub async fn execute(cli: Cli) -> u8 {
+    let level = match cli.command {
+        Command::Serve | Command::Sim(_) => "info",
+        _ => "warn",
+    };
+    telemetry::init(cli.log_format, level);
+    let config_path = cli.config.clone();
+    let result = match cli.command {
+        Command::Run(args) => run::run(config_path.as_deref(), args).await,
+        Command::Submit(args) => run::submit(config_path.as_deref(), args).await,
+        Command::Serve => serve::serve(config_path.as_deref()).await,
+        Command::Status(args) => status::status(config_path.as_deref(), args).await,
+        Command::Report(args) => report::report(config_path.as_deref(), args).await,
+        Command::Demo => demo::demo().await,
+        Command::Check => check::check(config_path.as_deref()).await,
+        Command::Sim(args) => crate::sim::run_cli(args)
+            .await
+            .map(|_| exit::OK)
+            .map_err(Failure::other),
+        Command::Bench(args) => bench::bench(args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(f) => {
+            eprintln!("error: {:#}", f.error);
+            f.code
+        }
+    }
+}

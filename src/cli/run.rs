@@ -1,0 +1,224 @@
+//! `offboard run` and `offboard submit`: CSV intake, then (for `run`) the
+//! same queue workers as `serve`, in-process, until every request of the
+//! batch is final or held.
+
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use clap::Args;
+
+use super::{Failure, exit, setup};
+use crate::domain::OutcomeCounts;
+use crate::engine::Engine;
+use crate::intake::{IntakeOptions, IntakeSummary, ProviderCatalog, SubmitError, submit_csv};
+use crate::queue::spawn_worker;
+
+/// How often `run` looks at its batch's progress.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// CSV of leavers (header row required; comma, semicolon or tab).
+    pub file: PathBuf,
+    /// Plan only: report what would be removed, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Provider connection for rows without a provider column.
+    #[arg(long, value_name = "NAME")]
+    pub provider: Option<String>,
+    /// Plan every row afresh, even ones that succeeded recently.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub submit: SubmitArgs,
+}
+
+/// What a one-shot run should do.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub source_name: Option<String>,
+    pub dry_run: bool,
+    pub provider: Option<String>,
+    pub force: bool,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
+}
+
+/// The end of a one-shot run.
+#[derive(Debug)]
+pub struct RunResult {
+    pub intake: IntakeSummary,
+    pub counts: OutcomeCounts,
+}
+
+impl RunResult {
+    /// Exit code for the run (conventions.md).
+    pub fn exit_code(&self) -> u8 {
+        if self.counts.failures() > 0 || self.counts.rejected > 0 {
+            exit::NEEDS_ATTENTION
+        } else {
+            exit::OK
+        }
+    }
+}
+
+fn open(path: &Path) -> Result<std::fs::File, Failure> {
+    std::fs::File::open(path)
+        .map_err(|e| Failure::usage(anyhow!("cannot open {}: {e}", path.display())))
+}
+
+fn options(args: &SubmitArgs, progress: bool) -> RunOptions {
+    RunOptions {
+        source_name: args
+            .file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned()),
+        dry_run: args.dry_run,
+        provider: args.provider.clone(),
+        force: args.force,
+        progress,
+    }
+}
+
+pub async fn submit(config: Option<&Path>, args: SubmitArgs) -> Result<u8, Failure> {
+    let engine = setup::engine(config).await?;
+    let file = open(&args.file)?;
+    let summary = intake(&engine, file, &options(&args, false)).await?;
+    print_rejections(&summary);
+    println!("{}", summary.batch_id);
+    Ok(if summary.rejected_count > 0 {
+        exit::NEEDS_ATTENTION
+    } else {
+        exit::OK
+    })
+}
+
+pub async fn run(config: Option<&Path>, args: RunArgs) -> Result<u8, Failure> {
+    let engine = setup::engine(config).await?;
+    let file = open(&args.submit.file)?;
+    let progress = std::io::stderr().is_terminal();
+    let result = run_batch(engine, file, &options(&args.submit, progress)).await?;
+    println!(
+        "batch {}: {}",
+        result.intake.batch_id,
+        result.counts.summary()
+    );
+    Ok(result.exit_code())
+}
+
+/// Stores the CSV as a batch and enqueues its new requests.
+pub async fn intake<R: Read>(
+    engine: &Engine,
+    input: R,
+    opts: &RunOptions,
+) -> Result<IntakeSummary, Failure> {
+    let catalog = ProviderCatalog::new(engine.config(), opts.provider.as_deref())
+        .map_err(|e| Failure::usage(anyhow!(e)))?;
+    if catalog.is_empty() {
+        return Err(Failure::usage(anyhow!(
+            "no provider connections are configured ([providers.NAME] in the config file)"
+        )));
+    }
+    let options = IntakeOptions {
+        source: "cli".into(),
+        source_name: opts.source_name.clone(),
+        dry_run: opts.dry_run,
+        dedupe_window: (!opts.force).then(|| engine.config().intake.dedupe_window()),
+    };
+    submit_csv(engine.store(), engine.queue(), &catalog, input, &options)
+        .await
+        .map_err(|e| match e {
+            SubmitError::Input(_) | SubmitError::NoValidRow { .. } => Failure::usage(e),
+            other => Failure::other(other),
+        })
+}
+
+/// Intake, then workers in this process until the batch has no open
+/// request; then a clean worker stop.
+pub async fn run_batch<R: Read>(
+    engine: Arc<Engine>,
+    input: R,
+    opts: &RunOptions,
+) -> Result<RunResult, Failure> {
+    let summary = match intake(&engine, input, opts).await {
+        Ok(s) => s,
+        Err(f) => {
+            return Err(f);
+        }
+    };
+    print_rejections(&summary);
+    engine
+        .queue()
+        .enqueue_missing(engine.store())
+        .await
+        .map_err(Failure::other)?;
+    let worker = spawn_worker(engine.clone());
+    let waited = wait_for_batch(&engine, &summary.batch_id, opts.progress, &worker).await;
+    let stopped = worker.shutdown().await;
+    let counts = waited?;
+    stopped.map_err(|e| Failure::other(anyhow!(e)))?;
+    Ok(RunResult {
+        intake: summary,
+        counts,
+    })
+}
+
+async fn wait_for_batch(
+    engine: &Engine,
+    batch_id: &str,
+    progress: bool,
+    worker: &crate::queue::WorkerHandle,
+) -> Result<OutcomeCounts, Failure> {
+    let store = engine.store();
+    let batch = store
+        .batch(batch_id)
+        .await
+        .map_err(Failure::other)?
+        .ok_or_else(|| Failure::other(anyhow!("batch {batch_id} vanished")))?;
+    let bar = progress.then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} requests ({per_sec}, eta {eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    loop {
+        let counts = store.batch_counts(&batch).await.map_err(Failure::other)?;
+        if let Some(bar) = &bar {
+            bar.set_length(counts.requests());
+            bar.set_position(counts.finished() + counts.scheduled);
+        }
+        if counts.open == 0 {
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            return Ok(counts);
+        }
+        if worker.is_finished() {
+            return Err(Failure::other(anyhow!(
+                "the worker stopped before the batch finished; run `offboard serve` to resume it"
+            )));
+        }
+        tokio::time::sleep(PROGRESS_INTERVAL).await;
+    }
+}
+
+fn print_rejections(summary: &IntakeSummary) {
+    for r in &summary.rejected_rows {
+        eprintln!("line {}: {}: {}", r.line, r.code, r.message);
+    }
+    let unshown = summary.rejected_count - summary.rejected_rows.len() as u64;
+    if unshown > 0 {
+        eprintln!("… and {unshown} more rejected rows (see the report)");
+    }
+}

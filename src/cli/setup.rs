@@ -1,0 +1,41 @@
+//! Shared start-up for commands: configuration, secrets, engine.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::Failure;
+use crate::config::{Config, resolve_providers};
+use crate::engine::Engine;
+use crate::store::Store;
+
+const DEFAULT_CONFIG: &str = "config/offboard.toml";
+
+/// Loads the configuration: the given file, else the default file when it
+/// exists, else built-in defaults; then environment overrides.
+pub fn load_config(path: Option<&Path>) -> Result<Config, Failure> {
+    let default = PathBuf::from(DEFAULT_CONFIG);
+    let path = match path {
+        Some(p) => Some(p),
+        None if default.exists() => Some(default.as_path()),
+        None => None,
+    };
+    Config::load(path).map_err(Failure::usage)
+}
+
+/// Configuration, tokens and engine: everything a worker needs.
+pub async fn engine(path: Option<&Path>) -> Result<Arc<Engine>, Failure> {
+    let config = load_config(path)?;
+    let providers =
+        resolve_providers(&config, |name| std::env::var(name).ok()).map_err(Failure::usage)?;
+    Engine::start(config, providers)
+        .await
+        .map_err(Failure::other)
+}
+
+/// Only the database, for read-only commands that need no tokens.
+pub async fn store(path: Option<&Path>) -> Result<Store, Failure> {
+    let config = load_config(path)?;
+    Store::open(&config.database.url)
+        .await
+        .map_err(Failure::other)
+}

@@ -1,0 +1,91 @@
+//! `offboard status [BATCH] [--json]`.
+
+use std::path::Path;
+
+use anyhow::anyhow;
+use clap::Args;
+
+use super::{Failure, exit, setup};
+use crate::domain::OutcomeCounts;
+use crate::store::{BatchRow, Store, format_ms};
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// A batch id; without it, the newest batches.
+    pub batch: Option<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    /// How many batches to list.
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+}
+
+#[derive(serde::Serialize)]
+struct BatchStatus {
+    #[serde(flatten)]
+    batch: BatchRow,
+    state: String,
+    counts: OutcomeCounts,
+}
+
+async fn describe(store: &Store, batch: BatchRow) -> Result<BatchStatus, Failure> {
+    let counts = store.batch_counts(&batch).await.map_err(Failure::other)?;
+    let state = Store::batch_state(&batch, &counts).to_string();
+    Ok(BatchStatus {
+        batch,
+        state,
+        counts,
+    })
+}
+
+pub async fn status(config: Option<&Path>, args: StatusArgs) -> Result<u8, Failure> {
+    let store = setup::store(config).await?;
+    let batches = match &args.batch {
+        Some(id) => vec![
+            store
+                .batch(id)
+                .await
+                .map_err(Failure::other)?
+                .ok_or_else(|| Failure::usage(anyhow!("no batch {id}")))?,
+        ],
+        None => store
+            .list_batches(args.limit)
+            .await
+            .map_err(Failure::other)?,
+    };
+    let mut out = Vec::with_capacity(batches.len());
+    for b in batches {
+        out.push(describe(&store, b).await?);
+    }
+    if args.json {
+        let text = if args.batch.is_some() {
+            serde_json::to_string_pretty(&out[0])
+        } else {
+            serde_json::to_string_pretty(&out)
+        };
+        println!("{}", text.map_err(Failure::other)?);
+        return Ok(exit::OK);
+    }
+    println!(
+        "{:<26}  {:<24}  {:<23}  {:>8}  {:>8}  {:>8}  {:>8}  {:>8}  source",
+        "batch", "created", "state", "requests", "done", "attn", "failed", "rejected"
+    );
+    for s in &out {
+        let c = &s.counts;
+        println!(
+            "{:<26}  {:<24}  {:<23}  {:>8}  {:>8}  {:>8}  {:>8}  {:>8}  {}{}",
+            s.batch.id,
+            format_ms(s.batch.created_at),
+            s.state,
+            c.requests(),
+            c.finished(),
+            c.needs_attention,
+            c.failed + c.dead,
+            c.rejected,
+            s.batch.source_name.as_deref().unwrap_or(&s.batch.source),
+            if s.batch.dry_run { " (dry run)" } else { "" }
+        );
+    }
+    Ok(exit::OK)
+}

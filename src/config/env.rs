@@ -1,0 +1,58 @@
+//! `OFFBOARD__SECTION__KEY=value` overrides, applied to the parsed TOML
+//! before it is turned into typed configuration, so an override is
+//! validated exactly like the file.
+
+use super::ConfigError;
+
+const PREFIX: &str = "OFFBOARD__";
+
+pub fn apply_overrides(
+    table: &mut toml::Table,
+    vars: &[(String, String)],
+) -> Result<(), ConfigError> {
+    for (name, raw) in vars {
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+        if path.iter().any(|p| p.is_empty()) {
+            return Err(ConfigError::Override {
+                var: name.clone(),
+                message: "has an empty key segment".into(),
+            });
+        }
+        set_path(table, &path, parse_value(raw)).map_err(|message| ConfigError::Override {
+            var: name.clone(),
+            message,
+        })?;
+    }
+    Ok(())
+}
+
+/// A value is read as TOML when it parses as one (numbers, booleans,
+/// arrays), otherwise as a plain string, so `OFFBOARD__DATABASE__URL=sqlite://x`
+/// needs no quoting.
+fn parse_value(raw: &str) -> toml::Value {
+    let doc = format!("v = {raw}");
+    match doc.parse::<toml::Table>() {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_owned())),
+        Err(_) => toml::Value::String(raw.to_owned()),
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("names no key")?;
+    let mut current = table;
+    for key in parents {
+        let entry = current
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("`{key}` is not a table in the config file"))?;
+    }
+    current.insert(last.clone(), value);
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! Worker configuration: a TOML file, overridden by `OFFBOARD__SECTION__KEY`
+//! environment variables, validated once at start with errors that name the
+//! offending key. Secrets are never in the file: only the names of the
+//! environment variables that hold them.
+
+mod duration;
+mod env;
+mod model;
+mod secrets;
+
+use std::path::Path;
+
+pub use duration::parse_duration;
+pub use model::{
+    AuthScheme, Config, DatabaseConfig, IntakeConfig, ProviderConfig, ProviderKind, RetryConfig,
+    WorkerConfig,
+};
+pub use secrets::{ResolvedProvider, resolve_providers};
+
+/// Why the configuration cannot be used. Every variant names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: String, message: String },
+    #[error("invalid configuration: {message}")]
+    Shape { message: String },
+    #[error("invalid configuration: `{key}`: {message}")]
+    Invalid { key: String, message: String },
+    #[error("environment override {var}: {message}")]
+    Override { var: String, message: String },
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads `path` (when given), applies the process environment's
+    /// overrides and validates the result.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_with_env(path, &vars)
+    }
+
+    /// As [`Config::load`], with the environment passed in (for tests).
+    pub fn load_with_env(
+        path: Option<&Path>,
+        vars: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        let (text, label) = match path {
+            Some(p) => (
+                std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?,
+                p.display().to_string(),
+            ),
+            None => (String::new(), "<defaults>".to_owned()),
+        };
+        Self::from_toml_str(&text, &label, vars)
+    }
+
+    pub fn from_toml_str(
+        text: &str,
+        label: &str,
+        vars: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: label.to_owned(),
+                    message: e.to_string(),
+                })?;
+        env::apply_overrides(&mut table, vars)?;
+        let config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Shape {
+                    message: e.message().to_owned(),
+                })?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,90 @@
+use super::*;
+
+const EXAMPLE: &str = r#"
+[database]
+url = "sqlite://offboard.db"
+[worker]
+concurrency = 16
+[providers.acme]
+kind = "aitronos"
+base_url = "https://api.aitronos.com/v1"
+token_env = "ACME_AITRONOS_TOKEN"
+protected_users = ["usr_breakglass"]
+"#;
+
+fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn example_config_parses() {
+    let c = Config::from_toml_str(EXAMPLE, "t", &[]).unwrap();
+    assert_eq!(c.worker.concurrency, 16);
+    assert_eq!(c.providers["acme"].kind, ProviderKind::Aitronos);
+    assert_eq!(c.providers["acme"].protected_users, ["usr_breakglass"]);
+}
+
+#[test]
+fn shipped_example_file_parses() {
+    let text = include_str!("../../config/offboard.example.toml");
+    Config::from_toml_str(text, "example", &[]).unwrap();
+}
+
+#[test]
+fn env_overrides_win_and_are_typed() {
+    let c = Config::from_toml_str(
+        EXAMPLE,
+        "t",
+        &vars(&[
+            ("OFFBOARD__WORKER__CONCURRENCY", "4"),
+            (
+                "OFFBOARD__PROVIDERS__ACME__BASE_URL",
+                "http://127.0.0.1:9/aitronos/v1",
+            ),
+            ("UNRELATED", "x"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.worker.concurrency, 4);
+    assert_eq!(
+        c.providers["acme"].base_url,
+        "http://127.0.0.1:9/aitronos/v1"
+    );
+}
+
+#[test]
+fn errors_name_the_key() {
+    let err = Config::from_toml_str(
+        EXAMPLE,
+        "t",
+        &vars(&[("OFFBOARD__WORKER__CONCURRENCY", "0")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("worker.concurrency"), "{err}");
+
+    let bad_url = EXAMPLE.replace("https://api.aitronos.com/v1", "ftp://x");
+    let err = Config::from_toml_str(&bad_url, "t", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("providers.acme.base_url"), "{err}");
+
+    let typo = EXAMPLE.replace("concurrency", "concurency");
+    let err = Config::from_toml_str(&typo, "t", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("concurency"), "{err}");
+}
+
+#[test]
+fn missing_token_names_variable_not_value() {
+    let c = Config::from_toml_str(EXAMPLE, "t", &[]).unwrap();
+    let err = resolve_providers(&c, |_| None).unwrap_err().to_string();
+    assert!(err.contains("ACME_AITRONOS_TOKEN"), "{err}");
+    assert!(err.contains("providers.acme.token_env"), "{err}");
+    let ok = resolve_providers(&c, |_| Some("s3cret".into())).unwrap();
+    assert!(!format!("{ok:?}").contains("s3cret"));
+}

@@ -1,0 +1,223 @@
+//! Aitronos organization API (api-contracts.md, "Aitronos"): plan from
+//! effective permissions, one DELETE per role, removal with resource
+//! transfer, verification by reading the member.
+
+mod classify;
+mod intake;
+
+use async_trait::async_trait;
+use reqwest::Method;
+use serde::Deserialize;
+
+use super::http::{Call, Verdict};
+use super::{CallContext, Change, Connector, Plan, ProviderClient, StepError, StripResult};
+use crate::domain::ids::check_prefixed;
+use crate::domain::{ProviderName, RoleId, Target};
+
+pub use intake::parse_target;
+
+/// The Aitronos connector.
+#[derive(Debug)]
+pub struct Aitronos {
+    name: ProviderName,
+    client: ProviderClient,
+}
+
+impl Aitronos {
+    pub fn new(client: ProviderClient) -> Self {
+        Self {
+            name: ProviderName::new_unchecked(client.provider()),
+            client,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct EffectivePermissions {
+    #[serde(default)]
+    role_ids: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Member {
+    #[serde(default)]
+    account_state: Option<String>,
+    #[serde(default)]
+    deleted_at: Option<serde_json::Value>,
+}
+
+#[async_trait]
+impl Connector for Aitronos {
+    fn name(&self) -> &ProviderName {
+        &self.name
+    }
+
+    async fn plan(&self, cx: &CallContext, t: &Target) -> Result<Plan, StepError> {
+        let call = Call::new(
+            Method::GET,
+            &[
+                "organizations",
+                t.organization_id.as_str(),
+                "users",
+                t.user_id.as_str(),
+                "effective-permissions",
+            ],
+        );
+        let (answer, verdict) = self.client.send(cx, &call, classify::read_member).await?;
+        if matches!(verdict, Verdict::AlreadyDone) {
+            return Ok(Plan {
+                is_member: false,
+                role_ids: Vec::new(),
+            });
+        }
+        let body: EffectivePermissions = parse_body(&answer.body)?;
+        let mut role_ids = Vec::with_capacity(body.role_ids.len());
+        for role in body.role_ids {
+            // Provider answers are untrusted too: a role id goes into a path.
+            check_prefixed(&role, "role_").map_err(|e| {
+                StepError::permanent(
+                    "invalid_provider_response",
+                    format!("the provider returned a role id that {e}"),
+                )
+            })?;
+            if !role_ids.iter().any(|r: &RoleId| r.as_str() == role) {
+                role_ids.push(RoleId::new_unchecked(role));
+            }
+        }
+        Ok(Plan {
+            is_member: true,
+            role_ids,
+        })
+    }
+
+    async fn strip_roles(&self, cx: &CallContext, t: &Target, roles: &[RoleId]) -> StripResult {
+        let mut result = StripResult::default();
+        for role in roles {
+            let call = Call::new(
+                Method::DELETE,
+                &[
+                    "organizations",
+                    t.organization_id.as_str(),
+                    "roles",
+                    role.as_str(),
+                    "members",
+                    t.user_id.as_str(),
+                ],
+            );
+            match self.client.send(cx, &call, classify::remove_role).await {
+                Ok((_, Verdict::Done)) => result.removed.push(role.clone()),
+                Ok(_) => {}
+                Err(mut e) => {
+                    if e.code == classify::LAST_OWNER {
+                        e.message = format!(
+                            "{} is the last owner of {} (role {}): make another member an owner, then submit this row again; the membership was not removed",
+                            t.user_id, t.organization_id, role
+                        );
+                    }
+                    result.error = Some(e);
+                    return result;
+                }
+            }
+        }
+        result
+    }
+
+    async fn remove_membership(&self, cx: &CallContext, t: &Target) -> Result<Change, StepError> {
+        let mut body = serde_json::json!({ "confirm": true });
+        if let Some(dept) = &t.transfer_to_department_id {
+            body["transfer_resources_to_department_id"] = dept.as_str().into();
+        }
+        let call = Call::new(
+            Method::DELETE,
+            &[
+                "organizations",
+                t.organization_id.as_str(),
+                "users",
+                t.user_id.as_str(),
+            ],
+        )
+        .json(body);
+        let (_, verdict) = self
+            .client
+            .send(cx, &call, classify::remove_member)
+            .await
+            .map_err(|mut e| {
+                if e.code == classify::LAST_OWNER {
+                    e.message = format!(
+                        "{} is the last owner of {}: make another member an owner, then submit this row again",
+                        t.user_id, t.organization_id
+                    );
+                }
+                e
+            })?;
+        Ok(match verdict {
+            Verdict::Done => Change::Changed,
+            _ => Change::Unchanged,
+        })
+    }
+
+    async fn verify(&self, cx: &CallContext, t: &Target) -> Result<(), StepError> {
+        let call = Call::new(
+            Method::GET,
+            &[
+                "organizations",
+                t.organization_id.as_str(),
+                "users",
+                t.user_id.as_str(),
+            ],
+        );
+        let (answer, verdict) = self.client.send(cx, &call, classify::read_member).await?;
+        if matches!(verdict, Verdict::AlreadyDone) {
+            return Ok(()); // no such member: nothing left
+        }
+        let member: Member = parse_body(&answer.body)?;
+        let state = member
+            .account_state
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let deleted = member.deleted_at.is_some_and(|v| !v.is_null());
+        match state.as_str() {
+            _ if deleted => Ok(()),
+            "deleted" | "removed" | "inactive" | "deactivated" | "disabled" => Ok(()),
+            "active" | "invited" | "pending" | "suspended" => Err(StepError::needs_attention(
+                "membership_still_present",
+                format!(
+                    "{} is still a member of {} (account_state {state}) after removal",
+                    t.user_id, t.organization_id
+                ),
+            )),
+            other => Err(StepError::needs_attention(
+                "unexpected_account_state",
+                format!(
+                    "cannot tell whether {} left {}: account_state is {:?}",
+                    t.user_id,
+                    t.organization_id,
+                    crate::intake::row::truncate(other)
+                ),
+            )),
+        }
+    }
+
+    async fn probe(&self) -> Result<String, StepError> {
+        // No documented health route: any answer to an authenticated request
+        // for an unknown path proves reachability, and 401/403 bad credentials.
+        let cx = CallContext::default();
+        let call = Call::new(Method::GET, &["organizations"]);
+        match self.client.send(&cx, &call, classify::probe).await {
+            Ok((a, _)) => Ok(format!(
+                "reachable, credentials accepted (HTTP {})",
+                a.status
+            )),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, StepError> {
+    serde_json::from_slice(body).map_err(|e| {
+        StepError::permanent(
+            "invalid_provider_response",
+            format!("the provider's answer is not the documented JSON: {e}"),
+        )
+    })
+}

@@ -1,0 +1,54 @@
+//! The classified error of a provider step.
+
+use std::time::Duration;
+
+/// What kind of failure a step met (api-contracts.md outcome classes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Retry later; `retry_after` is the provider's hint or our backoff.
+    Transient { retry_after: Option<Duration> },
+    /// Stop this user's pipeline: a person must act.
+    NeedsAttention,
+    /// Never retry: credentials, ids, or a malformed request.
+    Permanent,
+}
+
+/// A classified step failure with a stable code and a human message. The
+/// message never contains a token or a header.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct StepError {
+    pub class: ErrorClass,
+    pub code: String,
+    pub message: String,
+}
+
+impl StepError {
+    pub fn transient(
+        code: impl Into<String>,
+        message: impl Into<String>,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        Self {
+            class: ErrorClass::Transient { retry_after },
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn needs_attention(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            class: ErrorClass::NeedsAttention,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn permanent(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            class: ErrorClass::Permanent,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! The one HTTP client every connector uses: auth header, timeouts, short
+//! in-place retries of transient answers, and one audit event per attempt.
+//! A connector hands it a call and a function that classifies the answer.
+
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::{Method, Url};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{CallContext, StepError, retry};
+use crate::config::{AuthScheme, ResolvedProvider, RetryConfig};
+use crate::store::{AuditEvent, now_ms};
+
+/// Transient answers retried in place per call before the step gives the
+/// wait back to the queue (which reschedules the request).
+const INLINE_ATTEMPTS: u32 = 3;
+
+/// One outbound call: method, path segments below the base URL (each
+/// percent-encoded on its own), query and JSON body.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: Method,
+    pub segments: Vec<String>,
+    pub query: Vec<(&'static str, String)>,
+    pub body: Option<serde_json::Value>,
+}
+
+impl Call {
+    pub fn new(method: Method, segments: &[&str]) -> Self {
+        Self {
+            method,
+            segments: segments.iter().map(|s| (*s).to_owned()).collect(),
+            query: Vec::new(),
+            body: None,
+        }
+    }
+
+    pub fn json(mut self, body: serde_json::Value) -> Self {
+        self.body = Some(body);
+        self
+    }
+
+    pub fn query(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.query.push((key, value.into()));
+        self
+    }
+}
+
+/// A provider's answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// A connector's reading of an answer.
+#[derive(Debug)]
+pub enum Verdict {
+    /// 2xx: the call did what it was meant to.
+    Done,
+    /// The thing to remove was already gone.
+    AlreadyDone,
+    /// Try again; `hint` is a delay the provider put in the body.
+    Transient { hint: Option<Duration> },
+    /// Stop: a person must act.
+    NeedsAttention,
+    /// Stop: this can never succeed.
+    Permanent,
+}
+
+/// The verdict plus the provider's error code and message, for the audit
+/// log and the report.
+#[derive(Debug)]
+pub struct Classified {
+    pub verdict: Verdict,
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+/// Shared HTTP client for one provider connection.
+#[derive(Clone)]
+pub struct ProviderClient {
+    provider: String,
+    http: reqwest::Client,
+    base: Url,
+    auth: AuthScheme,
+    token: SecretString,
+    retry: RetryConfig,
+}
+
+impl std::fmt::Debug for ProviderClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderClient")
+            .field("provider", &self.provider)
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProviderClient {
+    pub fn new(provider: &ResolvedProvider, user_agent: &str) -> Result<Self, String> {
+        let cfg = &provider.config;
+        let http = reqwest::Client::builder()
+            .user_agent(user_agent)
+            .connect_timeout(Duration::from_millis(cfg.connect_timeout_ms))
+            .timeout(Duration::from_millis(cfg.timeout_ms))
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+        let mut base = Url::parse(&cfg.base_url).map_err(|e| e.to_string())?;
+        // A trailing slash would become an empty segment before ours.
+        if let Ok(mut segs) = base.path_segments_mut() {
+            segs.pop_if_empty();
+        }
+        Ok(Self {
+            provider: provider.name.clone(),
+            http,
+            base,
+            auth: cfg.auth_scheme(),
+            token: provider.token.clone(),
+            retry: RetryConfig::default(),
+        })
+    }
+
+    pub fn with_retry(mut self, retry: RetryConfig) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    pub fn retry_config(&self) -> &RetryConfig {
+        &self.retry
+    }
+
+    fn url(&self, call: &Call) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut segs) = url.path_segments_mut() {
+            segs.extend(call.segments.iter());
+        }
+        if !call.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(call.query.iter());
+        }
+        url
+    }
+
+    /// Sends `call`, retrying transient answers in place while the wait is
+    /// short, and returns the answer once `classify` calls it final.
+    pub async fn send<F>(
+        &self,
+        cx: &CallContext,
+        call: &Call,
+        classify: F,
+    ) -> Result<(Answer, Verdict), StepError>
+    where
+        F: Fn(&Answer) -> Classified,
+    {
+        let url = self.url(call);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let started = Instant::now();
+            let at = now_ms();
+            let outcome = self.attempt(call, &url).await;
+            let latency_ms = started.elapsed().as_millis() as u64;
+            let (classified, answer) = match outcome {
+                Ok(answer) => (classify(&answer), Some(answer)),
+                Err(e) => (network_failure(&e), None),
+            };
+            cx.record(AuditEvent {
+                request_id: cx.request_id.clone(),
+                provider: self.provider.clone(),
+                method: call.method.to_string(),
+                path: url.path().to_owned(),
+                status: answer.as_ref().map(|a| a.status),
+                error_code: classified.code.clone(),
+                attempt,
+                latency_ms,
+                at,
+            });
+            let code = classified.code.clone().unwrap_or_else(|| match &answer {
+                Some(a) => format!("http_{}", a.status),
+                None => "network_error".into(),
+            });
+            let message = classified.message.clone().unwrap_or_default();
+            match classified.verdict {
+                Verdict::Done | Verdict::AlreadyDone => {
+                    let answer = answer.expect("a verdict of success has an answer");
+                    return Ok((answer, classified.verdict));
+                }
+                Verdict::NeedsAttention => return Err(StepError::needs_attention(code, message)),
+                Verdict::Permanent => return Err(StepError::permanent(code, message)),
+                Verdict::Transient { hint } => {
+                    let empty = HeaderMap::new();
+                    let headers = answer.as_ref().map_or(&empty, |a| &a.headers);
+                    let wait =
+                        retry::delay(&self.retry, headers, hint, attempt, chrono::Utc::now());
+                    let inline_max = Duration::from_millis(self.retry.inline_wait_max_ms);
+                    if attempt >= INLINE_ATTEMPTS.min(self.retry.max_attempts) || wait > inline_max
+                    {
+                        return Err(StepError::transient(code, message, Some(wait)));
+                    }
+                    tracing::info!(
+                        provider = %self.provider,
+                        request = cx.request_id.as_deref().unwrap_or("-"),
+                        path = url.path(),
+                        attempt,
+                        delay_ms = wait.as_millis() as u64,
+                        reason = %code,
+                        "retrying provider call"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self, call: &Call, url: &Url) -> Result<Answer, reqwest::Error> {
+        let mut request = self.http.request(call.method.clone(), url.clone());
+        request = match self.auth {
+            AuthScheme::ApiKey => request.header("x-api-key", self.secret_header()),
+            AuthScheme::Bearer => request.header(
+                reqwest::header::AUTHORIZATION,
+                bearer(self.token.expose_secret()),
+            ),
+        };
+        if let Some(body) = &call.body {
+            request = request.json(body);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.bytes().await?.to_vec();
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    fn secret_header(&self) -> HeaderValue {
+        let mut v = HeaderValue::from_str(self.token.expose_secret())
+            .unwrap_or_else(|_| HeaderValue::from_static("invalid-token"));
+        v.set_sensitive(true);
+        v
+    }
+}
+
+fn bearer(token: &str) -> HeaderValue {
+    let mut v = HeaderValue::from_str(&format!("Bearer {token}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid-token"));
+    v.set_sensitive(true);
+    v
+}
+
+/// No answer at all: timeouts, refused and reset connections are transient
+/// (every step is a guarded read or an idempotent removal). The message
+/// names the kind of failure, never the URL's secrets (there are none in it).
+fn network_failure(e: &reqwest::Error) -> Classified {
+    let (code, message) = if e.is_timeout() {
+        ("network_timeout", "the provider did not answer in time")
+    } else if e.is_connect() {
+        ("network_connect", "cannot connect to the provider")
+    } else {
+        ("network_error", "the connection to the provider failed")
+    };
+    Classified {
+        verdict: Verdict::Transient { hint: None },
+        code: Some(code.into()),
+        message: Some(message.into()),
+    }
+}

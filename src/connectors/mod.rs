@@ -1,0 +1,125 @@
+//! Provider connectors. Each provider is one folder implementing
+//! [`Connector`]; a connector only builds calls and classifies answers. The
+//! shared [`http::ProviderClient`] does auth, timeouts, retries and audit.
+
+pub mod aitronos;
+pub mod error;
+pub mod http;
+pub mod retry;
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use crate::config::{ProviderKind, ResolvedProvider, RetryConfig};
+use crate::domain::{ProviderName, Rejection, RoleId, Target};
+use crate::intake::RowFields;
+use crate::store::AuditEvent;
+
+pub use error::{ErrorClass, StepError};
+pub use http::ProviderClient;
+
+/// What the plan step found: the user's current access.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Plan {
+    /// Whether the user is still a member of the organization.
+    pub is_member: bool,
+    /// Role assignments the user holds now.
+    pub role_ids: Vec<RoleId>,
+}
+
+/// What stripping roles did before it finished or stopped.
+#[derive(Debug, Default)]
+pub struct StripResult {
+    /// Roles this call removed (not those that were already gone).
+    pub removed: Vec<RoleId>,
+    /// Set when the step stopped early.
+    pub error: Option<StepError>,
+}
+
+/// Whether a write changed anything at the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    Changed,
+    Unchanged,
+}
+
+/// Per-request context for provider calls: who is calling, and where the
+/// audit events of those calls are collected until the step is saved.
+#[derive(Debug, Default)]
+pub struct CallContext {
+    pub request_id: Option<String>,
+    audit: Mutex<Vec<AuditEvent>>,
+}
+
+impl CallContext {
+    pub fn for_request(request_id: &str) -> Self {
+        Self {
+            request_id: Some(request_id.to_owned()),
+            audit: Mutex::default(),
+        }
+    }
+
+    pub(crate) fn record(&self, event: AuditEvent) {
+        self.audit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(event);
+    }
+
+    /// Takes the events recorded since the last call.
+    pub fn drain_audit(&self) -> Vec<AuditEvent> {
+        std::mem::take(&mut *self.audit.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// One provider connection's offboarding operations.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    fn name(&self) -> &ProviderName;
+
+    /// Reads the user's membership and role assignments.
+    async fn plan(&self, cx: &CallContext, target: &Target) -> Result<Plan, StepError>;
+
+    /// Removes the given role assignments.
+    async fn strip_roles(&self, cx: &CallContext, target: &Target, roles: &[RoleId])
+    -> StripResult;
+
+    /// Removes (soft-deletes) the membership, transferring resources where
+    /// the provider does that as part of removal.
+    async fn remove_membership(
+        &self,
+        cx: &CallContext,
+        target: &Target,
+    ) -> Result<Change, StepError>;
+
+    /// Reads back: the user holds no membership any more.
+    async fn verify(&self, cx: &CallContext, target: &Target) -> Result<(), StepError>;
+
+    /// Checks that the provider answers and accepts our credentials.
+    async fn probe(&self) -> Result<String, StepError>;
+}
+
+/// Validates a CSV row's ids for a provider kind (intake).
+pub fn parse_target(
+    kind: ProviderKind,
+    provider: ProviderName,
+    fields: &RowFields<'_>,
+) -> Result<Target, Rejection> {
+    match kind {
+        ProviderKind::Aitronos => aitronos::parse_target(provider, fields),
+    }
+}
+
+/// Builds the connector for a configured connection.
+pub fn build(
+    provider: &ResolvedProvider,
+    user_agent: &str,
+    retry: &RetryConfig,
+) -> Result<Arc<dyn Connector>, String> {
+    let client = ProviderClient::new(provider, user_agent)?.with_retry(retry.clone());
+    Ok(match provider.config.kind {
+        ProviderKind::Aitronos => Arc::new(aitronos::Aitronos::new(client)),
+    })
+}

@@ -1,0 +1,12 @@
+//! The offboarding domain: identifiers, outcomes, steps and the shape of a
+//! request. Nothing here knows about HTTP, SQL or files.
+
+pub mod ids;
+pub mod outcome;
+pub mod request;
+pub mod step;
+
+pub use ids::{DepartmentId, IdError, OrgId, ProviderName, RoleId, UserId};
+pub use outcome::{BatchState, Outcome, OutcomeCounts};
+pub use request::{IdempotencyKey, Rejection, Target};
+pub use step::Step;

@@ -1,0 +1,50 @@
+//! The checkpointed steps of the offboarding pipeline, in order.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// One checkpointed part of the pipeline. A resumed request starts at the
+/// first step without a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Step {
+    Plan,
+    StripRoles,
+    RemoveMembership,
+    Verify,
+}
+
+impl Step {
+    /// Every step in pipeline order. Resource transfer happens inside
+    /// `RemoveMembership` for Aitronos, which does both in one call.
+    pub const ORDER: [Step; 4] = [
+        Step::Plan,
+        Step::StripRoles,
+        Step::RemoveMembership,
+        Step::Verify,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Plan => "plan",
+            Step::StripRoles => "strip_roles",
+            Step::RemoveMembership => "remove_membership",
+            Step::Verify => "verify",
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Step {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Step::ORDER
+            .into_iter()
+            .find(|step| step.as_str() == s)
+            .ok_or_else(|| format!("unknown step {s:?}"))
+    }
+}

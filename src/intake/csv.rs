@@ -1,0 +1,287 @@
+//! Streaming CSV reader: header detection, then records in chunks, each
+//! record either accepted or rejected with its line number. A file is never
+//! held in memory whole; duplicate detection keeps one small hash per row.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Cursor, Read};
+
+use sha2::{Digest, Sha256};
+
+use super::header::{Column, ColumnMap, detect_delimiter};
+use super::row::{ProviderCatalog, RowFields, truncate};
+use crate::domain::Rejection;
+use crate::store::{IntakeChunk, RejectedRow};
+
+/// The input as a whole cannot be used (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("cannot read the CSV input: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the CSV input is empty: a header row is required")]
+    Empty,
+    #[error("the CSV header is not valid UTF-8")]
+    HeaderEncoding,
+    #[error("bad CSV header: {0}")]
+    Header(String),
+    #[error("CSV parse error at line {line}: {message}")]
+    Parse { line: u64, message: String },
+}
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// The header line read ahead for sniffing, put back before the rest.
+type Source<R> = LineIndex<std::io::Chain<Cursor<Vec<u8>>, BufReader<R>>>;
+
+/// Reads a CSV stream chunk by chunk.
+pub struct CsvIntake<'c, R: Read> {
+    reader: csv::Reader<Source<R>>,
+    columns: ColumnMap,
+    catalog: &'c ProviderCatalog,
+    record: csv::ByteRecord,
+    /// (provider, org, user) hash → (first line, department hash).
+    seen: HashMap<u128, (u64, u64)>,
+    done: bool,
+}
+
+impl<'c, R: Read> CsvIntake<'c, R> {
+    /// Reads and checks the header row.
+    pub fn new(input: R, catalog: &'c ProviderCatalog) -> Result<Self, IntakeError> {
+        let mut buffered = BufReader::with_capacity(64 * 1024, input);
+        let mut first = Vec::new();
+        buffered.read_until(b'\n', &mut first)?;
+        if first.starts_with(UTF8_BOM) {
+            first.drain(..UTF8_BOM.len());
+        }
+        if first.iter().all(|b| b.is_ascii_whitespace()) {
+            return Err(IntakeError::Empty);
+        }
+        let delimiter = detect_delimiter(&first);
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .flexible(true)
+            .has_headers(true)
+            .from_reader(LineIndex::new(Cursor::new(first).chain(buffered)));
+        let headers = reader
+            .byte_headers()
+            .map_err(|e| IntakeError::Header(e.to_string()))?
+            .clone();
+        let cells: Vec<&str> = headers
+            .iter()
+            .map(std::str::from_utf8)
+            .collect::<Result<_, _>>()
+            .map_err(|_| IntakeError::HeaderEncoding)?;
+        let columns = ColumnMap::from_headers(cells.into_iter()).map_err(IntakeError::Header)?;
+        Ok(Self {
+            reader,
+            columns,
+            catalog,
+            record: csv::ByteRecord::new(),
+            seen: HashMap::new(),
+            done: false,
+        })
+    }
+
+    /// Reads up to `max_rows` records; `None` at the end of the input.
+    pub fn next_chunk(&mut self, max_rows: usize) -> Result<Option<IntakeChunk>, IntakeError> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut chunk = IntakeChunk::default();
+        let mut rows = 0;
+        while rows < max_rows {
+            let more = self
+                .reader
+                .read_byte_record(&mut self.record)
+                .map_err(|e| {
+                    let line = e.position().map_or(0, |p| p.line());
+                    IntakeError::Parse {
+                        line,
+                        message: e.to_string(),
+                    }
+                })?;
+            if !more {
+                self.done = true;
+                break;
+            }
+            // The csv crate's own line counter skips blank lines and CRLF
+            // ends; reports need the physical line.
+            let byte = self.record.position().map_or(0, |p| p.byte());
+            let line = self.reader.get_mut().line_at(byte);
+            if self
+                .record
+                .iter()
+                .all(|c| c.iter().all(u8::is_ascii_whitespace))
+            {
+                continue; // blank rows are layout, not requests
+            }
+            rows += 1;
+            match self.check_record(line) {
+                Ok(row) => chunk.accepted.push(row),
+                Err((rejection, fields)) => chunk.rejected.push(RejectedRow {
+                    line,
+                    code: rejection.code.to_owned(),
+                    message: rejection.message,
+                    provider: fields.0,
+                    organization_id: fields.1,
+                    user_id: fields.2,
+                }),
+            }
+        }
+        if rows == 0 && self.done {
+            return Ok(None);
+        }
+        Ok(Some(chunk))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn check_record(
+        &mut self,
+        line: u64,
+    ) -> Result<
+        crate::store::AcceptedRow,
+        (Rejection, (Option<String>, Option<String>, Option<String>)),
+    > {
+        let record = &self.record;
+        let cell = |col: Column| -> Result<Option<&str>, Rejection> {
+            let Some(i) = self.columns.get(col) else {
+                return Ok(None);
+            };
+            let Some(raw) = record.get(i) else {
+                return Ok(None);
+            };
+            let text = std::str::from_utf8(raw).map_err(|_| {
+                Rejection::new(
+                    "invalid_encoding",
+                    format!("column {} is not valid UTF-8", col.name()),
+                )
+            })?;
+            let text = text.trim();
+            Ok((!text.is_empty()).then_some(text))
+        };
+        let fields = (|| -> Result<RowFields<'_>, Rejection> {
+            Ok(RowFields {
+                user_id: cell(Column::UserId)?,
+                email: cell(Column::Email)?,
+                organization_id: cell(Column::OrganizationId)?,
+                provider: cell(Column::Provider)?,
+                transfer_to_department_id: cell(Column::TransferToDepartmentId)?,
+                reason: cell(Column::Reason)?,
+                effective_at: cell(Column::EffectiveAt)?,
+            })
+        })();
+        let fields = match fields {
+            Ok(f) => f,
+            Err(r) => return Err((r, (None, None, None))),
+        };
+        let echo = |s: Option<&str>| s.map(truncate);
+        let context = (
+            echo(fields.provider),
+            echo(fields.organization_id),
+            echo(fields.user_id.or(fields.email)),
+        );
+        let accepted = match self.catalog.accept(line, &fields) {
+            Ok(a) => a,
+            Err(r) => return Err((r, context)),
+        };
+        let t = &accepted.target;
+        let who = hash128(&[
+            t.provider.as_str(),
+            t.organization_id.as_str(),
+            t.user_id.as_str(),
+        ]);
+        let dept = t
+            .transfer_to_department_id
+            .as_ref()
+            .map_or(0, |d| hash128(&[d.as_str()]) as u64);
+        match self.seen.get(&who) {
+            Some(&(first, first_dept)) if first_dept == dept => Err((
+                Rejection::new("duplicate_row", format!("duplicate of line {first}")),
+                context,
+            )),
+            Some(&(first, _)) => Err((
+                Rejection::new(
+                    "conflicting_row",
+                    format!(
+                        "line {first} already offboards this user with a different transfer department"
+                    ),
+                ),
+                context,
+            )),
+            None => {
+                self.seen.insert(who, (line, dept));
+                Ok(accepted)
+            }
+        }
+    }
+}
+
+/// Remembers where line breaks are in the bytes read ahead by the CSV
+/// parser, so a record's byte offset maps to its physical line. The parser
+/// reports a record as starting at the line break(s) before it (CRLF, blank
+/// lines), so those are skipped. Only breaks past the last asked-for offset
+/// are kept: memory stays bounded by the read-ahead.
+struct LineIndex<R> {
+    inner: R,
+    read: u64,
+    /// Offsets of `\r` and `\n` bytes, with whether each is a `\n`.
+    breaks: std::collections::VecDeque<(u64, bool)>,
+    passed: u64,
+}
+
+impl<R> LineIndex<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            read: 0,
+            breaks: std::collections::VecDeque::new(),
+            passed: 0,
+        }
+    }
+
+    /// 1-based line of the first byte at or after `offset` that is not a
+    /// line break; offsets must not decrease.
+    fn line_at(&mut self, offset: u64) -> u64 {
+        let mut pos = offset;
+        while let Some(&(at, newline)) = self.breaks.front() {
+            if at > pos {
+                break;
+            }
+            if at == pos {
+                pos += 1;
+            }
+            self.breaks.pop_front();
+            if newline {
+                self.passed += 1;
+            }
+        }
+        self.passed + 1
+    }
+}
+
+impl<R: Read> Read for LineIndex<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for (i, b) in buf[..n].iter().enumerate() {
+            if *b == b'\n' || *b == b'\r' {
+                self.breaks.push_back((self.read + i as u64, *b == b'\n'));
+            }
+        }
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+fn hash128(parts: &[&str]) -> u128 {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0u8]);
+    }
+    let digest = h.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    u128::from_le_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,97 @@
+//! One CSV intake from start to finish: a batch, its rows stored chunk by
+//! chunk, and a queue job for every request it created.
+
+use std::io::Read;
+
+use super::{CsvIntake, IntakeError, ProviderCatalog};
+use crate::queue::{Queue, QueueError};
+use crate::store::{NewBatch, RejectedRow, Store, StoreError, now_ms};
+
+/// Rows per transaction: large enough to amortise the commit, small enough
+/// to keep memory flat for any file size.
+const CHUNK_ROWS: usize = 2_000;
+/// Rejections kept for printing; all of them are stored.
+const MAX_REJECTIONS_KEPT: usize = 1_000;
+
+/// How an intake should treat its rows.
+#[derive(Debug, Clone)]
+pub struct IntakeOptions {
+    pub source: String,
+    pub source_name: Option<String>,
+    pub dry_run: bool,
+    /// Successful requests younger than this answer for a resubmission;
+    /// `None` (`--force`) plans every row afresh.
+    pub dedupe_window: Option<std::time::Duration>,
+}
+
+/// What an intake did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IntakeSummary {
+    pub batch_id: String,
+    pub accepted_rows: u64,
+    pub rejected_count: u64,
+    /// The first rejections, in line order.
+    pub rejected_rows: Vec<RejectedRow>,
+    /// Requests created (the rest linked to earlier ones).
+    pub new_requests: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error(transparent)]
+    Input(#[from] IntakeError),
+    #[error("the CSV has no valid row ({rejected} rejected)")]
+    NoValidRow { rejected: u64, batch_id: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// Reads `input`, stores the batch and enqueues its new requests.
+pub async fn submit_csv<R: Read>(
+    store: &Store,
+    queue: &Queue,
+    catalog: &ProviderCatalog,
+    input: R,
+    options: &IntakeOptions,
+) -> Result<IntakeSummary, SubmitError> {
+    let mut csv = CsvIntake::new(input, catalog)?;
+    let batch_id = store
+        .create_batch(&NewBatch {
+            source: options.source.clone(),
+            source_name: options.source_name.clone(),
+            dry_run: options.dry_run,
+        })
+        .await?;
+    let dedupe_since = options
+        .dedupe_window
+        .map(|w| now_ms() - w.as_millis() as i64);
+    let mut summary = IntakeSummary {
+        batch_id: batch_id.clone(),
+        accepted_rows: 0,
+        rejected_count: 0,
+        rejected_rows: Vec::new(),
+        new_requests: 0,
+    };
+    while let Some(chunk) = csv.next_chunk(CHUNK_ROWS)? {
+        let jobs = store
+            .write_intake_chunk(&batch_id, options.dry_run, dedupe_since, &chunk)
+            .await?;
+        queue.enqueue(store, &jobs).await?;
+        summary.accepted_rows += chunk.accepted.len() as u64;
+        summary.rejected_count += chunk.rejected.len() as u64;
+        summary.new_requests += jobs.len() as u64;
+        let room = MAX_REJECTIONS_KEPT.saturating_sub(summary.rejected_rows.len());
+        summary
+            .rejected_rows
+            .extend(chunk.rejected.into_iter().take(room));
+    }
+    if summary.accepted_rows == 0 {
+        return Err(SubmitError::NoValidRow {
+            rejected: summary.rejected_count,
+            batch_id,
+        });
+    }
+    Ok(summary)
+}

@@ -1,0 +1,28 @@
+//! `offboard` — durable, idempotent, audited offboarding of leavers from
+//! identity and SaaS providers.
+//!
+//! # Layout
+//! - [`domain`]: ids, outcomes, steps, requests — no I/O.
+//! - [`config`]: TOML + `OFFBOARD__SECTION__KEY` overrides, validated once.
+//! - [`intake`]: streaming CSV intake with per-row rejections.
+//! - [`store`]: our tables (batches, requests, checkpoints, audit events).
+//! - [`queue`]: the apalis queue and the worker that drains it.
+//! - [`pipeline`]: the checkpointed per-request step loop.
+//! - [`connectors`]: the `Connector` trait, the shared HTTP client, one
+//!   module per provider.
+//! - [`report`]: CSV (formula-safe) and JSON reports.
+//! - [`sim`]: the provider simulator used by tests, the demo and benchmarks.
+//! - [`cli`]: the `offboard` commands.
+
+pub mod cli;
+pub mod config;
+pub mod connectors;
+pub mod domain;
+pub mod engine;
+pub mod intake;
+pub mod pipeline;
+pub mod queue;
+pub mod report;
+pub mod sim;
+pub mod store;
+pub mod telemetry;

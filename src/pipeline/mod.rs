@@ -1,0 +1,134 @@
+//! The per-request pipeline: claim the request, run the steps that have no
+//! checkpoint yet, and give the request its outcome. Provider failures never
+//! fail the queue job: they become outcomes or a rescheduled attempt.
+
+mod lease;
+mod steps;
+
+use std::time::Duration;
+
+use tracing::Instrument;
+
+use crate::connectors::{ErrorClass, StepError};
+use crate::domain::Outcome;
+use crate::engine::Engine;
+use crate::queue::QueueError;
+use crate::store::{ClaimResult, Finish, RequestRow, StoreError, now_ms};
+
+/// An infrastructure failure; the queue re-runs the job.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// Runs one queue job for `request_id`.
+pub async fn run_job(engine: &Engine, request_id: &str) -> Result<(), PipelineError> {
+    let owner = format!("{}:{}", engine.worker_name(), ulid::Ulid::new());
+    let lease = engine.config().worker.lease();
+    let request = match engine.store().claim(request_id, &owner, lease).await? {
+        ClaimResult::Claimed(r) => *r,
+        ClaimResult::Final | ClaimResult::Missing => return Ok(()),
+        ClaimResult::HeldBy { until } => {
+            // Another worker runs it (or died holding it): look again once
+            // its claim would have expired, so a dead holder never strands it.
+            let wait = Duration::from_millis((until - now_ms()).max(0) as u64 + 500);
+            engine.queue().schedule(request_id, wait).await?;
+            return Ok(());
+        }
+    };
+    let span = tracing::info_span!("request", request = %request.id, batch = %request.batch_id);
+    run_claimed(engine, request, &owner, lease)
+        .instrument(span)
+        .await
+}
+
+async fn run_claimed(
+    engine: &Engine,
+    request: RequestRow,
+    owner: &str,
+    lease: Duration,
+) -> Result<(), PipelineError> {
+    if let Some(at) = request.effective_at.filter(|at| *at > now_ms()) {
+        engine.store().postpone(&request.id, None, &[]).await?;
+        engine
+            .queue()
+            .schedule(&request.id, Duration::from_millis((at - now_ms()) as u64))
+            .await?;
+        return Ok(());
+    }
+    let renewal = lease::keep_alive(engine.store().clone(), &request.id, owner, lease);
+    let result = steps::run(engine, &request).await;
+    renewal.abort();
+    match result {
+        Ok(()) => Ok(()),
+        Err(steps::Stopped::Infra(e)) => Err(e),
+        Err(steps::Stopped::Step {
+            error,
+            finish_roles,
+            events,
+        }) => settle_error(engine, &request, error, finish_roles, events).await,
+    }
+}
+
+/// Turns a step's error into an outcome, or a later attempt when the error
+/// is transient and the request's attempt budget allows.
+async fn settle_error(
+    engine: &Engine,
+    request: &RequestRow,
+    error: StepError,
+    roles_removed: Vec<String>,
+    events: Vec<crate::store::AuditEvent>,
+) -> Result<(), PipelineError> {
+    let store = engine.store();
+    let budget = engine.config().retry.max_attempts;
+    let outcome = match &error.class {
+        ErrorClass::Transient { retry_after } if request.attempts < budget => {
+            let wait = retry_after.unwrap_or_else(|| {
+                crate::connectors::retry::backoff(&engine.config().retry, request.attempts)
+            });
+            tracing::info!(
+                attempt = request.attempts,
+                delay_ms = wait.as_millis() as u64,
+                reason = %error.code,
+                "request will be retried"
+            );
+            store
+                .postpone(
+                    &request.id,
+                    Some((error.code.as_str(), error.message.as_str())),
+                    &events,
+                )
+                .await?;
+            engine.queue().schedule(&request.id, wait).await?;
+            return Ok(());
+        }
+        ErrorClass::Transient { .. } => Outcome::Dead,
+        ErrorClass::NeedsAttention => Outcome::NeedsAttention,
+        ErrorClass::Permanent => Outcome::Failed,
+    };
+    let message = if outcome == Outcome::Dead {
+        format!(
+            "gave up after {} attempts; last error: {}",
+            request.attempts, error.message
+        )
+    } else {
+        error.message.clone()
+    };
+    tracing::warn!(outcome = %outcome, error = %error.code, "request stopped");
+    store
+        .finish(
+            &request.id,
+            &Finish {
+                outcome,
+                roles_removed,
+                error_code: Some(error.code),
+                error_message: Some(message),
+            },
+            &events,
+        )
+        .await?;
+    Ok(())
+}

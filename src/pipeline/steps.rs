@@ -1,0 +1,232 @@
+//! The step loop: plan → strip_roles → remove_membership → verify, each
+//! skipped when its checkpoint exists, each checkpointed with the audit
+//! events of its calls.
+
+use serde::{Deserialize, Serialize};
+
+use super::PipelineError;
+use crate::connectors::{CallContext, Change, Plan, StepError};
+use crate::domain::{Outcome, Step};
+use crate::engine::Engine;
+use crate::store::{AuditEvent, Finish, RequestRow};
+
+/// Why the loop stopped before an outcome was stored.
+pub enum Stopped {
+    Infra(PipelineError),
+    Step {
+        error: StepError,
+        finish_roles: Vec<String>,
+        events: Vec<AuditEvent>,
+    },
+}
+
+impl From<crate::store::StoreError> for Stopped {
+    fn from(e: crate::store::StoreError) -> Self {
+        Stopped::Infra(e.into())
+    }
+}
+
+/// Checkpoint of `strip_roles`; `complete` is false when it stopped part
+/// way, so a resumed run removes only the rest and still reports all.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StripCheckpoint {
+    removed: Vec<String>,
+    complete: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct MembershipCheckpoint {
+    change: Change,
+}
+
+pub async fn run(engine: &Engine, request: &RequestRow) -> Result<(), Stopped> {
+    let store = engine.store();
+    let t = &request.target;
+    if engine.is_protected(t.provider.as_str(), t.user_id.as_str()) {
+        let message = format!(
+            "{} is in providers.{}.protected_users; no call was made",
+            t.user_id, t.provider
+        );
+        return finish(
+            engine,
+            request,
+            Outcome::Skipped,
+            Vec::new(),
+            Some(("protected_user", message)),
+            &CallContext::default(),
+        )
+        .await;
+    }
+    let Some(connector) = engine.connector(t.provider.as_str()) else {
+        let message = format!(
+            "provider connection {} is not configured in this process",
+            t.provider
+        );
+        return finish(
+            engine,
+            request,
+            Outcome::Failed,
+            Vec::new(),
+            Some(("unknown_provider", message)),
+            &CallContext::default(),
+        )
+        .await;
+    };
+    let cx = CallContext::for_request(&request.id);
+    let checkpoints = store.checkpoints(&request.id).await?;
+    let stop = |error: StepError, roles: Vec<String>| Stopped::Step {
+        error,
+        finish_roles: roles,
+        events: cx.drain_audit(),
+    };
+
+    let plan: Plan = match checkpoints.get(&Step::Plan) {
+        Some(v) => decode(v)?,
+        None => {
+            let plan = connector
+                .plan(&cx, t)
+                .await
+                .map_err(|e| stop(e, Vec::new()))?;
+            save(engine, request, Step::Plan, &plan, &cx).await?;
+            plan
+        }
+    };
+    let planned: Vec<String> = plan.role_ids.iter().map(|r| r.to_string()).collect();
+    if request.dry_run {
+        let message = if plan.is_member {
+            format!(
+                "dry run: would remove {} role(s) and the membership",
+                planned.len()
+            )
+        } else {
+            "dry run: not a member, nothing to remove".to_owned()
+        };
+        return finish(
+            engine,
+            request,
+            Outcome::Skipped,
+            planned,
+            Some(("dry_run", message)),
+            &cx,
+        )
+        .await;
+    }
+
+    let mut strip: StripCheckpoint = match checkpoints.get(&Step::StripRoles) {
+        Some(v) => decode(v)?,
+        None => StripCheckpoint::default(),
+    };
+    if !strip.complete {
+        let remaining: Vec<_> = plan
+            .role_ids
+            .iter()
+            .filter(|r| !strip.removed.iter().any(|d| d == r.as_str()))
+            .cloned()
+            .collect();
+        let result = connector.strip_roles(&cx, t, &remaining).await;
+        strip
+            .removed
+            .extend(result.removed.iter().map(|r| r.to_string()));
+        if let Some(error) = result.error {
+            store
+                .save_step(
+                    &request.id,
+                    Step::StripRoles,
+                    &serde_json::to_value(&strip).unwrap_or_default(),
+                    &[],
+                )
+                .await?;
+            return Err(stop(error, strip.removed));
+        }
+        strip.complete = true;
+        save(engine, request, Step::StripRoles, &strip, &cx).await?;
+    }
+
+    let membership: MembershipCheckpoint = match checkpoints.get(&Step::RemoveMembership) {
+        Some(v) => decode(v)?,
+        None => {
+            let change = if plan.is_member {
+                connector
+                    .remove_membership(&cx, t)
+                    .await
+                    .map_err(|e| stop(e, strip.removed.clone()))?
+            } else {
+                Change::Unchanged // the plan found no membership; verify confirms
+            };
+            let cp = MembershipCheckpoint { change };
+            save(engine, request, Step::RemoveMembership, &cp, &cx).await?;
+            cp
+        }
+    };
+
+    connector
+        .verify(&cx, t)
+        .await
+        .map_err(|e| stop(e, strip.removed.clone()))?;
+    let outcome = if strip.removed.is_empty() && membership.change == Change::Unchanged {
+        Outcome::AlreadyDone
+    } else {
+        Outcome::Succeeded
+    };
+    finish(engine, request, outcome, strip.removed, None, &cx).await
+}
+
+async fn save<T: Serialize>(
+    engine: &Engine,
+    request: &RequestRow,
+    step: Step,
+    data: &T,
+    cx: &CallContext,
+) -> Result<(), Stopped> {
+    let value = serde_json::to_value(data).unwrap_or_default();
+    engine
+        .store()
+        .save_step(&request.id, step, &value, &cx.drain_audit())
+        .await?;
+    tracing::debug!(step = %step, "step checkpointed");
+    if engine.crash_after() == Some(step) {
+        eprintln!(
+            "{}: aborting after step {step} (test hook)",
+            crate::engine::CRASH_AFTER_STEP_ENV
+        );
+        std::process::abort();
+    }
+    Ok(())
+}
+
+async fn finish(
+    engine: &Engine,
+    request: &RequestRow,
+    outcome: Outcome,
+    roles_removed: Vec<String>,
+    error: Option<(&str, String)>,
+    cx: &CallContext,
+) -> Result<(), Stopped> {
+    let (error_code, error_message) = match error {
+        Some((c, m)) => (Some(c.to_owned()), Some(m)),
+        None => (None, None),
+    };
+    tracing::info!(outcome = %outcome, "request finished");
+    engine
+        .store()
+        .finish(
+            &request.id,
+            &Finish {
+                outcome,
+                roles_removed,
+                error_code,
+                error_message,
+            },
+            &cx.drain_audit(),
+        )
+        .await?;
+    Ok(())
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(value: &serde_json::Value) -> Result<T, Stopped> {
+    serde_json::from_value(value.clone()).map_err(|e| {
+        Stopped::Infra(PipelineError::Store(crate::store::StoreError::Corrupt(
+            format!("checkpoint does not decode: {e}"),
+        )))
+    })
+}

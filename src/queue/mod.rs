@@ -1,0 +1,139 @@
+//! The durable queue (apalis on SQLite): one job per offboarding request,
+//! carrying only the request id. Our tables, not apalis's, say what a
+//! request has done; the queue only decides when it runs and where.
+
+mod worker;
+
+use std::time::Duration;
+
+use apalis::prelude::{TaskBuilder, TaskSink};
+use apalis_sqlite::SqliteStorage;
+
+use crate::config::WorkerConfig;
+use crate::store::{NewJob, Store, StoreError, now_ms};
+
+pub use worker::{WorkerHandle, spawn_worker};
+
+/// The queue name, fixed so that renaming a Rust type never strands jobs.
+pub const QUEUE_NAME: &str = "offboard.requests";
+/// Storage-level re-runs of a job whose handler failed on infrastructure
+/// (database) errors. Provider errors never fail a job: the pipeline records
+/// them and reschedules through our own attempt budget.
+const JOB_MAX_ATTEMPTS: usize = 3;
+
+/// The payload of a queue job.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RequestJob {
+    pub request_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("cannot enqueue jobs: {0}")]
+    Push(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Handle for pushing jobs; cheap to clone.
+#[derive(Clone)]
+pub struct Queue {
+    storage: SqliteStorage<RequestJob>,
+    settings: WorkerConfig,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").field("name", &QUEUE_NAME).finish()
+    }
+}
+
+impl Queue {
+    pub fn new(store: &Store, settings: &WorkerConfig) -> Queue {
+        let storage = SqliteStorage::new(store.pool()).with_config(storage_config(settings));
+        Queue {
+            storage,
+            settings: settings.clone(),
+        }
+    }
+
+    pub(crate) fn storage(&self) -> SqliteStorage<RequestJob> {
+        self.storage.clone()
+    }
+
+    pub(crate) fn settings(&self) -> &WorkerConfig {
+        &self.settings
+    }
+
+    /// Pushes one job per new request in one transaction, then marks them
+    /// enqueued. A crash in between leaves requests that
+    /// [`Queue::enqueue_missing`] finds at the next start; the duplicate jobs
+    /// that may cause are harmless, since a job must claim its request.
+    pub async fn enqueue(&self, store: &Store, jobs: &[NewJob]) -> Result<(), QueueError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let tasks: Vec<_> = jobs
+            .iter()
+            .map(|j| {
+                let mut b = TaskBuilder::new(RequestJob {
+                    request_id: j.request_id.clone(),
+                })
+                .max_attempts(JOB_MAX_ATTEMPTS);
+                if let Some(at) = j.effective_at.filter(|at| *at > now) {
+                    b = b.run_after(Duration::from_millis((at - now) as u64));
+                }
+                b.build()
+            })
+            .collect();
+        let mut storage = self.storage.clone();
+        storage
+            .push_all(futures::stream::iter(tasks))
+            .await
+            .map_err(|e| QueueError::Push(e.to_string()))?;
+        let ids: Vec<String> = jobs.iter().map(|j| j.request_id.clone()).collect();
+        store.mark_enqueued(&ids).await?;
+        Ok(())
+    }
+
+    /// Pushes a job that runs the request again after `delay`.
+    pub async fn schedule(&self, request_id: &str, delay: Duration) -> Result<(), QueueError> {
+        let task = TaskBuilder::new(RequestJob {
+            request_id: request_id.to_owned(),
+        })
+        .max_attempts(JOB_MAX_ATTEMPTS)
+        .run_after(delay)
+        .build();
+        let mut storage = self.storage.clone();
+        storage
+            .push_task(task)
+            .await
+            .map_err(|e| QueueError::Push(e.to_string()))
+    }
+
+    /// Enqueues open requests that never got a job.
+    pub async fn enqueue_missing(&self, store: &Store) -> Result<usize, QueueError> {
+        let missing: Vec<NewJob> = store
+            .unenqueued_requests()
+            .await?
+            .into_iter()
+            .map(|(request_id, effective_at)| NewJob {
+                request_id,
+                effective_at,
+            })
+            .collect();
+        for chunk in missing.chunks(1000) {
+            self.enqueue(store, chunk).await?;
+        }
+        Ok(missing.len())
+    }
+}
+
+fn storage_config(settings: &WorkerConfig) -> apalis_sqlite::Config {
+    apalis_sqlite::Config::default()
+        .queue(QUEUE_NAME)
+        .batch_size(50)
+        .heartbeat_interval(Duration::from_secs(settings.heartbeat_secs))
+        .missed_heartbeats(settings.missed_heartbeats)
+}

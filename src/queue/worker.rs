@@ -1,0 +1,82 @@
+//! A worker process's queue consumer: apalis pulls jobs and hands each
+//! request id to the pipeline. Stopping it lets in-flight requests finish
+//! their current step; jobs fetched but not started go back to the queue.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::prelude::{
+    AbortError, BackendExt, BoxDynError, Data, WorkerBuilder, WorkerBuilderExt, WorkerContext,
+};
+use futures::FutureExt;
+use tokio::task::JoinHandle;
+
+use super::RequestJob;
+use crate::engine::Engine;
+use crate::pipeline;
+
+/// How often an idle worker looks for new jobs (apalis otherwise waits for
+/// its heartbeat, 30 s by default).
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Longest wait for in-flight steps on shutdown; apalis can hang forever on
+/// a stop that meets a sleeping task (apalis-notes.md §5.5).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// A running worker; stop it with [`WorkerHandle::shutdown`].
+pub struct WorkerHandle {
+    context: WorkerContext,
+    task: JoinHandle<Result<(), String>>,
+}
+
+impl WorkerHandle {
+    pub fn name(&self) -> &str {
+        self.context.name()
+    }
+
+    /// Stops fetching, waits (bounded) for in-flight requests.
+    pub async fn shutdown(self) -> Result<(), String> {
+        let _ = self.context.stop();
+        match tokio::time::timeout(SHUTDOWN_GRACE, self.task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(format!("worker task failed: {join}")),
+            Err(_) => Err(format!(
+                "worker did not stop within {}s; unfinished requests resume after the claim expires",
+                SHUTDOWN_GRACE.as_secs()
+            )),
+        }
+    }
+
+    /// Whether the worker stopped on its own (an error).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+/// A panic in one request must not take the worker down; it becomes an
+/// `AbortError` (no storage-level re-run) and the request stays open, with
+/// its claim expiring so an operator's retry can pick it up.
+async fn handle(job: RequestJob, engine: Data<Arc<Engine>>) -> Result<(), BoxDynError> {
+    let run = std::panic::AssertUnwindSafe(pipeline::run_job(&engine, &job.request_id));
+    match run.catch_unwind().await {
+        Ok(result) => result.map_err(|e| Box::new(e) as BoxDynError),
+        Err(_) => {
+            tracing::error!(request = %job.request_id, "request handler panicked");
+            Err(AbortError::new(std::io::Error::other("request handler panicked")).into())
+        }
+    }
+}
+
+/// Starts a worker on the engine's queue, in the background.
+pub fn spawn_worker(engine: Arc<Engine>) -> WorkerHandle {
+    let name = engine.worker_name().to_owned();
+    let context = WorkerContext::new(&name);
+    let backend = engine.queue().storage().poll_with_interval(POLL_INTERVAL);
+    let concurrency = engine.queue().settings().concurrency;
+    let worker = WorkerBuilder::new(&context)
+        .backend(backend)
+        .concurrency(concurrency)
+        .data(engine)
+        .build(handle);
+    let task = tokio::spawn(async move { worker.run().await.map_err(|e| e.to_string()) });
+    WorkerHandle { context, task }
+}

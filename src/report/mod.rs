@@ -1,0 +1,88 @@
+//! Batch reports as CSV (spreadsheet-safe) or JSON.
+
+use std::io::Write;
+
+use crate::domain::OutcomeCounts;
+use crate::store::ReportRow;
+
+/// Report CSV columns, in order (the ten, then conventions.md's).
+pub const COLUMNS: [&str; 14] = [
+    "line",
+    "provider",
+    "organization_id",
+    "user_id",
+    "outcome",
+    "roles_removed",
+    "transfer_to_department_id",
+    "attempts",
+    "error_code",
+    "error_message",
+    "request_id",
+    "batch_id",
+    "reason",
+    "finished_at",
+];
+
+/// A cell that a spreadsheet would read as a formula gets a leading `'`.
+/// Tab and carriage return are included: some spreadsheets strip them and
+/// then evaluate what follows.
+pub fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}").into(),
+        _ => cell.into(),
+    }
+}
+
+/// Writes the report rows as CSV.
+pub fn write_csv<W: Write>(out: W, rows: &[ReportRow]) -> Result<(), csv::Error> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(COLUMNS)?;
+    for r in rows {
+        let line = r.line.to_string();
+        let attempts = r.attempts.to_string();
+        let roles = r.roles_removed.join(";");
+        let cells = [
+            line.as_str(),
+            &r.provider,
+            &r.organization_id,
+            &r.user_id,
+            &r.outcome,
+            &roles,
+            &r.transfer_to_department_id,
+            &attempts,
+            &r.error_code,
+            &r.error_message,
+            &r.request_id,
+            &r.batch_id,
+            &r.reason,
+            &r.finished_at,
+        ];
+        w.write_record(cells.iter().map(|c| neutralise(c).into_owned()))?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// The JSON report: batch, state, counts and rows.
+#[derive(Debug, serde::Serialize)]
+pub struct JsonReport<'a> {
+    pub batch_id: &'a str,
+    pub state: &'a str,
+    pub counts: &'a OutcomeCounts,
+    pub rows: &'a [ReportRow],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_cells_are_neutralised() {
+        assert_eq!(neutralise("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(neutralise("+1"), "'+1");
+        assert_eq!(neutralise("-2"), "'-2");
+        assert_eq!(neutralise("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(neutralise("usr_1"), "usr_1");
+        assert_eq!(neutralise(""), "");
+    }
+}

@@ -1,0 +1,215 @@
+//! Decides, call by call, which fault (if any) a request meets.
+//!
+//! All mutable fault state (the seeded RNG, the token buckets, the remaining
+//! `fail_next` counts) sits behind one short-lived lock, so decisions are
+//! cheap and, for calls made one after another, replayable.
+
+use axum::http::StatusCode;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+
+use super::FaultConfig;
+use crate::sim::problem::Problem;
+use crate::sim::state::lock;
+
+/// What to do with one call.
+#[derive(Debug)]
+pub(crate) enum Action {
+    /// Let the provider answer.
+    Pass,
+    /// Answer this error instead.
+    Answer(Problem),
+    /// Hold the call without answering for this long.
+    Hang(Duration),
+    /// Close the connection without an HTTP answer.
+    Reset,
+}
+
+/// The fault decision for one call: wait `delay`, then do `action`.
+#[derive(Debug)]
+pub(crate) struct Decision {
+    pub delay: Duration,
+    pub action: Action,
+}
+
+/// The fault configuration and everything that evolves as calls arrive.
+#[derive(Debug)]
+pub(crate) struct FaultEngine {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: FaultConfig,
+    rng: StdRng,
+    buckets: HashMap<&'static str, Bucket>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    refilled_at: Instant,
+}
+
+impl FaultEngine {
+    pub(crate) fn new(config: FaultConfig, seed: u64) -> Self {
+        FaultEngine {
+            inner: Mutex::new(Inner {
+                config,
+                rng: StdRng::seed_from_u64(seed),
+                buckets: HashMap::new(),
+            }),
+        }
+    }
+
+    /// The current configuration, with `fail_next` counts as they stand now.
+    pub(crate) fn config(&self) -> FaultConfig {
+        lock(&self.inner).config.clone()
+    }
+
+    /// Swap the configuration; buckets start full again under the new limit.
+    pub(crate) fn replace(&self, config: FaultConfig) {
+        let mut inner = lock(&self.inner);
+        inner.config = config;
+        inner.buckets.clear();
+    }
+
+    /// Decide the fate of a call to `provider` at `path` (with its raw query).
+    pub(crate) fn decide(
+        &self,
+        provider: &'static str,
+        path: &str,
+        query: Option<&str>,
+    ) -> Decision {
+        let mut guard = lock(&self.inner);
+        let inner = &mut *guard;
+        let config = &inner.config;
+        let mut delay = config.latency_ms;
+        if config.jitter_ms > 0 {
+            delay += inner.rng.random_range(0..config.jitter_ms);
+        }
+        let delay = Duration::from_millis(delay);
+        let action = match inner.take_fail_next(path, query) {
+            Some(problem) => Action::Answer(problem),
+            None => match inner.take_token(provider) {
+                Some(wait) => Action::Answer(rate_limited(wait)),
+                None => inner.roll(),
+            },
+        };
+        Decision { delay, action }
+    }
+}
+
+impl Inner {
+    fn take_fail_next(&mut self, path: &str, query: Option<&str>) -> Option<Problem> {
+        if self.config.fail_next.is_empty() {
+            return None;
+        }
+        let named = ids_in(path, query);
+        let pos = self
+            .config
+            .fail_next
+            .iter()
+            .position(|f| f.count > 0 && named.contains(&f.user_id))?;
+        let entry = &mut self.config.fail_next[pos];
+        entry.count -= 1;
+        let status =
+            StatusCode::from_u16(entry.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if entry.count == 0 {
+            self.config.fail_next.remove(pos);
+        }
+        Some(Problem::for_status(status))
+    }
+
+    /// Take a token; when none is left, say how many whole seconds until one is.
+    fn take_token(&mut self, provider: &'static str) -> Option<u64> {
+        let limit = self.config.rate_limit.as_ref()?;
+        let burst = f64::from(limit.burst.max(1));
+        let rps = limit.requests_per_second;
+        let now = Instant::now();
+        let bucket = self.buckets.entry(provider).or_insert(Bucket {
+            tokens: burst,
+            refilled_at: now,
+        });
+        let elapsed = now.duration_since(bucket.refilled_at).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * rps).min(burst);
+        bucket.refilled_at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            return None;
+        }
+        // Casting saturates, so a tiny rate cannot overflow the header.
+        Some(((1.0 - bucket.tokens) / rps).ceil().max(1.0) as u64)
+    }
+
+    /// One draw decides among reset, hang and 5xx, so the rates do not interact.
+    fn roll(&mut self) -> Action {
+        let c = &self.config;
+        let total = c.reset_rate + c.timeout_rate + c.error_rate;
+        if total <= 0.0 {
+            return Action::Pass;
+        }
+        let draw: f64 = self.rng.random();
+        if draw < c.reset_rate {
+            Action::Reset
+        } else if draw < c.reset_rate + c.timeout_rate {
+            Action::Hang(Duration::from_millis(c.hang_ms))
+        } else if draw < total {
+            let status = [
+                StatusCode::INTERNAL_SERVER_ERROR,
+                StatusCode::BAD_GATEWAY,
+                StatusCode::SERVICE_UNAVAILABLE,
+            ][self.rng.random_range(0..3)];
+            Action::Answer(Problem::for_status(status))
+        } else {
+            Action::Pass
+        }
+    }
+}
+
+fn rate_limited(wait: u64) -> Problem {
+    Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "RATE_LIMIT_EXCEEDED",
+        format!("Rate limit exceeded. Retry after {wait} second(s)."),
+    )
+    .retry_after(wait)
+}
+
+/// Every id a call names: its decoded path segments and query values.
+fn ids_in(path: &str, query: Option<&str>) -> Vec<String> {
+    let segments = path.split('/').filter(|s| !s.is_empty());
+    let values = query
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').map(|(_, v)| v));
+    segments.chain(values).map(percent_decode).collect()
+}
+
+/// Lossy percent-decoding: ids such as Auth0's `auth0|abc` arrive encoded.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -1,0 +1,124 @@
+//! Batches: one per intake, with counts derived from their requests.
+
+use sqlx::Row;
+
+use super::{Store, StoreError, now_ms};
+use crate::domain::{BatchState, Outcome, OutcomeCounts};
+
+/// What a new batch records about its origin.
+#[derive(Debug, Clone)]
+pub struct NewBatch {
+    /// `cli`, `api`, `dropfolder` or `reconcile`.
+    pub source: String,
+    /// The file or job the batch came from.
+    pub source_name: Option<String>,
+    pub dry_run: bool,
+}
+
+/// A stored batch.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BatchRow {
+    pub id: String,
+    pub source: String,
+    pub source_name: Option<String>,
+    pub dry_run: bool,
+    /// Only `halted` and `cancelled` are stored; other states are derived.
+    pub stored_state: Option<String>,
+    pub rejected_rows: u64,
+    pub created_at: i64,
+}
+
+impl Store {
+    pub async fn create_batch(&self, batch: &NewBatch) -> Result<String, StoreError> {
+        let id = ulid::Ulid::new().to_string();
+        sqlx::query(
+            "INSERT INTO batches (id, source, source_name, dry_run, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(&batch.source)
+        .bind(&batch.source_name)
+        .bind(batch.dry_run)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    pub async fn batch(&self, id: &str) -> Result<Option<BatchRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, source, source_name, dry_run, stored_state, rejected_rows, created_at
+             FROM batches WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| batch_from_row(&r)))
+    }
+
+    /// Newest first.
+    pub async fn list_batches(&self, limit: u32) -> Result<Vec<BatchRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, source, source_name, dry_run, stored_state, rejected_rows, created_at
+             FROM batches ORDER BY created_at DESC, id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(batch_from_row).collect())
+    }
+
+    /// Counts of the batch's entries by their request's outcome.
+    pub async fn batch_counts(&self, batch: &BatchRow) -> Result<OutcomeCounts, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.outcome AS outcome,
+                    (r.outcome IS NULL AND r.effective_at IS NOT NULL AND r.effective_at > ?) AS held,
+                    COUNT(*) AS n
+             FROM batch_entries e JOIN requests r ON r.id = e.request_id
+             WHERE e.batch_id = ?
+             GROUP BY 1, 2",
+        )
+        .bind(now_ms())
+        .bind(&batch.id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut counts = OutcomeCounts {
+            rejected: batch.rejected_rows,
+            ..Default::default()
+        };
+        for row in rows {
+            let n: i64 = row.try_get("n")?;
+            let outcome: Option<String> = row.try_get("outcome")?;
+            let held: bool = row.try_get("held")?;
+            match outcome {
+                Some(o) => {
+                    let o: Outcome = o.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))?;
+                    counts.add(o, n as u64);
+                }
+                None if held => counts.scheduled += n as u64,
+                None => counts.open += n as u64,
+            }
+        }
+        Ok(counts)
+    }
+
+    /// The batch's state: stored when halted or cancelled, else derived.
+    pub fn batch_state(batch: &BatchRow, counts: &OutcomeCounts) -> BatchState {
+        match batch.stored_state.as_deref() {
+            Some("halted") => BatchState::Halted,
+            Some("cancelled") => BatchState::Cancelled,
+            _ => counts.derived_state(),
+        }
+    }
+}
+
+fn batch_from_row(r: &sqlx::sqlite::SqliteRow) -> BatchRow {
+    BatchRow {
+        id: r.get("id"),
+        source: r.get("source"),
+        source_name: r.get("source_name"),
+        dry_run: r.get("dry_run"),
+        stored_state: r.get("stored_state"),
+        rejected_rows: r.get::<i64, _>("rejected_rows") as u64,
+        created_at: r.get("created_at"),
+    }
+}

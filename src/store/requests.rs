@@ -1,0 +1,282 @@
+//! Requests: claiming one for a run, checkpointing its steps, finishing it.
+//! Every write that ends a step also stores that step's audit events, in one
+//! transaction, so the record of calls never disagrees with the checkpoints.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sqlx::Row;
+
+use super::{AuditEvent, Store, StoreError, audit, now_ms};
+use crate::domain::{DepartmentId, OrgId, Outcome, ProviderName, Step, Target, UserId};
+
+/// A stored request.
+#[derive(Debug, Clone)]
+pub struct RequestRow {
+    pub id: String,
+    pub batch_id: String,
+    pub target: Target,
+    pub reason: Option<String>,
+    pub effective_at: Option<i64>,
+    pub dry_run: bool,
+    pub outcome: Option<Outcome>,
+    pub attempts: u32,
+    pub roles_removed: Vec<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub finished_at: Option<i64>,
+}
+
+/// What trying to claim a request found.
+#[derive(Debug)]
+pub enum ClaimResult {
+    /// This worker now runs the request's steps.
+    Claimed(Box<RequestRow>),
+    /// Nothing to do: the request already has an outcome.
+    Final,
+    /// Another worker holds a live claim until this instant (unix ms).
+    HeldBy { until: i64 },
+    /// No such request.
+    Missing,
+}
+
+/// How a request ended.
+#[derive(Debug, Clone)]
+pub struct Finish {
+    pub outcome: Outcome,
+    pub roles_removed: Vec<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+}
+
+const REQUEST_COLUMNS: &str = "id, batch_id, provider, organization_id, user_id, transfer_to_department_id, reason, effective_at, dry_run, outcome, attempts, roles_removed, error_code, error_message, finished_at";
+
+impl Store {
+    pub async fn request(&self, id: &str) -> Result<Option<RequestRow>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| request_from_row(&r)).transpose()
+    }
+
+    /// Claims an open request for `owner` for `lease`, counting the attempt.
+    /// Two workers never hold the same request at once: the claim is taken
+    /// only when free, expired, or already ours.
+    pub async fn claim(
+        &self,
+        id: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<ClaimResult, StoreError> {
+        let now = now_ms();
+        let claimed = sqlx::query(
+            "UPDATE requests SET claim_owner = ?, claim_expires_at = ?, attempts = attempts + 1
+             WHERE id = ? AND outcome IS NULL
+               AND (claim_owner IS NULL OR claim_owner = ? OR claim_expires_at < ?)",
+        )
+        .bind(owner)
+        .bind(now + lease.as_millis() as i64)
+        .bind(id)
+        .bind(owner)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1;
+        if claimed {
+            return match self.request(id).await? {
+                Some(row) => Ok(ClaimResult::Claimed(Box::new(row))),
+                None => Ok(ClaimResult::Missing),
+            };
+        }
+        let row = sqlx::query("SELECT outcome, claim_expires_at FROM requests WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            None => ClaimResult::Missing,
+            Some(r) if r.get::<Option<String>, _>("outcome").is_some() => ClaimResult::Final,
+            Some(r) => ClaimResult::HeldBy {
+                until: r.get::<Option<i64>, _>("claim_expires_at").unwrap_or(now),
+            },
+        })
+    }
+
+    /// Extends a held claim; false when it was lost meanwhile.
+    pub async fn renew_claim(
+        &self,
+        id: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE requests SET claim_expires_at = ? WHERE id = ? AND claim_owner = ? AND outcome IS NULL",
+        )
+        .bind(now_ms() + lease.as_millis() as i64)
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// The checkpoints written so far, by step.
+    pub async fn checkpoints(
+        &self,
+        id: &str,
+    ) -> Result<HashMap<Step, serde_json::Value>, StoreError> {
+        let rows = sqlx::query("SELECT step, data FROM step_checkpoints WHERE request_id = ?")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = HashMap::new();
+        for r in rows {
+            let step: String = r.get("step");
+            let data: String = r.get("data");
+            let step = step.parse::<Step>().map_err(StoreError::Corrupt)?;
+            let data =
+                serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            out.insert(step, data);
+        }
+        Ok(out)
+    }
+
+    /// Records a finished step and the calls it made.
+    pub async fn save_step(
+        &self,
+        id: &str,
+        step: Step,
+        data: &serde_json::Value,
+        events: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO step_checkpoints (request_id, step, data, finished_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (request_id, step) DO UPDATE SET data = excluded.data, finished_at = excluded.finished_at",
+        )
+        .bind(id)
+        .bind(step.as_str())
+        .bind(data.to_string())
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        audit::insert_all(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Gives the request its outcome and drops the claim.
+    pub async fn finish(
+        &self,
+        id: &str,
+        finish: &Finish,
+        events: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE requests SET outcome = ?, roles_removed = ?, error_code = ?, error_message = ?,
+                 finished_at = ?, claim_owner = NULL, claim_expires_at = NULL
+             WHERE id = ?",
+        )
+        .bind(finish.outcome.as_str())
+        .bind(finish.roles_removed.join(";"))
+        .bind(&finish.error_code)
+        .bind(&finish.error_message)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        audit::insert_all(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Leaves the request open for a later attempt: records the error that
+    /// made it wait (if any) and releases the claim.
+    pub async fn postpone(
+        &self,
+        id: &str,
+        error: Option<(&str, &str)>,
+        events: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE requests SET error_code = COALESCE(?, error_code), error_message = COALESCE(?, error_message),
+                 claim_owner = NULL, claim_expires_at = NULL
+             WHERE id = ? AND outcome IS NULL",
+        )
+        .bind(error.map(|e| e.0))
+        .bind(error.map(|e| e.1))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        audit::insert_all(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks requests as having a queue job.
+    pub async fn mark_enqueued(&self, ids: &[String]) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        for id in ids {
+            sqlx::query("UPDATE requests SET enqueued = 1 WHERE id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Open requests that never got a queue job (an intake interrupted
+    /// between storing rows and enqueueing them).
+    pub async fn unenqueued_requests(&self) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, effective_at FROM requests WHERE enqueued = 0 AND outcome IS NULL ORDER BY created_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get("id"), r.get("effective_at")))
+            .collect())
+    }
+}
+
+pub(super) fn request_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RequestRow, StoreError> {
+    let outcome: Option<String> = r.try_get("outcome")?;
+    let outcome = outcome
+        .map(|o| o.parse::<Outcome>())
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let roles: String = r.try_get("roles_removed")?;
+    Ok(RequestRow {
+        id: r.try_get("id")?,
+        batch_id: r.try_get("batch_id")?,
+        target: Target {
+            provider: ProviderName::new_unchecked(r.try_get::<String, _>("provider")?),
+            organization_id: OrgId::new_unchecked(r.try_get::<String, _>("organization_id")?),
+            user_id: UserId::new_unchecked(r.try_get::<String, _>("user_id")?),
+            transfer_to_department_id: r
+                .try_get::<Option<String>, _>("transfer_to_department_id")?
+                .map(DepartmentId::new_unchecked),
+        },
+        reason: r.try_get("reason")?,
+        effective_at: r.try_get("effective_at")?,
+        dry_run: r.try_get("dry_run")?,
+        outcome,
+        attempts: r.try_get::<i64, _>("attempts")? as u32,
+        roles_removed: roles
+            .split(';')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        error_code: r.try_get("error_code")?,
+        error_message: r.try_get("error_message")?,
+        finished_at: r.try_get("finished_at")?,
+    })
+}

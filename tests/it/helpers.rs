@@ -1,0 +1,165 @@
+//! Test harness: a simulator per test, a config file pointing at it, and a
+//! way to run the real binary with the token in its environment.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use offboard::sim::{Directory, SimConfig, SimServer};
+
+pub const TOKEN_ENV: &str = "OFFBOARD_IT_ACME_TOKEN";
+
+pub struct Harness {
+    pub sim: SimServer,
+    pub token: String,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Harness {
+    pub async fn start(directory: Directory) -> Harness {
+        let token = format!("it-{:032x}", rand::random::<u128>());
+        let sim = SimServer::start(
+            "127.0.0.1:0".parse().unwrap(),
+            SimConfig {
+                token: token.clone(),
+                seed: 7,
+                faults: Default::default(),
+                directory,
+            },
+        )
+        .await
+        .expect("simulator starts");
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("offboard.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[database]
+url = "sqlite://{db}"
+[worker]
+concurrency = 8
+heartbeat_secs = 1
+missed_heartbeats = 2
+[retry]
+base_ms = 20
+cap_ms = 200
+max_attempts = 4
+inline_wait_max_ms = 500
+[providers.acme]
+kind = "aitronos"
+base_url = "{base}"
+token_env = "{TOKEN_ENV}"
+protected_users = ["usr_breakglass"]
+timeout_ms = 5000
+"#,
+                db = dir.path().join("offboard.db").display(),
+                base = sim.aitronos_base_url(),
+            ),
+        )
+        .unwrap();
+        Harness {
+            sim,
+            token,
+            dir,
+            config,
+        }
+    }
+
+    pub fn write_csv(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Runs `offboard --config <cfg> ARGS…` with the token set.
+    pub async fn offboard(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_offboard"));
+        cmd.arg("--config").arg(&self.config).args(args);
+        cmd.env(TOKEN_ENV, &self.token).env_remove("RUST_LOG");
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        cmd.kill_on_drop(true)
+            .output()
+            .await
+            .expect("offboard runs")
+    }
+
+    /// `offboard run FILE`, returning (exit code, batch id).
+    pub async fn run(&self, csv: &Path) -> (Option<i32>, String, Output) {
+        let out = self.offboard(&["run", csv.to_str().unwrap()], &[]).await;
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let batch = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("batch "))
+            .and_then(|l| l.split(':').next())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no summary line in {stdout:?}; stderr {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+            .to_owned();
+        (out.status.code(), batch, out)
+    }
+
+    /// The batch report as CSV records keyed by column name.
+    pub async fn report(&self, batch: &str) -> Vec<std::collections::HashMap<String, String>> {
+        let out = self
+            .offboard(&["report", batch, "--format", "csv"], &[])
+            .await;
+        assert!(
+            out.status.success(),
+            "report failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut reader = csv::Reader::from_reader(out.stdout.as_slice());
+        let headers = reader.headers().unwrap().clone();
+        reader
+            .records()
+            .map(|r| {
+                let r = r.unwrap();
+                headers
+                    .iter()
+                    .map(str::to_owned)
+                    .zip(r.iter().map(str::to_owned))
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// 60 generated users plus the special cases the scenarios need.
+pub fn directory() -> Directory {
+    let mut dir = Directory::generate(60, 11);
+    let org = &mut dir.aitronos.organizations[0];
+    for m in &mut org.members {
+        match m.user_id.as_str() {
+            // A user with no roles left.
+            "usr_000010" => m.role_ids.clear(),
+            // A user removed last month.
+            "usr_000011" => {
+                m.account_state = "deleted".into();
+                m.role_ids.clear();
+                m.deleted_at = Some(chrono::Utc::now());
+            }
+            _ => {}
+        }
+    }
+    dir
+}
+
+/// The member with `user_id` in the simulator's current state.
+pub fn member(sim: &SimServer, user_id: &str) -> offboard::sim::AitronosMember {
+    sim.state().aitronos.organizations[0]
+        .members
+        .iter()
+        .find(|m| m.user_id == user_id)
+        .cloned()
+        .unwrap_or_else(|| panic!("{user_id} is not in the directory"))
+}
+
+pub fn removal_calls(sim: &SimServer) -> usize {
+    sim.calls().iter().filter(|c| c.method == "DELETE").count()
+}

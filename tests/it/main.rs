@@ -1,0 +1,6 @@
+//! Integration tests: the real `offboard` binary against the simulator on a
+//! random loopback port, with a fresh SQLite file per test.
+
+mod helpers;
+mod pipeline;
+mod resume;

@@ -1,0 +1,232 @@
+//! End to end through the real binary: outcomes, provider state, idempotent
+//! resubmission, dry runs.
+
+use std::collections::HashMap;
+
+use crate::helpers::{Harness, directory, member, removal_calls};
+
+fn leavers_csv(include_owner: bool) -> String {
+    let mut csv = String::from("user_id,organization_id,transfer_to_department_id,reason\n");
+    for i in 2..=55 {
+        csv.push_str(&format!("usr_{i:06},org_acme,dept_offboarded,left\n"));
+    }
+    if include_owner {
+        csv.push_str("usr_000001,org_acme,dept_offboarded,last owner\n");
+    }
+    csv.push_str("usr_breakglass,org_acme,,protected\n");
+    csv.push_str("usr_000002,org_acme,dept_offboarded,duplicate\n");
+    csv.push_str("usr_../../admin,org_acme,,hostile\n");
+    csv.push_str("usr_000056,org_acme?x=1,,hostile org\n");
+    csv.push_str("=cmd|'/c calc'!A1,org_acme,,formula\n");
+    csv
+}
+
+fn by_user(rows: &[HashMap<String, String>]) -> HashMap<String, HashMap<String, String>> {
+    rows.iter()
+        .filter(|r| r["outcome"] != "rejected")
+        .map(|r| (r["user_id"].clone(), r.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offboards_a_batch_end_to_end() {
+    let h = Harness::start(directory()).await;
+    let before = h.sim.state();
+    let csv = h.write_csv("leavers.csv", &leavers_csv(true));
+    let (code, batch, out) = h.run(&csv).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        code,
+        Some(3),
+        "needs_attention and rejected rows mean exit 3; stderr: {stderr}"
+    );
+    assert!(stderr.contains("duplicate_row"), "{stderr}");
+
+    let rows = h.report(&batch).await;
+    let users = by_user(&rows);
+    // 54 + owner + protected, then 4 rejected lines.
+    assert_eq!(users.len(), 56);
+    let rejected: Vec<_> = rows.iter().filter(|r| r["outcome"] == "rejected").collect();
+    let codes: Vec<_> = rejected.iter().map(|r| r["error_code"].as_str()).collect();
+    assert_eq!(
+        codes,
+        [
+            "duplicate_row",
+            "invalid_user_id",
+            "invalid_organization_id",
+            "invalid_user_id"
+        ]
+    );
+    assert_eq!(rejected[0]["line"], "58");
+    assert!(rejected[0]["error_message"].contains("line 2"));
+    // The formula cell is neutralised in the report.
+    assert!(
+        rejected[3]["user_id"].starts_with("'="),
+        "{:?}",
+        rejected[3]
+    );
+
+    let owner = &users["usr_000001"];
+    assert_eq!(owner["outcome"], "needs_attention");
+    assert_eq!(owner["error_code"], "LAST_OWNER_CANNOT_BE_REMOVED");
+    assert!(owner["error_message"].contains("make another member an owner"));
+    let owner_now = member(&h.sim, "usr_000001");
+    assert_eq!(
+        owner_now.account_state, "active",
+        "the last owner keeps the membership"
+    );
+    assert!(owner_now.role_ids.contains(&"role_owner".to_owned()));
+
+    assert_eq!(users["usr_breakglass"]["outcome"], "skipped");
+    assert_eq!(users["usr_breakglass"]["error_code"], "protected_user");
+    assert!(
+        !h.sim
+            .calls()
+            .iter()
+            .any(|c| c.path.contains("usr_breakglass")),
+        "no call is made for a protected user"
+    );
+    assert_eq!(users["usr_000011"]["outcome"], "already_done");
+    assert_eq!(users["usr_000010"]["outcome"], "succeeded");
+    assert_eq!(users["usr_000010"]["roles_removed"], "");
+
+    let org_before = &before.aitronos.organizations[0];
+    let org_after = &h.sim.state().aitronos.organizations[0];
+    for i in (2..=55).filter(|i| *i != 11) {
+        let user = format!("usr_{i:06}");
+        let row = &users[&user];
+        assert_eq!(row["outcome"], "succeeded", "{user}: {row:?}");
+        let held = &org_before
+            .members
+            .iter()
+            .find(|m| m.user_id == user)
+            .unwrap()
+            .role_ids;
+        let mut removed: Vec<&str> = row["roles_removed"]
+            .split(';')
+            .filter(|s| !s.is_empty())
+            .collect();
+        removed.sort();
+        let mut expected: Vec<&str> = held.iter().map(String::as_str).collect();
+        expected.sort();
+        assert_eq!(removed, expected, "{user}");
+        assert_eq!(row["attempts"], "1");
+        let now = org_after
+            .members
+            .iter()
+            .find(|m| m.user_id == user)
+            .unwrap();
+        assert_eq!(now.account_state, "deleted", "{user}");
+        assert!(now.role_ids.is_empty(), "{user}");
+        for res in org_before
+            .resources
+            .iter()
+            .filter(|r| r.owner_user_id.as_deref() == Some(user.as_str()))
+        {
+            let moved = org_after.resources.iter().find(|r| r.id == res.id).unwrap();
+            assert_eq!(
+                moved.department_id.as_deref(),
+                Some("dept_offboarded"),
+                "{}",
+                res.id
+            );
+        }
+    }
+
+    // Nothing secret reached the database.
+    let db = std::fs::read(h.dir.path().join("offboard.db")).unwrap();
+    let wal = std::fs::read(h.dir.path().join("offboard.db-wal")).unwrap_or_default();
+    for bytes in [db, wal] {
+        assert!(
+            !bytes
+                .windows(h.token.len())
+                .any(|w| w == h.token.as_bytes())
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_csv_twice_makes_no_second_removal() {
+    let h = Harness::start(directory()).await;
+    let csv = h.write_csv("leavers.csv", &leavers_csv(false));
+    let (_, first_batch, _) = h.run(&csv).await;
+    let removals = removal_calls(&h.sim);
+    assert!(removals > 50);
+    let first = h.report(&first_batch).await;
+
+    let (code, second_batch, _) = h.run(&csv).await;
+    assert_ne!(first_batch, second_batch);
+    assert_eq!(code, Some(3), "rejected rows still mean exit 3");
+    assert_eq!(
+        removal_calls(&h.sim),
+        removals,
+        "the second run removes nothing"
+    );
+    let second = h.report(&second_batch).await;
+    assert_eq!(first.len(), second.len());
+    for (a, b) in first.iter().zip(&second) {
+        assert_eq!(a["line"], b["line"]);
+        assert_eq!(a["outcome"], b["outcome"], "line {}", a["line"]);
+        assert_eq!(a["roles_removed"], b["roles_removed"], "line {}", a["line"]);
+        if a["outcome"] == "succeeded" || a["outcome"] == "already_done" {
+            assert_eq!(b["batch_id"], first_batch, "reported from the first run");
+            assert_eq!(a["request_id"], b["request_id"]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_plans_and_changes_nothing() {
+    let h = Harness::start(directory()).await;
+    let csv = h.write_csv(
+        "few.csv",
+        "user_id,org\nusr_000002,org_acme\nusr_000001,org_acme\n",
+    );
+    let out = h
+        .offboard(&["run", "--dry-run", csv.to_str().unwrap()], &[])
+        .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(removal_calls(&h.sim), 0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let batch = stdout
+        .split(':')
+        .next()
+        .unwrap()
+        .trim_start_matches("batch ")
+        .to_owned();
+    let rows = h.report(&batch).await;
+    assert!(
+        rows.iter()
+            .all(|r| r["outcome"] == "skipped" && r["error_code"] == "dry_run")
+    );
+    let owner = rows.iter().find(|r| r["user_id"] == "usr_000001").unwrap();
+    assert!(owner["roles_removed"].contains("role_owner"));
+    // A dry run never answers for a real one.
+    let (_, real, _) = h.run(&csv).await;
+    let rows = h.report(&real).await;
+    assert_eq!(
+        rows.iter().find(|r| r["user_id"] == "usr_000002").unwrap()["outcome"],
+        "succeeded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_input_exits_2() {
+    let h = Harness::start(directory()).await;
+    let no_org = h.write_csv("bad.csv", "user_id,reason\nusr_1,x\n");
+    let out = h.offboard(&["run", no_org.to_str().unwrap()], &[]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("organization_id"));
+    let none_valid = h.write_csv("none.csv", "user_id,org\nbad,org_acme\n");
+    let out = h
+        .offboard(&["submit", none_valid.to_str().unwrap()], &[])
+        .await;
+    assert_eq!(out.status.code(), Some(2));
+    let out = h.offboard(&["run", "/nonexistent/file.csv"], &[]).await;
+    assert_eq!(out.status.code(), Some(2));
+}
