@@ -110,6 +110,14 @@ impl Engine {
         self.connectors.iter()
     }
 
+    /// The retry policy of a provider connection.
+    pub fn retry_policy(&self, provider: &str) -> crate::config::RetryConfig {
+        match self.config.providers.get(provider) {
+            Some(p) => p.retry_policy(&self.config.retry),
+            None => self.config.retry.clone(),
+        }
+    }
+
     pub fn is_protected(&self, provider: &str, user: &str) -> bool {
         self.protected
             .get(provider)

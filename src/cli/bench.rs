@@ -142,6 +142,10 @@ async fn pipeline(args: &BenchArgs) -> anyhow::Result<Figure> {
         protected_users: Vec::new(),
         connect_timeout_ms: 5_000,
         timeout_ms: 30_000,
+        requests_per_second: None,
+        burst: None,
+        max_concurrency: None,
+        retry: None,
     };
     let mut config = Config::default();
     config.database.url = format!("sqlite://{}", dir.path().join("bench.db").display());

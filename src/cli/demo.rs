@@ -42,6 +42,10 @@ pub async fn demo() -> Result<u8, Failure> {
         protected_users: vec!["usr_breakglass".into()],
         connect_timeout_ms: 2_000,
         timeout_ms: 10_000,
+        requests_per_second: None,
+        burst: None,
+        max_concurrency: None,
+        retry: None,
     };
     let mut config = Config::default();
     config.database.url = format!("sqlite://{}", db.display());

@@ -7,6 +7,7 @@ mod bench;
 mod check;
 mod demo;
 mod report;
+mod retry;
 mod run;
 mod serve;
 mod setup;
@@ -81,6 +82,8 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Write a batch's report as CSV or JSON.
     Report(report::ReportArgs),
+    /// Run a batch's dead (or failed, needs_attention) requests again.
+    Retry(retry::RetryArgs),
     /// Run the example leavers against the built-in simulator.
     Demo,
     /// Validate the configuration and reach every provider.
@@ -105,6 +108,7 @@ pub async fn execute(cli: Cli) -> u8 {
         Command::Serve => serve::serve(config_path.as_deref()).await,
         Command::Status(args) => status::status(config_path.as_deref(), args).await,
         Command::Report(args) => report::report(config_path.as_deref(), args).await,
+        Command::Retry(args) => retry::retry(config_path.as_deref(), args).await,
         Command::Demo => demo::demo().await,
         Command::Check => check::check(config_path.as_deref()).await,
         Command::Sim(args) => crate::sim::run_cli(args)

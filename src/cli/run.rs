@@ -147,27 +147,33 @@ pub async fn run_batch<R: Read>(
     input: R,
     opts: &RunOptions,
 ) -> Result<RunResult, Failure> {
-    let summary = match intake(&engine, input, opts).await {
-        Ok(s) => s,
-        Err(f) => {
-            return Err(f);
-        }
-    };
+    let summary = intake(&engine, input, opts).await?;
     print_rejections(&summary);
+    let counts = process_batch(&engine, &summary.batch_id, opts.progress).await?;
+    Ok(RunResult {
+        intake: summary,
+        counts,
+    })
+}
+
+/// Runs workers in this process until the batch has no open request, then
+/// stops them cleanly.
+pub async fn process_batch(
+    engine: &Arc<Engine>,
+    batch_id: &str,
+    progress: bool,
+) -> Result<OutcomeCounts, Failure> {
     engine
         .queue()
         .enqueue_missing(engine.store())
         .await
         .map_err(Failure::other)?;
     let worker = spawn_worker(engine.clone());
-    let waited = wait_for_batch(&engine, &summary.batch_id, opts.progress, &worker).await;
+    let waited = wait_for_batch(engine, batch_id, progress, &worker).await;
     let stopped = worker.shutdown().await;
     let counts = waited?;
     stopped.map_err(|e| Failure::other(anyhow!(e)))?;
-    Ok(RunResult {
-        intake: summary,
-        counts,
-    })
+    Ok(counts)
 }
 
 async fn wait_for_batch(

@@ -13,7 +13,7 @@ use std::path::Path;
 pub use duration::parse_duration;
 pub use model::{
     AuthScheme, Config, DatabaseConfig, IntakeConfig, ProviderConfig, ProviderKind, RetryConfig,
-    WorkerConfig,
+    RetryOverride, WorkerConfig,
 };
 pub use secrets::{ResolvedProvider, resolve_providers};
 

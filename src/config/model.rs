@@ -78,12 +78,36 @@ pub struct RetryConfig {
     pub inline_wait_max_ms: u64,
 }
 
+impl RetryConfig {
+    fn validate(&self, section: &str) -> Result<(), ConfigError> {
+        if self.max_attempts == 0 {
+            return Err(ConfigError::invalid(
+                format!("{section}.max_attempts"),
+                "must be at least 1",
+            ));
+        }
+        if self.base_ms == 0 {
+            return Err(ConfigError::invalid(
+                format!("{section}.base_ms"),
+                "must be at least 1",
+            ));
+        }
+        if self.cap_ms < self.base_ms {
+            return Err(ConfigError::invalid(
+                format!("{section}.cap_ms"),
+                "must be at least base_ms",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for RetryConfig {
     fn default() -> Self {
         Self {
             base_ms: 500,
             cap_ms: 60_000,
-            max_attempts: 6,
+            max_attempts: 10,
             inline_wait_max_ms: 5_000,
         }
     }
@@ -153,6 +177,29 @@ pub struct ProviderConfig {
     pub connect_timeout_ms: u64,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Client-side rate limit for this connection (shared by all workers of
+    /// the process); unset means no limit.
+    #[serde(default)]
+    pub requests_per_second: Option<f64>,
+    /// Calls that may go out at once after a quiet spell (default 1).
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// Calls in flight at once to this connection; unset means no cap.
+    #[serde(default)]
+    pub max_concurrency: Option<usize>,
+    /// Overrides of `[retry]` for this connection.
+    #[serde(default)]
+    pub retry: Option<RetryOverride>,
+}
+
+/// Per-connection overrides of the global retry policy.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryOverride {
+    pub base_ms: Option<u64>,
+    pub cap_ms: Option<u64>,
+    pub max_attempts: Option<u32>,
+    pub inline_wait_max_ms: Option<u64>,
 }
 
 fn default_connect_timeout_ms() -> u64 {
@@ -164,6 +211,18 @@ fn default_timeout_ms() -> u64 {
 }
 
 impl ProviderConfig {
+    /// The retry policy for this connection: the global one with this
+    /// connection's overrides.
+    pub fn retry_policy(&self, global: &RetryConfig) -> RetryConfig {
+        let o = self.retry.clone().unwrap_or_default();
+        RetryConfig {
+            base_ms: o.base_ms.unwrap_or(global.base_ms),
+            cap_ms: o.cap_ms.unwrap_or(global.cap_ms),
+            max_attempts: o.max_attempts.unwrap_or(global.max_attempts),
+            inline_wait_max_ms: o.inline_wait_max_ms.unwrap_or(global.inline_wait_max_ms),
+        }
+    }
+
     pub fn auth_scheme(&self) -> AuthScheme {
         self.auth.unwrap_or(match self.kind {
             ProviderKind::Aitronos => AuthScheme::ApiKey,
@@ -216,6 +275,9 @@ impl Config {
             .map_err(|m| ConfigError::invalid("intake.dedupe_window", m))?;
         for (name, provider) in &self.providers {
             provider.validate(name)?;
+            provider
+                .retry_policy(&self.retry)
+                .validate(&format!("providers.{name}.retry"))?;
         }
         Ok(())
     }

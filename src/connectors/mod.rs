@@ -7,6 +7,7 @@ pub mod error;
 pub mod http;
 pub mod retry;
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -50,15 +51,28 @@ pub enum Change {
 #[derive(Debug, Default)]
 pub struct CallContext {
     pub request_id: Option<String>,
+    /// The batch the request belongs to: credential failures stop a batch.
+    pub batch_id: Option<String>,
     audit: Mutex<Vec<AuditEvent>>,
+    retries: AtomicU32,
 }
 
 impl CallContext {
-    pub fn for_request(request_id: &str) -> Self {
+    pub fn for_request(request_id: &str, batch_id: &str) -> Self {
         Self {
             request_id: Some(request_id.to_owned()),
-            audit: Mutex::default(),
+            batch_id: Some(batch_id.to_owned()),
+            ..Default::default()
         }
+    }
+
+    pub(crate) fn count_retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// In-place retries made since the last call.
+    pub fn drain_retries(&self) -> u32 {
+        self.retries.swap(0, Ordering::Relaxed)
     }
 
     pub(crate) fn record(&self, event: AuditEvent) {
@@ -118,7 +132,8 @@ pub fn build(
     user_agent: &str,
     retry: &RetryConfig,
 ) -> Result<Arc<dyn Connector>, String> {
-    let client = ProviderClient::new(provider, user_agent)?.with_retry(retry.clone());
+    let client =
+        ProviderClient::new(provider, user_agent)?.with_retry(provider.config.retry_policy(retry));
     Ok(match provider.config.kind {
         ProviderKind::Aitronos => Arc::new(aitronos::Aitronos::new(client)),
     })

@@ -37,6 +37,26 @@ pub fn rate_limit_reset(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Durat
     Some((at - now).to_std().unwrap_or(Duration::ZERO).min(MAX_HINT))
 }
 
+/// When the provider reports its bucket nearly empty
+/// (`X-RateLimit-Remaining` with `X-RateLimit-Reset`), how long the whole
+/// connection should hold off: until the reset when nothing is left, else
+/// the rest of the window shared among the remaining calls.
+pub fn slow_down(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
+    const LOW: u64 = 2;
+    let remaining: u64 = headers
+        .get("x-ratelimit-remaining")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    if remaining > LOW {
+        return None;
+    }
+    let until_reset = rate_limit_reset(headers, now)?;
+    Some(until_reset / (remaining as u32 + 1))
+}
+
 /// Full-jitter exponential backoff for the `attempt`-th retry (1-based).
 pub fn backoff(config: &RetryConfig, attempt: u32) -> Duration {
     let exp = config
@@ -116,6 +136,61 @@ mod tests {
             delay(&cfg, &reset_only, None, 1, now),
             Duration::from_secs(30)
         );
+    }
+
+    #[test]
+    fn bad_header_values_are_ignored() {
+        let now = DateTime::parse_from_rfc3339("2026-01-15T10:30:00Z")
+            .unwrap()
+            .to_utc();
+        for bad in [
+            "-5",
+            "1.5",
+            "",
+            "Thu, 99 Foo 2026",
+            "9999999999999999999999",
+        ] {
+            assert_eq!(
+                retry_after_header(&headers(&[("retry-after", bad)]), now),
+                None,
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            rate_limit_reset(&headers(&[("x-ratelimit-reset", "soon")]), now),
+            None
+        );
+        // A date in the past means "now".
+        assert_eq!(
+            retry_after_header(
+                &headers(&[("retry-after", "Thu, 15 Jan 2026 10:29:00 GMT")]),
+                now
+            ),
+            Some(Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn low_remaining_slows_down() {
+        let now = DateTime::parse_from_rfc3339("2026-01-15T10:30:00Z")
+            .unwrap()
+            .to_utc();
+        let reset = (now.timestamp() + 10).to_string();
+        let empty = headers(&[
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", &reset),
+        ]);
+        assert_eq!(slow_down(&empty, now), Some(Duration::from_secs(10)));
+        let one = headers(&[
+            ("x-ratelimit-remaining", "1"),
+            ("x-ratelimit-reset", &reset),
+        ]);
+        assert_eq!(slow_down(&one, now), Some(Duration::from_secs(5)));
+        let plenty = headers(&[
+            ("x-ratelimit-remaining", "50"),
+            ("x-ratelimit-reset", &reset),
+        ]);
+        assert_eq!(slow_down(&plenty, now), None);
     }
 
     #[test]

@@ -52,7 +52,7 @@ async fn run_claimed(
     lease: Duration,
 ) -> Result<(), PipelineError> {
     if let Some(at) = request.effective_at.filter(|at| *at > now_ms()) {
-        engine.store().postpone(&request.id, None, &[]).await?;
+        engine.store().postpone(&request.id, None, 0, &[]).await?;
         engine
             .queue()
             .schedule(&request.id, Duration::from_millis((at - now_ms()) as u64))
@@ -69,7 +69,8 @@ async fn run_claimed(
             error,
             finish_roles,
             events,
-        }) => settle_error(engine, &request, error, finish_roles, events).await,
+            retries,
+        }) => settle_error(engine, &request, error, finish_roles, events, retries).await,
     }
 }
 
@@ -81,16 +82,17 @@ async fn settle_error(
     error: StepError,
     roles_removed: Vec<String>,
     events: Vec<crate::store::AuditEvent>,
+    retries: u32,
 ) -> Result<(), PipelineError> {
     let store = engine.store();
-    let budget = engine.config().retry.max_attempts;
+    let policy = engine.retry_policy(request.target.provider.as_str());
+    let attempts = request.attempts + retries;
     let outcome = match &error.class {
-        ErrorClass::Transient { retry_after } if request.attempts < budget => {
-            let wait = retry_after.unwrap_or_else(|| {
-                crate::connectors::retry::backoff(&engine.config().retry, request.attempts)
-            });
+        ErrorClass::Transient { retry_after } if attempts < policy.max_attempts => {
+            let wait =
+                retry_after.unwrap_or_else(|| crate::connectors::retry::backoff(&policy, attempts));
             tracing::info!(
-                attempt = request.attempts,
+                attempt = attempts,
                 delay_ms = wait.as_millis() as u64,
                 reason = %error.code,
                 "request will be retried"
@@ -99,6 +101,7 @@ async fn settle_error(
                 .postpone(
                     &request.id,
                     Some((error.code.as_str(), error.message.as_str())),
+                    retries,
                     &events,
                 )
                 .await?;
@@ -111,8 +114,8 @@ async fn settle_error(
     };
     let message = if outcome == Outcome::Dead {
         format!(
-            "gave up after {} attempts; last error: {}",
-            request.attempts, error.message
+            "gave up after {attempts} attempts; last error: {}",
+            error.message
         )
     } else {
         error.message.clone()
@@ -127,6 +130,7 @@ async fn settle_error(
                 error_code: Some(error.code),
                 error_message: Some(message),
             },
+            retries,
             &events,
         )
         .await?;

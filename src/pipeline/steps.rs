@@ -17,6 +17,8 @@ pub enum Stopped {
         error: StepError,
         finish_roles: Vec<String>,
         events: Vec<AuditEvent>,
+        /// In-place retries of this run.
+        retries: u32,
     },
 }
 
@@ -72,12 +74,13 @@ pub async fn run(engine: &Engine, request: &RequestRow) -> Result<(), Stopped> {
         )
         .await;
     };
-    let cx = CallContext::for_request(&request.id);
+    let cx = CallContext::for_request(&request.id, &request.batch_id);
     let checkpoints = store.checkpoints(&request.id).await?;
     let stop = |error: StepError, roles: Vec<String>| Stopped::Step {
         error,
         finish_roles: roles,
         events: cx.drain_audit(),
+        retries: cx.drain_retries(),
     };
 
     let plan: Plan = match checkpoints.get(&Step::Plan) {
@@ -217,6 +220,7 @@ async fn finish(
                 error_code,
                 error_message,
             },
+            cx.drain_retries(),
             &cx.drain_audit(),
         )
         .await?;

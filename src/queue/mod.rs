@@ -82,7 +82,7 @@ impl Queue {
                 })
                 .max_attempts(JOB_MAX_ATTEMPTS);
                 if let Some(at) = j.effective_at.filter(|at| *at > now) {
-                    b = b.run_after(Duration::from_millis((at - now) as u64));
+                    b = b.run_at_timestamp(not_before_secs(at));
                 }
                 b.build()
             })
@@ -103,7 +103,7 @@ impl Queue {
             request_id: request_id.to_owned(),
         })
         .max_attempts(JOB_MAX_ATTEMPTS)
-        .run_after(delay)
+        .run_at_timestamp(not_before_secs(now_ms() + delay.as_millis() as i64))
         .build();
         let mut storage = self.storage.clone();
         storage
@@ -128,6 +128,12 @@ impl Queue {
         }
         Ok(missing.len())
     }
+}
+
+/// apalis schedules in whole seconds and truncates, which could run a job
+/// up to a second before a provider's stated time; round up instead.
+fn not_before_secs(at_ms: i64) -> u64 {
+    (at_ms.max(0) as u64).div_ceil(1000)
 }
 
 fn storage_config(settings: &WorkerConfig) -> apalis_sqlite::Config {

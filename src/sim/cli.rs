@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use super::{Directory, FaultConfig, RateLimit, SimConfig, SimError, SimServer};
+use super::{Directory, FailNext, FaultConfig, RateLimit, SimConfig, SimError, SimServer};
 
 /// The token used when the token variable is unset, so a local run just works.
 const DEFAULT_TOKEN: &str = "sim-token";
@@ -58,6 +58,27 @@ pub struct SimArgs {
     /// Burst allowed by the rate limit [default: the rate rounded up, at least 1].
     #[arg(long, value_name = "N", requires = "rate_limit_rps")]
     pub rate_limit_burst: Option<u32>,
+    /// Fail the next COUNT calls naming USER with STATUS (repeatable),
+    /// e.g. `--fail-next usr_000002:3:503`.
+    #[arg(long, value_name = "USER:COUNT:STATUS", value_parser = parse_fail_next)]
+    pub fail_next: Vec<FailNext>,
+}
+
+fn parse_fail_next(text: &str) -> Result<FailNext, String> {
+    let mut parts = text.rsplitn(3, ':');
+    let (Some(status), Some(count), Some(user)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err("expected USER:COUNT:STATUS".into());
+    };
+    Ok(FailNext {
+        user_id: user.to_owned(),
+        count: count
+            .parse()
+            .map_err(|_| format!("COUNT {count:?} is not a number"))?,
+        status: status
+            .parse()
+            .map_err(|_| format!("STATUS {status:?} is not a number"))?,
+        ..FailNext::default()
+    })
 }
 
 impl SimArgs {
@@ -76,7 +97,7 @@ impl SimArgs {
             hang_ms: self.hang_ms,
             reset_rate: self.reset_rate,
             rate_limit,
-            fail_next: Vec::new(),
+            fail_next: self.fail_next.clone(),
         }
     }
 

@@ -10,6 +10,8 @@ mod layer;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::sim::problem::RetryHint;
+
 pub(crate) use engine::FaultEngine;
 pub(crate) use layer::FaultLayer;
 
@@ -86,6 +88,10 @@ pub struct FailNext {
     pub count: u32,
     /// The status to answer (400..=599), in the provider's error envelope.
     pub status: u16,
+    /// Seconds the answer asks the client to wait (a 429 without one says 1).
+    pub retry_after_secs: Option<u64>,
+    /// The header form of that wait.
+    pub retry_hint: RetryHint,
 }
 
 impl Default for FailNext {
@@ -94,6 +100,8 @@ impl Default for FailNext {
             user_id: String::new(),
             count: 1,
             status: 500,
+            retry_after_secs: None,
+            retry_hint: RetryHint::Seconds,
         }
     }
 }

@@ -54,7 +54,7 @@ pub use directory::{
     AitronosDepartment, AitronosDirectory, AitronosMember, AitronosOrg, AitronosResource,
     AitronosRole, Directory,
 };
-pub use faults::{FailNext, FaultConfig, RateLimit};
+pub use faults::{FailNext, FaultConfig, RateLimit, RetryHint};
 pub use state::CallRecord;
 
 use net::{Connection, ResettableListener};

@@ -21,6 +21,22 @@ pub(crate) struct Problem {
     pub details: Map<String, Value>,
     /// Seconds a client should wait; also sent as `Retry-After`.
     pub retry_after: Option<u64>,
+    /// How the wait is announced in headers.
+    pub retry_form: RetryHint,
+}
+
+/// The header forms a provider may use to announce a wait.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryHint {
+    /// `Retry-After: <seconds>` and `retry_after` in the body (Aitronos).
+    #[default]
+    Seconds,
+    /// `Retry-After: <HTTP-date>` (RFC 9110), rounded up to the second.
+    HttpDate,
+    /// `X-RateLimit-Limit/Remaining/Reset` with Reset in epoch seconds, no
+    /// `Retry-After` (Auth0's bucket headers).
+    RateLimitReset,
 }
 
 impl Problem {
@@ -31,6 +47,7 @@ impl Problem {
             message: message.into(),
             details: Map::new(),
             retry_after: None,
+            retry_form: RetryHint::Seconds,
         }
     }
 
@@ -44,6 +61,22 @@ impl Problem {
     pub(crate) fn retry_after(mut self, seconds: u64) -> Self {
         self.retry_after = Some(seconds);
         self.detail("retry_after", seconds)
+    }
+
+    /// Ask the client to wait, announced in the given header form. Only the
+    /// seconds form repeats the delay in the body.
+    pub(crate) fn retry_after_as(self, seconds: u64, form: RetryHint) -> Self {
+        let mut p = match form {
+            RetryHint::Seconds => self.retry_after(seconds),
+            _ => {
+                let mut p = self;
+                p.details.remove("retry_after");
+                p.retry_after = Some(seconds);
+                p
+            }
+        };
+        p.retry_form = form;
+        p
     }
 
     /// A 4xx is the client's fault, anything else the server's.
@@ -79,10 +112,32 @@ impl Problem {
 
     /// Put the `Retry-After` header on a rendered answer when there is a delay.
     pub(crate) fn finish(&self, mut response: Response) -> Response {
-        if let Some(seconds) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        let Some(seconds) = self.retry_after else {
+            return response;
+        };
+        // Round the announced instant up, so a client that waits for it has
+        // waited at least `seconds`.
+        let at = chrono::Utc::now() + chrono::Duration::seconds(seconds as i64);
+        let at_secs = at.timestamp() + i64::from(at.timestamp_subsec_nanos() > 0);
+        let headers = response.headers_mut();
+        match self.retry_form {
+            RetryHint::Seconds => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            RetryHint::HttpDate => {
+                let date = chrono::DateTime::from_timestamp(at_secs, 0)
+                    .unwrap_or(at)
+                    .format("%a, %d %b %Y %H:%M:%S GMT")
+                    .to_string();
+                if let Ok(v) = HeaderValue::from_str(&date) {
+                    headers.insert(header::RETRY_AFTER, v);
+                }
+            }
+            RetryHint::RateLimitReset => {
+                headers.insert("x-ratelimit-limit", HeaderValue::from(1u64));
+                headers.insert("x-ratelimit-remaining", HeaderValue::from(0u64));
+                headers.insert("x-ratelimit-reset", HeaderValue::from(at_secs));
+            }
         }
         response
     }

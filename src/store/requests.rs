@@ -169,17 +169,19 @@ impl Store {
         Ok(())
     }
 
-    /// Gives the request its outcome and drops the claim.
+    /// Gives the request its outcome and drops the claim. `retries` are the
+    /// in-place retries of this run, added to the request's attempts.
     pub async fn finish(
         &self,
         id: &str,
         finish: &Finish,
+        retries: u32,
         events: &[AuditEvent],
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE requests SET outcome = ?, roles_removed = ?, error_code = ?, error_message = ?,
-                 finished_at = ?, claim_owner = NULL, claim_expires_at = NULL
+                 finished_at = ?, claim_owner = NULL, claim_expires_at = NULL, attempts = attempts + ?
              WHERE id = ?",
         )
         .bind(finish.outcome.as_str())
@@ -187,6 +189,7 @@ impl Store {
         .bind(&finish.error_code)
         .bind(&finish.error_message)
         .bind(now_ms())
+        .bind(retries as i64)
         .bind(id)
         .execute(&mut *tx)
         .await?;
@@ -201,22 +204,57 @@ impl Store {
         &self,
         id: &str,
         error: Option<(&str, &str)>,
+        retries: u32,
         events: &[AuditEvent],
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE requests SET error_code = COALESCE(?, error_code), error_message = COALESCE(?, error_message),
-                 claim_owner = NULL, claim_expires_at = NULL
+                 claim_owner = NULL, claim_expires_at = NULL, attempts = attempts + ?
              WHERE id = ? AND outcome IS NULL",
         )
         .bind(error.map(|e| e.0))
         .bind(error.map(|e| e.1))
+        .bind(retries as i64)
         .bind(id)
         .execute(&mut *tx)
         .await?;
         audit::insert_all(&mut tx, events).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Reopens a batch's requests that ended with one of `outcomes`, so they
+    /// run again from their first unfinished step with a fresh attempt
+    /// budget. A request whose key already has another open request is left
+    /// alone. Returns the reopened requests, which need queue jobs.
+    pub async fn reopen(
+        &self,
+        batch_id: &str,
+        outcomes: &[Outcome],
+    ) -> Result<Vec<super::NewJob>, StoreError> {
+        let names: Vec<&str> = outcomes.iter().map(|o| o.as_str()).collect();
+        let rows = sqlx::query(
+            "UPDATE requests SET outcome = NULL, attempts = 0, error_code = NULL, error_message = NULL,
+                 finished_at = NULL, enqueued = 0
+             WHERE id IN (SELECT request_id FROM batch_entries WHERE batch_id = ?)
+               AND outcome IN (SELECT value FROM json_each(?))
+               AND NOT EXISTS (SELECT 1 FROM requests o
+                               WHERE o.idempotency_key = requests.idempotency_key
+                                 AND o.outcome IS NULL AND o.dry_run = 0 AND requests.dry_run = 0)
+             RETURNING id, effective_at",
+        )
+        .bind(batch_id)
+        .bind(serde_json::to_string(&names).unwrap_or_default())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| super::NewJob {
+                request_id: r.get("id"),
+                effective_at: r.get("effective_at"),
+            })
+            .collect())
     }
 
     /// Marks requests as having a queue job.

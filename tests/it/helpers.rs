@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use offboard::sim::{Directory, SimConfig, SimServer};
+use offboard::sim::{Directory, FaultConfig, SimConfig, SimServer};
 
 pub const TOKEN_ENV: &str = "OFFBOARD_IT_ACME_TOKEN";
 
@@ -15,15 +15,48 @@ pub struct Harness {
     pub config: PathBuf,
 }
 
+/// Knobs of a test's worker configuration and simulator.
+pub struct Options {
+    pub faults: FaultConfig,
+    pub concurrency: usize,
+    pub timeout_ms: u64,
+    pub max_attempts: u32,
+    pub inline_wait_max_ms: u64,
+    /// The simulator accepts a different token than the one we send.
+    pub wrong_token: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            faults: FaultConfig::default(),
+            concurrency: 8,
+            timeout_ms: 5000,
+            max_attempts: 4,
+            inline_wait_max_ms: 500,
+            wrong_token: false,
+        }
+    }
+}
+
 impl Harness {
     pub async fn start(directory: Directory) -> Harness {
+        Self::start_with(directory, Options::default()).await
+    }
+
+    pub async fn start_with(directory: Directory, o: Options) -> Harness {
         let token = format!("it-{:032x}", rand::random::<u128>());
+        let sim_token = if o.wrong_token {
+            format!("{token}-other")
+        } else {
+            token.clone()
+        };
         let sim = SimServer::start(
             "127.0.0.1:0".parse().unwrap(),
             SimConfig {
-                token: token.clone(),
+                token: sim_token,
                 seed: 7,
-                faults: Default::default(),
+                faults: o.faults.clone(),
                 directory,
             },
         )
@@ -38,23 +71,28 @@ impl Harness {
 [database]
 url = "sqlite://{db}"
 [worker]
-concurrency = 8
+concurrency = {concurrency}
 heartbeat_secs = 1
 missed_heartbeats = 2
 [retry]
 base_ms = 20
 cap_ms = 200
-max_attempts = 4
-inline_wait_max_ms = 500
+max_attempts = {max_attempts}
+inline_wait_max_ms = {inline}
 [providers.acme]
 kind = "aitronos"
 base_url = "{base}"
 token_env = "{TOKEN_ENV}"
 protected_users = ["usr_breakglass"]
-timeout_ms = 5000
+timeout_ms = {timeout}
+connect_timeout_ms = 1000
 "#,
                 db = dir.path().join("offboard.db").display(),
                 base = sim.aitronos_base_url(),
+                concurrency = o.concurrency,
+                max_attempts = o.max_attempts,
+                inline = o.inline_wait_max_ms,
+                timeout = o.timeout_ms,
             ),
         )
         .unwrap();
@@ -162,4 +200,13 @@ pub fn member(sim: &SimServer, user_id: &str) -> offboard::sim::AitronosMember {
 
 pub fn removal_calls(sim: &SimServer) -> usize {
     sim.calls().iter().filter(|c| c.method == "DELETE").count()
+}
+
+/// A CSV offboarding `usr_{from:06}` to `usr_{to:06}` into dept_offboarded.
+pub fn users_csv(from: usize, to: usize) -> String {
+    let mut csv = String::from("user_id,organization_id,transfer_to_department_id\n");
+    for i in from..=to {
+        csv.push_str(&format!("usr_{i:06},org_acme,dept_offboarded\n"));
+    }
+    csv
 }

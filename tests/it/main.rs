@@ -1,6 +1,7 @@
 //! Integration tests: the real `offboard` binary against the simulator on a
 //! random loopback port, with a fresh SQLite file per test.
 
+mod faults;
 mod helpers;
 mod pipeline;
 mod resume;

@@ -119,10 +119,15 @@ impl Inner {
         entry.count -= 1;
         let status =
             StatusCode::from_u16(entry.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let hint = entry.retry_after_secs.map(|s| (s, entry.retry_hint));
         if entry.count == 0 {
             self.config.fail_next.remove(pos);
         }
-        Some(Problem::for_status(status))
+        let problem = Problem::for_status(status);
+        Some(match hint {
+            Some((secs, form)) => problem.retry_after_as(secs, form),
+            None => problem,
+        })
     }
 
     /// Take a token; when none is left, say how many whole seconds until one is.

@@ -159,6 +159,7 @@ async fn latency_shows_in_the_recorded_timestamps() {
             user_id: "usr_bob".into(),
             count: 1,
             status: 500,
+            ..FailNext::default()
         }],
         ..FaultConfig::default()
     };

@@ -1,6 +1,9 @@
-//! The one HTTP client every connector uses: auth header, timeouts, short
-//! in-place retries of transient answers, and one audit event per attempt.
-//! A connector hands it a call and a function that classifies the answer.
+//! The one HTTP client every connector uses: auth header, timeouts, pacing
+//! (rate limit, concurrency cap, adaptive pauses), short in-place retries of
+//! transient answers, and one audit event per attempt. A connector hands it
+//! a call and a function that classifies the answer; no connector retries.
+
+mod pacer;
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::{CallContext, StepError, retry};
 use crate::config::{AuthScheme, ResolvedProvider, RetryConfig};
 use crate::store::{AuditEvent, now_ms};
+pub use pacer::{AUTH_FAILURES_TO_TRIP, Pacer};
 
 /// Transient answers retried in place per call before the step gives the
 /// wait back to the queue (which reschedules the request).
@@ -80,7 +84,6 @@ pub struct Classified {
 }
 
 /// Shared HTTP client for one provider connection.
-#[derive(Clone)]
 pub struct ProviderClient {
     provider: String,
     http: reqwest::Client,
@@ -88,6 +91,7 @@ pub struct ProviderClient {
     auth: AuthScheme,
     token: SecretString,
     retry: RetryConfig,
+    pacer: Pacer,
 }
 
 impl std::fmt::Debug for ProviderClient {
@@ -121,12 +125,17 @@ impl ProviderClient {
             auth: cfg.auth_scheme(),
             token: provider.token.clone(),
             retry: RetryConfig::default(),
+            pacer: Pacer::new(cfg),
         })
     }
 
     pub fn with_retry(mut self, retry: RetryConfig) -> Self {
         self.retry = retry;
         self
+    }
+
+    pub fn pacer(&self) -> &Pacer {
+        &self.pacer
     }
 
     pub fn provider(&self) -> &str {
@@ -149,7 +158,9 @@ impl ProviderClient {
     }
 
     /// Sends `call`, retrying transient answers in place while the wait is
-    /// short, and returns the answer once `classify` calls it final.
+    /// short, and returns the answer once `classify` calls it final. A wait
+    /// longer than `inline_wait_max_ms` is handed back as a transient error
+    /// so the request is rescheduled instead of holding a worker slot.
     pub async fn send<F>(
         &self,
         cx: &CallContext,
@@ -160,12 +171,29 @@ impl ProviderClient {
         F: Fn(&Answer) -> Classified,
     {
         let url = self.url(call);
+        let inline_max = Duration::from_millis(self.retry.inline_wait_max_ms);
         let mut attempt = 0;
         loop {
             attempt += 1;
+            if self.pacer.is_tripped(cx.batch_id.as_deref()) {
+                return Err(self.credentials_rejected());
+            }
+            if let Some(wait) = self.pacer.pause_remaining().filter(|w| *w > inline_max) {
+                return Err(StepError::transient(
+                    "provider_paused",
+                    format!(
+                        "{} asked us to slow down; waiting {} s",
+                        self.provider,
+                        wait.as_secs()
+                    ),
+                    Some(wait),
+                ));
+            }
+            let permit = self.pacer.admit().await;
             let started = Instant::now();
             let at = now_ms();
             let outcome = self.attempt(call, &url).await;
+            drop(permit);
             let latency_ms = started.elapsed().as_millis() as u64;
             let (classified, answer) = match outcome {
                 Ok(answer) => (classify(&answer), Some(answer)),
@@ -182,28 +210,60 @@ impl ProviderClient {
                 latency_ms,
                 at,
             });
-            let code = classified.code.clone().unwrap_or_else(|| match &answer {
-                Some(a) => format!("http_{}", a.status),
+            let empty = HeaderMap::new();
+            let headers = answer.as_ref().map_or(&empty, |a| &a.headers);
+            let now = chrono::Utc::now();
+            if let Some(wait) = retry::slow_down(headers, now) {
+                self.pacer.pause_for(wait);
+            }
+            let status = answer.as_ref().map(|a| a.status);
+            let code = classified.code.clone().unwrap_or_else(|| match status {
+                Some(s) => format!("http_{s}"),
                 None => "network_error".into(),
             });
             let message = classified.message.clone().unwrap_or_default();
+            let rejected_credentials = matches!(status, Some(401 | 403))
+                && matches!(classified.verdict, Verdict::Permanent);
+            if rejected_credentials {
+                if self.pacer.record_auth_failure(cx.batch_id.as_deref()) {
+                    tracing::error!(
+                        provider = %self.provider,
+                        status = status.unwrap_or_default(),
+                        "credentials rejected {AUTH_FAILURES_TO_TRIP} times in a row; no more calls for this batch"
+                    );
+                }
+            } else if status.is_some() {
+                self.pacer.record_auth_ok();
+            }
             match classified.verdict {
                 Verdict::Done | Verdict::AlreadyDone => {
                     let answer = answer.expect("a verdict of success has an answer");
                     return Ok((answer, classified.verdict));
                 }
                 Verdict::NeedsAttention => return Err(StepError::needs_attention(code, message)),
+                Verdict::Permanent if rejected_credentials => {
+                    return Err(StepError::permanent(
+                        code,
+                        format!(
+                            "{} rejected our credentials (HTTP {}): {message}; check the token in the variable named by providers.{}.token_env and its scopes",
+                            self.provider,
+                            status.unwrap_or_default(),
+                            self.provider
+                        ),
+                    ));
+                }
                 Verdict::Permanent => return Err(StepError::permanent(code, message)),
                 Verdict::Transient { hint } => {
-                    let empty = HeaderMap::new();
-                    let headers = answer.as_ref().map_or(&empty, |a| &a.headers);
-                    let wait =
-                        retry::delay(&self.retry, headers, hint, attempt, chrono::Utc::now());
-                    let inline_max = Duration::from_millis(self.retry.inline_wait_max_ms);
+                    let wait = retry::delay(&self.retry, headers, hint, attempt, now);
+                    if status == Some(429) {
+                        // Every worker of this process waits, not just this one.
+                        self.pacer.pause_for(wait);
+                    }
                     if attempt >= INLINE_ATTEMPTS.min(self.retry.max_attempts) || wait > inline_max
                     {
                         return Err(StepError::transient(code, message, Some(wait)));
                     }
+                    cx.count_retry();
                     tracing::info!(
                         provider = %self.provider,
                         request = cx.request_id.as_deref().unwrap_or("-"),
@@ -217,6 +277,17 @@ impl ProviderClient {
                 }
             }
         }
+    }
+
+    /// The error of every call of a batch after the breaker tripped.
+    fn credentials_rejected(&self) -> StepError {
+        StepError::permanent(
+            "provider_credentials_rejected",
+            format!(
+                "{} rejected our credentials on {AUTH_FAILURES_TO_TRIP} calls in a row, so no further calls were made for this batch; fix the token in the variable named by providers.{}.token_env (or its scopes), then run `offboard retry BATCH --outcome failed`",
+                self.provider, self.provider
+            ),
+        )
     }
 
     async fn attempt(&self, call: &Call, url: &Url) -> Result<Answer, reqwest::Error> {
