@@ -21,15 +21,18 @@ pub enum Scenario {
     /// Users offboarded per second end to end (alias: engine).
     #[value(alias = "engine")]
     Pipeline,
+    /// Wall time against a provider limit of 50 req/s (burst 20, 20 ms
+    /// latency), as a ratio of calls ÷ limit, and the share of 429s.
+    Ratelimit,
 }
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     #[arg(value_enum)]
     pub scenario: Scenario,
-    /// Leavers to offboard.
-    #[arg(long, default_value_t = 10_000)]
-    pub users: usize,
+    /// Leavers to offboard [default: 10,000 for pipeline, 1,000 for ratelimit].
+    #[arg(long)]
+    pub users: Option<usize>,
     /// Worker concurrency.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
@@ -46,6 +49,9 @@ struct Figure {
     seconds: f64,
     value: f64,
     unit: &'static str,
+    target: &'static str,
+    /// Anything else the scenario measured.
+    detail: String,
     peak_rss_mb: f64,
     cores: usize,
 }
@@ -63,11 +69,12 @@ impl Drop for SimProcess {
     }
 }
 
-fn start_sim(users: usize, token: &str) -> anyhow::Result<SimProcess> {
+fn start_sim(users: usize, token: &str, extra: &[&str]) -> anyhow::Result<SimProcess> {
     let exe = std::env::current_exe().context("cannot find the offboard binary")?;
     let mut child = Command::new(exe)
         .args(["sim", "--listen", "127.0.0.1:0", "--users"])
         .arg(users.to_string())
+        .args(extra)
         .env("OFFBOARD_SIM_TOKEN", token)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -100,22 +107,24 @@ pub fn peak_rss_mb() -> f64 {
 }
 
 pub async fn bench(args: BenchArgs) -> Result<u8, Failure> {
-    let Scenario::Pipeline = args.scenario;
-    let figure = pipeline(&args).await.map_err(Failure::other)?;
+    let figure = match args.scenario {
+        Scenario::Pipeline => pipeline(&args).await,
+        Scenario::Ratelimit => ratelimit(&args).await,
+    }
+    .map_err(Failure::other)?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&figure).map_err(Failure::other)?
-        );
+        println!("{}", serde_json::to_string(&figure).map_err(Failure::other)?);
     } else {
         println!(
-            "| scenario | users | concurrency | seconds | figure | peak RSS | cores |\n|---|---|---|---|---|---|---|\n| {} | {} | {} | {:.2} | {:.0} {} | {:.0} MiB | {} |",
+            "| scenario | users | concurrency | seconds | figure | target | detail | peak RSS | cores |\n|---|---|---|---|---|---|---|---|---|\n| {} | {} | {} | {:.2} | {:.3} {} | {} | {} | {:.0} MiB | {} |",
             figure.scenario,
             figure.users,
             figure.concurrency,
             figure.seconds,
             figure.value,
             figure.unit,
+            figure.target,
+            figure.detail,
             figure.peak_rss_mb,
             figure.cores
         );
@@ -123,14 +132,26 @@ pub async fn bench(args: BenchArgs) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-async fn pipeline(args: &BenchArgs) -> anyhow::Result<Figure> {
-    let token = format!("bench-{:032x}", rand::random::<u128>());
-    // One extra user: usr_000001 is the org's only owner and stays.
-    let sim = start_sim(args.users + 1, &token)?;
+/// Provider settings of a bench connection.
+#[derive(Default)]
+struct Pacing {
+    requests_per_second: Option<f64>,
+    burst: Option<u32>,
+}
+
+/// One bench batch: `users` leavers (usr_000002…) through the real
+/// pipeline against the simulator at `sim`; returns the wall time.
+async fn offboard_users(
+    sim: &SimProcess,
+    token: String,
+    users: usize,
+    concurrency: usize,
+    pacing: Pacing,
+) -> anyhow::Result<f64> {
     let dir = tempfile::tempdir()?;
     let mut csv = tempfile::NamedTempFile::new_in(dir.path())?;
     writeln!(csv, "user_id,organization_id,transfer_to_department_id")?;
-    for i in 2..=args.users + 1 {
+    for i in 2..=users + 1 {
         writeln!(csv, "usr_{i:06},org_acme,dept_offboarded")?;
     }
     csv.flush()?;
@@ -142,14 +163,14 @@ async fn pipeline(args: &BenchArgs) -> anyhow::Result<Figure> {
         protected_users: Vec::new(),
         connect_timeout_ms: 5_000,
         timeout_ms: 30_000,
-        requests_per_second: None,
-        burst: None,
+        requests_per_second: pacing.requests_per_second,
+        burst: pacing.burst,
         max_concurrency: None,
         retry: None,
     };
     let mut config = Config::default();
     config.database.url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    config.worker.concurrency = args.concurrency;
+    config.worker.concurrency = concurrency;
     config.providers = BTreeMap::from([("sim".to_owned(), provider.clone())]);
     let providers = vec![ResolvedProvider {
         name: "sim".into(),
@@ -168,22 +189,81 @@ async fn pipeline(args: &BenchArgs) -> anyhow::Result<Figure> {
     .map_err(|f| f.error)?;
     let seconds = started.elapsed().as_secs_f64();
     let done = result.counts.succeeded + result.counts.already_done;
-    if done != args.users as u64 {
+    if done != users as u64 {
         return Err(anyhow!(
-            "only {done} of {} users were offboarded: {}",
-            args.users,
+            "only {done} of {users} users were offboarded: {}",
             result.counts.summary()
         ));
     }
     engine.store().close().await;
+    Ok(seconds)
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+async fn pipeline(args: &BenchArgs) -> anyhow::Result<Figure> {
+    let users = args.users.unwrap_or(10_000);
+    let token = format!("bench-{:032x}", rand::random::<u128>());
+    // One extra user: usr_000001 is the org's only owner and stays.
+    let sim = start_sim(users + 1, &token, &[])?;
+    let seconds = offboard_users(&sim, token, users, args.concurrency, Pacing::default()).await?;
     Ok(Figure {
         scenario: "pipeline",
-        users: args.users,
+        users,
         concurrency: args.concurrency,
         seconds,
-        value: args.users as f64 / seconds,
+        value: users as f64 / seconds,
         unit: "users/s",
+        target: "-",
+        detail: String::new(),
         peak_rss_mb: peak_rss_mb(),
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cores: cores(),
+    })
+}
+
+/// The provider's limit in the ratelimit scenario.
+const LIMIT_RPS: f64 = 50.0;
+
+async fn ratelimit(args: &BenchArgs) -> anyhow::Result<Figure> {
+    let users = args.users.unwrap_or(1_000);
+    let token = format!("bench-{:032x}", rand::random::<u128>());
+    let sim = start_sim(
+        users + 1,
+        &token,
+        &["--rate-limit-rps", "50", "--rate-limit-burst", "20", "--latency-ms", "20"],
+    )?;
+    // Pace exactly at the published limit, with a small burst so the
+    // provider's own bucket always keeps some slack for arrival jitter.
+    let pacing = Pacing {
+        requests_per_second: Some(LIMIT_RPS),
+        burst: Some(5),
+    };
+    let seconds = offboard_users(&sim, token, users, args.concurrency, pacing).await?;
+    let calls: Vec<serde_json::Value> = reqwest::get(format!("{}/_sim/calls", sim.url))
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let limited = calls.iter().filter(|c| c["status"] == 429).count();
+    let minimum = calls.len() as f64 / LIMIT_RPS;
+    Ok(Figure {
+        scenario: "ratelimit",
+        users,
+        concurrency: args.concurrency,
+        seconds,
+        value: seconds / minimum,
+        unit: "x minimum",
+        target: "<= 1.05, 429s <= 1%",
+        detail: format!(
+            "{} calls, minimum {:.1} s, {} answered 429 ({:.2}%)",
+            calls.len(),
+            minimum,
+            limited,
+            100.0 * limited as f64 / calls.len().max(1) as f64
+        ),
+        peak_rss_mb: peak_rss_mb(),
+        cores: cores(),
     })
 }
