@@ -70,10 +70,10 @@ impl Engine {
                     }
                 })?;
             connectors.insert(p.name.clone(), connector);
-            protected.insert(
-                p.name.clone(),
-                p.config.protected_users.iter().cloned().collect(),
-            );
+            // The connector's own account is never offboarded either.
+            let mut set: HashSet<String> = p.config.protected_users.iter().cloned().collect();
+            set.extend(p.config.service_account_id.iter().cloned());
+            protected.insert(p.name.clone(), set);
         }
         let queue = Queue::new(&store, &config.worker);
         let crash_after = std::env::var(CRASH_AFTER_STEP_ENV)

@@ -113,7 +113,10 @@ pub async fn bench(args: BenchArgs) -> Result<u8, Failure> {
     }
     .map_err(Failure::other)?;
     if args.json {
-        println!("{}", serde_json::to_string(&figure).map_err(Failure::other)?);
+        println!(
+            "{}",
+            serde_json::to_string(&figure).map_err(Failure::other)?
+        );
     } else {
         println!(
             "| scenario | users | concurrency | seconds | figure | target | detail | peak RSS | cores |\n|---|---|---|---|---|---|---|---|---|\n| {} | {} | {} | {:.2} | {:.3} {} | {} | {} | {:.0} MiB | {} |",
@@ -167,6 +170,14 @@ async fn offboard_users(
         burst: pacing.burst,
         max_concurrency: None,
         retry: None,
+        prune_custom_roles: false,
+        block_user: false,
+        deprovision: None,
+        service_account_id: None,
+        client_id_env: None,
+        client_secret_env: None,
+        token_url: None,
+        audience: None,
     };
     let mut config = Config::default();
     config.database.url = format!("sqlite://{}", dir.path().join("bench.db").display());
@@ -176,6 +187,7 @@ async fn offboard_users(
         name: "sim".into(),
         config: provider,
         token: SecretString::from(token),
+        client: None,
     }];
     let store = Store::open(&config.database.url).await?;
     let engine = Engine::with_store(config, providers, store)?;
@@ -232,7 +244,14 @@ async fn ratelimit(args: &BenchArgs) -> anyhow::Result<Figure> {
     let sim = start_sim(
         users + 1,
         &token,
-        &["--rate-limit-rps", "50", "--rate-limit-burst", "20", "--latency-ms", "20"],
+        &[
+            "--rate-limit-rps",
+            "50",
+            "--rate-limit-burst",
+            "20",
+            "--latency-ms",
+            "20",
+        ],
     )?;
     // Pace exactly at the published limit, with a small burst so the
     // provider's own bucket always keeps some slack for arrival jitter.

@@ -46,6 +46,14 @@ pub async fn demo() -> Result<u8, Failure> {
         burst: None,
         max_concurrency: None,
         retry: None,
+        prune_custom_roles: false,
+        block_user: false,
+        deprovision: None,
+        service_account_id: None,
+        client_id_env: None,
+        client_secret_env: None,
+        token_url: None,
+        audience: None,
     };
     let mut config = Config::default();
     config.database.url = format!("sqlite://{}", db.display());
@@ -55,6 +63,7 @@ pub async fn demo() -> Result<u8, Failure> {
         name: "acme".into(),
         config: provider,
         token: SecretString::from(token),
+        client: None,
     }];
     let store = Store::open(&config.database.url)
         .await

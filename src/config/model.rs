@@ -140,14 +140,32 @@ impl IntakeConfig {
 #[serde(rename_all = "snake_case")]
 pub enum ProviderKind {
     Aitronos,
+    Auth0,
+    Recoup,
+    Scim,
 }
 
 impl ProviderKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::Aitronos => "aitronos",
+            ProviderKind::Auth0 => "auth0",
+            ProviderKind::Recoup => "recoup",
+            ProviderKind::Scim => "scim",
         }
     }
+}
+
+/// What the SCIM connector does to a leaver's account after removing them
+/// from their groups.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Deprovision {
+    /// `active = false` (soft; the default).
+    #[default]
+    Deactivate,
+    /// `DELETE /Users/{id}` (hard).
+    Delete,
 }
 
 /// How the token is presented to the provider.
@@ -158,6 +176,9 @@ pub enum AuthScheme {
     ApiKey,
     /// `Authorization: Bearer <token>`.
     Bearer,
+    /// OAuth 2 client credentials (Auth0 M2M): a bearer token fetched from
+    /// `token_url` and renewed before it expires.
+    ClientCredentials,
 }
 
 /// One named provider connection.
@@ -166,7 +187,9 @@ pub enum AuthScheme {
 pub struct ProviderConfig {
     pub kind: ProviderKind,
     pub base_url: String,
-    /// Name of the environment variable holding the token.
+    /// Name of the environment variable holding the token (not used with
+    /// client credentials).
+    #[serde(default)]
     pub token_env: String,
     #[serde(default)]
     pub auth: Option<AuthScheme>,
@@ -190,6 +213,29 @@ pub struct ProviderConfig {
     /// Overrides of `[retry]` for this connection.
     #[serde(default)]
     pub retry: Option<RetryOverride>,
+    /// Aitronos: delete custom roles the leaver held that are now empty.
+    #[serde(default)]
+    pub prune_custom_roles: bool,
+    /// Auth0: also block the user (`PATCH /users/{id}`) after removal.
+    #[serde(default)]
+    pub block_user: bool,
+    /// SCIM: deactivate (default) or delete the account.
+    #[serde(default)]
+    pub deprovision: Option<Deprovision>,
+    /// The connector's own account at the provider: never offboarded, and
+    /// skipped by reconciliation.
+    #[serde(default)]
+    pub service_account_id: Option<String>,
+    /// Client credentials: variables holding the client id and secret.
+    #[serde(default)]
+    pub client_id_env: Option<String>,
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// Client credentials: the tenant's token endpoint and the API audience.
+    #[serde(default)]
+    pub token_url: Option<String>,
+    #[serde(default)]
+    pub audience: Option<String>,
 }
 
 /// Per-connection overrides of the global retry policy.
@@ -200,6 +246,10 @@ pub struct RetryOverride {
     pub cap_ms: Option<u64>,
     pub max_attempts: Option<u32>,
     pub inline_wait_max_ms: Option<u64>,
+}
+
+fn is_env_name(var: &str) -> bool {
+    !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn default_connect_timeout_ms() -> u64 {
@@ -225,8 +275,66 @@ impl ProviderConfig {
 
     pub fn auth_scheme(&self) -> AuthScheme {
         self.auth.unwrap_or(match self.kind {
-            ProviderKind::Aitronos => AuthScheme::ApiKey,
+            ProviderKind::Aitronos | ProviderKind::Recoup => AuthScheme::ApiKey,
+            ProviderKind::Auth0 | ProviderKind::Scim => AuthScheme::Bearer,
         })
+    }
+}
+
+impl ProviderConfig {
+    /// Options that only one kind understands are refused elsewhere, so a
+    /// misplaced key is an error rather than silently ignored.
+    fn validate_kind_options(&self, key: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+        let kind = self.kind;
+        let only = |field: &str, set: bool, allowed: ProviderKind| {
+            if set && kind != allowed {
+                Err(ConfigError::invalid(
+                    key(field),
+                    format!("only applies to kind = \"{}\"", allowed.as_str()),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        only(
+            "prune_custom_roles",
+            self.prune_custom_roles,
+            ProviderKind::Aitronos,
+        )?;
+        only("block_user", self.block_user, ProviderKind::Auth0)?;
+        only(
+            "deprovision",
+            self.deprovision.is_some(),
+            ProviderKind::Scim,
+        )?;
+        let cc = self.auth == Some(AuthScheme::ClientCredentials);
+        only("auth", cc, ProviderKind::Auth0)?;
+        if cc {
+            for (field, value) in [
+                ("client_id_env", &self.client_id_env),
+                ("client_secret_env", &self.client_secret_env),
+                ("token_url", &self.token_url),
+                ("audience", &self.audience),
+            ] {
+                if value.as_deref().is_none_or(str::is_empty) {
+                    return Err(ConfigError::invalid(
+                        key(field),
+                        "is required with auth = \"client_credentials\"",
+                    ));
+                }
+            }
+            let url = self.token_url.as_deref().unwrap_or_default();
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError::invalid(
+                    key("token_url"),
+                    "must be an http(s) URL",
+                ));
+            }
+        }
+        if !cc && self.token_env.is_empty() {
+            return Err(ConfigError::invalid(key("token_env"), "is required"));
+        }
+        Ok(())
     }
 }
 
@@ -303,17 +411,26 @@ impl ProviderConfig {
                 "must not carry a query or fragment",
             ));
         }
-        let env_ok = !self.token_env.is_empty()
-            && self
-                .token_env
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !env_ok {
-            return Err(ConfigError::invalid(
-                key("token_env"),
-                "must name an environment variable (letters, digits, _)",
-            ));
+        let client_credentials = self.auth_scheme() == AuthScheme::ClientCredentials;
+        let env_vars = [
+            (
+                "token_env",
+                Some(&self.token_env).filter(|_| !client_credentials),
+            ),
+            ("client_id_env", self.client_id_env.as_ref()),
+            ("client_secret_env", self.client_secret_env.as_ref()),
+        ];
+        for (field, var) in env_vars {
+            if let Some(var) = var
+                && !is_env_name(var)
+            {
+                return Err(ConfigError::invalid(
+                    key(field),
+                    "must name an environment variable (letters, digits, _)",
+                ));
+            }
         }
+        self.validate_kind_options(&key)?;
         if self.timeout_ms == 0 || self.connect_timeout_ms == 0 {
             return Err(ConfigError::invalid(
                 key("timeout_ms"),

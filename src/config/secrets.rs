@@ -3,14 +3,17 @@
 
 use secrecy::SecretString;
 
-use super::{Config, ConfigError, ProviderConfig};
+use super::{AuthScheme, Config, ConfigError, ProviderConfig};
 
-/// A provider connection with its token in hand.
+/// A provider connection with its secrets in hand.
 #[derive(Debug, Clone)]
 pub struct ResolvedProvider {
     pub name: String,
     pub config: ProviderConfig,
+    /// The static token (empty with client credentials).
     pub token: SecretString,
+    /// Client credentials: the client id and secret.
+    pub client: Option<(String, SecretString)>,
 }
 
 /// Reads every connection's token. A missing or empty variable is a
@@ -23,21 +26,32 @@ pub fn resolve_providers(
         .providers
         .iter()
         .map(|(name, provider)| {
-            let token = lookup(&provider.token_env)
-                .filter(|t| !t.trim().is_empty())
-                .ok_or_else(|| {
+            let read = |field: &str, var: &str, what: &str| {
+                lookup(var).filter(|t| !t.trim().is_empty()).ok_or_else(|| {
                     ConfigError::invalid(
-                        format!("providers.{name}.token_env"),
-                        format!(
-                            "environment variable {} is not set (it must hold the provider token)",
-                            provider.token_env
-                        ),
+                        format!("providers.{name}.{field}"),
+                        format!("environment variable {var} is not set (it must hold {what})"),
                     )
-                })?;
+                })
+            };
+            if provider.auth_scheme() == AuthScheme::ClientCredentials {
+                let id_var = provider.client_id_env.as_deref().unwrap_or_default();
+                let secret_var = provider.client_secret_env.as_deref().unwrap_or_default();
+                let id = read("client_id_env", id_var, "the client id")?;
+                let secret = read("client_secret_env", secret_var, "the client secret")?;
+                return Ok(ResolvedProvider {
+                    name: name.clone(),
+                    config: provider.clone(),
+                    token: SecretString::from(String::new()),
+                    client: Some((id, SecretString::from(secret))),
+                });
+            }
+            let token = read("token_env", &provider.token_env, "the provider token")?;
             Ok(ResolvedProvider {
                 name: name.clone(),
                 config: provider.clone(),
                 token: SecretString::from(token),
+                client: None,
             })
         })
         .collect()

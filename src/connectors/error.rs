@@ -21,6 +21,10 @@ pub struct StepError {
     pub class: ErrorClass,
     pub code: String,
     pub message: String,
+    /// A transient error that means "a person must look" once the attempt
+    /// budget is spent, rather than `dead` (e.g. a removal that stays
+    /// visible past the provider's consistency window).
+    pub attention_when_exhausted: bool,
 }
 
 impl StepError {
@@ -33,6 +37,7 @@ impl StepError {
             class: ErrorClass::Transient { retry_after },
             code: code.into(),
             message: message.into(),
+            attention_when_exhausted: false,
         }
     }
 
@@ -41,6 +46,7 @@ impl StepError {
             class: ErrorClass::NeedsAttention,
             code: code.into(),
             message: message.into(),
+            attention_when_exhausted: false,
         }
     }
 
@@ -49,6 +55,12 @@ impl StepError {
             class: ErrorClass::Permanent,
             code: code.into(),
             message: message.into(),
+            attention_when_exhausted: false,
         }
+    }
+
+    pub fn needs_attention_when_exhausted(mut self) -> Self {
+        self.attention_when_exhausted = true;
+        self
     }
 }

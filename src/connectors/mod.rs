@@ -3,9 +3,14 @@
 //! shared [`http::ProviderClient`] does auth, timeouts, retries and audit.
 
 pub mod aitronos;
+pub mod auth0;
+pub mod classify;
 pub mod error;
 pub mod http;
+pub mod intake;
+pub mod recoup;
 pub mod retry;
+pub mod scim;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,8 +30,30 @@ pub use http::ProviderClient;
 pub struct Plan {
     /// Whether the user is still a member of the organization.
     pub is_member: bool,
-    /// Role assignments the user holds now.
+    /// Role assignments (or groups) the user holds now.
     pub role_ids: Vec<RoleId>,
+    /// The provider's own id for the user when the CSV named them another
+    /// way (a SCIM user found by email); checked like any id before use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+}
+
+impl Plan {
+    pub fn member(role_ids: Vec<RoleId>) -> Self {
+        Self {
+            is_member: true,
+            role_ids,
+            subject: None,
+        }
+    }
+
+    pub fn not_a_member() -> Self {
+        Self {
+            is_member: false,
+            role_ids: Vec::new(),
+            subject: None,
+        }
+    }
 }
 
 /// What stripping roles did before it finished or stopped.
@@ -96,9 +123,14 @@ pub trait Connector: Send + Sync {
     /// Reads the user's membership and role assignments.
     async fn plan(&self, cx: &CallContext, target: &Target) -> Result<Plan, StepError>;
 
-    /// Removes the given role assignments.
-    async fn strip_roles(&self, cx: &CallContext, target: &Target, roles: &[RoleId])
-    -> StripResult;
+    /// Removes the given role assignments (a subset of `plan.role_ids`).
+    async fn strip_roles(
+        &self,
+        cx: &CallContext,
+        target: &Target,
+        plan: &Plan,
+        roles: &[RoleId],
+    ) -> StripResult;
 
     /// Removes (soft-deletes) the membership, transferring resources where
     /// the provider does that as part of removal.
@@ -106,10 +138,23 @@ pub trait Connector: Send + Sync {
         &self,
         cx: &CallContext,
         target: &Target,
+        plan: &Plan,
     ) -> Result<Change, StepError>;
 
+    /// Policy step after removal (Aitronos `prune_custom_roles`): returns
+    /// notes on what was left alone and why. Most providers have nothing to do.
+    async fn prune(
+        &self,
+        _cx: &CallContext,
+        _target: &Target,
+        _plan: &Plan,
+    ) -> Result<Vec<String>, StepError> {
+        Ok(Vec::new())
+    }
+
     /// Reads back: the user holds no membership any more.
-    async fn verify(&self, cx: &CallContext, target: &Target) -> Result<(), StepError>;
+    async fn verify(&self, cx: &CallContext, target: &Target, plan: &Plan)
+    -> Result<(), StepError>;
 
     /// Checks that the provider answers and accepts our credentials.
     async fn probe(&self) -> Result<String, StepError>;
@@ -123,6 +168,9 @@ pub fn parse_target(
 ) -> Result<Target, Rejection> {
     match kind {
         ProviderKind::Aitronos => aitronos::parse_target(provider, fields),
+        ProviderKind::Auth0 => auth0::parse_target(provider, fields),
+        ProviderKind::Recoup => recoup::parse_target(provider, fields),
+        ProviderKind::Scim => scim::parse_target(provider, fields),
     }
 }
 
@@ -134,7 +182,13 @@ pub fn build(
 ) -> Result<Arc<dyn Connector>, String> {
     let client =
         ProviderClient::new(provider, user_agent)?.with_retry(provider.config.retry_policy(retry));
-    Ok(match provider.config.kind {
-        ProviderKind::Aitronos => Arc::new(aitronos::Aitronos::new(client)),
+    let cfg = &provider.config;
+    Ok(match cfg.kind {
+        ProviderKind::Aitronos => Arc::new(aitronos::Aitronos::new(client, cfg.prune_custom_roles)),
+        ProviderKind::Auth0 => Arc::new(auth0::Auth0::new(client, cfg.block_user)),
+        ProviderKind::Recoup => Arc::new(recoup::Recoup::new(client)),
+        ProviderKind::Scim => {
+            Arc::new(scim::Scim::new(client, cfg.deprovision.unwrap_or_default()))
+        }
     })
 }

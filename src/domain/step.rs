@@ -10,16 +10,18 @@ pub enum Step {
     Plan,
     StripRoles,
     RemoveMembership,
+    PruneCustomRoles,
     Verify,
 }
 
 impl Step {
     /// Every step in pipeline order. Resource transfer happens inside
     /// `RemoveMembership` for Aitronos, which does both in one call.
-    pub const ORDER: [Step; 4] = [
+    pub const ORDER: [Step; 5] = [
         Step::Plan,
         Step::StripRoles,
         Step::RemoveMembership,
+        Step::PruneCustomRoles,
         Step::Verify,
     ];
 
@@ -28,6 +30,7 @@ impl Step {
             Step::Plan => "plan",
             Step::StripRoles => "strip_roles",
             Step::RemoveMembership => "remove_membership",
+            Step::PruneCustomRoles => "prune_custom_roles",
             Step::Verify => "verify",
         }
     }

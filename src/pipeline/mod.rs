@@ -108,6 +108,7 @@ async fn settle_error(
             engine.queue().schedule(&request.id, wait).await?;
             return Ok(());
         }
+        ErrorClass::Transient { .. } if error.attention_when_exhausted => Outcome::NeedsAttention,
         ErrorClass::Transient { .. } => Outcome::Dead,
         ErrorClass::NeedsAttention => Outcome::NeedsAttention,
         ErrorClass::Permanent => Outcome::Failed,

@@ -41,12 +41,17 @@ struct MembershipCheckpoint {
     change: Change,
 }
 
+#[derive(Debug, Serialize, Deserialize)]
+struct PruneCheckpoint {
+    notes: Vec<String>,
+}
+
 pub async fn run(engine: &Engine, request: &RequestRow) -> Result<(), Stopped> {
     let store = engine.store();
     let t = &request.target;
     if engine.is_protected(t.provider.as_str(), t.user_id.as_str()) {
         let message = format!(
-            "{} is in providers.{}.protected_users; no call was made",
+            "{} is protected (providers.{}.protected_users or service_account_id); no call was made",
             t.user_id, t.provider
         );
         return finish(
@@ -126,7 +131,7 @@ pub async fn run(engine: &Engine, request: &RequestRow) -> Result<(), Stopped> {
             .filter(|r| !strip.removed.iter().any(|d| d == r.as_str()))
             .cloned()
             .collect();
-        let result = connector.strip_roles(&cx, t, &remaining).await;
+        let result = connector.strip_roles(&cx, t, &plan, &remaining).await;
         strip
             .removed
             .extend(result.removed.iter().map(|r| r.to_string()));
@@ -150,7 +155,7 @@ pub async fn run(engine: &Engine, request: &RequestRow) -> Result<(), Stopped> {
         None => {
             let change = if plan.is_member {
                 connector
-                    .remove_membership(&cx, t)
+                    .remove_membership(&cx, t, &plan)
                     .await
                     .map_err(|e| stop(e, strip.removed.clone()))?
             } else {
@@ -162,8 +167,21 @@ pub async fn run(engine: &Engine, request: &RequestRow) -> Result<(), Stopped> {
         }
     };
 
+    let prune: PruneCheckpoint = match checkpoints.get(&Step::PruneCustomRoles) {
+        Some(v) => decode(v)?,
+        None => {
+            let notes = connector
+                .prune(&cx, t, &plan)
+                .await
+                .map_err(|e| stop(e, strip.removed.clone()))?;
+            let cp = PruneCheckpoint { notes };
+            save(engine, request, Step::PruneCustomRoles, &cp, &cx).await?;
+            cp
+        }
+    };
+
     connector
-        .verify(&cx, t)
+        .verify(&cx, t, &plan)
         .await
         .map_err(|e| stop(e, strip.removed.clone()))?;
     let outcome = if strip.removed.is_empty() && membership.change == Change::Unchanged {
@@ -171,7 +189,9 @@ pub async fn run(engine: &Engine, request: &RequestRow) -> Result<(), Stopped> {
     } else {
         Outcome::Succeeded
     };
-    finish(engine, request, outcome, strip.removed, None, &cx).await
+    // A role left alone by pruning is worth a note, not a failure.
+    let note = (!prune.notes.is_empty()).then(|| ("", prune.notes.join("; ")));
+    finish(engine, request, outcome, strip.removed, note, &cx).await
 }
 
 async fn save<T: Serialize>(
@@ -206,7 +226,7 @@ async fn finish(
     cx: &CallContext,
 ) -> Result<(), Stopped> {
     let (error_code, error_message) = match error {
-        Some((c, m)) => (Some(c.to_owned()), Some(m)),
+        Some((c, m)) => ((!c.is_empty()).then(|| c.to_owned()), Some(m)),
         None => (None, None),
     };
     tracing::info!(outcome = %outcome, "request finished");

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::connectors::classify::{ProviderError, classify, clip};
 use crate::connectors::http::{Answer, Classified, Verdict};
 
 pub const LAST_OWNER: &str = "LAST_OWNER_CANNOT_BE_REMOVED";
@@ -16,14 +17,6 @@ const NOT_A_MEMBER: [&str; 4] = [
     "ORGANIZATION_MEMBER_NOT_FOUND",
     "USER_NOT_IN_ORGANIZATION",
 ];
-
-/// The error envelope, and the two older shapes the API still sends.
-#[derive(Debug, Default, PartialEq)]
-pub struct ProviderError {
-    pub code: Option<String>,
-    pub message: Option<String>,
-    pub retry_after: Option<Duration>,
-}
 
 #[derive(Deserialize)]
 struct Envelope {
@@ -39,6 +32,7 @@ struct ErrorBody {
     details: Option<serde_json::Value>,
 }
 
+/// The error envelope, and the two older shapes the API still sends.
 pub fn parse_error(body: &[u8]) -> ProviderError {
     let Ok(env) = serde_json::from_slice::<Envelope>(body) else {
         return ProviderError::default();
@@ -76,40 +70,8 @@ pub fn parse_error(body: &[u8]) -> ProviderError {
     }
 }
 
-/// Provider text is untrusted: keep it short and single-line.
-fn clip(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(300)
-        .collect()
-}
-
 fn verdict(answer: &Answer, specific: impl Fn(u16, &str) -> Option<Verdict>) -> Classified {
-    let err = parse_error(&answer.body);
-    let code = err.code.clone().unwrap_or_default();
-    let status = answer.status;
-    let verdict = if (200..300).contains(&status) {
-        Verdict::Done
-    } else if let Some(v) = specific(status, &code) {
-        v
-    } else {
-        match status {
-            408 | 425 | 429 | 500..=599 => Verdict::Transient {
-                hint: err.retry_after,
-            },
-            _ => Verdict::Permanent,
-        }
-    };
-    let message = err.message.or_else(|| {
-        (!(200..300).contains(&status)).then(|| format!("the provider answered HTTP {status}"))
-    });
-    Classified {
-        verdict,
-        code: (!code.is_empty())
-            .then_some(code)
-            .or_else(|| (!(200..300).contains(&status)).then(|| format!("http_{status}"))),
-        message,
-    }
+    classify(answer, parse_error(&answer.body), specific)
 }
 
 /// Reads of a member (plan, verify): "not a member" is already done.
@@ -139,12 +101,12 @@ pub fn remove_member(answer: &Answer) -> Classified {
     })
 }
 
-/// Reachability check: any answer but 401/403/5xx means the base URL and
-/// token work.
-pub fn probe(answer: &Answer) -> Classified {
-    verdict(answer, |status, _| match status {
-        401 | 403 => Some(Verdict::Permanent),
-        400..=499 if status != 408 && status != 425 && status != 429 => Some(Verdict::Done),
+/// `DELETE …/roles/{role}` (pruning): a system role or a role that still
+/// has members is left for a person, never retried.
+pub fn delete_role(answer: &Answer) -> Classified {
+    verdict(answer, |status, code| match (status, code) {
+        (403, "SYSTEM_ROLE_IMMUTABLE") | (409, "ROLE_HAS_MEMBERS") => Some(Verdict::NeedsAttention),
+        (404, "ROLE_NOT_FOUND") => Some(Verdict::AlreadyDone),
         _ => None,
     })
 }
@@ -212,6 +174,31 @@ mod tests {
         ));
         assert!(matches!(
             remove_member(&envelope(404, "DEPARTMENT_NOT_FOUND")).verdict,
+            Verdict::Permanent
+        ));
+    }
+
+    #[test]
+    fn role_deletion_mapping() {
+        assert!(matches!(
+            delete_role(&answer(204, "")).verdict,
+            Verdict::Done
+        ));
+        assert!(matches!(
+            delete_role(&envelope(403, "SYSTEM_ROLE_IMMUTABLE")).verdict,
+            Verdict::NeedsAttention
+        ));
+        assert!(matches!(
+            delete_role(&envelope(409, "ROLE_HAS_MEMBERS")).verdict,
+            Verdict::NeedsAttention
+        ));
+        assert!(matches!(
+            delete_role(&envelope(404, "ROLE_NOT_FOUND")).verdict,
+            Verdict::AlreadyDone
+        ));
+        // 403 of another kind is a credential problem.
+        assert!(matches!(
+            delete_role(&envelope(403, "FORBIDDEN")).verdict,
             Verdict::Permanent
         ));
     }

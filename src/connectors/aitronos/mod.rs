@@ -21,15 +21,70 @@ pub use intake::parse_target;
 pub struct Aitronos {
     name: ProviderName,
     client: ProviderClient,
+    prune_custom_roles: bool,
 }
 
 impl Aitronos {
-    pub fn new(client: ProviderClient) -> Self {
+    pub fn new(client: ProviderClient, prune_custom_roles: bool) -> Self {
         Self {
             name: ProviderName::new_unchecked(client.provider()),
             client,
+            prune_custom_roles,
         }
     }
+
+    /// Deletes one custom role if it is now empty; a note when it was left.
+    async fn prune_role(
+        &self,
+        cx: &CallContext,
+        t: &Target,
+        role: &RoleId,
+    ) -> Result<Option<String>, StepError> {
+        let path = [
+            "organizations",
+            t.organization_id.as_str(),
+            "roles",
+            role.as_str(),
+        ];
+        let (answer, verdict) = self
+            .client
+            .send(cx, &Call::new(Method::GET, &path), classify::remove_role)
+            .await?;
+        if matches!(verdict, Verdict::AlreadyDone) {
+            return Ok(None); // the role is gone already
+        }
+        let info: RoleInfo = parse_body(&answer.body)?;
+        if !info.is_custom || info.is_system_role {
+            return Ok(None); // system roles are never pruned
+        }
+        if info.member_count.unwrap_or(0) > 0 {
+            return Ok(Some(format!(
+                "custom role {role} kept: it still has members"
+            )));
+        }
+        match self
+            .client
+            .send(cx, &Call::new(Method::DELETE, &path), classify::delete_role)
+            .await
+        {
+            Ok(_) => Ok(None),
+            Err(e) if e.class == super::ErrorClass::NeedsAttention => Ok(Some(format!(
+                "custom role {role} kept: {} ({})",
+                e.message, e.code
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RoleInfo {
+    #[serde(default)]
+    is_custom: bool,
+    #[serde(default)]
+    is_system_role: bool,
+    #[serde(default)]
+    member_count: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -65,10 +120,7 @@ impl Connector for Aitronos {
         );
         let (answer, verdict) = self.client.send(cx, &call, classify::read_member).await?;
         if matches!(verdict, Verdict::AlreadyDone) {
-            return Ok(Plan {
-                is_member: false,
-                role_ids: Vec::new(),
-            });
+            return Ok(Plan::not_a_member());
         }
         let body: EffectivePermissions = parse_body(&answer.body)?;
         let mut role_ids = Vec::with_capacity(body.role_ids.len());
@@ -84,13 +136,16 @@ impl Connector for Aitronos {
                 role_ids.push(RoleId::new_unchecked(role));
             }
         }
-        Ok(Plan {
-            is_member: true,
-            role_ids,
-        })
+        Ok(Plan::member(role_ids))
     }
 
-    async fn strip_roles(&self, cx: &CallContext, t: &Target, roles: &[RoleId]) -> StripResult {
+    async fn strip_roles(
+        &self,
+        cx: &CallContext,
+        t: &Target,
+        _plan: &Plan,
+        roles: &[RoleId],
+    ) -> StripResult {
         let mut result = StripResult::default();
         for role in roles {
             let call = Call::new(
@@ -122,7 +177,12 @@ impl Connector for Aitronos {
         result
     }
 
-    async fn remove_membership(&self, cx: &CallContext, t: &Target) -> Result<Change, StepError> {
+    async fn remove_membership(
+        &self,
+        cx: &CallContext,
+        t: &Target,
+        _plan: &Plan,
+    ) -> Result<Change, StepError> {
         let mut body = serde_json::json!({ "confirm": true });
         if let Some(dept) = &t.transfer_to_department_id {
             body["transfer_resources_to_department_id"] = dept.as_str().into();
@@ -156,7 +216,25 @@ impl Connector for Aitronos {
         })
     }
 
-    async fn verify(&self, cx: &CallContext, t: &Target) -> Result<(), StepError> {
+    async fn prune(
+        &self,
+        cx: &CallContext,
+        t: &Target,
+        plan: &Plan,
+    ) -> Result<Vec<String>, StepError> {
+        let mut notes = Vec::new();
+        if !self.prune_custom_roles {
+            return Ok(notes);
+        }
+        for role in &plan.role_ids {
+            if let Some(note) = self.prune_role(cx, t, role).await? {
+                notes.push(note);
+            }
+        }
+        Ok(notes)
+    }
+
+    async fn verify(&self, cx: &CallContext, t: &Target, _plan: &Plan) -> Result<(), StepError> {
         let call = Call::new(
             Method::GET,
             &[
@@ -203,7 +281,11 @@ impl Connector for Aitronos {
         // for an unknown path proves reachability, and 401/403 bad credentials.
         let cx = CallContext::default();
         let call = Call::new(Method::GET, &["organizations"]);
-        match self.client.send(&cx, &call, classify::probe).await {
+        match self
+            .client
+            .send(&cx, &call, crate::connectors::classify::probe)
+            .await
+        {
             Ok((a, _)) => Ok(format!(
                 "reachable, credentials accepted (HTTP {})",
                 a.status

@@ -3,16 +3,16 @@
 //! transient answers, and one audit event per attempt. A connector hands it
 //! a call and a function that classifies the answer; no connector retries.
 
+mod auth;
 mod pacer;
 
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, Url};
-use secrecy::{ExposeSecret, SecretString};
 
 use super::{CallContext, StepError, retry};
-use crate::config::{AuthScheme, ResolvedProvider, RetryConfig};
+use crate::config::{ResolvedProvider, RetryConfig};
 use crate::store::{AuditEvent, now_ms};
 pub use pacer::{AUTH_FAILURES_TO_TRIP, Pacer};
 
@@ -28,6 +28,10 @@ pub struct Call {
     pub segments: Vec<String>,
     pub query: Vec<(&'static str, String)>,
     pub body: Option<serde_json::Value>,
+    /// Media type of the body (default `application/json`).
+    pub content_type: &'static str,
+    /// Extra request headers (e.g. `If-Match`); never credentials.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Call {
@@ -37,7 +41,19 @@ impl Call {
             segments: segments.iter().map(|s| (*s).to_owned()).collect(),
             query: Vec::new(),
             body: None,
+            content_type: "application/json",
+            headers: Vec::new(),
         }
+    }
+
+    pub fn content_type(mut self, media_type: &'static str) -> Self {
+        self.content_type = media_type;
+        self
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
     }
 
     pub fn json(mut self, body: serde_json::Value) -> Self {
@@ -88,8 +104,7 @@ pub struct ProviderClient {
     provider: String,
     http: reqwest::Client,
     base: Url,
-    auth: AuthScheme,
-    token: SecretString,
+    credentials: auth::Credentials,
     retry: RetryConfig,
     pacer: Pacer,
 }
@@ -120,10 +135,9 @@ impl ProviderClient {
         }
         Ok(Self {
             provider: provider.name.clone(),
+            credentials: auth::Credentials::new(provider, http.clone()),
             http,
             base,
-            auth: cfg.auth_scheme(),
-            token: provider.token.clone(),
             retry: RetryConfig::default(),
             pacer: Pacer::new(cfg),
         })
@@ -148,9 +162,12 @@ impl ProviderClient {
 
     fn url(&self, call: &Call) -> Url {
         let mut url = self.base.clone();
-        if let Ok(mut segs) = url.path_segments_mut() {
-            segs.extend(call.segments.iter());
+        let mut path = url.path().trim_end_matches('/').to_owned();
+        for segment in &call.segments {
+            path.push('/');
+            path.push_str(&encode_segment(segment));
         }
+        url.set_path(&path);
         if !call.query.is_empty() {
             url.query_pairs_mut().extend_pairs(call.query.iter());
         }
@@ -173,6 +190,7 @@ impl ProviderClient {
         let url = self.url(call);
         let inline_max = Duration::from_millis(self.retry.inline_wait_max_ms);
         let mut attempt = 0;
+        let mut renew = false;
         loop {
             attempt += 1;
             if self.pacer.is_tripped(cx.batch_id.as_deref()) {
@@ -189,10 +207,11 @@ impl ProviderClient {
                     Some(wait),
                 ));
             }
+            let auth = self.credentials.header(renew).await?;
             let permit = self.pacer.admit().await;
             let started = Instant::now();
             let at = now_ms();
-            let outcome = self.attempt(call, &url).await;
+            let outcome = self.attempt(call, &url, auth).await;
             drop(permit);
             let latency_ms = started.elapsed().as_millis() as u64;
             let (classified, answer) = match outcome {
@@ -222,6 +241,12 @@ impl ProviderClient {
                 None => "network_error".into(),
             });
             let message = classified.message.clone().unwrap_or_default();
+            if status == Some(401) && self.credentials.renewable() && !renew {
+                // An expired or revoked token: fetch a fresh one, once.
+                renew = true;
+                continue;
+            }
+            renew = false;
             let rejected_credentials = matches!(status, Some(401 | 403))
                 && matches!(classified.verdict, Verdict::Permanent);
             if rejected_credentials {
@@ -290,17 +315,23 @@ impl ProviderClient {
         )
     }
 
-    async fn attempt(&self, call: &Call, url: &Url) -> Result<Answer, reqwest::Error> {
-        let mut request = self.http.request(call.method.clone(), url.clone());
-        request = match self.auth {
-            AuthScheme::ApiKey => request.header("x-api-key", self.secret_header()),
-            AuthScheme::Bearer => request.header(
-                reqwest::header::AUTHORIZATION,
-                bearer(self.token.expose_secret()),
-            ),
-        };
+    async fn attempt(
+        &self,
+        call: &Call,
+        url: &Url,
+        auth: (&'static str, HeaderValue),
+    ) -> Result<Answer, reqwest::Error> {
+        let mut request = self
+            .http
+            .request(call.method.clone(), url.clone())
+            .header(auth.0, auth.1);
+        for (name, value) in &call.headers {
+            request = request.header(*name, value.as_str());
+        }
         if let Some(body) = &call.body {
-            request = request.json(body);
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, call.content_type)
+                .body(body.to_string());
         }
         let response = request.send().await?;
         let status = response.status().as_u16();
@@ -312,20 +343,25 @@ impl ProviderClient {
             body,
         })
     }
-
-    fn secret_header(&self) -> HeaderValue {
-        let mut v = HeaderValue::from_str(self.token.expose_secret())
-            .unwrap_or_else(|_| HeaderValue::from_static("invalid-token"));
-        v.set_sensitive(true);
-        v
-    }
 }
 
-fn bearer(token: &str) -> HeaderValue {
-    let mut v = HeaderValue::from_str(&format!("Bearer {token}"))
-        .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid-token"));
-    v.set_sensitive(true);
-    v
+/// Everything but RFC 3986's unreserved characters is percent-encoded, so
+/// `auth0|abc` travels as `auth0%7Cabc` and no id can add a segment, a
+/// query or a fragment (ids are also checked at intake).
+pub fn encode_segment(segment: &str) -> String {
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    let encoded = utf8_percent_encode(segment, SEGMENT).to_string();
+    match encoded.as_str() {
+        // Dot segments would be resolved away by the URL parser.
+        "." => "%2E".into(),
+        ".." => "%2E%2E".into(),
+        _ => encoded,
+    }
 }
 
 /// No answer at all: timeouts, refused and reset connections are transient
@@ -343,5 +379,18 @@ fn network_failure(e: &reqwest::Error) -> Classified {
         verdict: Verdict::Transient { hint: None },
         code: Some(code.into()),
         message: Some(message.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encode_segment;
+
+    #[test]
+    fn segments_cannot_escape_their_place() {
+        assert_eq!(encode_segment("auth0|abc"), "auth0%7Cabc");
+        assert_eq!(encode_segment("a/b?c#d%e f"), "a%2Fb%3Fc%23d%25e%20f");
+        assert_eq!(encode_segment(".."), "%2E%2E");
+        assert_eq!(encode_segment("usr_1-a.b~"), "usr_1-a.b~");
     }
 }

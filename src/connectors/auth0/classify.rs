@@ -1,0 +1,103 @@
+//! How each Auth0 Management API answer maps to an outcome
+//! (api-contracts.md, "Auth0").
+
+use serde::Deserialize;
+
+use crate::connectors::classify::{ProviderError, classify, clip};
+use crate::connectors::http::{Answer, Classified, Verdict};
+
+/// Auth0's error body (observed, not in the spec); `statusCode` may be a
+/// string.
+#[derive(Deserialize)]
+struct Body {
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default, rename = "errorCode")]
+    error_code: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+pub fn parse_error(body: &[u8]) -> ProviderError {
+    match serde_json::from_slice::<Body>(body) {
+        Ok(b) => ProviderError {
+            code: b.error_code.map(|c| clip(&c)),
+            message: b.message.or(b.error).map(|m| clip(&m)),
+            retry_after: None,
+        },
+        Err(_) => ProviderError::default(),
+    }
+}
+
+fn user_missing(status: u16, code: &str, answer: &Answer) -> bool {
+    status == 404
+        && (code == "inexistent_user"
+            || parse_error(&answer.body)
+                .message
+                .is_some_and(|m| m.contains("user does not exist")))
+}
+
+/// Reads of a member's roles or a user's organizations: a missing user is
+/// not a member.
+pub fn read_member(answer: &Answer) -> Classified {
+    classify(answer, parse_error(&answer.body), |status, code| {
+        user_missing(status, code, answer).then_some(Verdict::AlreadyDone)
+    })
+}
+
+/// Writes: Auth0 documents no 404 on the DELETEs (we delete only what the
+/// plan read), so only the common table applies.
+pub fn write(answer: &Answer) -> Classified {
+    classify(answer, parse_error(&answer.body), |_, _| None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderMap;
+
+    fn answer(status: u16, body: &str) -> Answer {
+        Answer {
+            status,
+            headers: HeaderMap::new(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn mapping() {
+        let missing = answer(
+            404,
+            r#"{"statusCode":404,"error":"Not Found","message":"The user does not exist.","errorCode":"inexistent_user"}"#,
+        );
+        assert!(matches!(
+            read_member(&missing).verdict,
+            Verdict::AlreadyDone
+        ));
+        let no_org = answer(
+            404,
+            r#"{"statusCode":"404","error":"Not Found","message":"No organization found by that id or name","errorCode":"inexistent_organization"}"#,
+        );
+        assert!(matches!(read_member(&no_org).verdict, Verdict::Permanent));
+        assert!(matches!(write(&answer(204, "")).verdict, Verdict::Done));
+        let scope = answer(
+            403,
+            r#"{"statusCode":403,"error":"Forbidden","message":"Insufficient scope","errorCode":"insufficient_scope"}"#,
+        );
+        let c = write(&scope);
+        assert!(matches!(c.verdict, Verdict::Permanent));
+        assert_eq!(c.code.as_deref(), Some("insufficient_scope"));
+        assert!(matches!(
+            write(&answer(400, r#"{"errorCode":"invalid_body"}"#)).verdict,
+            Verdict::Permanent
+        ));
+        assert!(matches!(
+            write(&answer(429, r#"{"errorCode":"too_many_requests"}"#)).verdict,
+            Verdict::Transient { .. }
+        ));
+        assert!(matches!(
+            write(&answer(503, "<html>")).verdict,
+            Verdict::Transient { .. }
+        ));
+    }
+}

@@ -1,0 +1,220 @@
+//! Auth0 Management API v2 (api-contracts.md, "Auth0"): plan from the
+//! member's organization roles (both response shapes, paged), one bulk role
+//! DELETE of exactly what is held, membership DELETE, optional block, and a
+//! read-back that allows for Auth0's few seconds of eventual consistency.
+
+mod classify;
+mod intake;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::Method;
+use serde::Deserialize;
+
+use super::http::{Call, Verdict};
+use super::{CallContext, Change, Connector, Plan, ProviderClient, StepError, StripResult};
+use crate::domain::ids::check_safe;
+use crate::domain::{ProviderName, RoleId, Target};
+
+pub use intake::{check_user_id, parse_target};
+
+/// Roles per page when reading, and per bulk DELETE.
+const PAGE: usize = 100;
+const DELETE_CHUNK: usize = 20;
+/// Auth0 applies a membership removal within ~5–10 s.
+const CONSISTENCY_WAIT: Duration = Duration::from_secs(3);
+
+#[derive(Debug)]
+pub struct Auth0 {
+    name: ProviderName,
+    client: ProviderClient,
+    block_user: bool,
+}
+
+impl Auth0 {
+    pub fn new(client: ProviderClient, block_user: bool) -> Self {
+        Self {
+            name: ProviderName::new_unchecked(client.provider()),
+            client,
+            block_user,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Role {
+    id: String,
+}
+
+/// `GET …/roles` answers a bare array, or `{start, limit, total, roles}`
+/// with `include_totals=true`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RolesPage {
+    Bare(Vec<Role>),
+    Totals {
+        roles: Vec<Role>,
+        total: Option<usize>,
+    },
+}
+
+#[derive(Deserialize)]
+struct Org {
+    id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OrgsPage {
+    Bare(Vec<Org>),
+    Totals { organizations: Vec<Org> },
+}
+
+fn invalid(e: impl std::fmt::Display) -> StepError {
+    StepError::permanent(
+        "invalid_provider_response",
+        format!("the provider's answer is not the documented JSON: {e}"),
+    )
+}
+
+#[async_trait]
+impl Connector for Auth0 {
+    fn name(&self) -> &ProviderName {
+        &self.name
+    }
+
+    async fn plan(&self, cx: &CallContext, t: &Target) -> Result<Plan, StepError> {
+        let mut roles: Vec<RoleId> = Vec::new();
+        for page in 0.. {
+            let call = Call::new(
+                Method::GET,
+                &[
+                    "organizations",
+                    t.organization_id.as_str(),
+                    "members",
+                    t.user_id.as_str(),
+                    "roles",
+                ],
+            )
+            .query("page", page.to_string())
+            .query("per_page", PAGE.to_string())
+            .query("include_totals", "true");
+            let (answer, verdict) = self.client.send(cx, &call, classify::read_member).await?;
+            if matches!(verdict, Verdict::AlreadyDone) {
+                return Ok(Plan::not_a_member());
+            }
+            let parsed: RolesPage = serde_json::from_slice(&answer.body).map_err(invalid)?;
+            let (batch, total) = match parsed {
+                RolesPage::Bare(r) => (r, None),
+                RolesPage::Totals { roles, total } => (roles, total),
+            };
+            let got = batch.len();
+            for r in batch {
+                check_safe(&r.id, &[]).map_err(|e| invalid(format!("role id {e}")))?;
+                if !roles.iter().any(|x| x.as_str() == r.id) {
+                    roles.push(RoleId::new_unchecked(r.id));
+                }
+            }
+            let done = got < PAGE || total.is_some_and(|n| roles.len() >= n) || page >= 100;
+            if done {
+                break;
+            }
+        }
+        Ok(Plan::member(roles))
+    }
+
+    async fn strip_roles(
+        &self,
+        cx: &CallContext,
+        t: &Target,
+        _plan: &Plan,
+        roles: &[RoleId],
+    ) -> StripResult {
+        let mut result = StripResult::default();
+        // Never an empty list: a user holding no roles causes no DELETE.
+        for chunk in roles.chunks(DELETE_CHUNK) {
+            let ids: Vec<&str> = chunk.iter().map(RoleId::as_str).collect();
+            let call = Call::new(
+                Method::DELETE,
+                &[
+                    "organizations",
+                    t.organization_id.as_str(),
+                    "members",
+                    t.user_id.as_str(),
+                    "roles",
+                ],
+            )
+            .json(serde_json::json!({ "roles": ids }));
+            match self.client.send(cx, &call, classify::write).await {
+                Ok(_) => result.removed.extend(chunk.iter().cloned()),
+                Err(e) => {
+                    result.error = Some(e);
+                    return result;
+                }
+            }
+        }
+        result
+    }
+
+    async fn remove_membership(
+        &self,
+        cx: &CallContext,
+        t: &Target,
+        _plan: &Plan,
+    ) -> Result<Change, StepError> {
+        let call = Call::new(
+            Method::DELETE,
+            &["organizations", t.organization_id.as_str(), "members"],
+        )
+        .json(serde_json::json!({ "members": [t.user_id.as_str()] }));
+        self.client.send(cx, &call, classify::write).await?;
+        if self.block_user {
+            let call = Call::new(Method::PATCH, &["users", t.user_id.as_str()])
+                .json(serde_json::json!({ "blocked": true }));
+            self.client.send(cx, &call, classify::write).await?;
+        }
+        Ok(Change::Changed)
+    }
+
+    async fn verify(&self, cx: &CallContext, t: &Target, _plan: &Plan) -> Result<(), StepError> {
+        for page in 0..100 {
+            let call = Call::new(Method::GET, &["users", t.user_id.as_str(), "organizations"])
+                .query("page", page.to_string())
+                .query("per_page", PAGE.to_string());
+            let (answer, verdict) = self.client.send(cx, &call, classify::read_member).await?;
+            if matches!(verdict, Verdict::AlreadyDone) {
+                return Ok(());
+            }
+            let orgs = match serde_json::from_slice::<OrgsPage>(&answer.body).map_err(invalid)? {
+                OrgsPage::Bare(o) => o,
+                OrgsPage::Totals { organizations } => organizations,
+            };
+            if orgs.iter().any(|o| o.id == t.organization_id.as_str()) {
+                return Err(StepError::transient(
+                    "membership_still_visible",
+                    format!(
+                        "{} is still listed in {} after removal (Auth0 applies removals within seconds)",
+                        t.user_id, t.organization_id
+                    ),
+                    Some(CONSISTENCY_WAIT),
+                )
+                .needs_attention_when_exhausted());
+            }
+            if orgs.len() < PAGE {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn probe(&self) -> Result<String, StepError> {
+        let cx = CallContext::default();
+        let call = Call::new(Method::GET, &["organizations"]).query("per_page", "1");
+        let (a, _) = self.client.send(&cx, &call, super::classify::probe).await?;
+        Ok(format!(
+            "reachable, credentials accepted (HTTP {})",
+            a.status
+        ))
+    }
+}

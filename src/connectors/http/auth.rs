@@ -1,0 +1,167 @@
+//! How a connection proves who it is: a static token (API key or bearer),
+//! or OAuth 2 client credentials whose bearer token is fetched, cached until
+//! shortly before it expires, shared by every worker, and renewed once when
+//! the provider answers 401.
+
+use std::time::{Duration, Instant};
+
+use reqwest::header::HeaderValue;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Mutex;
+
+use crate::config::{AuthScheme, ResolvedProvider};
+use crate::connectors::StepError;
+
+/// Credentials of one connection.
+pub enum Credentials {
+    ApiKey(SecretString),
+    Bearer(SecretString),
+    Client(ClientCredentials),
+}
+
+/// OAuth 2 client credentials grant (Auth0 M2M applications).
+pub struct ClientCredentials {
+    http: reqwest::Client,
+    token_url: String,
+    audience: String,
+    client_id: String,
+    client_secret: SecretString,
+    cache: Mutex<Option<Cached>>,
+}
+
+struct Cached {
+    token: SecretString,
+    renew_at: Instant,
+}
+
+#[derive(serde::Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+impl Credentials {
+    pub fn new(provider: &ResolvedProvider, http: reqwest::Client) -> Self {
+        let cfg = &provider.config;
+        match (cfg.auth_scheme(), &provider.client) {
+            (AuthScheme::ClientCredentials, Some((id, secret))) => {
+                Self::Client(ClientCredentials {
+                    http,
+                    token_url: cfg.token_url.clone().unwrap_or_default(),
+                    audience: cfg.audience.clone().unwrap_or_default(),
+                    client_id: id.clone(),
+                    client_secret: secret.clone(),
+                    cache: Mutex::new(None),
+                })
+            }
+            (AuthScheme::ApiKey, _) => Self::ApiKey(provider.token.clone()),
+            _ => Self::Bearer(provider.token.clone()),
+        }
+    }
+
+    /// The header to send; `renew` forces a fresh client-credentials token.
+    pub async fn header(&self, renew: bool) -> Result<(&'static str, HeaderValue), StepError> {
+        Ok(match self {
+            Self::ApiKey(t) => ("x-api-key", sensitive(t.expose_secret())),
+            Self::Bearer(t) => (
+                "authorization",
+                sensitive(&format!("Bearer {}", t.expose_secret())),
+            ),
+            Self::Client(c) => {
+                let token = c.token(renew).await?;
+                (
+                    "authorization",
+                    sensitive(&format!("Bearer {}", token.expose_secret())),
+                )
+            }
+        })
+    }
+
+    /// Whether a 401 may be cured by renewing the token.
+    pub fn renewable(&self) -> bool {
+        matches!(self, Self::Client(_))
+    }
+}
+
+impl ClientCredentials {
+    async fn token(&self, renew: bool) -> Result<SecretString, StepError> {
+        let mut cache = self.cache.lock().await;
+        if !renew
+            && let Some(c) = cache.as_ref()
+            && Instant::now() < c.renew_at
+        {
+            return Ok(c.token.clone());
+        }
+        let answer = self
+            .http
+            .post(&self.token_url)
+            .json(&serde_json::json!({
+                "grant_type": "client_credentials",
+                "client_id": self.client_id,
+                "client_secret": self.client_secret.expose_secret(),
+                "audience": self.audience,
+            }))
+            .send()
+            .await
+            .map_err(|e| {
+                StepError::transient(
+                    "token_endpoint_unreachable",
+                    format!("cannot reach the token endpoint: {}", short(&e)),
+                    None,
+                )
+            })?;
+        let status = answer.status().as_u16();
+        if !(200..300).contains(&status) {
+            return Err(match status {
+                429 | 500..=599 => StepError::transient(
+                    "token_endpoint_unavailable",
+                    format!("the token endpoint answered HTTP {status}"),
+                    None,
+                ),
+                _ => StepError::permanent(
+                    "token_endpoint_rejected",
+                    format!(
+                        "the token endpoint refused our client credentials (HTTP {status}); check client_id_env, client_secret_env and audience"
+                    ),
+                ),
+            });
+        }
+        let body: TokenAnswer = answer.json().await.map_err(|_| {
+            StepError::permanent(
+                "token_endpoint_invalid",
+                "the token endpoint's answer has no access_token",
+            )
+        })?;
+        // Renew well before expiry: a token must not lapse mid-call.
+        let lifetime = Duration::from_secs(body.expires_in.unwrap_or(3600));
+        let margin = (lifetime / 10)
+            .max(Duration::from_secs(1))
+            .min(Duration::from_secs(300));
+        let token = SecretString::from(body.access_token);
+        *cache = Some(Cached {
+            token: token.clone(),
+            renew_at: Instant::now() + lifetime.saturating_sub(margin),
+        });
+        Ok(token)
+    }
+}
+
+fn sensitive(value: &str) -> HeaderValue {
+    let mut v =
+        HeaderValue::from_str(value).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+    v.set_sensitive(true);
+    v
+}
+
+/// Error text without the URL (which could carry a tenant name only, but
+/// stays out of reports anyway).
+fn short(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    }
+}

@@ -1,0 +1,210 @@
+//! Recoup (api-contracts.md, "Recoup"): membership removal by query
+//! parameters, idempotent by contract; no roles, no transfer, no member
+//! listing. Plan and verify read the account's organizations.
+
+mod intake;
+
+use async_trait::async_trait;
+use reqwest::Method;
+use serde::Deserialize;
+
+use super::classify::{ProviderError, classify, clip};
+use super::http::{Answer, Call, Classified, Verdict};
+use super::{CallContext, Change, Connector, Plan, ProviderClient, StepError, StripResult};
+use crate::domain::{ProviderName, RoleId, Target};
+
+pub use intake::{check_uuid, parse_target};
+
+#[derive(Debug)]
+pub struct Recoup {
+    name: ProviderName,
+    client: ProviderClient,
+}
+
+impl Recoup {
+    pub fn new(client: ProviderClient) -> Self {
+        Self {
+            name: ProviderName::new_unchecked(client.provider()),
+            client,
+        }
+    }
+
+    fn organizations(t: &Target) -> Call {
+        Call::new(Method::GET, &["api", "organizations"]).query("account_id", t.user_id.as_str())
+    }
+
+    /// Whether the account is listed in the target organization; `None`
+    /// when Recoup answers 403 (the caller shares no organization with it).
+    async fn listed(&self, cx: &CallContext, t: &Target) -> Result<Option<bool>, StepError> {
+        let (answer, verdict) = self
+            .client
+            .send(cx, &Self::organizations(t), read_orgs)
+            .await?;
+        if matches!(verdict, Verdict::AlreadyDone) {
+            return Ok(None);
+        }
+        let body: Orgs = serde_json::from_slice(&answer.body).map_err(|e| {
+            StepError::permanent(
+                "invalid_provider_response",
+                format!("the provider's answer is not the documented JSON: {e}"),
+            )
+        })?;
+        Ok(Some(body.organizations.iter().any(|o| {
+            o.id.eq_ignore_ascii_case(t.organization_id.as_str())
+        })))
+    }
+}
+
+#[derive(Deserialize)]
+struct Orgs {
+    #[serde(default)]
+    organizations: Vec<Org>,
+}
+
+#[derive(Deserialize)]
+struct Org {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct Body {
+    error: Option<String>,
+    message: Option<String>,
+}
+
+/// `{"status":"error","error":"…"}`, some 401s `{"message":"…"}`, and
+/// non-JSON pages from the host in front of it.
+fn parse_error(body: &[u8]) -> ProviderError {
+    match serde_json::from_slice::<Body>(body) {
+        Ok(b) => ProviderError {
+            code: None,
+            message: b.error.or(b.message).map(|m| clip(&m)),
+            retry_after: None,
+        },
+        Err(_) => ProviderError::default(),
+    }
+}
+
+/// The organizations read: a 403 after a removal may mean "no shared
+/// organization any more" — not a failure and not a credential problem.
+fn read_orgs(answer: &Answer) -> Classified {
+    classify(answer, parse_error(&answer.body), |status, _| {
+        (status == 403).then_some(Verdict::AlreadyDone)
+    })
+}
+
+/// The removal: 200 also when the account was not a member.
+fn remove(answer: &Answer) -> Classified {
+    let mut c = classify(answer, parse_error(&answer.body), |_, _| None);
+    if answer.status == 403 && c.code.as_deref() == Some("http_403") {
+        c.code = Some("caller_not_member".into());
+    }
+    c
+}
+
+#[async_trait]
+impl Connector for Recoup {
+    fn name(&self) -> &ProviderName {
+        &self.name
+    }
+
+    async fn plan(&self, cx: &CallContext, t: &Target) -> Result<Plan, StepError> {
+        Ok(match self.listed(cx, t).await? {
+            Some(false) => Plan::not_a_member(),
+            // Listed, or not readable: the removal is idempotent, so make it.
+            _ => Plan::member(Vec::new()),
+        })
+    }
+
+    async fn strip_roles(
+        &self,
+        _: &CallContext,
+        _: &Target,
+        _: &Plan,
+        _: &[RoleId],
+    ) -> StripResult {
+        StripResult::default()
+    }
+
+    async fn remove_membership(
+        &self,
+        cx: &CallContext,
+        t: &Target,
+        _: &Plan,
+    ) -> Result<Change, StepError> {
+        let call = Call::new(Method::DELETE, &["api", "organizations", "members"])
+            .query("organization_id", t.organization_id.as_str())
+            .query("account_id", t.user_id.as_str());
+        self.client.send(cx, &call, remove).await?;
+        Ok(Change::Changed)
+    }
+
+    async fn verify(&self, cx: &CallContext, t: &Target, _: &Plan) -> Result<(), StepError> {
+        match self.listed(cx, t).await? {
+            Some(true) => Err(StepError::needs_attention(
+                "membership_still_present",
+                format!(
+                    "{} is still a member of {} after removal",
+                    t.user_id, t.organization_id
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    async fn probe(&self) -> Result<String, StepError> {
+        let cx = CallContext::default();
+        let call = Call::new(Method::GET, &["api", "organizations"])
+            .query("account_id", "00000000-0000-0000-0000-000000000000");
+        let (a, _) = self.client.send(&cx, &call, super::classify::probe).await?;
+        Ok(format!(
+            "reachable, credentials accepted (HTTP {})",
+            a.status
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderMap;
+
+    fn answer(status: u16, body: &str) -> Answer {
+        Answer {
+            status,
+            headers: HeaderMap::new(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn mapping() {
+        assert!(matches!(
+            remove(&answer(200, r#"{"status":"success"}"#)).verdict,
+            Verdict::Done
+        ));
+        let bad = remove(&answer(400, r#"{"status":"error","error":"Invalid UUID"}"#));
+        assert!(matches!(bad.verdict, Verdict::Permanent));
+        assert_eq!(bad.message.as_deref(), Some("Invalid UUID"));
+        let caller = remove(&answer(
+            403,
+            r#"{"status":"error","error":"Caller is not a member of the organization"}"#,
+        ));
+        assert!(matches!(caller.verdict, Verdict::Permanent));
+        assert_eq!(caller.code.as_deref(), Some("caller_not_member"));
+        assert!(matches!(
+            remove(&answer(401, r#"{"message":"Unauthorized"}"#)).verdict,
+            Verdict::Permanent
+        ));
+        for s in [429, 500, 502, 503, 504] {
+            assert!(matches!(
+                remove(&answer(s, "<html>bad gateway</html>")).verdict,
+                Verdict::Transient { .. }
+            ));
+        }
+        assert!(matches!(
+            read_orgs(&answer(403, r#"{"status":"error","error":"x"}"#)).verdict,
+            Verdict::AlreadyDone
+        ));
+    }
+}
