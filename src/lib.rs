@@ -14,12 +14,14 @@
 //! - [`sim`]: the provider simulator used by tests, the demo and benchmarks.
 //! - [`cli`]: the `offboard` commands.
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod connectors;
 pub mod domain;
 pub mod engine;
 pub mod intake;
+pub mod metrics;
 pub mod pipeline;
 pub mod queue;
 pub mod report;

@@ -76,8 +76,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Enqueue a CSV of leavers and print the batch id.
     Submit(run::SubmitArgs),
-    /// Run workers until SIGINT or SIGTERM.
-    Serve,
+    /// Run the HTTP API, drop folders and workers until SIGINT or SIGTERM.
+    Serve(serve::ServeArgs),
     /// Show batches, or one batch's counts and state.
     Status(status::StatusArgs),
     /// Write a batch's report as CSV or JSON.
@@ -97,15 +97,17 @@ pub enum Command {
 /// Runs the parsed command and returns the process exit code.
 pub async fn execute(cli: Cli) -> u8 {
     let level = match cli.command {
-        Command::Serve | Command::Sim(_) => "info",
+        Command::Serve(_) | Command::Sim(_) => "info",
         _ => "warn",
     };
     telemetry::init(cli.log_format, level);
+    // Installed first, so no count from this process is lost.
+    crate::metrics::handle();
     let config_path = cli.config.clone();
     let result = match cli.command {
         Command::Run(args) => run::run(config_path.as_deref(), args).await,
         Command::Submit(args) => run::submit(config_path.as_deref(), args).await,
-        Command::Serve => serve::serve(config_path.as_deref()).await,
+        Command::Serve(args) => serve::serve(config_path.as_deref(), args).await,
         Command::Status(args) => status::status(config_path.as_deref(), args).await,
         Command::Report(args) => report::report(config_path.as_deref(), args).await,
         Command::Retry(args) => retry::retry(config_path.as_deref(), args).await,

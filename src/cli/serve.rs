@@ -1,32 +1,129 @@
-//! `offboard serve`: queue workers until SIGINT or SIGTERM. On a signal,
-//! fetching stops, in-flight steps finish (bounded), and every request left
-//! open is resumable.
+//! `offboard serve`: the HTTP API, the drop folders and the queue workers,
+//! together until SIGINT or SIGTERM. On a signal, intake stops first (API,
+//! drop folders), then in-flight steps finish (bounded) and every request
+//! left open stays resumable.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::anyhow;
+use clap::Args;
+use secrecy::SecretString;
+use tokio::sync::watch;
 
 use super::{Failure, exit, setup};
+use crate::api::{ApiState, router};
+use crate::intake::dropfolder;
 use crate::queue::spawn_worker;
 
-pub async fn serve(config: Option<&Path>) -> Result<u8, Failure> {
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Do not serve the HTTP API.
+    #[arg(long)]
+    pub no_api: bool,
+    /// Do not watch drop folders.
+    #[arg(long)]
+    pub no_dropfolders: bool,
+    /// Do not run queue workers (intake only).
+    #[arg(long)]
+    pub no_workers: bool,
+    /// Folder of job specs (default: [jobs] dir).
+    #[arg(long, value_name = "DIR")]
+    pub jobs: Option<PathBuf>,
+}
+
+pub async fn serve(config: Option<&Path>, args: ServeArgs) -> Result<u8, Failure> {
     let engine = setup::engine(config).await?;
-    let missing = engine
-        .queue()
-        .enqueue_missing(engine.store())
-        .await
-        .map_err(Failure::other)?;
-    if missing > 0 {
-        tracing::info!(requests = missing, "enqueued requests left without a job");
+    let cfg = engine.config().clone();
+    // Everything that can be wrong with the setup is checked before any
+    // part starts.
+    let api_token = if args.no_api {
+        None
+    } else {
+        let var = &cfg.http.token_env;
+        let token = std::env::var(var).ok().filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+            Failure::usage(anyhow!(
+                "invalid configuration: `http.token_env`: environment variable {var} is not set (it must hold the API token); use --no-api to run without the API"
+            ))
+        })?;
+        Some(SecretString::from(token))
+    };
+    let jobs_dir = args
+        .jobs
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&cfg.jobs.dir));
+    let folders = if args.no_dropfolders {
+        Vec::new()
+    } else {
+        dropfolder::load_specs(&jobs_dir).map_err(|e| Failure::usage(anyhow!(e)))?
+    };
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let workers_running = Arc::new(AtomicBool::new(false));
+    let mut intake_tasks = Vec::new();
+    if let Some(token) = api_token {
+        let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
+            .await
+            .map_err(|e| Failure::other(anyhow!("cannot listen on {}: {e}", cfg.http.listen)))?;
+        let addr = listener.local_addr().map_err(Failure::other)?;
+        println!("api listening on http://{addr}");
+        let app = router(ApiState::new(
+            engine.clone(),
+            token,
+            workers_running.clone(),
+        ));
+        let mut stop = stop_rx.clone();
+        intake_tasks.push(tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "the API server stopped");
+            }
+        }));
     }
-    let worker = spawn_worker(engine.clone());
-    tracing::info!(worker = worker.name(), "worker started");
+    for spec in folders {
+        tracing::info!(job = %spec.name, watch = %spec.watch.display(), "watching drop folder");
+        intake_tasks.push(tokio::spawn(dropfolder::run(
+            engine.clone(),
+            spec,
+            stop_rx.clone(),
+        )));
+    }
+
+    let worker = if args.no_workers {
+        None
+    } else {
+        let missing = engine
+            .queue()
+            .enqueue_missing(engine.store())
+            .await
+            .map_err(Failure::other)?;
+        if missing > 0 {
+            tracing::info!(requests = missing, "enqueued requests left without a job");
+        }
+        let w = spawn_worker(engine.clone());
+        workers_running.store(true, Ordering::SeqCst);
+        tracing::info!(worker = w.name(), "worker started");
+        Some(w)
+    };
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+
     shutdown_signal().await;
-    tracing::info!("shutting down: finishing in-flight steps");
-    worker
-        .shutdown()
-        .await
-        .map_err(|e| Failure::other(anyhow!(e)))?;
+    tracing::info!("shutting down: intake first, then in-flight steps");
+    let _ = stop_tx.send(true);
+    for task in intake_tasks {
+        let _ = task.await;
+    }
+    if let Some(w) = worker {
+        workers_running.store(false, Ordering::SeqCst);
+        w.shutdown().await.map_err(|e| Failure::other(anyhow!(e)))?;
+    }
     engine.store().close().await;
     Ok(exit::OK)
 }

@@ -6,7 +6,7 @@ use anyhow::anyhow;
 use clap::Args;
 
 use super::{Failure, exit, setup};
-use crate::domain::OutcomeCounts;
+use crate::report::status::BatchStatus;
 use crate::store::{BatchRow, Store, format_ms};
 
 #[derive(Debug, Args)]
@@ -21,22 +21,10 @@ pub struct StatusArgs {
     pub limit: u32,
 }
 
-#[derive(serde::Serialize)]
-struct BatchStatus {
-    #[serde(flatten)]
-    batch: BatchRow,
-    state: String,
-    counts: OutcomeCounts,
-}
-
 async fn describe(store: &Store, batch: BatchRow) -> Result<BatchStatus, Failure> {
-    let counts = store.batch_counts(&batch).await.map_err(Failure::other)?;
-    let state = Store::batch_state(&batch, &counts).to_string();
-    Ok(BatchStatus {
-        batch,
-        state,
-        counts,
-    })
+    crate::report::status::describe(store, batch)
+        .await
+        .map_err(Failure::other)
 }
 
 pub async fn status(config: Option<&Path>, args: StatusArgs) -> Result<u8, Failure> {
@@ -50,7 +38,7 @@ pub async fn status(config: Option<&Path>, args: StatusArgs) -> Result<u8, Failu
                 .ok_or_else(|| Failure::usage(anyhow!("no batch {id}")))?,
         ],
         None => store
-            .list_batches(args.limit)
+            .list_batches(args.limit, 0)
             .await
             .map_err(Failure::other)?,
     };

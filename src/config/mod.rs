@@ -12,8 +12,8 @@ use std::path::Path;
 
 pub use duration::parse_duration;
 pub use model::{
-    AuthScheme, Config, DatabaseConfig, Deprovision, IntakeConfig, ProviderConfig, ProviderKind,
-    RetryConfig, RetryOverride, WorkerConfig,
+    AuthScheme, Config, DatabaseConfig, Deprovision, HttpConfig, IntakeConfig, JobsConfig,
+    ProviderConfig, ProviderKind, RetryConfig, RetryOverride, WorkerConfig,
 };
 pub use secrets::{ResolvedProvider, resolve_providers};
 

@@ -16,6 +16,8 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub retry: RetryConfig,
     pub intake: IntakeConfig,
+    pub http: HttpConfig,
+    pub jobs: JobsConfig,
     /// Named provider connections, `[providers.NAME]`.
     pub providers: BTreeMap<String, ProviderConfig>,
 }
@@ -132,6 +134,41 @@ impl IntakeConfig {
     pub fn dedupe_window(&self) -> Duration {
         // Validated at load time.
         parse_duration(&self.dedupe_window).unwrap_or(Duration::from_secs(86_400))
+    }
+}
+
+/// The HTTP API of `offboard serve`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: String,
+    /// Environment variable holding the API's bearer token; the API refuses
+    /// to start while it is unset.
+    pub token_env: String,
+    /// Largest accepted upload, in bytes (413 beyond).
+    pub max_upload_bytes: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            token_env: "OFFBOARD_API_TOKEN".into(),
+            max_upload_bytes: 50 * 1024 * 1024,
+        }
+    }
+}
+
+/// Where declarative job specs (drop folders, schedules) live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    pub dir: String,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self { dir: "jobs".into() }
     }
 }
 
@@ -381,6 +418,24 @@ impl Config {
         }
         parse_duration(&self.intake.dedupe_window)
             .map_err(|m| ConfigError::invalid("intake.dedupe_window", m))?;
+        self.http
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| {
+                ConfigError::invalid("http.listen", format!("not an address:port: {e}"))
+            })?;
+        if !is_env_name(&self.http.token_env) {
+            return Err(ConfigError::invalid(
+                "http.token_env",
+                "must name an environment variable (letters, digits, _)",
+            ));
+        }
+        if self.http.max_upload_bytes == 0 {
+            return Err(ConfigError::invalid(
+                "http.max_upload_bytes",
+                "must be positive",
+            ));
+        }
         for (name, provider) in &self.providers {
             provider.validate(name)?;
             provider

@@ -82,6 +82,7 @@ pub struct CallContext {
     pub batch_id: Option<String>,
     audit: Mutex<Vec<AuditEvent>>,
     retries: AtomicU32,
+    lap: Mutex<Option<std::time::Instant>>,
 }
 
 impl CallContext {
@@ -95,6 +96,15 @@ impl CallContext {
 
     pub(crate) fn count_retry(&self) {
         self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Time since the previous lap (or since creation): one step's duration.
+    pub fn lap(&self) -> std::time::Duration {
+        let now = std::time::Instant::now();
+        let mut last = self.lap.lock().unwrap_or_else(|p| p.into_inner());
+        let since = last.map_or(std::time::Duration::ZERO, |l| now - l);
+        *last = Some(now);
+        since
     }
 
     /// In-place retries made since the last call.

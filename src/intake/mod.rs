@@ -2,6 +2,7 @@
 //! row) and, later, drop folders and schedules.
 
 pub mod csv;
+pub mod dropfolder;
 pub mod header;
 pub mod row;
 pub mod submit;

@@ -82,6 +82,7 @@ pub async fn submit_csv<R: Read>(
         summary.accepted_rows += chunk.accepted.len() as u64;
         summary.rejected_count += chunk.rejected.len() as u64;
         summary.new_requests += jobs.len() as u64;
+        crate::metrics::rows(chunk.accepted.len() as u64, chunk.rejected.len() as u64);
         let room = MAX_REJECTIONS_KEPT.saturating_sub(summary.rejected_rows.len());
         summary
             .rejected_rows

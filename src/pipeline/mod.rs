@@ -122,6 +122,7 @@ async fn settle_error(
         error.message.clone()
     };
     tracing::warn!(outcome = %outcome, error = %error.code, "request stopped");
+    crate::metrics::request_finished(request.target.provider.as_str(), outcome.as_str());
     store
         .finish(
             &request.id,

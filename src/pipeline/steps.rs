@@ -80,6 +80,7 @@ pub async fn run(engine: &Engine, request: &RequestRow) -> Result<(), Stopped> {
         .await;
     };
     let cx = CallContext::for_request(&request.id, &request.batch_id);
+    cx.lap();
     let checkpoints = store.checkpoints(&request.id).await?;
     let stop = |error: StepError, roles: Vec<String>| Stopped::Step {
         error,
@@ -201,6 +202,7 @@ async fn save<T: Serialize>(
     data: &T,
     cx: &CallContext,
 ) -> Result<(), Stopped> {
+    crate::metrics::step(step.as_str(), cx.lap().as_secs_f64());
     let value = serde_json::to_value(data).unwrap_or_default();
     engine
         .store()
@@ -230,6 +232,7 @@ async fn finish(
         None => (None, None),
     };
     tracing::info!(outcome = %outcome, "request finished");
+    crate::metrics::request_finished(request.target.provider.as_str(), outcome.as_str());
     engine
         .store()
         .finish(

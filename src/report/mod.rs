@@ -1,5 +1,7 @@
 //! Batch reports as CSV (spreadsheet-safe) or JSON.
 
+pub mod status;
+
 use std::io::Write;
 
 use crate::domain::OutcomeCounts;

@@ -56,12 +56,13 @@ impl Store {
     }
 
     /// Newest first.
-    pub async fn list_batches(&self, limit: u32) -> Result<Vec<BatchRow>, StoreError> {
+    pub async fn list_batches(&self, limit: u32, offset: u64) -> Result<Vec<BatchRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, source, source_name, dry_run, stored_state, rejected_rows, created_at
-             FROM batches ORDER BY created_at DESC, id DESC LIMIT ?",
+             FROM batches ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
         )
         .bind(limit)
+        .bind(offset as i64)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(batch_from_row).collect())

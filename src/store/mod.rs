@@ -8,6 +8,7 @@ mod connect;
 mod intake;
 mod report;
 mod requests;
+mod surfaces;
 
 pub use audit::AuditEvent;
 pub use batches::{BatchRow, NewBatch};
@@ -15,6 +16,7 @@ pub use connect::Store;
 pub use intake::{AcceptedRow, IntakeChunk, NewJob, RejectedRow};
 pub use report::ReportRow;
 pub use requests::{ClaimResult, Finish, RequestRow};
+pub use surfaces::{DropFile, IdempotentAnswer};
 
 /// A failure of the database itself, never of a provider.
 #[derive(Debug, thiserror::Error)]

@@ -24,6 +24,8 @@ pub struct Options {
     pub inline_wait_max_ms: u64,
     /// The simulator accepts a different token than the one we send.
     pub wrong_token: bool,
+    /// More TOML appended to the config (sections not in the base).
+    pub extra_config: String,
 }
 
 impl Default for Options {
@@ -35,6 +37,7 @@ impl Default for Options {
             max_attempts: 4,
             inline_wait_max_ms: 500,
             wrong_token: false,
+            extra_config: String::new(),
         }
     }
 }
@@ -86,6 +89,7 @@ token_env = "{TOKEN_ENV}"
 protected_users = ["usr_breakglass"]
 timeout_ms = {timeout}
 connect_timeout_ms = 1000
+{extra}
 "#,
                 db = dir.path().join("offboard.db").display(),
                 base = sim.aitronos_base_url(),
@@ -93,6 +97,7 @@ connect_timeout_ms = 1000
                 max_attempts = o.max_attempts,
                 inline = o.inline_wait_max_ms,
                 timeout = o.timeout_ms,
+                extra = o.extra_config,
             ),
         )
         .unwrap();
@@ -209,4 +214,90 @@ pub fn users_csv(from: usize, to: usize) -> String {
         csv.push_str(&format!("usr_{i:06},org_acme,dept_offboarded\n"));
     }
     csv
+}
+
+pub const API_TOKEN_ENV: &str = "OFFBOARD_IT_API_TOKEN";
+
+/// A running `offboard serve` child process.
+pub struct Serve {
+    child: tokio::process::Child,
+    pub url: String,
+    pub api_token: String,
+}
+
+impl Serve {
+    /// Stops it with SIGTERM (graceful) and waits.
+    pub async fn stop(mut self) -> std::process::ExitStatus {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+        }
+        self.child.wait().await.expect("serve exits")
+    }
+
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::new()
+    }
+
+    pub fn authed(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        rb.bearer_auth(&self.api_token)
+    }
+}
+
+impl Harness {
+    /// Starts `offboard serve ARGS` and waits for its API address.
+    pub async fn serve(&self, args: &[&str]) -> Serve {
+        use tokio::io::AsyncBufReadExt;
+        let api_token = format!("api-{:032x}", rand::random::<u128>());
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_offboard"));
+        cmd.arg("--config")
+            .arg(&self.config)
+            .arg("serve")
+            .args(args);
+        cmd.env(TOKEN_ENV, &self.token)
+            .env(API_TOKEN_ENV, &api_token)
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("serve starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let mut url = String::new();
+        if !args.contains(&"--no-api") {
+            let line = lines
+                .next_line()
+                .await
+                .unwrap()
+                .expect("serve prints its address");
+            url = line
+                .strip_prefix("api listening on ")
+                .expect("address line")
+                .to_owned();
+        }
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Serve {
+            child,
+            url,
+            api_token,
+        }
+    }
+}
+
+/// Polls `check` every 50 ms until it holds, failing after `secs` seconds.
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

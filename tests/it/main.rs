@@ -1,6 +1,8 @@
 //! Integration tests: the real `offboard` binary against the simulator on a
 //! random loopback port, with a fresh SQLite file per test.
 
+mod api;
+mod dropfolder;
 mod faults;
 mod helpers;
 mod pipeline;

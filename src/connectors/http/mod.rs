@@ -218,6 +218,7 @@ impl ProviderClient {
                 Ok(answer) => (classify(&answer), Some(answer)),
                 Err(e) => (network_failure(&e), None),
             };
+            crate::metrics::provider_call(&self.provider, answer.as_ref().map(|a| a.status));
             cx.record(AuditEvent {
                 request_id: cx.request_id.clone(),
                 provider: self.provider.clone(),
@@ -289,6 +290,7 @@ impl ProviderClient {
                         return Err(StepError::transient(code, message, Some(wait)));
                     }
                     cx.count_retry();
+                    crate::metrics::retry(&self.provider);
                     tracing::info!(
                         provider = %self.provider,
                         request = cx.request_id.as_deref().unwrap_or("-"),

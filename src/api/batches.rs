@@ -1,0 +1,188 @@
+//! Batch listing, status, requests, reports and retries.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, ApiState};
+use crate::domain::Outcome;
+use crate::report::status::describe;
+use crate::report::{JsonReport, write_csv};
+use crate::store::{BatchRow, Store};
+
+#[derive(Debug, Deserialize)]
+pub struct Page {
+    #[serde(default = "default_limit")]
+    limit: u32,
+    #[serde(default)]
+    offset: u64,
+    /// Only requests with this outcome (`GET …/requests`).
+    outcome: Option<String>,
+}
+
+fn default_limit() -> u32 {
+    50
+}
+
+fn page_limit(limit: u32) -> Result<u32, ApiError> {
+    if (1..=1000).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "limit must be between 1 and 1000",
+        ))
+    }
+}
+
+async fn batch(store: &Store, id: &str) -> Result<BatchRow, ApiError> {
+    store
+        .batch(id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::batch_not_found(id))
+}
+
+pub async fn list(
+    State(state): State<ApiState>,
+    Query(page): Query<Page>,
+) -> Result<impl IntoResponse, ApiError> {
+    let store = state.engine.store();
+    let limit = page_limit(page.limit)?;
+    let rows = store
+        .list_batches(limit, page.offset)
+        .await
+        .map_err(ApiError::internal)?;
+    let more = rows.len() as u32 == limit;
+    let mut batches = Vec::with_capacity(rows.len());
+    for b in rows {
+        batches.push(describe(store, b).await.map_err(ApiError::internal)?);
+    }
+    let next = more.then(|| page.offset + limit as u64);
+    Ok(axum::Json(json!({"batches": batches, "next_offset": next})))
+}
+
+pub async fn get(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let store = state.engine.store();
+    let b = batch(store, &id).await?;
+    Ok(axum::Json(
+        describe(store, b).await.map_err(ApiError::internal)?,
+    ))
+}
+
+pub async fn requests(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Query(page): Query<Page>,
+) -> Result<impl IntoResponse, ApiError> {
+    let store = state.engine.store();
+    let b = batch(store, &id).await?;
+    let limit = page_limit(page.limit)?;
+    if let Some(o) = &page.outcome {
+        let known = o.parse::<Outcome>().is_ok()
+            || matches!(o.as_str(), "rejected" | "scheduled" | "pending");
+        if !known {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                "unknown outcome",
+            ));
+        }
+    }
+    let rows = store.report_rows(&b.id).await.map_err(ApiError::internal)?;
+    let selected: Vec<_> = rows
+        .into_iter()
+        .filter(|r| page.outcome.as_deref().is_none_or(|o| r.outcome == o))
+        .skip(page.offset as usize)
+        .take(limit as usize + 1)
+        .collect();
+    let more = selected.len() > limit as usize;
+    let requests: Vec<_> = selected.into_iter().take(limit as usize).collect();
+    let next = more.then(|| page.offset + limit as u64);
+    Ok(axum::Json(
+        json!({"requests": requests, "next_offset": next}),
+    ))
+}
+
+pub async fn report(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let store = state.engine.store();
+    let b = batch(store, &id).await?;
+    let rows = store.report_rows(&b.id).await.map_err(ApiError::internal)?;
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if accept.contains("text/csv") {
+        let mut out = Vec::new();
+        write_csv(&mut out, &rows).map_err(ApiError::internal)?;
+        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response());
+    }
+    if !(accept.is_empty() || accept.contains("application/json") || accept.contains("*/*")) {
+        return Err(ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "not_acceptable",
+            "the report is available as text/csv or application/json",
+        ));
+    }
+    let counts = store.batch_counts(&b).await.map_err(ApiError::internal)?;
+    let state_name = Store::batch_state(&b, &counts);
+    let report = JsonReport {
+        batch_id: &b.id,
+        state: state_name.as_str(),
+        counts: &counts,
+        rows: &rows,
+    };
+    Ok(axum::Json(serde_json::to_value(&report).map_err(ApiError::internal)?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RetryQuery {
+    /// Comma-separated outcomes to run again (default `dead`).
+    outcome: Option<String>,
+}
+
+pub async fn retry(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Query(q): Query<RetryQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let store = state.engine.store();
+    let b = batch(store, &id).await?;
+    let mut outcomes = Vec::new();
+    for name in q.outcome.as_deref().unwrap_or("dead").split(',') {
+        match name.trim().parse::<Outcome>() {
+            Ok(o @ (Outcome::Dead | Outcome::Failed | Outcome::NeedsAttention)) => outcomes.push(o),
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_query",
+                    "outcome must be dead, failed or needs_attention",
+                ));
+            }
+        }
+    }
+    let jobs = store
+        .reopen(&b.id, &outcomes)
+        .await
+        .map_err(ApiError::internal)?;
+    state
+        .engine
+        .queue()
+        .enqueue(store, &jobs)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({"batch_id": b.id, "requeued": jobs.len()})),
+    ))
+}

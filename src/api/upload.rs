@@ -1,0 +1,242 @@
+//! `POST /v1/batches`: a CSV as the body (`text/csv`) or as the `file` field
+//! of a multipart form, streamed to a temporary file under the size limit,
+//! then taken in exactly like `offboard submit`.
+
+use std::io::Write;
+
+use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{ApiError, ApiState};
+use crate::intake::{IntakeOptions, ProviderCatalog, SubmitError, submit_csv};
+
+#[derive(Debug, Deserialize)]
+pub struct UploadQuery {
+    #[serde(default)]
+    dry_run: bool,
+    /// Connection for rows without a provider column.
+    provider: Option<String>,
+    /// Plan every row afresh, even ones that succeeded recently.
+    #[serde(default)]
+    force: bool,
+}
+
+/// The spooled upload.
+struct Spooled {
+    file: tempfile::NamedTempFile,
+    sha256: String,
+    name: Option<String>,
+}
+
+/// Writes chunks to a temporary file, failing with 413 past `limit`.
+struct Spool {
+    file: tempfile::NamedTempFile,
+    hasher: Sha256,
+    written: u64,
+    limit: u64,
+}
+
+impl Spool {
+    fn new(limit: u64) -> Result<Self, ApiError> {
+        Ok(Self {
+            file: tempfile::NamedTempFile::new().map_err(ApiError::internal)?,
+            hasher: Sha256::new(),
+            written: 0,
+            limit,
+        })
+    }
+
+    fn write(&mut self, chunk: &[u8]) -> Result<(), ApiError> {
+        self.written += chunk.len() as u64;
+        if self.written > self.limit {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!(
+                    "the upload exceeds {} bytes (http.max_upload_bytes)",
+                    self.limit
+                ),
+            ));
+        }
+        self.hasher.update(chunk);
+        self.file.write_all(chunk).map_err(ApiError::internal)
+    }
+
+    fn finish(mut self, name: Option<String>) -> Result<Spooled, ApiError> {
+        self.file.flush().map_err(ApiError::internal)?;
+        Ok(Spooled {
+            file: self.file,
+            sha256: hex::encode(self.hasher.finalize()),
+            name,
+        })
+    }
+}
+
+fn bad_upload(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_upload", message)
+}
+
+async fn spool(state: &ApiState, request: Request) -> Result<Spooled, ApiError> {
+    let is_multipart = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let mut spool = Spool::new(state.max_upload_bytes)?;
+    if !is_multipart {
+        let mut body = request.into_body().into_data_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|_| bad_upload("the request body could not be read"))?;
+            spool.write(&chunk)?;
+        }
+        return spool.finish(None);
+    }
+    let mut form = Multipart::from_request(request, state)
+        .await
+        .map_err(|e| bad_upload(format!("not a valid multipart form: {e}")))?;
+    while let Some(mut field) = form
+        .next_field()
+        .await
+        .map_err(|e| bad_upload(format!("not a valid multipart form: {e}")))?
+    {
+        if field.name() != Some("file") {
+            continue;
+        }
+        let name = field.file_name().map(crate::intake::row::truncate);
+        while let Some(chunk) = field
+            .chunk()
+            .await
+            .map_err(|e| bad_upload(format!("the file field could not be read: {e}")))?
+        {
+            spool.write(&chunk)?;
+        }
+        return spool.finish(name);
+    }
+    Err(bad_upload("the multipart form has no `file` field"))
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().ok().map(str::trim).unwrap_or_default();
+    if key.is_empty() || key.len() > 255 || !key.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        ));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+fn stored(status: u16, response: &str) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED);
+    let body: serde_json::Value = serde_json::from_str(response).unwrap_or_default();
+    (status, axum::Json(body)).into_response()
+}
+
+pub async fn create_batch(
+    State(state): State<ApiState>,
+    Query(query): Query<UploadQuery>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let store = state.engine.store();
+    let upload = spool(&state, request).await?;
+    if let Some(key) = &key
+        && let Some(prev) = store
+            .idempotent_answer(key)
+            .await
+            .map_err(ApiError::internal)?
+    {
+        if prev.body_sha256 == upload.sha256 {
+            return Ok(stored(prev.status, &prev.response));
+        }
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with a different file",
+        ));
+    }
+    let config = state.engine.config();
+    let catalog = ProviderCatalog::new(config, query.provider.as_deref())
+        .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "unknown_provider", m))?;
+    let options = IntakeOptions {
+        source: "api".into(),
+        source_name: upload.name.clone(),
+        dry_run: query.dry_run,
+        dedupe_window: (!query.force).then(|| config.intake.dedupe_window()),
+    };
+    let file = upload.file.reopen().map_err(ApiError::internal)?;
+    let (status, body, batch_id) = match submit_csv(
+        store,
+        state.engine.queue(),
+        &catalog,
+        file,
+        &options,
+    )
+    .await
+    {
+        Ok(summary) => {
+            let rejected: Vec<_> = summary
+                .rejected_rows
+                .iter()
+                .map(|r| json!({"line": r.line, "code": r.code, "message": r.message}))
+                .collect();
+            let body = json!({
+                "batch_id": summary.batch_id,
+                "accepted_rows": summary.accepted_rows,
+                "rejected_count": summary.rejected_count,
+                "rejected_rows": rejected,
+            });
+            (StatusCode::ACCEPTED, body, summary.batch_id)
+        }
+        Err(SubmitError::NoValidRow { rejected, batch_id }) => {
+            let rows = store
+                .report_rows(&batch_id)
+                .await
+                .map_err(ApiError::internal)?;
+            let rejected_rows: Vec<_> = rows
+                .iter()
+                .take(1000)
+                .map(|r| json!({"line": r.line, "code": r.error_code, "message": r.error_message}))
+                .collect();
+            let err = ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "no_valid_rows",
+                format!("the CSV has no valid row ({rejected} rejected)"),
+            )
+            .details(json!({"batch_id": batch_id, "rejected_rows": rejected_rows}));
+            let body = json!({"error": {"code": err.code, "message": err.message, "details": err.details}});
+            (err.status, body, batch_id)
+        }
+        Err(SubmitError::Input(e)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_csv",
+                e.to_string(),
+            ));
+        }
+        Err(e) => return Err(ApiError::internal(e)),
+    };
+    if let Some(key) = &key {
+        store
+            .remember_answer(
+                key,
+                &upload.sha256,
+                &batch_id,
+                status.as_u16(),
+                &body.to_string(),
+            )
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    Ok((status, axum::Json(body)).into_response())
+}

@@ -1,0 +1,426 @@
+//! Drop folders: an HRIS exports CSV files into a watched folder; each file
+//! is taken once it is complete, claimed by an atomic rename into
+//! `processing/`, run as a batch, and moved to `done/` (or `failed/`) with a
+//! report beside it. Files are known by content (sha-256), so a copy of an
+//! already processed file is not run again, and a file left in
+//! `processing/` by a crash is finished after a restart.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use super::{IntakeOptions, ProviderCatalog, SubmitError, submit_csv};
+use crate::engine::Engine;
+use crate::report::write_csv;
+
+/// A drop-folder job spec (`jobs/NAME.toml` with `watch = …`).
+#[derive(Debug, Clone)]
+pub struct DropFolderSpec {
+    pub name: String,
+    pub watch: PathBuf,
+    pub provider: Option<String>,
+    pub dry_run: bool,
+    pub poll: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpecFile {
+    name: Option<String>,
+    watch: Option<PathBuf>,
+    provider: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+    poll_ms: Option<u64>,
+    // Reconciliation keys: read by the scheduler, only checked here.
+    schedule: Option<toml::Value>,
+    #[serde(flatten)]
+    _other: HashMap<String, toml::Value>,
+}
+
+/// Reads every `*.toml` in `dir` that describes a drop folder. A missing
+/// folder means no jobs; a bad spec is an error naming its file and key.
+pub fn load_specs(dir: &Path) -> Result<Vec<DropFolderSpec>, String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    let mut specs = Vec::new();
+    for path in paths {
+        let shown = path.display();
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("job spec {shown}: {e}"))?;
+        let spec: SpecFile =
+            toml::from_str(&text).map_err(|e| format!("job spec {shown}: {}", e.message()))?;
+        let Some(watch) = spec.watch else {
+            continue; // a reconciliation schedule, not a drop folder
+        };
+        if spec.schedule.is_some() {
+            return Err(format!(
+                "job spec {shown}: `watch` and `schedule` cannot both be set"
+            ));
+        }
+        if watch.as_os_str().is_empty() {
+            return Err(format!("job spec {shown}: `watch` is empty"));
+        }
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        specs.push(DropFolderSpec {
+            name: spec.name.unwrap_or(stem),
+            watch,
+            provider: spec.provider,
+            dry_run: spec.dry_run,
+            poll: Duration::from_millis(spec.poll_ms.unwrap_or(1000).clamp(50, 60_000)),
+        });
+    }
+    Ok(specs)
+}
+
+/// The watched folder and its three subfolders.
+struct Folders {
+    inbox: PathBuf,
+    processing: PathBuf,
+    done: PathBuf,
+    failed: PathBuf,
+}
+
+impl Folders {
+    fn new(watch: &Path) -> std::io::Result<Self> {
+        let f = Self {
+            inbox: watch.to_path_buf(),
+            processing: watch.join("processing"),
+            done: watch.join("done"),
+            failed: watch.join("failed"),
+        };
+        for d in [&f.processing, &f.done, &f.failed] {
+            std::fs::create_dir_all(d)?;
+        }
+        Ok(f)
+    }
+}
+
+/// Watches one drop folder until `stop` turns true.
+pub async fn run(engine: Arc<Engine>, spec: DropFolderSpec, mut stop: watch::Receiver<bool>) {
+    let mut seen: HashMap<String, (u64, SystemTime)> = HashMap::new();
+    loop {
+        if let Err(e) = tick(&engine, &spec, &mut seen).await {
+            tracing::warn!(job = %spec.name, error = %e, "drop folder pass failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(spec.poll) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Why a file in the inbox is not taken.
+fn ignored(name: &str) -> bool {
+    name.starts_with('.') || name.ends_with(".tmp") || name.ends_with(".part")
+}
+
+async fn tick(
+    engine: &Engine,
+    spec: &DropFolderSpec,
+    seen: &mut HashMap<String, (u64, SystemTime)>,
+) -> Result<(), String> {
+    let folders = Folders::new(&spec.watch)
+        .map_err(|e| format!("cannot prepare {}: {e}", spec.watch.display()))?;
+    // Files claimed earlier (in this run or before a crash) first.
+    for name in list_files(&folders.processing)? {
+        advance(engine, spec, &folders, &name, false).await?;
+    }
+    let mut present = Vec::new();
+    let entries = std::fs::read_dir(&folders.inbox).map_err(|e| e.to_string())?;
+    for entry in entries.flatten() {
+        let Ok(name) = entry.file_name().into_string() else {
+            refuse(&folders, &entry.path(), "the file name is not valid UTF-8")?;
+            continue;
+        };
+        if ignored(&name) {
+            continue;
+        }
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_symlink() {
+            refuse(&folders, &entry.path(), "symbolic links are refused")?;
+            continue;
+        }
+        if !kind.is_file() {
+            continue;
+        }
+        if name.chars().any(char::is_control) {
+            refuse(
+                &folders,
+                &entry.path(),
+                "the file name has control characters",
+            )?;
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else { continue };
+        let now = (
+            meta.len(),
+            meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        );
+        present.push(name.clone());
+        // Complete once two passes in a row see the same size and mtime.
+        if seen.get(&name) != Some(&now) {
+            seen.insert(name, now);
+            continue;
+        }
+        seen.remove(&name);
+        let target = unique(&folders.processing, &name);
+        if std::fs::rename(entry.path(), &target).is_err() {
+            continue; // taken by another process, or gone
+        }
+        let claimed = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or(name);
+        tracing::info!(job = %spec.name, file = %claimed, "drop folder file taken");
+        advance(engine, spec, &folders, &claimed, true).await?;
+    }
+    seen.retain(|name, _| present.contains(name));
+    Ok(())
+}
+
+fn list_files(dir: &Path) -> Result<Vec<String>, String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// A path in `dir` for `name` that does not exist yet.
+fn unique(dir: &Path, name: &str) -> PathBuf {
+    let first = dir.join(name);
+    if !first.exists() {
+        return first;
+    }
+    (1..)
+        .map(|n| dir.join(format!("{name}.{n}")))
+        .find(|p| !p.exists())
+        .unwrap_or(first)
+}
+
+fn refuse(folders: &Folders, path: &Path, why: &str) -> Result<(), String> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let safe: String = name
+        .chars()
+        .map(|c| if c.is_control() { '_' } else { c })
+        .collect();
+    let target = unique(&folders.failed, &safe);
+    // Renaming a symlink moves the link itself, never what it points to.
+    std::fs::rename(path, &target).map_err(|e| e.to_string())?;
+    let note = folders.failed.join(format!(
+        "{}.errors.txt",
+        target
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    std::fs::write(note, format!("refused: {why}\n")).map_err(|e| e.to_string())?;
+    tracing::warn!(file = %safe, reason = why, "drop folder file refused");
+    Ok(())
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Moves a claimed file one step on: intake, then (once its batch has no
+/// open request) the report and the move to `done/` or `failed/`.
+async fn advance(
+    engine: &Engine,
+    spec: &DropFolderSpec,
+    folders: &Folders,
+    name: &str,
+    fresh: bool,
+) -> Result<(), String> {
+    let path = folders.processing.join(name);
+    let sha = sha256_file(&path).map_err(|e| e.to_string())?;
+    let store = engine.store();
+    let record = store.drop_file(&sha).await.map_err(|e| e.to_string())?;
+    match record {
+        Some(rec) if fresh || matches!(rec.state.as_str(), "done" | "failed") => {
+            let target = unique(&folders.done, name);
+            std::fs::rename(&path, &target).map_err(|e| e.to_string())?;
+            let note = format!(
+                "duplicate: the same content as {} was already taken (batch {}); no second batch was created\n",
+                rec.file_name,
+                rec.batch_id.as_deref().unwrap_or("-")
+            );
+            std::fs::write(sidecar(&target, "duplicate.txt"), note).map_err(|e| e.to_string())?;
+            tracing::info!(file = %name, "duplicate drop folder file");
+            Ok(())
+        }
+        Some(rec) if rec.batch_id.is_some() => {
+            finish_if_done(
+                engine,
+                folders,
+                name,
+                &rec.sha256,
+                rec.batch_id.as_deref().unwrap_or_default(),
+            )
+            .await
+        }
+        _ => {
+            // New, or crashed before its batch was recorded: take it in now.
+            // Requests deduplicate by key, so a partial earlier intake never
+            // runs anyone twice.
+            store
+                .record_drop_file(&sha, &spec.name, name)
+                .await
+                .map_err(|e| e.to_string())?;
+            intake(engine, spec, folders, name, &sha).await
+        }
+    }
+}
+
+fn sidecar(file: &Path, suffix: &str) -> PathBuf {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    file.with_file_name(format!("{name}.{suffix}"))
+}
+
+async fn intake(
+    engine: &Engine,
+    spec: &DropFolderSpec,
+    folders: &Folders,
+    name: &str,
+    sha: &str,
+) -> Result<(), String> {
+    let path = folders.processing.join(name);
+    let store = engine.store();
+    let config = engine.config();
+    let fail = |why: String| -> Result<(), String> {
+        let target = unique(&folders.failed, name);
+        std::fs::rename(&path, &target).map_err(|e| e.to_string())?;
+        std::fs::write(sidecar(&target, "errors.txt"), format!("{why}\n"))
+            .map_err(|e| e.to_string())
+    };
+    let catalog = match ProviderCatalog::new(config, spec.provider.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            fail(format!("job {}: {e}", spec.name))?;
+            return store
+                .update_drop_file(sha, None, "failed")
+                .await
+                .map_err(|e| e.to_string());
+        }
+    };
+    let options = IntakeOptions {
+        source: "dropfolder".into(),
+        source_name: Some(format!("{}/{name}", spec.name)),
+        dry_run: spec.dry_run,
+        dedupe_window: Some(config.intake.dedupe_window()),
+    };
+    let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+    match submit_csv(store, engine.queue(), &catalog, file, &options).await {
+        Ok(summary) => {
+            store
+                .update_drop_file(sha, Some(&summary.batch_id), "running")
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!(file = %name, batch = %summary.batch_id, "drop folder batch queued");
+            Ok(())
+        }
+        Err(SubmitError::Input(e)) => {
+            fail(e.to_string())?;
+            store
+                .update_drop_file(sha, None, "failed")
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Err(SubmitError::NoValidRow { batch_id, rejected }) => {
+            let rows = store
+                .report_rows(&batch_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut text = format!("the CSV has no valid row ({rejected} rejected)\n");
+            for r in rows.iter().take(1000) {
+                text.push_str(&format!(
+                    "line {}: {}: {}\n",
+                    r.line, r.error_code, r.error_message
+                ));
+            }
+            fail(text)?;
+            store
+                .update_drop_file(sha, Some(&batch_id), "failed")
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn finish_if_done(
+    engine: &Engine,
+    folders: &Folders,
+    name: &str,
+    sha: &str,
+    batch_id: &str,
+) -> Result<(), String> {
+    let store = engine.store();
+    let Some(batch) = store.batch(batch_id).await.map_err(|e| e.to_string())? else {
+        return Err(format!("batch {batch_id} of {name} is missing"));
+    };
+    let counts = store
+        .batch_counts(&batch)
+        .await
+        .map_err(|e| e.to_string())?;
+    if counts.open > 0 {
+        return Ok(());
+    }
+    let failed = counts.failures() > 0 || counts.rejected > 0;
+    let dest = if failed {
+        &folders.failed
+    } else {
+        &folders.done
+    };
+    let target = unique(dest, name);
+    let rows = store
+        .report_rows(batch_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut report = Vec::new();
+    write_csv(&mut report, &rows).map_err(|e| e.to_string())?;
+    std::fs::write(sidecar(&target, "report.csv"), report).map_err(|e| e.to_string())?;
+    std::fs::rename(folders.processing.join(name), &target).map_err(|e| e.to_string())?;
+    store
+        .update_drop_file(sha, None, if failed { "failed" } else { "done" })
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(file = %name, batch = %batch_id, "drop folder file finished");
+    Ok(())
+}

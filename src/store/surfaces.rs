@@ -1,0 +1,135 @@
+//! Bookkeeping of the intake surfaces: API idempotency keys and drop-folder
+//! files.
+
+use sqlx::Row;
+
+use super::{Store, StoreError, now_ms};
+
+/// The stored first answer to an `Idempotency-Key`.
+#[derive(Debug, Clone)]
+pub struct IdempotentAnswer {
+    pub body_sha256: String,
+    pub status: u16,
+    pub response: String,
+}
+
+/// A drop-folder file known by its content.
+#[derive(Debug, Clone)]
+pub struct DropFile {
+    pub sha256: String,
+    pub file_name: String,
+    pub batch_id: Option<String>,
+    pub state: String,
+}
+
+impl Store {
+    pub async fn idempotent_answer(
+        &self,
+        key: &str,
+    ) -> Result<Option<IdempotentAnswer>, StoreError> {
+        let row =
+            sqlx::query("SELECT body_sha256, status, response FROM api_idempotency WHERE key = ?")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|r| IdempotentAnswer {
+            body_sha256: r.get("body_sha256"),
+            status: r.get::<i64, _>("status") as u16,
+            response: r.get("response"),
+        }))
+    }
+
+    /// Remembers the answer; false when another request stored one first.
+    pub async fn remember_answer(
+        &self,
+        key: &str,
+        body_sha256: &str,
+        batch_id: &str,
+        status: u16,
+        response: &str,
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "INSERT INTO api_idempotency (key, body_sha256, batch_id, status, response, created_at)
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(body_sha256)
+        .bind(batch_id)
+        .bind(status as i64)
+        .bind(response)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    pub async fn drop_file(&self, sha256: &str) -> Result<Option<DropFile>, StoreError> {
+        let row = sqlx::query(
+            "SELECT sha256, file_name, batch_id, state FROM dropfolder_files WHERE sha256 = ?",
+        )
+        .bind(sha256)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| DropFile {
+            sha256: r.get("sha256"),
+            file_name: r.get("file_name"),
+            batch_id: r.get("batch_id"),
+            state: r.get("state"),
+        }))
+    }
+
+    /// Records a file taken into processing (before its batch exists).
+    pub async fn record_drop_file(
+        &self,
+        sha256: &str,
+        job: &str,
+        file_name: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO dropfolder_files (sha256, job, file_name, state, created_at) VALUES (?, ?, ?, 'intake', ?)
+             ON CONFLICT (sha256) DO NOTHING",
+        )
+        .bind(sha256)
+        .bind(job)
+        .bind(file_name)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn update_drop_file(
+        &self,
+        sha256: &str,
+        batch_id: Option<&str>,
+        state: &str,
+    ) -> Result<(), StoreError> {
+        let finished = matches!(state, "done" | "failed").then(now_ms);
+        sqlx::query(
+            "UPDATE dropfolder_files SET batch_id = COALESCE(?, batch_id), state = ?, finished_at = COALESCE(?, finished_at)
+             WHERE sha256 = ?",
+        )
+        .bind(batch_id)
+        .bind(state)
+        .bind(finished)
+        .bind(sha256)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Requests not final yet, across all batches (queue depth).
+    pub async fn open_requests(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM requests WHERE outcome IS NULL")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as u64)
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}

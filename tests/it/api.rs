@@ -1,0 +1,264 @@
+//! The HTTP API through a real `offboard serve` on a random port.
+
+use serde_json::Value;
+
+use crate::helpers::{Harness, Options, Serve, directory, eventually, users_csv};
+
+fn options() -> Options {
+    Options {
+        extra_config: "[http]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"OFFBOARD_IT_API_TOKEN\"\nmax_upload_bytes = 4000\n".into(),
+        ..Options::default()
+    }
+}
+
+async fn upload(serve: &Serve, body: &str, key: Option<&str>) -> (u16, Value) {
+    let mut rb = serve
+        .authed(serve.client().post(format!("{}/v1/batches", serve.url)))
+        .header("content-type", "text/csv")
+        .body(body.to_owned());
+    if let Some(k) = key {
+        rb = rb.header("idempotency-key", k);
+    }
+    let res = rb.send().await.unwrap();
+    (res.status().as_u16(), res.json().await.unwrap())
+}
+
+async fn batch_state(serve: &Serve, id: &str) -> Value {
+    serve
+        .authed(serve.client().get(format!("{}/v1/batches/{id}", serve.url)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn wait_done(serve: &Serve, id: &str) {
+    eventually(30, "the batch to complete", || async {
+        let s = batch_state(serve, id).await;
+        s["state"] == "completed" || s["state"] == "completed_with_failures"
+    })
+    .await;
+}
+
+fn assert_envelope(body: &Value, code: &str) {
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+    assert!(body["error"]["details"].is_object(), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_status_and_reports() {
+    let h = Harness::start_with(directory(), options()).await;
+    let serve = h.serve(&[]).await;
+    let c = serve.client();
+
+    let health = c
+        .get(format!("{}/healthz", serve.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+
+    // Every protected route refuses a missing or wrong token.
+    for (method, path) in [
+        ("POST", "/v1/batches"),
+        ("GET", "/v1/batches"),
+        ("GET", "/v1/batches/x"),
+        ("GET", "/v1/batches/x/requests"),
+        ("GET", "/v1/batches/x/report"),
+        ("POST", "/v1/batches/x/retry"),
+        ("GET", "/readyz"),
+        ("GET", "/metrics"),
+    ] {
+        for token in [None, Some("wrong")] {
+            let mut rb = c.request(method.parse().unwrap(), format!("{}{path}", serve.url));
+            if let Some(t) = token {
+                rb = rb.bearer_auth(t);
+            }
+            let res = rb.send().await.unwrap();
+            assert_eq!(res.status(), 401, "{method} {path} with {token:?}");
+            assert_envelope(&res.json().await.unwrap(), "unauthorized");
+        }
+    }
+
+    // text/csv body, with an Idempotency-Key.
+    let csv = format!("{}bad,org_acme\n", users_csv(2, 4));
+    let (status, first) = upload(&serve, &csv, Some("key-1")).await;
+    assert_eq!(status, 202, "{first}");
+    assert_eq!(first["accepted_rows"], 3);
+    assert_eq!(first["rejected_rows"][0]["line"], 5);
+    assert_eq!(first["rejected_rows"][0]["code"], "invalid_user_id");
+    let batch = first["batch_id"].as_str().unwrap().to_owned();
+    let (status, again) = upload(&serve, &csv, Some("key-1")).await;
+    assert_eq!(status, 202);
+    assert_eq!(
+        again["batch_id"],
+        batch.as_str(),
+        "same key and body: same batch"
+    );
+    let (status, other) = upload(&serve, &users_csv(5, 5), Some("key-1")).await;
+    assert_eq!(status, 409);
+    assert_envelope(&other, "idempotency_key_reused");
+
+    // multipart/form-data with a `file` field.
+    let boundary = "XoffboardX";
+    let form = format!(
+        "--{boundary}\r\ncontent-disposition: form-data; name=\"file\"; filename=\"leavers.csv\"\r\ncontent-type: text/csv\r\n\r\n{}\r\n--{boundary}--\r\n",
+        users_csv(6, 7)
+    );
+    let res = serve
+        .authed(c.post(format!("{}/v1/batches", serve.url)))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let multi: Value = res.json().await.unwrap();
+    assert_eq!(multi["accepted_rows"], 2);
+
+    // Over the limit, and nothing valid.
+    let (status, big) = upload(&serve, &"x".repeat(5000), None).await;
+    assert_eq!(status, 413);
+    assert_envelope(&big, "payload_too_large");
+    let (status, none) = upload(&serve, "user_id,org\nbad,org_acme\n", None).await;
+    assert_eq!(status, 422);
+    assert_envelope(&none, "no_valid_rows");
+
+    wait_done(&serve, &batch).await;
+    let s = batch_state(&serve, &batch).await;
+    assert_eq!(s["counts"]["succeeded"], 3);
+    assert_eq!(s["counts"]["rejected"], 1);
+    assert_eq!(s["progress"], 1.0);
+
+    let list: Value = serve
+        .authed(c.get(format!("{}/v1/batches?limit=2", serve.url)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["batches"].as_array().unwrap().len(), 2);
+    assert_eq!(list["next_offset"], 2);
+
+    let reqs: Value = serve
+        .authed(c.get(format!(
+            "{}/v1/batches/{batch}/requests?outcome=rejected",
+            serve.url
+        )))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(reqs["requests"].as_array().unwrap().len(), 1);
+
+    let report = serve
+        .authed(c.get(format!("{}/v1/batches/{batch}/report", serve.url)))
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        report.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let text = report.text().await.unwrap();
+    assert!(text.starts_with("line,provider,organization_id,user_id,outcome,roles_removed"));
+    assert_eq!(text.lines().count(), 5);
+    let json: Value = serve
+        .authed(c.get(format!("{}/v1/batches/{batch}/report", serve.url)))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(json["rows"].as_array().unwrap().len(), 4);
+
+    let missing = serve
+        .authed(c.get(format!("{}/v1/batches/nope", serve.url)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_envelope(&missing.json().await.unwrap(), "batch_not_found");
+
+    let ready = serve
+        .authed(c.get(format!("{}/readyz", serve.url)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    assert!(serve.stop().await.success());
+}
+
+fn counter_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_when_a_batch_runs() {
+    let h = Harness::start_with(directory(), options()).await;
+    let serve = h.serve(&[]).await;
+    let metrics = || async {
+        let res = serve
+            .authed(serve.client().get(format!("{}/metrics", serve.url)))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            res.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
+        res.text().await.unwrap()
+    };
+    let before = metrics().await;
+    assert!(before.contains("offboard_queue_depth"));
+    let (status, body) = upload(&serve, &users_csv(2, 3), None).await;
+    assert_eq!(status, 202);
+    wait_done(&serve, body["batch_id"].as_str().unwrap()).await;
+    let after = metrics().await;
+    // Every sample line is `name{labels} value`.
+    for line in after
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(value.parse::<f64>().is_ok(), "not Prometheus text: {line}");
+    }
+    assert!(
+        counter_sum(&after, "offboard_requests_total")
+            >= counter_sum(&before, "offboard_requests_total") + 2.0
+    );
+    assert!(
+        counter_sum(&after, "offboard_provider_calls_total")
+            > counter_sum(&before, "offboard_provider_calls_total")
+    );
+    assert!(after.contains("offboard_step_duration_seconds_bucket"));
+    assert!(after.contains(r#"outcome="succeeded""#));
+    serve.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_refuses_to_start_without_its_token() {
+    let h = Harness::start_with(directory(), options()).await;
+    let out = h.offboard(&["serve"], &[]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("http.token_env"));
+}
