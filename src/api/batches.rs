@@ -186,3 +186,53 @@ pub async fn retry(
         axum::Json(json!({"batch_id": b.id, "requeued": jobs.len()})),
     ))
 }
+
+#[derive(Debug, Deserialize)]
+pub struct ApproveQuery {
+    /// Comma-separated user ids: apply only their requests.
+    only: Option<String>,
+}
+
+fn rail_error(e: crate::pipeline::rails::RailError) -> ApiError {
+    use crate::pipeline::rails::RailError;
+    match e {
+        RailError::NotFound(id) => ApiError::batch_not_found(&id),
+        RailError::NotHalted(_) => ApiError::new(StatusCode::CONFLICT, "not_halted", e.to_string()),
+        RailError::UnknownOnly(_) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.to_string())
+        }
+        other => ApiError::internal(other),
+    }
+}
+
+pub async fn approve(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Query(q): Query<ApproveQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let only: Option<Vec<String>> = q.only.map(|o| {
+        o.split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    });
+    let dir = std::path::PathBuf::from(&state.engine.config().jobs.dir);
+    let keep = crate::reconcile::still_wanted(&state.engine, &id, &dir)
+        .await
+        .map_err(ApiError::internal)?
+        .unwrap_or_default();
+    let approval = crate::pipeline::rails::approve(&state.engine, &id, only.as_deref(), &keep)
+        .await
+        .map_err(rail_error)?;
+    Ok((StatusCode::ACCEPTED, axum::Json(approval)))
+}
+
+pub async fn cancel(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let c = crate::pipeline::rails::cancel(&state.engine, &id)
+        .await
+        .map_err(rail_error)?;
+    Ok((StatusCode::ACCEPTED, axum::Json(c)))
+}

@@ -49,6 +49,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/batches/{id}/requests", get(batches::requests))
         .route("/v1/batches/{id}/report", get(batches::report))
         .route("/v1/batches/{id}/retry", post(batches::retry))
+        .route("/v1/batches/{id}/approve", post(batches::approve))
+        .route("/v1/batches/{id}/cancel", post(batches::cancel))
         .route("/readyz", get(health::ready))
         .route("/metrics", get(health::metrics))
         // Uploads are streamed to disk and limited there, with a 413 in our

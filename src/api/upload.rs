@@ -173,6 +173,7 @@ pub async fn create_batch(
         source_name: upload.name.clone(),
         dry_run: query.dry_run,
         dedupe_window: (!query.force).then(|| config.intake.dedupe_window()),
+        max_requests: Some(config.safety.max_batch_requests),
     };
     let file = upload.file.reopen().map_err(ApiError::internal)?;
     let (status, body, batch_id) = match submit_csv(

@@ -195,7 +195,10 @@ async fn offboard_users(
     let result = run_batch(
         engine.clone(),
         std::fs::File::open(csv.path())?,
-        &RunOptions::default(),
+        &RunOptions {
+            yes: true,
+            ..RunOptions::default()
+        },
     )
     .await
     .map_err(|f| f.error)?;

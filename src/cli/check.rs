@@ -8,6 +8,15 @@ use super::{Failure, exit, setup};
 pub async fn check(config: Option<&Path>) -> Result<u8, Failure> {
     let engine = setup::engine(config).await?;
     println!("configuration: ok ({})", engine.config().database.url);
+    let dir = std::path::Path::new(&engine.config().jobs.dir);
+    let jobs =
+        crate::jobs::load(dir, engine.config()).map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
+    println!(
+        "jobs ({}): {} drop folder(s), {} reconciliation(s)",
+        dir.display(),
+        jobs.dropfolders.len(),
+        jobs.reconciles.len()
+    );
     let mut failed = 0;
     let mut names: Vec<_> = engine.connectors().collect();
     names.sort_by(|a, b| a.0.cmp(b.0));

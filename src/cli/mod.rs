@@ -6,6 +6,8 @@
 mod bench;
 mod check;
 mod demo;
+mod rails;
+mod reconcile;
 mod report;
 mod retry;
 mod run;
@@ -84,6 +86,12 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Run a batch's dead (or failed, needs_attention) requests again.
     Retry(retry::RetryArgs),
+    /// Run one reconciliation of a scheduled job now.
+    Reconcile(reconcile::ReconcileArgs),
+    /// Apply a halted batch (all of it, or --only some users).
+    Approve(rails::ApproveArgs),
+    /// Stop a batch or a request: no new step starts, unstarted requests end cancelled.
+    Cancel(rails::CancelArgs),
     /// Run the example leavers against the built-in simulator.
     Demo,
     /// Validate the configuration and reach every provider.
@@ -111,6 +119,9 @@ pub async fn execute(cli: Cli) -> u8 {
         Command::Status(args) => status::status(config_path.as_deref(), args).await,
         Command::Report(args) => report::report(config_path.as_deref(), args).await,
         Command::Retry(args) => retry::retry(config_path.as_deref(), args).await,
+        Command::Reconcile(args) => reconcile::reconcile(config_path.as_deref(), args).await,
+        Command::Approve(args) => rails::approve(config_path.as_deref(), args).await,
+        Command::Cancel(args) => rails::cancel(config_path.as_deref(), args).await,
         Command::Demo => demo::demo().await,
         Command::Check => check::check(config_path.as_deref()).await,
         Command::Sim(args) => crate::sim::run_cli(args)

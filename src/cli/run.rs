@@ -32,6 +32,10 @@ pub struct SubmitArgs {
     /// Plan every row afresh, even ones that succeeded recently.
     #[arg(long)]
     pub force: bool,
+    /// Approve the batch even when it exceeds [safety] max_batch_requests
+    /// (for scripted use).
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]
@@ -47,6 +51,8 @@ pub struct RunOptions {
     pub dry_run: bool,
     pub provider: Option<String>,
     pub force: bool,
+    /// Approve beyond the batch-size cap.
+    pub yes: bool,
     /// Draw a progress bar on stderr.
     pub progress: bool,
 }
@@ -61,7 +67,7 @@ pub struct RunResult {
 impl RunResult {
     /// Exit code for the run (conventions.md).
     pub fn exit_code(&self) -> u8 {
-        if self.counts.failures() > 0 || self.counts.rejected > 0 {
+        if self.intake.halted.is_some() || self.counts.failures() > 0 || self.counts.rejected > 0 {
             exit::NEEDS_ATTENTION
         } else {
             exit::OK
@@ -83,6 +89,7 @@ fn options(args: &SubmitArgs, progress: bool) -> RunOptions {
         dry_run: args.dry_run,
         provider: args.provider.clone(),
         force: args.force,
+        yes: args.yes,
         progress,
     }
 }
@@ -92,8 +99,11 @@ pub async fn submit(config: Option<&Path>, args: SubmitArgs) -> Result<u8, Failu
     let file = open(&args.file)?;
     let summary = intake(&engine, file, &options(&args, false)).await?;
     print_rejections(&summary);
+    if let Some(reason) = &summary.halted {
+        eprintln!("batch {} is halted: {reason}", summary.batch_id);
+    }
     println!("{}", summary.batch_id);
-    Ok(if summary.rejected_count > 0 {
+    Ok(if summary.rejected_count > 0 || summary.halted.is_some() {
         exit::NEEDS_ATTENTION
     } else {
         exit::OK
@@ -131,6 +141,7 @@ pub async fn intake<R: Read>(
         source_name: opts.source_name.clone(),
         dry_run: opts.dry_run,
         dedupe_window: (!opts.force).then(|| engine.config().intake.dedupe_window()),
+        max_requests: (!opts.yes).then_some(engine.config().safety.max_batch_requests),
     };
     submit_csv(engine.store(), engine.queue(), &catalog, input, &options)
         .await
@@ -149,6 +160,26 @@ pub async fn run_batch<R: Read>(
 ) -> Result<RunResult, Failure> {
     let summary = intake(&engine, input, opts).await?;
     print_rejections(&summary);
+    if let Some(reason) = &summary.halted {
+        eprintln!("batch {} is halted: {reason}", summary.batch_id);
+        let batch = engine
+            .store()
+            .batch(&summary.batch_id)
+            .await
+            .map_err(Failure::other)?;
+        let counts = match batch {
+            Some(b) => engine
+                .store()
+                .batch_counts(&b)
+                .await
+                .map_err(Failure::other)?,
+            None => OutcomeCounts::default(),
+        };
+        return Ok(RunResult {
+            intake: summary,
+            counts,
+        });
+    }
     let counts = process_batch(&engine, &summary.batch_id, opts.progress).await?;
     Ok(RunResult {
         intake: summary,

@@ -25,6 +25,9 @@ pub struct ServeArgs {
     /// Do not watch drop folders.
     #[arg(long)]
     pub no_dropfolders: bool,
+    /// Do not run reconciliation schedules.
+    #[arg(long)]
+    pub no_schedules: bool,
     /// Do not run queue workers (intake only).
     #[arg(long)]
     pub no_workers: bool,
@@ -53,10 +56,16 @@ pub async fn serve(config: Option<&Path>, args: ServeArgs) -> Result<u8, Failure
         .jobs
         .clone()
         .unwrap_or_else(|| PathBuf::from(&cfg.jobs.dir));
+    let jobs = crate::jobs::load(&jobs_dir, &cfg).map_err(|e| Failure::usage(anyhow!(e)))?;
     let folders = if args.no_dropfolders {
         Vec::new()
     } else {
-        dropfolder::load_specs(&jobs_dir).map_err(|e| Failure::usage(anyhow!(e)))?
+        jobs.dropfolders
+    };
+    let schedules = if args.no_schedules {
+        Vec::new()
+    } else {
+        jobs.reconciles
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -85,6 +94,13 @@ pub async fn serve(config: Option<&Path>, args: ServeArgs) -> Result<u8, Failure
                 tracing::error!(error = %e, "the API server stopped");
             }
         }));
+    }
+    if !schedules.is_empty() {
+        intake_tasks.push(tokio::spawn(crate::reconcile::schedule::run(
+            engine.clone(),
+            schedules,
+            stop_rx.clone(),
+        )));
     }
     for spec in folders {
         tracing::info!(job = %spec.name, watch = %spec.watch.display(), "watching drop folder");

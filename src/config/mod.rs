@@ -13,7 +13,7 @@ use std::path::Path;
 pub use duration::parse_duration;
 pub use model::{
     AuthScheme, Config, DatabaseConfig, Deprovision, HttpConfig, IntakeConfig, JobsConfig,
-    ProviderConfig, ProviderKind, RetryConfig, RetryOverride, WorkerConfig,
+    ProviderConfig, ProviderKind, RetryConfig, RetryOverride, SafetyConfig, WorkerConfig,
 };
 pub use secrets::{ResolvedProvider, resolve_providers};
 

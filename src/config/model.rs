@@ -18,6 +18,7 @@ pub struct Config {
     pub intake: IntakeConfig,
     pub http: HttpConfig,
     pub jobs: JobsConfig,
+    pub safety: SafetyConfig,
     /// Named provider connections, `[providers.NAME]`.
     pub providers: BTreeMap<String, ProviderConfig>,
 }
@@ -155,6 +156,23 @@ impl Default for HttpConfig {
             listen: "127.0.0.1:8080".into(),
             token_env: "OFFBOARD_API_TOKEN".into(),
             max_upload_bytes: 50 * 1024 * 1024,
+        }
+    }
+}
+
+/// Caps that keep a wrong file from doing harm before a person looks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SafetyConfig {
+    /// A CSV batch with more requests than this is created `halted` and
+    /// waits for `offboard approve`.
+    pub max_batch_requests: u64,
+}
+
+impl Default for SafetyConfig {
+    fn default() -> Self {
+        Self {
+            max_batch_requests: 500,
         }
     }
 }

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::config::{ProviderKind, ResolvedProvider, RetryConfig};
-use crate::domain::{ProviderName, Rejection, RoleId, Target};
+use crate::domain::{OrgId, ProviderName, Rejection, RoleId, Target};
 use crate::intake::RowFields;
 use crate::store::AuditEvent;
 
@@ -63,6 +63,13 @@ pub struct StripResult {
     pub removed: Vec<RoleId>,
     /// Set when the step stopped early.
     pub error: Option<StepError>,
+}
+
+/// A current member of an organization, as the provider lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Member {
+    pub user_id: String,
+    pub email: Option<String>,
 }
 
 /// Whether a write changed anything at the provider.
@@ -168,6 +175,19 @@ pub trait Connector: Send + Sync {
 
     /// Checks that the provider answers and accepts our credentials.
     async fn probe(&self) -> Result<String, StepError>;
+
+    /// Every current member of `org` (reconciliation), paged through.
+    /// Providers that cannot list members say so.
+    async fn list_members(
+        &self,
+        _cx: &CallContext,
+        _org: &OrgId,
+    ) -> Result<Vec<Member>, StepError> {
+        Err(StepError::permanent(
+            "listing_not_supported",
+            format!("{} cannot list organization members", self.name()),
+        ))
+    }
 }
 
 /// Validates a CSV row's ids for a provider kind (intake).

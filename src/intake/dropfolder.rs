@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
@@ -27,64 +26,6 @@ pub struct DropFolderSpec {
     pub provider: Option<String>,
     pub dry_run: bool,
     pub poll: Duration,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SpecFile {
-    name: Option<String>,
-    watch: Option<PathBuf>,
-    provider: Option<String>,
-    #[serde(default)]
-    dry_run: bool,
-    poll_ms: Option<u64>,
-    // Reconciliation keys: read by the scheduler, only checked here.
-    schedule: Option<toml::Value>,
-    #[serde(flatten)]
-    _other: HashMap<String, toml::Value>,
-}
-
-/// Reads every `*.toml` in `dir` that describes a drop folder. A missing
-/// folder means no jobs; a bad spec is an error naming its file and key.
-pub fn load_specs(dir: &Path) -> Result<Vec<DropFolderSpec>, String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(Vec::new());
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    paths.sort();
-    let mut specs = Vec::new();
-    for path in paths {
-        let shown = path.display();
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("job spec {shown}: {e}"))?;
-        let spec: SpecFile =
-            toml::from_str(&text).map_err(|e| format!("job spec {shown}: {}", e.message()))?;
-        let Some(watch) = spec.watch else {
-            continue; // a reconciliation schedule, not a drop folder
-        };
-        if spec.schedule.is_some() {
-            return Err(format!(
-                "job spec {shown}: `watch` and `schedule` cannot both be set"
-            ));
-        }
-        if watch.as_os_str().is_empty() {
-            return Err(format!("job spec {shown}: `watch` is empty"));
-        }
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        specs.push(DropFolderSpec {
-            name: spec.name.unwrap_or(stem),
-            watch,
-            provider: spec.provider,
-            dry_run: spec.dry_run,
-            poll: Duration::from_millis(spec.poll_ms.unwrap_or(1000).clamp(50, 60_000)),
-        });
-    }
-    Ok(specs)
 }
 
 /// The watched folder and its three subfolders.
@@ -344,6 +285,7 @@ async fn intake(
         source_name: Some(format!("{}/{name}", spec.name)),
         dry_run: spec.dry_run,
         dedupe_window: Some(config.intake.dedupe_window()),
+        max_requests: Some(config.safety.max_batch_requests),
     };
     let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
     match submit_csv(store, engine.queue(), &catalog, file, &options).await {

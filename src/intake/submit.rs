@@ -22,6 +22,10 @@ pub struct IntakeOptions {
     /// Successful requests younger than this answer for a resubmission;
     /// `None` (`--force`) plans every row afresh.
     pub dedupe_window: Option<std::time::Duration>,
+    /// More accepted rows than this halt the batch until it is approved
+    /// (`[safety] max_batch_requests`); `None` when already approved
+    /// (`run --yes`).
+    pub max_requests: Option<u64>,
 }
 
 /// What an intake did.
@@ -34,6 +38,8 @@ pub struct IntakeSummary {
     pub rejected_rows: Vec<RejectedRow>,
     /// Requests created (the rest linked to earlier ones).
     pub new_requests: u64,
+    /// Why the batch waits for approval, when it does.
+    pub halted: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,12 +79,12 @@ pub async fn submit_csv<R: Read>(
         rejected_count: 0,
         rejected_rows: Vec::new(),
         new_requests: 0,
+        halted: None,
     };
     while let Some(chunk) = csv.next_chunk(CHUNK_ROWS)? {
         let jobs = store
             .write_intake_chunk(&batch_id, options.dry_run, dedupe_since, &chunk)
             .await?;
-        queue.enqueue(store, &jobs).await?;
         summary.accepted_rows += chunk.accepted.len() as u64;
         summary.rejected_count += chunk.rejected.len() as u64;
         summary.new_requests += jobs.len() as u64;
@@ -94,5 +100,20 @@ pub async fn submit_csv<R: Read>(
             batch_id,
         });
     }
+    // Checked before the first job exists: a wrong 20,000-row file does
+    // nothing until a person approves it.
+    if let Some(cap) = options
+        .max_requests
+        .filter(|cap| summary.accepted_rows > *cap)
+    {
+        let reason = format!(
+            "{} requests exceed [safety] max_batch_requests = {cap}; run `offboard approve {batch_id}` to apply them",
+            summary.accepted_rows
+        );
+        store.halt_batch(&batch_id, &reason).await?;
+        summary.halted = Some(reason);
+        return Ok(summary);
+    }
+    queue.enqueue_batch(store, &batch_id).await?;
     Ok(summary)
 }

@@ -3,6 +3,7 @@
 //! fail the queue job: they become outcomes or a rescheduled attempt.
 
 mod lease;
+pub mod rails;
 mod steps;
 
 use std::time::Duration;
@@ -51,6 +52,32 @@ async fn run_claimed(
     owner: &str,
     lease: Duration,
 ) -> Result<(), PipelineError> {
+    let (batch_state, cancel) = engine.store().request_gate(&request.id).await?;
+    match (batch_state.as_deref(), cancel) {
+        (Some("halted"), false) => {
+            // Waits for approval, which enqueues it again.
+            engine.store().postpone(&request.id, None, 0, &[]).await?;
+            return Ok(());
+        }
+        (Some("cancelled"), _) | (_, true) => {
+            engine
+                .store()
+                .finish(
+                    &request.id,
+                    &crate::store::Finish {
+                        outcome: Outcome::Cancelled,
+                        roles_removed: Vec::new(),
+                        error_code: Some("cancelled".into()),
+                        error_message: Some("cancelled by a person before it ran".into()),
+                    },
+                    0,
+                    &[],
+                )
+                .await?;
+            return Ok(());
+        }
+        _ => {}
+    }
     if let Some(at) = request.effective_at.filter(|at| *at > now_ms()) {
         engine.store().postpone(&request.id, None, 0, &[]).await?;
         engine

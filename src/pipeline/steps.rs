@@ -46,6 +46,29 @@ struct PruneCheckpoint {
     notes: Vec<String>,
 }
 
+/// Ends the request `cancelled` when a person asked it to stop; called
+/// before every step, so no step starts after a cancel.
+async fn cancelled(
+    engine: &Engine,
+    request: &RequestRow,
+    cx: &CallContext,
+) -> Result<bool, Stopped> {
+    if !engine.store().cancel_requested(&request.id).await? {
+        return Ok(false);
+    }
+    let message = "cancelled by a person before this step started".to_owned();
+    finish(
+        engine,
+        request,
+        Outcome::Cancelled,
+        Vec::new(),
+        Some(("cancelled", message)),
+        cx,
+    )
+    .await?;
+    Ok(true)
+}
+
 pub async fn run(engine: &Engine, request: &RequestRow) -> Result<(), Stopped> {
     let store = engine.store();
     let t = &request.target;
@@ -92,6 +115,9 @@ pub async fn run(engine: &Engine, request: &RequestRow) -> Result<(), Stopped> {
     let plan: Plan = match checkpoints.get(&Step::Plan) {
         Some(v) => decode(v)?,
         None => {
+            if cancelled(engine, request, &cx).await? {
+                return Ok(());
+            }
             let plan = connector
                 .plan(&cx, t)
                 .await
@@ -126,6 +152,9 @@ pub async fn run(engine: &Engine, request: &RequestRow) -> Result<(), Stopped> {
         None => StripCheckpoint::default(),
     };
     if !strip.complete {
+        if cancelled(engine, request, &cx).await? {
+            return Ok(());
+        }
         let remaining: Vec<_> = plan
             .role_ids
             .iter()
@@ -154,6 +183,9 @@ pub async fn run(engine: &Engine, request: &RequestRow) -> Result<(), Stopped> {
     let membership: MembershipCheckpoint = match checkpoints.get(&Step::RemoveMembership) {
         Some(v) => decode(v)?,
         None => {
+            if cancelled(engine, request, &cx).await? {
+                return Ok(());
+            }
             let change = if plan.is_member {
                 connector
                     .remove_membership(&cx, t, &plan)
@@ -171,6 +203,9 @@ pub async fn run(engine: &Engine, request: &RequestRow) -> Result<(), Stopped> {
     let prune: PruneCheckpoint = match checkpoints.get(&Step::PruneCustomRoles) {
         Some(v) => decode(v)?,
         None => {
+            if cancelled(engine, request, &cx).await? {
+                return Ok(());
+            }
             let notes = connector
                 .prune(&cx, t, &plan)
                 .await
@@ -181,6 +216,9 @@ pub async fn run(engine: &Engine, request: &RequestRow) -> Result<(), Stopped> {
         }
     };
 
+    if cancelled(engine, request, &cx).await? {
+        return Ok(());
+    }
     connector
         .verify(&cx, t, &plan)
         .await

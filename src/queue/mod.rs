@@ -97,6 +97,20 @@ impl Queue {
         Ok(())
     }
 
+    /// Enqueues every request of a batch that has no job yet, a page at a
+    /// time (a batch may hold a million requests).
+    pub async fn enqueue_batch(&self, store: &Store, batch_id: &str) -> Result<u64, QueueError> {
+        let mut total = 0;
+        loop {
+            let page = store.unenqueued_of(batch_id, 2_000).await?;
+            if page.is_empty() {
+                return Ok(total);
+            }
+            total += page.len() as u64;
+            self.enqueue(store, &page).await?;
+        }
+    }
+
     /// Pushes a job that runs the request again after `delay`.
     pub async fn schedule(&self, request_id: &str, delay: Duration) -> Result<(), QueueError> {
         let task = TaskBuilder::new(RequestJob {

@@ -34,8 +34,20 @@ impl Store {
             .connect_with(options)
             .await?;
         let store = Store { pool };
-        store.migrate().await?;
-        Ok(store)
+        // Two processes starting on a fresh file race to migrate; the loser
+        // finds the tables made and its second pass is a no-op.
+        let mut tries = 0;
+        loop {
+            match store.migrate().await {
+                Ok(()) => return Ok(store),
+                Err(e) if tries < 5 => {
+                    tries += 1;
+                    tracing::debug!(error = %e, "migration raced another process; trying again");
+                    tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Applies apalis's and our migrations; a no-op when both are current.

@@ -60,7 +60,7 @@ impl Store {
             let existing = if dry_run {
                 None
             } else {
-                find_reusable(&mut tx, key.as_str(), dedupe_since).await?
+                find_reusable(&mut tx, batch_id, key.as_str(), dedupe_since).await?
             };
             let request_id = match existing {
                 Some(id) => id,
@@ -110,17 +110,30 @@ impl Store {
 
 async fn find_reusable(
     tx: &mut sqlx::SqliteConnection,
+    batch_id: &str,
     key: &str,
     dedupe_since: Option<i64>,
 ) -> Result<Option<String>, StoreError> {
     let open = sqlx::query(
-        "SELECT id FROM requests WHERE idempotency_key = ? AND outcome IS NULL AND dry_run = 0",
+        "SELECT r.id, b.stored_state FROM requests r JOIN batches b ON b.id = r.batch_id
+         WHERE r.idempotency_key = ? AND r.outcome IS NULL AND r.dry_run = 0",
     )
     .bind(key)
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(row) = open {
-        return Ok(Some(row.try_get("id")?));
+        let id: String = row.try_get("id")?;
+        let state: Option<String> = row.try_get("stored_state")?;
+        if state.as_deref() == Some("halted") {
+            // The newest plan owns work that an unapproved one was holding:
+            // approving (or running) this batch runs it.
+            sqlx::query("UPDATE requests SET batch_id = ?, enqueued = 0 WHERE id = ?")
+                .bind(batch_id)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        return Ok(Some(id));
     }
     let Some(since) = dedupe_since else {
         return Ok(None);

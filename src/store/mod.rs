@@ -6,6 +6,7 @@ mod audit;
 mod batches;
 mod connect;
 mod intake;
+mod rails;
 mod report;
 mod requests;
 mod surfaces;

@@ -274,7 +274,10 @@ impl Store {
     /// between storing rows and enqueueing them).
     pub async fn unenqueued_requests(&self) -> Result<Vec<(String, Option<i64>)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, effective_at FROM requests WHERE enqueued = 0 AND outcome IS NULL ORDER BY created_at",
+            "SELECT id, effective_at FROM requests
+             WHERE enqueued = 0 AND outcome IS NULL
+               AND batch_id NOT IN (SELECT id FROM batches WHERE stored_state IN ('halted', 'cancelled'))
+             ORDER BY created_at",
         )
         .fetch_all(&self.pool)
         .await?;

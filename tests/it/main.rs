@@ -6,4 +6,5 @@ mod dropfolder;
 mod faults;
 mod helpers;
 mod pipeline;
+mod reconcile;
 mod resume;

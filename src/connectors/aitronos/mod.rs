@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use super::http::{Call, Verdict};
-use super::{CallContext, Change, Connector, Plan, ProviderClient, StepError, StripResult};
+use super::{CallContext, Change, Connector, Member, Plan, ProviderClient, StepError, StripResult};
 use crate::domain::ids::check_prefixed;
 use crate::domain::{ProviderName, RoleId, Target};
 
@@ -77,6 +77,29 @@ impl Aitronos {
     }
 }
 
+/// `POST …/users` answers in the SDK's shape or the docs' shape.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum MembersPage {
+    Sdk {
+        users: Vec<Listed>,
+        total_users_count: Option<usize>,
+    },
+    Docs {
+        members: Vec<Listed>,
+        total: Option<usize>,
+    },
+}
+
+#[derive(Deserialize)]
+struct Listed {
+    user_id: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    account_state: Option<String>,
+}
+
 #[derive(Deserialize)]
 struct RoleInfo {
     #[serde(default)]
@@ -94,7 +117,7 @@ struct EffectivePermissions {
 }
 
 #[derive(Deserialize)]
-struct Member {
+struct MemberDetail {
     #[serde(default)]
     account_state: Option<String>,
     #[serde(default)]
@@ -248,7 +271,7 @@ impl Connector for Aitronos {
         if matches!(verdict, Verdict::AlreadyDone) {
             return Ok(()); // no such member: nothing left
         }
-        let member: Member = parse_body(&answer.body)?;
+        let member: MemberDetail = parse_body(&answer.body)?;
         let state = member
             .account_state
             .unwrap_or_default()
@@ -274,6 +297,54 @@ impl Connector for Aitronos {
                 ),
             )),
         }
+    }
+
+    async fn list_members(
+        &self,
+        cx: &CallContext,
+        org: &crate::domain::OrgId,
+    ) -> Result<Vec<Member>, StepError> {
+        const TAKE: usize = 1000;
+        let mut members = Vec::new();
+        let mut skip = 0;
+        loop {
+            let call = Call::new(Method::POST, &["organizations", org.as_str(), "users"])
+                .json(serde_json::json!({"skip": skip, "take": TAKE, "include_inactive": false}));
+            let (answer, _) = self.client.send(cx, &call, classify::read_member).await?;
+            let page: MembersPage = parse_body(&answer.body)?;
+            let (batch, total) = match page {
+                MembersPage::Sdk {
+                    users,
+                    total_users_count,
+                } => (users, total_users_count),
+                MembersPage::Docs { members, total } => (members, total),
+            };
+            let got = batch.len();
+            for m in batch {
+                let active = m
+                    .account_state
+                    .as_deref()
+                    .is_none_or(|s| s.eq_ignore_ascii_case("active"));
+                if !active {
+                    continue;
+                }
+                check_prefixed(&m.user_id, "usr_").map_err(|e| {
+                    StepError::permanent(
+                        "invalid_provider_response",
+                        format!("a listed user id {e}"),
+                    )
+                })?;
+                members.push(Member {
+                    user_id: m.user_id,
+                    email: m.email,
+                });
+            }
+            skip += got;
+            if got == 0 || total.is_some_and(|t| skip >= t) {
+                break;
+            }
+        }
+        Ok(members)
     }
 
     async fn probe(&self) -> Result<String, StepError> {

@@ -13,7 +13,7 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use super::http::{Call, Verdict};
-use super::{CallContext, Change, Connector, Plan, ProviderClient, StepError, StripResult};
+use super::{CallContext, Change, Connector, Member, Plan, ProviderClient, StepError, StripResult};
 use crate::domain::ids::check_safe;
 use crate::domain::{ProviderName, RoleId, Target};
 
@@ -57,6 +57,21 @@ enum RolesPage {
         roles: Vec<Role>,
         total: Option<usize>,
     },
+}
+
+#[derive(Deserialize)]
+struct MembersPage {
+    #[serde(default)]
+    members: Vec<Listed>,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Listed {
+    user_id: String,
+    #[serde(default)]
+    email: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -206,6 +221,37 @@ impl Connector for Auth0 {
             }
         }
         Ok(())
+    }
+
+    async fn list_members(
+        &self,
+        cx: &CallContext,
+        org: &crate::domain::OrgId,
+    ) -> Result<Vec<Member>, StepError> {
+        // Checkpoint paging: offset paging stops at 1,000 records.
+        let mut members = Vec::new();
+        let mut from: Option<String> = None;
+        loop {
+            let mut call = Call::new(Method::GET, &["organizations", org.as_str(), "members"])
+                .query("take", PAGE.to_string());
+            if let Some(cursor) = &from {
+                call = call.query("from", cursor.clone());
+            }
+            let (answer, _) = self.client.send(cx, &call, classify::write).await?;
+            let page: MembersPage = serde_json::from_slice(&answer.body).map_err(invalid)?;
+            for m in page.members {
+                check_user_id(&m.user_id).map_err(|e| invalid(format!("a listed user id {e}")))?;
+                members.push(Member {
+                    user_id: m.user_id,
+                    email: m.email,
+                });
+            }
+            match page.next.filter(|n| !n.is_empty()) {
+                Some(next) if from.as_deref() != Some(next.as_str()) => from = Some(next),
+                _ => break,
+            }
+        }
+        Ok(members)
     }
 
     async fn probe(&self) -> Result<String, StepError> {

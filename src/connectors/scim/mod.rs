@@ -13,7 +13,7 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use super::http::{Answer, Call, Verdict};
-use super::{CallContext, Change, Connector, Plan, ProviderClient, StepError, StripResult};
+use super::{CallContext, Change, Connector, Member, Plan, ProviderClient, StepError, StripResult};
 use crate::config::Deprovision;
 use crate::domain::ids::check_safe;
 use crate::domain::{ProviderName, RoleId, Target};
@@ -332,6 +332,43 @@ impl Connector for Scim {
                 ),
             )),
         }
+    }
+
+    async fn list_members(
+        &self,
+        cx: &CallContext,
+        _org: &crate::domain::OrgId,
+    ) -> Result<Vec<Member>, StepError> {
+        #[derive(Deserialize)]
+        struct Listed {
+            id: String,
+            #[serde(default, rename = "userName")]
+            user_name: Option<String>,
+            #[serde(default = "yes")]
+            active: bool,
+        }
+        let mut members = Vec::new();
+        let mut start = 1;
+        loop {
+            let call = Call::new(Method::GET, &["Users"])
+                .query("startIndex", start.to_string())
+                .query("count", PAGE.to_string());
+            let (answer, _) = self.client.send(cx, &call, classify::read).await?;
+            let list: ListResponse<Listed> =
+                serde_json::from_slice(&answer.body).map_err(invalid)?;
+            let got = list.resources.len();
+            for u in list.resources.into_iter().filter(|u| u.active) {
+                members.push(Member {
+                    user_id: checked_id(u.id, "user")?,
+                    email: u.user_name,
+                });
+            }
+            start += got;
+            if got == 0 || list.total_results.is_some_and(|t| start > t) || start > 10_000_000 {
+                break;
+            }
+        }
+        Ok(members)
     }
 
     async fn probe(&self) -> Result<String, StepError> {

@@ -1,0 +1,127 @@
+//! Declarative job specs (`jobs/*.toml`): a spec with `watch` is a drop
+//! folder, one with `schedule` a reconciliation; both is an error. Specs are
+//! loaded and validated at start, and a bad one is reported with its file
+//! and key.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::Config;
+use crate::intake::dropfolder::DropFolderSpec;
+use crate::reconcile::{ReconcileSpec, RosterSource};
+
+/// Every job of a jobs folder.
+#[derive(Debug, Default)]
+pub struct Jobs {
+    pub dropfolders: Vec<DropFolderSpec>,
+    pub reconciles: Vec<ReconcileSpec>,
+}
+
+impl Jobs {
+    pub fn reconcile(&self, name: &str) -> Option<&ReconcileSpec> {
+        self.reconciles.iter().find(|r| r.name == name)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpecFile {
+    name: Option<String>,
+    // Drop folders.
+    watch: Option<PathBuf>,
+    poll_ms: Option<u64>,
+    // Both.
+    provider: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+    // Reconciliations.
+    schedule: Option<String>,
+    timezone: Option<String>,
+    organization_id: Option<String>,
+    roster: Option<RosterSource>,
+    transfer_to_department_id: Option<String>,
+    max_removals: Option<u64>,
+    max_removal_percent: Option<f64>,
+    min_roster_rows: Option<u64>,
+}
+
+/// Loads and validates every `*.toml` in `dir`; a missing folder means no
+/// jobs.
+pub fn load(dir: &Path, config: &Config) -> Result<Jobs, String> {
+    let mut jobs = Jobs::default();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(jobs);
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("job spec {shown}: {e}"))?;
+        let spec: SpecFile =
+            toml::from_str(&text).map_err(|e| format!("job spec {shown}: {}", e.message()))?;
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let name = spec.name.clone().unwrap_or(stem);
+        let err = |key: &str, msg: &str| format!("job spec {shown}: `{key}`: {msg}");
+        if let Some(p) = &spec.provider
+            && !config.providers.contains_key(p)
+        {
+            return Err(err(
+                "provider",
+                &format!("{p:?} is not a configured provider connection"),
+            ));
+        }
+        match (&spec.watch, &spec.schedule) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "schedule",
+                    "a spec has `watch` or `schedule`, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(err(
+                    "watch",
+                    "a spec needs `watch` (drop folder) or `schedule` (reconciliation)",
+                ));
+            }
+            (Some(watch), None) => {
+                if watch.as_os_str().is_empty() {
+                    return Err(err("watch", "is empty"));
+                }
+                jobs.dropfolders.push(DropFolderSpec {
+                    name,
+                    watch: watch.clone(),
+                    provider: spec.provider,
+                    dry_run: spec.dry_run,
+                    poll: Duration::from_millis(spec.poll_ms.unwrap_or(1000).clamp(50, 60_000)),
+                });
+            }
+            (None, Some(schedule)) => {
+                let r = ReconcileSpec::build(
+                    name,
+                    schedule,
+                    &spec.timezone,
+                    spec.provider,
+                    spec.organization_id,
+                    spec.roster,
+                    spec.transfer_to_department_id,
+                    spec.max_removals,
+                    spec.max_removal_percent,
+                    spec.min_roster_rows,
+                    spec.dry_run,
+                    config,
+                )
+                .map_err(|(key, msg)| err(key, &msg))?;
+                jobs.reconciles.push(r);
+            }
+        }
+    }
+    Ok(jobs)
+}

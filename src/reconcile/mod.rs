@@ -1,0 +1,196 @@
+//! Scheduled reconciliation: compare the HR roster (who should be a
+//! member) with the provider's members, and offboard the drift — behind
+//! rails that halt before the first change when the plan looks wrong.
+
+mod plan;
+mod roster;
+pub mod schedule;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+use crate::config::{Config, ProviderKind};
+use crate::domain::ids::check_safe;
+use crate::engine::Engine;
+
+pub use plan::{ReconcileError, ReconcileResult, reconcile};
+pub use roster::read_roster;
+
+/// Which member field the roster lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchOn {
+    #[default]
+    Email,
+    UserId,
+}
+
+/// Where the roster comes from: a CSV file, or a URL answering CSV.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RosterSource {
+    pub csv: Option<PathBuf>,
+    pub url: Option<String>,
+    /// Variable holding a bearer token for `url`.
+    pub token_env: Option<String>,
+    #[serde(default)]
+    pub match_on: MatchOn,
+}
+
+/// A validated reconciliation job.
+#[derive(Debug, Clone)]
+pub struct ReconcileSpec {
+    pub name: String,
+    pub schedule: cron::Schedule,
+    pub timezone: chrono_tz::Tz,
+    pub provider: String,
+    pub organization_id: String,
+    pub roster: RosterSource,
+    pub transfer_to_department_id: Option<String>,
+    pub max_removals: Option<u64>,
+    pub max_removal_percent: Option<f64>,
+    pub min_roster_rows: Option<u64>,
+    pub dry_run: bool,
+}
+
+type SpecError = (&'static str, String);
+
+impl ReconcileSpec {
+    #[allow(clippy::too_many_arguments)]
+    pub fn build(
+        name: String,
+        schedule: &str,
+        timezone: &Option<String>,
+        provider: Option<String>,
+        organization_id: Option<String>,
+        roster: Option<RosterSource>,
+        transfer_to_department_id: Option<String>,
+        max_removals: Option<u64>,
+        max_removal_percent: Option<f64>,
+        min_roster_rows: Option<u64>,
+        dry_run: bool,
+        config: &Config,
+    ) -> Result<Self, SpecError> {
+        check_safe(&name, &['.']).map_err(|e| ("name", format!("the job name {e}")))?;
+        let schedule = cron::Schedule::from_str(schedule).map_err(|e| {
+            (
+                "schedule",
+                format!("not a cron expression (seconds field first): {e}"),
+            )
+        })?;
+        let timezone = match timezone.as_deref() {
+            None => chrono_tz::UTC,
+            Some(tz) => tz
+                .parse()
+                .map_err(|_| ("timezone", format!("unknown time zone {tz:?}")))?,
+        };
+        let provider = provider.ok_or(("provider", "is required".to_owned()))?;
+        let kind = config.providers.get(&provider).map(|p| p.kind);
+        if kind == Some(ProviderKind::Recoup) {
+            return Err((
+                "provider",
+                "recoup cannot list organization members, so it cannot be reconciled".into(),
+            ));
+        }
+        let organization_id =
+            organization_id.ok_or(("organization_id", "is required".to_owned()))?;
+        check_safe(&organization_id, &['.', '@', ':'])
+            .map_err(|e| ("organization_id", format!("{organization_id:?} {e}")))?;
+        let roster = roster.ok_or(("roster", "is required (csv = … or url = …)".to_owned()))?;
+        match (&roster.csv, &roster.url) {
+            (Some(_), None) | (None, Some(_)) => {}
+            _ => return Err(("roster", "give exactly one of csv or url".into())),
+        }
+        if let Some(d) = &transfer_to_department_id {
+            if kind != Some(ProviderKind::Aitronos) {
+                return Err((
+                    "transfer_to_department_id",
+                    "only aitronos can transfer resources".into(),
+                ));
+            }
+            crate::domain::ids::check_prefixed(d, "dept_")
+                .map_err(|e| ("transfer_to_department_id", format!("{d:?} {e}")))?;
+        }
+        if let Some(p) = max_removal_percent
+            && !(p.is_finite() && (0.0..=100.0).contains(&p))
+        {
+            return Err(("max_removal_percent", "must be between 0 and 100".into()));
+        }
+        Ok(Self {
+            name,
+            schedule,
+            timezone,
+            provider,
+            organization_id,
+            roster,
+            transfer_to_department_id,
+            max_removals,
+            max_removal_percent,
+            min_roster_rows,
+            dry_run,
+        })
+    }
+}
+
+/// For a halted reconciliation batch: the planned users who are back in
+/// the roster now and must not be touched by an approval. `None` for other
+/// batches.
+pub async fn still_wanted(
+    engine: &Engine,
+    batch_id: &str,
+    jobs_dir: &std::path::Path,
+) -> Result<Option<HashSet<String>>, String> {
+    let store = engine.store();
+    let Some(batch) = store.batch(batch_id).await.map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    if batch.source != "reconcile" {
+        return Ok(None);
+    }
+    let config = engine.config();
+    let jobs = crate::jobs::load(jobs_dir, config)?;
+    let name = batch.source_name.unwrap_or_default();
+    let spec = jobs.reconcile(&name).ok_or_else(|| {
+        format!(
+            "job {name} of batch {batch_id} is no longer in {}",
+            jobs_dir.display()
+        )
+    })?;
+    let roster = read_roster(&spec.roster).await.map_err(|e| e.to_string())?;
+    let planned = store
+        .open_requests_of(batch_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let wanted: HashSet<String> = match spec.roster.match_on {
+        MatchOn::UserId => planned
+            .into_iter()
+            .map(|(_, u)| u)
+            .filter(|u| roster.contains(u))
+            .collect(),
+        MatchOn::Email => {
+            // The plan holds provider ids: read their emails again.
+            let connector = engine
+                .connector(&spec.provider)
+                .ok_or_else(|| format!("provider {} is not configured", spec.provider))?;
+            let cx = crate::connectors::CallContext::default();
+            let org = crate::domain::OrgId::new_unchecked(spec.organization_id.clone());
+            let members = connector
+                .list_members(&cx, &org)
+                .await
+                .map_err(|e| e.to_string())?;
+            members
+                .into_iter()
+                .filter(|m| {
+                    m.email
+                        .as_deref()
+                        .is_some_and(|e| roster.contains(&e.to_ascii_lowercase()))
+                })
+                .map(|m| m.user_id)
+                .collect()
+        }
+    };
+    Ok(Some(wanted))
+}

@@ -1,0 +1,189 @@
+//! Halting, approving and cancelling: the store side of the safety rails.
+
+use sqlx::Row;
+
+use super::{NewJob, Store, StoreError, now_ms};
+
+impl Store {
+    /// Marks a batch halted with a reason; its requests get no job until
+    /// it is approved.
+    pub async fn halt_batch(&self, batch_id: &str, reason: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE batches SET stored_state = 'halted', halt_reason = ? WHERE id = ?")
+            .bind(reason)
+            .bind(batch_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn halt_reason(&self, batch_id: &str) -> Result<Option<String>, StoreError> {
+        let r = sqlx::query("SELECT halt_reason FROM batches WHERE id = ?")
+            .bind(batch_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(r.and_then(|r| r.get("halt_reason")))
+    }
+
+    /// Lifts a halt (the caller then enqueues the batch).
+    pub async fn release_batch(&self, batch_id: &str) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE batches SET stored_state = NULL WHERE id = ? AND stored_state = 'halted'",
+        )
+        .bind(batch_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// The open requests a batch created, as (request id, user id).
+    pub async fn open_requests_of(
+        &self,
+        batch_id: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, user_id FROM requests WHERE batch_id = ? AND outcome IS NULL ORDER BY id",
+        )
+        .bind(batch_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get("id"), r.get("user_id")))
+            .collect())
+    }
+
+    /// Requests of a batch still waiting for a queue job, a page at a time.
+    pub async fn unenqueued_of(
+        &self,
+        batch_id: &str,
+        limit: u32,
+    ) -> Result<Vec<NewJob>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, effective_at FROM requests
+             WHERE batch_id = ? AND enqueued = 0 AND outcome IS NULL ORDER BY id LIMIT ?",
+        )
+        .bind(batch_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| NewJob {
+                request_id: r.get("id"),
+                effective_at: r.get("effective_at"),
+            })
+            .collect())
+    }
+
+    /// Cancels a request: at once when no worker holds it, else by asking
+    /// the holder to stop before its next step. Returns whether it was open.
+    pub async fn cancel_request(&self, id: &str, message: &str) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let ended = sqlx::query(
+            "UPDATE requests SET outcome = 'cancelled', error_code = 'cancelled', error_message = ?, finished_at = ?
+             WHERE id = ? AND outcome IS NULL AND (claim_owner IS NULL OR claim_expires_at < ?)",
+        )
+        .bind(message)
+        .bind(now)
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let flagged = sqlx::query(
+            "UPDATE requests SET cancel_requested = 1 WHERE id = ? AND outcome IS NULL",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(ended + flagged > 0)
+    }
+
+    /// Cancels a batch: stored state `cancelled`, every open request it
+    /// created cancelled (running ones before their next step).
+    pub async fn cancel_batch(&self, batch_id: &str, message: &str) -> Result<u64, StoreError> {
+        sqlx::query("UPDATE batches SET stored_state = 'cancelled' WHERE id = ?")
+            .bind(batch_id)
+            .execute(&self.pool)
+            .await?;
+        let mut n = 0;
+        for (id, _) in self.open_requests_of(batch_id).await? {
+            if self.cancel_request(&id, message).await? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// The stored state of the batch that created a request (`halted`,
+    /// `cancelled` or none) and whether the request was asked to stop.
+    pub async fn request_gate(&self, id: &str) -> Result<(Option<String>, bool), StoreError> {
+        let r = sqlx::query(
+            "SELECT b.stored_state, r.cancel_requested FROM requests r JOIN batches b ON b.id = r.batch_id WHERE r.id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match r {
+            Some(r) => (
+                r.get("stored_state"),
+                r.get::<i64, _>("cancel_requested") != 0,
+            ),
+            None => (None, false),
+        })
+    }
+
+    /// Whether a person asked the request to stop.
+    pub async fn cancel_requested(&self, id: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("SELECT cancel_requested FROM requests WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(r.is_some_and(|r| r.get::<i64, _>("cancel_requested") != 0))
+    }
+
+    /// Records a reconciliation tick; false when another process already
+    /// took it.
+    pub async fn take_tick(&self, job: &str, scheduled_at: i64) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "INSERT INTO reconcile_ticks (job, scheduled_at, started_at) VALUES (?, ?, ?)
+             ON CONFLICT (job, scheduled_at) DO NOTHING",
+        )
+        .bind(job)
+        .bind(scheduled_at)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    pub async fn set_tick_batch(
+        &self,
+        job: &str,
+        scheduled_at: i64,
+        batch_id: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE reconcile_ticks SET batch_id = ? WHERE job = ? AND scheduled_at = ?")
+            .bind(batch_id)
+            .bind(job)
+            .bind(scheduled_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The latest recorded tick of a job.
+    pub async fn last_tick(&self, job: &str) -> Result<Option<i64>, StoreError> {
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(scheduled_at) FROM reconcile_ticks WHERE job = ?")
+                .bind(job)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(v)
+    }
+}
