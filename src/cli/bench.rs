@@ -159,25 +159,13 @@ async fn offboard_users(
     }
     csv.flush()?;
     let provider = ProviderConfig {
-        kind: ProviderKind::Aitronos,
-        base_url: format!("{}/aitronos/v1", sim.url),
-        token_env: "OFFBOARD_SIM_TOKEN".into(),
-        auth: None,
-        protected_users: Vec::new(),
-        connect_timeout_ms: 5_000,
-        timeout_ms: 30_000,
         requests_per_second: pacing.requests_per_second,
         burst: pacing.burst,
-        max_concurrency: None,
-        retry: None,
-        prune_custom_roles: false,
-        block_user: false,
-        deprovision: None,
-        service_account_id: None,
-        client_id_env: None,
-        client_secret_env: None,
-        token_url: None,
-        audience: None,
+        ..ProviderConfig::new(
+            ProviderKind::Aitronos,
+            format!("{}/aitronos/v1", sim.url),
+            "OFFBOARD_SIM_TOKEN",
+        )
     };
     let mut config = Config::default();
     config.database.url = format!("sqlite://{}", dir.path().join("bench.db").display());

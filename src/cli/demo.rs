@@ -35,25 +35,12 @@ pub async fn demo() -> Result<u8, Failure> {
     let dir = tempfile::tempdir().map_err(Failure::other)?;
     let db = dir.path().join("offboard-demo.db");
     let provider = ProviderConfig {
-        kind: ProviderKind::Aitronos,
-        base_url: sim.aitronos_base_url(),
-        token_env: "OFFBOARD_DEMO_TOKEN".into(),
-        auth: None,
         protected_users: vec!["usr_breakglass".into()],
-        connect_timeout_ms: 2_000,
-        timeout_ms: 10_000,
-        requests_per_second: None,
-        burst: None,
-        max_concurrency: None,
-        retry: None,
-        prune_custom_roles: false,
-        block_user: false,
-        deprovision: None,
-        service_account_id: None,
-        client_id_env: None,
-        client_secret_env: None,
-        token_url: None,
-        audience: None,
+        ..ProviderConfig::new(
+            ProviderKind::Aitronos,
+            sim.aitronos_base_url(),
+            "OFFBOARD_DEMO_TOKEN",
+        )
     };
     let mut config = Config::default();
     config.database.url = format!("sqlite://{}", db.display());

@@ -316,6 +316,35 @@ fn default_timeout_ms() -> u64 {
 }
 
 impl ProviderConfig {
+    /// A connection with every option at its default (demo, benchmarks).
+    pub fn new(
+        kind: ProviderKind,
+        base_url: impl Into<String>,
+        token_env: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind,
+            base_url: base_url.into(),
+            token_env: token_env.into(),
+            auth: None,
+            protected_users: Vec::new(),
+            connect_timeout_ms: default_connect_timeout_ms(),
+            timeout_ms: default_timeout_ms(),
+            requests_per_second: None,
+            burst: None,
+            max_concurrency: None,
+            retry: None,
+            prune_custom_roles: false,
+            block_user: false,
+            deprovision: None,
+            service_account_id: None,
+            client_id_env: None,
+            client_secret_env: None,
+            token_url: None,
+            audience: None,
+        }
+    }
+
     /// The retry policy for this connection: the global one with this
     /// connection's overrides.
     pub fn retry_policy(&self, global: &RetryConfig) -> RetryConfig {

@@ -64,3 +64,16 @@ impl StepError {
         self
     }
 }
+
+/// A provider answer that is not the documented shape (untrusted input).
+pub fn invalid_response(e: impl std::fmt::Display) -> StepError {
+    StepError::permanent(
+        "invalid_provider_response",
+        format!("the provider's answer is not the documented JSON: {e}"),
+    )
+}
+
+/// Parses a provider's JSON answer.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, StepError> {
+    serde_json::from_slice(body).map_err(invalid_response)
+}

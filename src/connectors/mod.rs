@@ -22,7 +22,7 @@ use crate::domain::{OrgId, ProviderName, Rejection, RoleId, Target};
 use crate::intake::RowFields;
 use crate::store::AuditEvent;
 
-pub use error::{ErrorClass, StepError};
+pub use error::{ErrorClass, StepError, invalid_response, parse_json};
 pub use http::ProviderClient;
 
 /// What the plan step found: the user's current access.
@@ -188,6 +188,17 @@ pub trait Connector: Send + Sync {
             format!("{} cannot list organization members", self.name()),
         ))
     }
+}
+
+/// A harmless authenticated read: any answer but 401/403, 429 or 5xx
+/// shows the base URL and the credentials work (`offboard check`).
+pub async fn probe_with(client: &ProviderClient, call: http::Call) -> Result<String, StepError> {
+    let cx = CallContext::default();
+    let (answer, _) = client.send(&cx, &call, classify::probe).await?;
+    Ok(format!(
+        "reachable, credentials accepted (HTTP {})",
+        answer.status
+    ))
 }
 
 /// Validates a CSV row's ids for a provider kind (intake).

@@ -10,7 +10,10 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use super::http::{Call, Verdict};
-use super::{CallContext, Change, Connector, Member, Plan, ProviderClient, StepError, StripResult};
+use super::{
+    CallContext, Change, Connector, Member, Plan, ProviderClient, StepError, StripResult,
+    parse_json,
+};
 use crate::domain::ids::check_prefixed;
 use crate::domain::{ProviderName, RoleId, Target};
 
@@ -53,7 +56,7 @@ impl Aitronos {
         if matches!(verdict, Verdict::AlreadyDone) {
             return Ok(None); // the role is gone already
         }
-        let info: RoleInfo = parse_body(&answer.body)?;
+        let info: RoleInfo = parse_json(&answer.body)?;
         if !info.is_custom || info.is_system_role {
             return Ok(None); // system roles are never pruned
         }
@@ -145,7 +148,7 @@ impl Connector for Aitronos {
         if matches!(verdict, Verdict::AlreadyDone) {
             return Ok(Plan::not_a_member());
         }
-        let body: EffectivePermissions = parse_body(&answer.body)?;
+        let body: EffectivePermissions = parse_json(&answer.body)?;
         let mut role_ids = Vec::with_capacity(body.role_ids.len());
         for role in body.role_ids {
             // Provider answers are untrusted too: a role id goes into a path.
@@ -271,7 +274,7 @@ impl Connector for Aitronos {
         if matches!(verdict, Verdict::AlreadyDone) {
             return Ok(()); // no such member: nothing left
         }
-        let member: MemberDetail = parse_body(&answer.body)?;
+        let member: MemberDetail = parse_json(&answer.body)?;
         let state = member
             .account_state
             .unwrap_or_default()
@@ -311,7 +314,7 @@ impl Connector for Aitronos {
             let call = Call::new(Method::POST, &["organizations", org.as_str(), "users"])
                 .json(serde_json::json!({"skip": skip, "take": TAKE, "include_inactive": false}));
             let (answer, _) = self.client.send(cx, &call, classify::read_member).await?;
-            let page: MembersPage = parse_body(&answer.body)?;
+            let page: MembersPage = parse_json(&answer.body)?;
             let (batch, total) = match page {
                 MembersPage::Sdk {
                     users,
@@ -348,29 +351,8 @@ impl Connector for Aitronos {
     }
 
     async fn probe(&self) -> Result<String, StepError> {
-        // No documented health route: any answer to an authenticated request
-        // for an unknown path proves reachability, and 401/403 bad credentials.
-        let cx = CallContext::default();
-        let call = Call::new(Method::GET, &["organizations"]);
-        match self
-            .client
-            .send(&cx, &call, crate::connectors::classify::probe)
-            .await
-        {
-            Ok((a, _)) => Ok(format!(
-                "reachable, credentials accepted (HTTP {})",
-                a.status
-            )),
-            Err(e) => Err(e),
-        }
+        // No documented health route: an authenticated read of an unknown
+        // path is harmless and tells reachability and credentials apart.
+        super::probe_with(&self.client, Call::new(Method::GET, &["organizations"])).await
     }
-}
-
-fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, StepError> {
-    serde_json::from_slice(body).map_err(|e| {
-        StepError::permanent(
-            "invalid_provider_response",
-            format!("the provider's answer is not the documented JSON: {e}"),
-        )
-    })
 }

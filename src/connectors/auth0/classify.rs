@@ -54,14 +54,9 @@ pub fn write(answer: &Answer) -> Classified {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderMap;
 
     fn answer(status: u16, body: &str) -> Answer {
-        Answer {
-            status,
-            headers: HeaderMap::new(),
-            body: body.as_bytes().to_vec(),
-        }
+        Answer::for_test(status, body)
     }
 
     #[test]

@@ -86,12 +86,7 @@ enum OrgsPage {
     Totals { organizations: Vec<Org> },
 }
 
-fn invalid(e: impl std::fmt::Display) -> StepError {
-    StepError::permanent(
-        "invalid_provider_response",
-        format!("the provider's answer is not the documented JSON: {e}"),
-    )
-}
+use super::invalid_response as invalid;
 
 #[async_trait]
 impl Connector for Auth0 {
@@ -255,12 +250,10 @@ impl Connector for Auth0 {
     }
 
     async fn probe(&self) -> Result<String, StepError> {
-        let cx = CallContext::default();
-        let call = Call::new(Method::GET, &["organizations"]).query("per_page", "1");
-        let (a, _) = self.client.send(&cx, &call, super::classify::probe).await?;
-        Ok(format!(
-            "reachable, credentials accepted (HTTP {})",
-            a.status
-        ))
+        super::probe_with(
+            &self.client,
+            Call::new(Method::GET, &["organizations"]).query("per_page", "1"),
+        )
+        .await
     }
 }

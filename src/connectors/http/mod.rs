@@ -75,6 +75,18 @@ pub struct Answer {
     pub body: Vec<u8>,
 }
 
+#[cfg(test)]
+impl Answer {
+    /// An answer with no headers, for classification tests.
+    pub fn for_test(status: u16, body: &str) -> Self {
+        Self {
+            status,
+            headers: HeaderMap::new(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+}
+
 /// A connector's reading of an answer.
 #[derive(Debug)]
 pub enum Verdict {

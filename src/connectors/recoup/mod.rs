@@ -43,12 +43,7 @@ impl Recoup {
         if matches!(verdict, Verdict::AlreadyDone) {
             return Ok(None);
         }
-        let body: Orgs = serde_json::from_slice(&answer.body).map_err(|e| {
-            StepError::permanent(
-                "invalid_provider_response",
-                format!("the provider's answer is not the documented JSON: {e}"),
-            )
-        })?;
+        let body: Orgs = super::parse_json(&answer.body)?;
         Ok(Some(body.organizations.iter().any(|o| {
             o.id.eq_ignore_ascii_case(t.organization_id.as_str())
         })))
@@ -153,28 +148,18 @@ impl Connector for Recoup {
     }
 
     async fn probe(&self) -> Result<String, StepError> {
-        let cx = CallContext::default();
         let call = Call::new(Method::GET, &["api", "organizations"])
             .query("account_id", "00000000-0000-0000-0000-000000000000");
-        let (a, _) = self.client.send(&cx, &call, super::classify::probe).await?;
-        Ok(format!(
-            "reachable, credentials accepted (HTTP {})",
-            a.status
-        ))
+        super::probe_with(&self.client, call).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderMap;
 
     fn answer(status: u16, body: &str) -> Answer {
-        Answer {
-            status,
-            headers: HeaderMap::new(),
-            body: body.as_bytes().to_vec(),
-        }
+        Answer::for_test(status, body)
     }
 
     #[test]

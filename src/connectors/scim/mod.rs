@@ -63,12 +63,7 @@ struct ListResponse<T> {
     resources: Vec<T>,
 }
 
-fn invalid(e: impl std::fmt::Display) -> StepError {
-    StepError::permanent(
-        "invalid_provider_response",
-        format!("the provider's answer is not the documented JSON: {e}"),
-    )
-}
+use super::invalid_response as invalid;
 
 /// A string inside a SCIM filter: quotes and backslashes escaped, so no
 /// cell can close the string and add a clause.
@@ -372,13 +367,11 @@ impl Connector for Scim {
     }
 
     async fn probe(&self) -> Result<String, StepError> {
-        let cx = CallContext::default();
-        let call = Call::new(Method::GET, &["Users"]).query("count", "1");
-        let (a, _) = self.client.send(&cx, &call, super::classify::probe).await?;
-        Ok(format!(
-            "reachable, credentials accepted (HTTP {})",
-            a.status
-        ))
+        super::probe_with(
+            &self.client,
+            Call::new(Method::GET, &["Users"]).query("count", "1"),
+        )
+        .await
     }
 }
 
