@@ -62,6 +62,9 @@ pub struct SimArgs {
     /// e.g. `--fail-next usr_000002:3:503`.
     #[arg(long, value_name = "USER:COUNT:STATUS", value_parser = parse_fail_next)]
     pub fail_next: Vec<FailNext>,
+    /// How long an Auth0 membership removal stays invisible to reads.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub auth0_membership_delay_ms: u64,
 }
 
 fn parse_fail_next(text: &str) -> Result<FailNext, String> {
@@ -98,6 +101,7 @@ impl SimArgs {
             reset_rate: self.reset_rate,
             rate_limit,
             fail_next: self.fail_next.clone(),
+            auth0_membership_delay_ms: self.auth0_membership_delay_ms,
         }
     }
 

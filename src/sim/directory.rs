@@ -2,15 +2,30 @@
 //!
 //! Its JSON form is both the seed file format (`--seed-file`) and the answer of
 //! `GET /_sim/state`, so tests can build a directory in code, load one from a
-//! file, and compare the final state with what they expect.
+//! file, and compare the final state with what they expect. Every provider's
+//! part defaults to empty, so a seed file written before a provider joined
+//! still loads.
 
-use chrono::{DateTime, Utc};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+mod aitronos;
+mod auth0;
+mod recoup;
+mod scim;
+
 use serde::{Deserialize, Serialize};
 
 use super::SimError;
 use super::fasthash::IdSet;
+
+pub(crate) use aitronos::{ACTIVE, DELETED};
+pub use aitronos::{
+    AitronosDepartment, AitronosDirectory, AitronosMember, AitronosOrg, AitronosResource,
+    AitronosRole,
+};
+pub use auth0::{Auth0Client, Auth0Directory, Auth0Member, Auth0Org, Auth0Role, Auth0User};
+pub use recoup::{RecoupDirectory, RecoupOrg};
+pub(crate) use recoup::{format_uuid, parse_uuid};
+pub use scim::{ScimBehaviour, ScimDirectory, ScimGroup, ScimUser};
+pub(crate) use scim::{fold_eq, fold_hash};
 
 /// Everything every simulated provider holds.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -18,94 +33,14 @@ use super::fasthash::IdSet;
 pub struct Directory {
     /// The Aitronos tenant: its organizations.
     pub aitronos: AitronosDirectory,
+    /// The Auth0 tenant: its users and organizations.
+    pub auth0: Auth0Directory,
+    /// The Recoup account the API key belongs to, and the organizations it sees.
+    pub recoup: RecoupDirectory,
+    /// The SCIM service provider's users and groups, and which optional
+    /// parts of RFC 7644 it implements.
+    pub scim: ScimDirectory,
 }
-
-/// Aitronos's side of the directory.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(default)]
-pub struct AitronosDirectory {
-    /// Organizations, each with its own members, roles and departments.
-    pub organizations: Vec<AitronosOrg>,
-}
-
-/// One Aitronos organization (`org_…`).
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(default)]
-pub struct AitronosOrg {
-    /// Organization id, e.g. `org_acme`.
-    pub id: String,
-    /// Display name.
-    pub name: String,
-    /// Departments that can receive a leaver's resources.
-    pub departments: Vec<AitronosDepartment>,
-    /// System and custom roles.
-    pub roles: Vec<AitronosRole>,
-    /// Members, including soft-deleted ones (the vendor keeps the record).
-    pub members: Vec<AitronosMember>,
-    /// Resources owned by members or by departments.
-    pub resources: Vec<AitronosResource>,
-}
-
-/// A department (`dept_…`).
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(default)]
-pub struct AitronosDepartment {
-    /// Department id, e.g. `dept_offboarded`.
-    pub id: String,
-    /// Display name.
-    pub name: String,
-}
-
-/// A role (`role_…`).
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(default)]
-pub struct AitronosRole {
-    /// Role id, e.g. `role_owner`.
-    pub id: String,
-    /// Display name; a role named "Owner" is protected from losing its last holder.
-    pub name: String,
-    /// Created by the organization rather than shipped by the vendor.
-    pub is_custom: bool,
-    /// Shipped by the vendor; cannot be deleted.
-    pub is_system_role: bool,
-}
-
-/// A membership of one user in one organization.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(default)]
-pub struct AitronosMember {
-    /// User id, e.g. `usr_000001`.
-    pub user_id: String,
-    /// Email address.
-    pub email: String,
-    /// `active`, `deleted` (soft-deleted) or any other state the vendor uses.
-    pub account_state: String,
-    /// Roles held in this organization.
-    pub role_ids: Vec<String>,
-    /// Departments the member belongs to.
-    pub department_ids: Vec<String>,
-    /// When the membership was soft-deleted.
-    pub deleted_at: Option<DateTime<Utc>>,
-}
-
-/// Something a member or a department owns (a file, an assistant, …).
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(default)]
-pub struct AitronosResource {
-    /// Resource id.
-    pub id: String,
-    /// Free-form kind, e.g. `file`.
-    pub kind: String,
-    /// The owning member, if a member owns it.
-    pub owner_user_id: Option<String>,
-    /// The owning department, if it was transferred to one.
-    pub department_id: Option<String>,
-}
-
-/// The account state of a soft-deleted member.
-pub(crate) const DELETED: &str = "deleted";
-/// The account state of a member in good standing.
-pub(crate) const ACTIVE: &str = "active";
 
 impl Directory {
     /// Parse a seed file and check that its ids are unique and its references resolve.
@@ -118,178 +53,97 @@ impl Directory {
     /// Check what the simulator relies on: unique ids, and members and
     /// resources pointing only at roles, departments and users that exist.
     pub fn validate(&self) -> Result<(), SimError> {
-        let mut orgs = IdSet::default();
-        for org in &self.aitronos.organizations {
-            if !orgs.insert(org.id.as_str()) {
-                return Err(invalid(format!("duplicate organization id {}", org.id)));
-            }
-            validate_org(org)?;
-        }
-        Ok(())
+        self.aitronos.validate()?;
+        self.auth0.validate()?;
+        self.recoup.validate()?;
+        self.scim.validate()
     }
 
-    /// A synthetic organization `org_acme` with `users` members; the same
-    /// `seed` always gives the same directory.
+    /// A synthetic tenant of `users` users in every provider; the same `seed`
+    /// always gives the same directory.
+    ///
+    /// Ids follow fixed patterns tests can compute, for `i` in `1..=users`:
+    /// - Aitronos: organization `org_acme`, members `usr_{i:06}` and
+    ///   `usr_breakglass`; `usr_000001` is the only Owner.
+    /// - Auth0: organization `org_acme`, users and members `auth0|{i:06}`
+    ///   (email `user{i:06}@acme.example`) and `auth0|breakglass`;
+    ///   `auth0|000001` is the only holder of `rol_owner`.
+    /// - Recoup: organization `00000000-0000-4000-8000-000000000001` with
+    ///   members `00000000-0000-4000-9000-{i:012}` and the caller
+    ///   `00000000-0000-4000-9000-999999999999`.
+    /// - SCIM: users `u-{i:06}` named `user{i:06}@acme.example`; group `g-all`
+    ///   holds everyone, `g-eng` every user with an even `i`.
     pub fn generate(users: usize, seed: u64) -> Directory {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let custom = ["role_custom_1", "role_custom_2", "role_custom_3"];
-        let mut members = Vec::with_capacity(users + 1);
-        let mut resources = Vec::with_capacity(2 * (users + 1));
-        for n in 1..=users {
-            let user_id = format!("usr_{n:06}");
-            let mut role_ids = vec!["role_member".to_owned()];
-            if n == 1 {
-                role_ids.push("role_owner".to_owned());
-            }
-            // One in three gets a second role, so plans differ between users.
-            if rng.random_range(0..3) == 0 {
-                let extra = if rng.random_bool(0.5) {
-                    "role_admin"
-                } else {
-                    custom[rng.random_range(0..custom.len())]
-                };
-                role_ids.push(extra.to_owned());
-            }
-            members.push(AitronosMember {
-                email: format!("user{n:06}@acme.example"),
-                account_state: ACTIVE.to_owned(),
-                role_ids,
-                department_ids: vec!["dept_engineering".to_owned()],
-                deleted_at: None,
-                user_id,
-            });
-        }
-        members.push(AitronosMember {
-            user_id: "usr_breakglass".to_owned(),
-            email: "breakglass@acme.example".to_owned(),
-            account_state: ACTIVE.to_owned(),
-            role_ids: vec!["role_admin".to_owned()],
-            ..AitronosMember::default()
-        });
-        for member in &members {
-            for (suffix, kind) in [(1, "file"), (2, "assistant")] {
-                resources.push(AitronosResource {
-                    id: format!("res_{}_{suffix}", member.user_id),
-                    kind: kind.to_owned(),
-                    owner_user_id: Some(member.user_id.clone()),
-                    department_id: None,
-                });
-            }
-        }
-        let org = AitronosOrg {
-            id: "org_acme".to_owned(),
-            name: "Acme".to_owned(),
-            departments: vec![
-                department("dept_offboarded", "Offboarded"),
-                department("dept_engineering", "Engineering"),
-            ],
-            roles: standard_roles(),
-            members,
-            resources,
-        };
         Directory {
-            aitronos: AitronosDirectory {
-                organizations: vec![org],
-            },
+            aitronos: AitronosDirectory::generate(users, seed),
+            auth0: Auth0Directory::generate(users, seed),
+            recoup: RecoupDirectory::generate(users),
+            scim: ScimDirectory::generate(users),
         }
     }
 }
 
-fn validate_org(org: &AitronosOrg) -> Result<(), SimError> {
-    let roles = unique(org.roles.iter().map(|r| r.id.as_str()), "role", &org.id)?;
-    let depts = unique(
-        org.departments.iter().map(|d| d.id.as_str()),
-        "department",
-        &org.id,
-    )?;
-    let users = unique(
-        org.members.iter().map(|m| m.user_id.as_str()),
-        "member",
-        &org.id,
-    )?;
-    unique(
-        org.resources.iter().map(|r| r.id.as_str()),
-        "resource",
-        &org.id,
-    )?;
-    for member in &org.members {
-        let dangling = member.role_ids.iter().find(|r| !roles.contains(r.as_str()));
-        if let Some(role) = dangling {
-            return Err(invalid(format!(
-                "member {} holds unknown role {role}",
-                member.user_id
-            )));
-        }
-        let dangling = member
-            .department_ids
-            .iter()
-            .find(|d| !depts.contains(d.as_str()));
-        if let Some(dept) = dangling {
-            return Err(invalid(format!(
-                "member {} is in unknown department {dept}",
-                member.user_id
-            )));
-        }
-    }
-    for res in &org.resources {
-        if let Some(owner) = res.owner_user_id.as_deref().filter(|u| !users.contains(u)) {
-            return Err(invalid(format!(
-                "resource {} has unknown owner {owner}",
-                res.id
-            )));
-        }
-        if let Some(dept) = res.department_id.as_deref().filter(|d| !depts.contains(d)) {
-            return Err(invalid(format!(
-                "resource {} is in unknown department {dept}",
-                res.id
-            )));
-        }
-    }
-    Ok(())
-}
-
+/// The ids, checked to be unique within `scope`.
 fn unique<'a>(
     ids: impl Iterator<Item = &'a str>,
     what: &str,
-    org: &str,
+    scope: &str,
 ) -> Result<IdSet<&'a str>, SimError> {
     let mut seen = IdSet::with_capacity_and_hasher(ids.size_hint().0, Default::default());
     for id in ids {
         if !seen.insert(id) {
-            return Err(invalid(format!("duplicate {what} id {id} in {org}")));
+            return Err(invalid(format!("duplicate {what} id {id} in {scope}")));
         }
     }
     Ok(seen)
+}
+
+/// The ids, sorted and checked to be unique within `scope`. Sorting borrowed
+/// ids costs little for the already-ordered lists seeds usually hold, and
+/// lets [`first_unknown`] check references without a hash set.
+fn sorted_unique<'a>(
+    ids: impl Iterator<Item = &'a str>,
+    what: &str,
+    scope: &str,
+) -> Result<Vec<&'a str>, SimError> {
+    let mut ids: Vec<&str> = ids.collect();
+    ids.sort_unstable();
+    match ids.windows(2).find(|w| w[0] == w[1]) {
+        Some(pair) => Err(invalid(format!(
+            "duplicate {what} id {} in {scope}",
+            pair[0]
+        ))),
+        None => Ok(ids),
+    }
+}
+
+/// The first of the sorted `ids` missing from the sorted `known` ones.
+fn first_unknown<'a>(ids: &[&'a str], known: &[&str]) -> Option<&'a str> {
+    let mut known = known.iter().peekable();
+    ids.iter().copied().find(|id| {
+        while known.next_if(|k| **k < *id).is_some() {}
+        known.peek().is_none_or(|k| *k != id)
+    })
 }
 
 fn invalid(message: String) -> SimError {
     SimError::InvalidDirectory(message)
 }
 
-fn department(id: &str, name: &str) -> AitronosDepartment {
-    AitronosDepartment {
-        id: id.to_owned(),
-        name: name.to_owned(),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::{first_unknown, sorted_unique};
 
-fn standard_roles() -> Vec<AitronosRole> {
-    let system = |id: &str, name: &str| AitronosRole {
-        id: id.to_owned(),
-        name: name.to_owned(),
-        is_custom: false,
-        is_system_role: true,
-    };
-    let mut roles = vec![
-        system("role_owner", "Owner"),
-        system("role_admin", "Admin"),
-        system("role_member", "Member"),
-    ];
-    roles.extend((1..=3).map(|n| AitronosRole {
-        id: format!("role_custom_{n}"),
-        name: format!("Custom {n}"),
-        is_custom: true,
-        is_system_role: false,
-    }));
-    roles
+    #[test]
+    fn references_are_checked_by_walking_sorted_lists() {
+        let known = ["a", "b", "c"];
+        assert_eq!(first_unknown(&["a", "c"], &known), None);
+        assert_eq!(first_unknown(&["a", "bb", "c"], &known), Some("bb"));
+        assert_eq!(first_unknown(&["0"], &known), Some("0"));
+        assert_eq!(first_unknown(&["d"], &known), Some("d"));
+        assert_eq!(first_unknown(&[], &known), None);
+        let ids = sorted_unique(["c", "a", "b"].into_iter(), "user", "t").unwrap();
+        assert_eq!(ids, known);
+        assert!(sorted_unique(["a", "b", "a"].into_iter(), "user", "t").is_err());
+    }
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::sim::problem::RetryHint;
 
-pub(crate) use engine::FaultEngine;
+pub(crate) use engine::{FaultEngine, Quota};
 pub(crate) use layer::FaultLayer;
 
 /// What can go wrong, set at start and replaceable at run time (`POST /_sim/faults`).
@@ -35,10 +35,14 @@ pub struct FaultConfig {
     pub hang_ms: u64,
     /// Share of calls (0..=1) whose connection is reset instead of answered.
     pub reset_rate: f64,
-    /// A token bucket per provider; over it, 429 with `Retry-After`.
+    /// A token bucket per provider; over it, 429 announced the vendor's way
+    /// (`Retry-After`, or Auth0's `X-RateLimit-*` headers).
     pub rate_limit: Option<RateLimit>,
     /// Scripted failures for calls naming a given user.
     pub fail_next: Vec<FailNext>,
+    /// How long an Auth0 organization-membership removal stays invisible to
+    /// reads; Auth0 documents that removals apply within seconds, not at once.
+    pub auth0_membership_delay_ms: u64,
 }
 
 impl Default for FaultConfig {
@@ -52,6 +56,7 @@ impl Default for FaultConfig {
             reset_rate: 0.0,
             rate_limit: None,
             fail_next: Vec::new(),
+            auth0_membership_delay_ms: 0,
         }
     }
 }
@@ -125,6 +130,7 @@ impl FaultConfig {
             ("latency_ms", self.latency_ms),
             ("jitter_ms", self.jitter_ms),
             ("hang_ms", self.hang_ms),
+            ("auth0_membership_delay_ms", self.auth0_membership_delay_ms),
         ] {
             if ms > MAX_DELAY_MS {
                 return Err(format!("{name} must be at most {MAX_DELAY_MS}, got {ms}"));

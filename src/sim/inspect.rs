@@ -20,6 +20,11 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
         .route("/_sim/state", get(directory))
         .route("/_sim/calls", get(calls))
         .route("/_sim/faults", get(faults).post(set_faults))
+        .route("/_sim/auth0/tokens", get(tokens))
+        .route(
+            "/_sim/auth0/revoke-tokens",
+            axum::routing::post(revoke_tokens),
+        )
         .with_state(state)
 }
 
@@ -29,6 +34,17 @@ async fn directory(State(state): State<Arc<SimState>>) -> Response {
 
 async fn calls(State(state): State<Arc<SimState>>) -> Response {
     Json(state.calls.snapshot()).into_response()
+}
+
+/// How many access tokens the Auth0 token endpoint issued.
+async fn tokens(State(state): State<Arc<SimState>>) -> Response {
+    Json(json!({"issued": state.issued_tokens().count})).into_response()
+}
+
+/// Revokes every issued Auth0 access token, as a key rotation would.
+async fn revoke_tokens(State(state): State<Arc<SimState>>) -> Response {
+    state.issued_tokens().revoke_all();
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn faults(State(state): State<Arc<SimState>>) -> Response {

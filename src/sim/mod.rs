@@ -1,9 +1,10 @@
 //! The provider simulator: faithful fakes of the identity and SaaS providers
 //! offboard talks to, backed by an in-memory [`Directory`].
 //!
-//! One port serves every provider under its own prefix (`/aitronos/v1` now;
-//! `/auth0/api/v2`, `/recoup` and `/scim/v2` are meant to join as sibling
-//! modules), plus `/_sim/…` for inspection and run-time fault settings. It
+//! One port serves every provider under its own prefix (`/aitronos/v1`,
+//! `/auth0/api/v2`, `/recoup`, `/scim/v2`), each a sibling module with its
+//! own routes, error envelope and indexed store, plus `/_sim/…` for
+//! inspection and run-time fault settings. It
 //! models each vendor's documented API, never a particular client, so tests,
 //! benchmarks and `offboard demo` exercise the same edge cases production will.
 //!
@@ -24,6 +25,7 @@
 //! ```
 
 mod aitronos;
+mod auth0;
 mod cli;
 mod directory;
 mod fasthash;
@@ -31,6 +33,9 @@ mod faults;
 mod inspect;
 mod net;
 mod problem;
+mod recoup;
+mod request;
+mod scim;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -52,7 +57,8 @@ use tokio::task::JoinHandle;
 pub use cli::{SimArgs, run_cli};
 pub use directory::{
     AitronosDepartment, AitronosDirectory, AitronosMember, AitronosOrg, AitronosResource,
-    AitronosRole, Directory,
+    AitronosRole, Auth0Client, Auth0Directory, Auth0Member, Auth0Org, Auth0Role, Auth0User,
+    Directory, RecoupDirectory, RecoupOrg, ScimBehaviour, ScimDirectory, ScimGroup, ScimUser,
 };
 pub use faults::{FailNext, FaultConfig, RateLimit, RetryHint};
 pub use state::CallRecord;
@@ -127,9 +133,14 @@ impl SimServer {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
+        let directory = config.directory;
         let state = Arc::new(SimState {
             token: config.token,
-            aitronos_store: Mutex::new(aitronos::AitronosStore::new(config.directory.aitronos)),
+            aitronos_store: Mutex::new(aitronos::AitronosStore::new(directory.aitronos)),
+            auth0_store: Mutex::new(auth0::Auth0Store::new(directory.auth0)),
+            recoup_store: Mutex::new(recoup::RecoupStore::new(directory.recoup)),
+            scim_store: Mutex::new(scim::ScimStore::new(directory.scim)),
+            issued: Mutex::default(),
             calls: state::CallLog::default(),
             faults: faults::FaultEngine::new(config.faults, config.seed),
             shutdown: stopped.clone(),
@@ -177,6 +188,21 @@ impl SimServer {
         format!("{}{}", self.url(), aitronos::PREFIX)
     }
 
+    /// Base URL of the Auth0 Management API, e.g. `http://127.0.0.1:PORT/auth0/api/v2`.
+    pub fn auth0_base_url(&self) -> String {
+        format!("{}{}", self.url(), auth0::PREFIX)
+    }
+
+    /// Base URL of the Recoup API, e.g. `http://127.0.0.1:PORT/recoup`.
+    pub fn recoup_base_url(&self) -> String {
+        format!("{}{}", self.url(), recoup::PREFIX)
+    }
+
+    /// Base URL of the SCIM 2.0 service, e.g. `http://127.0.0.1:PORT/scim/v2`.
+    pub fn scim_base_url(&self) -> String {
+        format!("{}{}", self.url(), scim::PREFIX)
+    }
+
     /// A snapshot copy of the current directory.
     pub fn state(&self) -> Directory {
         self.state.directory()
@@ -209,6 +235,13 @@ fn app(state: Arc<SimState>) -> Router {
     Router::new()
         .merge(inspect::router(state.clone()))
         .nest(aitronos::PREFIX, aitronos::router(state.clone()))
+        .nest(auth0::PREFIX, auth0::router(state.clone()))
+        .route(
+            auth0::TOKEN_PATH,
+            axum::routing::post(auth0::token).with_state(state.clone()),
+        )
+        .nest(recoup::PREFIX, recoup::router(state.clone()))
+        .nest(scim::PREFIX, scim::router(state.clone()))
         .fallback(|| async {
             let body =
                 json!({"code": "NOT_FOUND", "message": "No simulated provider serves this path."});

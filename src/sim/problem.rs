@@ -23,6 +23,9 @@ pub(crate) struct Problem {
     pub retry_after: Option<u64>,
     /// How the wait is announced in headers.
     pub retry_form: RetryHint,
+    /// Made up by the fault layer rather than decided by the vendor's own
+    /// logic, so renderers give it the vendor's generic form for its status.
+    pub injected: bool,
 }
 
 /// The header forms a provider may use to announce a wait.
@@ -48,7 +51,14 @@ impl Problem {
             details: Map::new(),
             retry_after: None,
             retry_form: RetryHint::Seconds,
+            injected: false,
         }
+    }
+
+    /// Mark the problem as an injected fault.
+    pub(crate) fn injected(mut self) -> Self {
+        self.injected = true;
+        self
     }
 
     /// Add one field to `details`.
@@ -116,9 +126,13 @@ impl Problem {
             return response;
         };
         // Round the announced instant up, so a client that waits for it has
-        // waited at least `seconds`.
-        let at = chrono::Utc::now() + chrono::Duration::seconds(seconds as i64);
-        let at_secs = at.timestamp() + i64::from(at.timestamp_subsec_nanos() > 0);
+        // waited at least `seconds`. A scripted wait can be absurdly long:
+        // saturate instead of overflowing the clock.
+        let now = chrono::Utc::now();
+        let at_secs = now
+            .timestamp()
+            .saturating_add(i64::try_from(seconds).unwrap_or(i64::MAX))
+            .saturating_add(i64::from(now.timestamp_subsec_nanos() > 0));
         let headers = response.headers_mut();
         match self.retry_form {
             RetryHint::Seconds => {
@@ -126,7 +140,7 @@ impl Problem {
             }
             RetryHint::HttpDate => {
                 let date = chrono::DateTime::from_timestamp(at_secs, 0)
-                    .unwrap_or(at)
+                    .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
                     .format("%a, %d %b %Y %H:%M:%S GMT")
                     .to_string();
                 if let Ok(v) = HeaderValue::from_str(&date) {

@@ -12,9 +12,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::watch;
 
 use super::aitronos::{self, AitronosStore};
+use super::auth0::{self, Auth0Store};
 use super::directory::Directory;
 use super::faults::FaultEngine;
 use super::net::NoAnswer;
+use super::recoup::{self, RecoupStore};
+use super::scim::{self, ScimStore};
 
 /// Everything the handlers share.
 pub(crate) struct SimState {
@@ -22,6 +25,14 @@ pub(crate) struct SimState {
     pub token: String,
     /// Aitronos organizations, indexed.
     pub aitronos_store: Mutex<AitronosStore>,
+    /// Auth0 users and organizations, indexed.
+    pub auth0_store: Mutex<Auth0Store>,
+    /// Recoup organizations and the caller's account.
+    pub recoup_store: Mutex<RecoupStore>,
+    /// SCIM users and groups, indexed.
+    pub scim_store: Mutex<ScimStore>,
+    /// Access tokens issued by the Auth0 token endpoint.
+    pub issued: Mutex<crate::sim::auth0::Issued>,
     /// Every provider call, for `/_sim/calls`.
     pub calls: CallLog,
     /// Fault configuration and its evolving state.
@@ -35,10 +46,30 @@ impl SimState {
         lock(&self.aitronos_store)
     }
 
-    /// A copy of the whole directory in its JSON shape.
+    pub(crate) fn issued_tokens(&self) -> MutexGuard<'_, crate::sim::auth0::Issued> {
+        lock(&self.issued)
+    }
+
+    pub(crate) fn auth0(&self) -> MutexGuard<'_, Auth0Store> {
+        lock(&self.auth0_store)
+    }
+
+    pub(crate) fn recoup(&self) -> MutexGuard<'_, RecoupStore> {
+        lock(&self.recoup_store)
+    }
+
+    pub(crate) fn scim(&self) -> MutexGuard<'_, ScimStore> {
+        lock(&self.scim_store)
+    }
+
+    /// A copy of the whole directory in its JSON shape. Each provider is
+    /// copied under its own lock, so calls in flight may land between them.
     pub(crate) fn directory(&self) -> Directory {
         Directory {
             aitronos: self.aitronos().snapshot(),
+            auth0: self.auth0().snapshot(),
+            recoup: self.recoup().snapshot(),
+            scim: self.scim().snapshot(),
         }
     }
 }
@@ -54,7 +85,8 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct CallRecord {
     /// Arrival order, starting at 1.
     pub seq: u64,
-    /// `aitronos`, …; `unknown` for a path outside every provider's prefix.
+    /// `aitronos`, `auth0`, `recoup` or `scim`; `unknown` for a path outside
+    /// every provider's prefix.
     pub provider: String,
     /// HTTP method.
     pub method: String,
@@ -146,11 +178,15 @@ fn provider_of(path: &str) -> &'static str {
         path.strip_prefix(prefix)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     };
-    if under(aitronos::PREFIX) {
-        aitronos::PROVIDER
-    } else {
-        "unknown"
-    }
+    [
+        (aitronos::PREFIX, aitronos::PROVIDER),
+        (auth0::PREFIX, auth0::PROVIDER),
+        (recoup::PREFIX, recoup::PROVIDER),
+        (scim::PREFIX, scim::PROVIDER),
+    ]
+    .into_iter()
+    .find(|(prefix, _)| under(prefix))
+    .map_or("unknown", |(_, provider)| provider)
 }
 
 fn now() -> DateTime<Utc> {

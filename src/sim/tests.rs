@@ -2,11 +2,19 @@
 //! reqwest as a client would drive it.
 
 mod aitronos;
+mod auth0;
+mod auth0_limits;
+mod auth0_members;
+mod auth0_users;
 mod directory;
 mod edges;
 mod faults;
 mod inspect;
 mod listing;
+mod recoup;
+mod scim;
+mod scim_groups;
+mod scim_users;
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -26,8 +34,11 @@ pub(super) struct Harness {
 #[derive(Debug)]
 pub(super) struct Answer {
     pub status: u16,
+    /// The body as JSON; `Null` when empty (or, from [`read_any`], not JSON).
     pub body: Value,
     pub headers: reqwest::header::HeaderMap,
+    /// The body as text.
+    pub text: String,
 }
 
 impl Answer {
@@ -87,6 +98,11 @@ impl Harness {
         self.call(Method::DELETE, &path, Some(body)).await
     }
 
+    /// A request to any URL on the simulator, for a provider's own helpers.
+    pub(super) fn request(&self, method: Method, url: String) -> reqwest::RequestBuilder {
+        self.http.request(method, url)
+    }
+
     /// A call to one of the simulator's own routes.
     pub(super) async fn sim(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
         let mut request = self
@@ -99,20 +115,34 @@ impl Harness {
     }
 }
 
+/// Read an answer whose body must be JSON (or empty).
 pub(super) async fn read(response: reqwest::Response) -> Answer {
+    let answer = read_any(response).await;
+    assert!(
+        answer.text.is_empty() || !answer.body.is_null(),
+        "a JSON body: {}",
+        answer.text
+    );
+    answer
+}
+
+/// Read an answer whatever its body.
+pub(super) async fn read_any(response: reqwest::Response) -> Answer {
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let bytes = response.bytes().await.expect("a whole body");
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).expect("a JSON body")
-    };
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     Answer {
         status,
         body,
         headers,
+        text: String::from_utf8_lossy(&bytes).into_owned(),
     }
+}
+
+/// Send a request and read the answer, JSON or not.
+pub(super) async fn send(request: reqwest::RequestBuilder) -> Answer {
+    read_any(request.send().await.expect("the simulator answers")).await
 }
 
 /// A small organization with one owner, a custom role in use and one unused,

@@ -26,6 +26,9 @@ pub struct Options {
     pub wrong_token: bool,
     /// More TOML appended to the config (sections not in the base).
     pub extra_config: String,
+    /// Also configure `a0` (auth0), `rc` (recoup) and `sc` (scim) against
+    /// the simulator; this text is appended to the `a0` section.
+    pub all_providers: Option<String>,
 }
 
 impl Default for Options {
@@ -38,6 +41,7 @@ impl Default for Options {
             inline_wait_max_ms: 500,
             wrong_token: false,
             extra_config: String::new(),
+            all_providers: None,
         }
     }
 }
@@ -97,7 +101,17 @@ connect_timeout_ms = 1000
                 max_attempts = o.max_attempts,
                 inline = o.inline_wait_max_ms,
                 timeout = o.timeout_ms,
-                extra = o.extra_config,
+                extra = match &o.all_providers {
+                    Some(a0) => format!(
+                        "[providers.a0]\nkind = \"auth0\"\nbase_url = \"{}\"\ntoken_env = \"{TOKEN_ENV}\"\ntimeout_ms = {}\n{a0}\n[providers.rc]\nkind = \"recoup\"\nbase_url = \"{}\"\ntoken_env = \"{TOKEN_ENV}\"\n[providers.sc]\nkind = \"scim\"\nbase_url = \"{}\"\ntoken_env = \"{TOKEN_ENV}\"\n{}",
+                        sim.auth0_base_url(),
+                        o.timeout_ms,
+                        sim.recoup_base_url(),
+                        sim.scim_base_url(),
+                        o.extra_config
+                    ),
+                    None => o.extra_config.clone(),
+                },
             ),
         )
         .unwrap();

@@ -2,6 +2,7 @@
 //! random loopback port, with a fresh SQLite file per test.
 
 mod api;
+mod connectors;
 mod dropfolder;
 mod faults;
 mod helpers;

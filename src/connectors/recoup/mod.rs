@@ -44,8 +44,13 @@ impl Recoup {
             return Ok(None);
         }
         let body: Orgs = super::parse_json(&answer.body)?;
+        let target = t.organization_id.as_str();
         Ok(Some(body.organizations.iter().any(|o| {
-            o.id.eq_ignore_ascii_case(t.organization_id.as_str())
+            // Documented as the organization id in older answers: accept both.
+            o.organization_id
+                .as_deref()
+                .or(o.id.as_deref().filter(|_| o.organization_id.is_none()))
+                .is_some_and(|id| id.eq_ignore_ascii_case(target))
         })))
     }
 }
@@ -56,9 +61,14 @@ struct Orgs {
     organizations: Vec<Org>,
 }
 
+/// One of the account's memberships: Recoup's server answers the
+/// membership row's `id` and the organization as `organization_id`.
 #[derive(Deserialize)]
 struct Org {
-    id: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    organization_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -105,9 +115,10 @@ impl Connector for Recoup {
 
     async fn plan(&self, cx: &CallContext, t: &Target) -> Result<Plan, StepError> {
         Ok(match self.listed(cx, t).await? {
-            Some(false) => Plan::not_a_member(),
-            // Listed, or not readable: the removal is idempotent, so make it.
-            _ => Plan::member(Vec::new()),
+            Some(true) => Plan::member(Vec::new()),
+            // Not listed, or a 403 (the account shares no organization with
+            // us, so it is not in ours): nothing to remove.
+            _ => Plan::not_a_member(),
         })
     }
 

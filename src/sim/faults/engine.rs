@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::FaultConfig;
 use crate::sim::problem::Problem;
+use crate::sim::request::decode_lossy;
 use crate::sim::state::lock;
 
 /// What to do with one call.
@@ -34,6 +35,17 @@ pub(crate) enum Action {
 pub(crate) struct Decision {
     pub delay: Duration,
     pub action: Action,
+}
+
+/// A provider's token bucket as it stands, for vendors that announce it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Quota {
+    /// Bucket size.
+    pub limit: u32,
+    /// Whole tokens left.
+    pub remaining: u32,
+    /// Seconds until the next whole token; 0 when the bucket is full.
+    pub next_token_secs: f64,
 }
 
 /// The fault configuration and everything that evolves as calls arrive.
@@ -76,6 +88,34 @@ impl FaultEngine {
         let mut inner = lock(&self.inner);
         inner.config = config;
         inner.buckets.clear();
+    }
+
+    /// How long an Auth0 membership removal stays invisible to reads.
+    pub(crate) fn auth0_membership_delay(&self) -> Duration {
+        Duration::from_millis(lock(&self.inner).config.auth0_membership_delay_ms)
+    }
+
+    /// The provider's bucket now, without taking a token; `None` without a limit.
+    pub(crate) fn quota(&self, provider: &'static str) -> Option<Quota> {
+        let inner = lock(&self.inner);
+        let limit = inner.config.rate_limit.as_ref()?;
+        let burst = f64::from(limit.burst.max(1));
+        let rps = limit.requests_per_second;
+        let tokens = inner.buckets.get(provider).map_or(burst, |bucket| {
+            let elapsed = Instant::now().duration_since(bucket.refilled_at);
+            (bucket.tokens + elapsed.as_secs_f64() * rps).min(burst)
+        });
+        let whole = tokens.floor();
+        Some(Quota {
+            limit: limit.burst.max(1),
+            // Saturating casts: the values are finite and within the burst.
+            remaining: whole as u32,
+            next_token_secs: if whole >= burst {
+                0.0
+            } else {
+                (whole + 1.0 - tokens) / rps
+            },
+        })
     }
 
     /// Decide the fate of a call to `provider` at `path` (with its raw query).
@@ -192,29 +232,5 @@ fn ids_in(path: &str, query: Option<&str>) -> Vec<String> {
         .unwrap_or("")
         .split('&')
         .filter_map(|pair| pair.split_once('=').map(|(_, v)| v));
-    segments.chain(values).map(percent_decode).collect()
-}
-
-/// Lossy percent-decoding: ids such as Auth0's `auth0|abc` arrive encoded.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    segments.chain(values).map(decode_lossy).collect()
 }

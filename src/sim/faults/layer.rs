@@ -48,15 +48,18 @@ impl FaultLayer {
         layer.sleep_unless_shutdown(decision.delay).await;
         match decision.action {
             Action::Pass => next.run(req).await,
-            Action::Answer(problem) => (layer.render)(problem),
+            Action::Answer(problem) => (layer.render)(problem.injected()),
             Action::Reset => drop_connection(&req),
             Action::Hang(hold) => {
                 if layer.sleep_unless_shutdown(hold).await {
-                    (layer.render)(Problem::new(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "GATEWAY_TIMEOUT",
-                        "The upstream service did not answer in time.",
-                    ))
+                    (layer.render)(
+                        Problem::new(
+                            StatusCode::GATEWAY_TIMEOUT,
+                            "GATEWAY_TIMEOUT",
+                            "The upstream service did not answer in time.",
+                        )
+                        .injected(),
+                    )
                 } else {
                     // Answering now would let a held call look successful at shutdown.
                     drop_connection(&req)

@@ -1,0 +1,65 @@
+//! Auth0 users: the organizations a user belongs to, and blocking.
+
+use reqwest::Method;
+use serde_json::json;
+
+use super::Harness;
+use super::auth0::{call, code, directory};
+
+#[tokio::test]
+async fn a_users_organizations_and_blocking() {
+    let h = Harness::start(directory()).await;
+    let orgs = call(&h, Method::GET, "/users/auth0%7Calice/organizations", None).await;
+    assert_eq!(
+        orgs.body,
+        json!([{"id": "org_acme", "name": "acme", "display_name": "Acme"},
+               {"id": "org_beta", "name": "beta"}])
+    );
+    let path = "/users/auth0%7Calice/organizations?include_totals=true&per_page=1";
+    let totals = call(&h, Method::GET, path, None).await;
+    assert_eq!(
+        (
+            &totals.body["total"],
+            &totals.body["limit"],
+            &totals.body["start"]
+        ),
+        (&json!(2), &json!(1), &json!(0))
+    );
+    assert_eq!(totals.body["organizations"][0]["id"], "org_acme");
+    let carol = call(&h, Method::GET, "/users/auth0%7Ccarol/organizations", None).await;
+    assert_eq!((carol.status, &carol.body), (200, &json!([])));
+    let nobody = call(&h, Method::GET, "/users/auth0%7Cnobody/organizations", None).await;
+    assert_eq!((nobody.status, code(&nobody)), (404, "inexistent_user"));
+
+    let blocked = call(
+        &h,
+        Method::PATCH,
+        "/users/auth0%7Cbob",
+        Some(json!({"blocked": true})),
+    )
+    .await;
+    assert_eq!(
+        (blocked.status, &blocked.body),
+        (
+            200,
+            &json!({"user_id": "auth0|bob", "email": "bob@acme.example",
+                    "name": "Bob", "blocked": true})
+        )
+    );
+    assert!(h.server.state().auth0.users[1].blocked);
+    for body in [json!({}), json!({"blocked": "yes"}), json!([true])] {
+        let answer = call(&h, Method::PATCH, "/users/auth0%7Cbob", Some(body)).await;
+        assert_eq!((answer.status, code(&answer)), (400, "invalid_body"));
+    }
+    let unknown = call(
+        &h,
+        Method::PATCH,
+        "/users/auth0%7Cnobody",
+        Some(json!({"blocked": true})),
+    )
+    .await;
+    assert_eq!((unknown.status, code(&unknown)), (404, "inexistent_user"));
+    let wrong_method = call(&h, Method::GET, "/users/auth0%7Cbob", None).await;
+    assert_eq!(wrong_method.status, 405);
+    h.server.shutdown().await;
+}
