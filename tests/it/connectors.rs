@@ -396,3 +396,30 @@ async fn aitronos_prunes_empty_custom_roles_only() {
         "system roles stay"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reaches_every_connection() {
+    let h = Harness::start_with(Directory::generate(3, 4), options()).await;
+    let out = h.offboard(&["check"], &[]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    for name in ["acme", "a0", "rc", "sc"] {
+        assert!(
+            stdout.contains(&format!("provider {name}: reachable, credentials accepted")),
+            "{stdout}"
+        );
+    }
+    let bad = Harness::start_with(
+        Directory::generate(3, 4),
+        Options {
+            wrong_token: true,
+            ..options()
+        },
+    )
+    .await;
+    let out = bad.offboard(&["check"], &[]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("provider acme: FAILED"), "{stdout}");
+    assert!(!stdout.contains(&bad.token), "the token never shows");
+}

@@ -351,8 +351,18 @@ impl Connector for Aitronos {
     }
 
     async fn probe(&self) -> Result<String, StepError> {
-        // No documented health route: an authenticated read of an unknown
-        // path is harmless and tells reachability and credentials apart.
-        super::probe_with(&self.client, Call::new(Method::GET, &["organizations"])).await
+        // No documented health route: a documented read of a role that does
+        // not exist is harmless, and its 404 (or 401) tells reachability and
+        // credentials apart.
+        let call = Call::new(
+            Method::GET,
+            &[
+                "organizations",
+                "org_offboard_probe",
+                "roles",
+                "role_offboard_probe",
+            ],
+        );
+        super::probe_with(&self.client, call).await
     }
 }

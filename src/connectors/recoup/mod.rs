@@ -159,9 +159,12 @@ impl Connector for Recoup {
     }
 
     async fn probe(&self) -> Result<String, StepError> {
-        let call = Call::new(Method::GET, &["api", "organizations"])
-            .query("account_id", "00000000-0000-0000-0000-000000000000");
-        super::probe_with(&self.client, call).await
+        // Without account_id, Recoup lists the caller's own organizations.
+        super::probe_with(
+            &self.client,
+            Call::new(Method::GET, &["api", "organizations"]),
+        )
+        .await
     }
 }
 
