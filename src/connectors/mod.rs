@@ -159,14 +159,15 @@ pub trait Connector: Send + Sync {
     ) -> Result<Change, StepError>;
 
     /// Policy step after removal (Aitronos `prune_custom_roles`): returns
-    /// notes on what was left alone and why. Most providers have nothing to do.
+    /// notes on what was left alone and why, or `None` when this connection
+    /// has no such policy (the step is then not even checkpointed).
     async fn prune(
         &self,
         _cx: &CallContext,
         _target: &Target,
         _plan: &Plan,
-    ) -> Result<Vec<String>, StepError> {
-        Ok(Vec::new())
+    ) -> Result<Option<Vec<String>>, StepError> {
+        Ok(None)
     }
 
     /// Reads back: the user holds no membership any more.

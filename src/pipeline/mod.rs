@@ -90,7 +90,7 @@ async fn run_claimed(
     let result = steps::run(engine, &request).await;
     renewal.abort();
     match result {
-        Ok(()) => Ok(()),
+        Ok(()) | Err(steps::Stopped::Cancelled) => Ok(()),
         Err(steps::Stopped::Infra(e)) => Err(e),
         Err(steps::Stopped::Step {
             error,

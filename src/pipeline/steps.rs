@@ -12,6 +12,8 @@ use crate::store::{AuditEvent, Finish, RequestRow};
 
 /// Why the loop stopped before an outcome was stored.
 pub enum Stopped {
+    /// A person cancelled the request; its outcome is stored.
+    Cancelled,
     Infra(PipelineError),
     Step {
         error: StepError,
@@ -44,29 +46,6 @@ struct MembershipCheckpoint {
 #[derive(Debug, Serialize, Deserialize)]
 struct PruneCheckpoint {
     notes: Vec<String>,
-}
-
-/// Ends the request `cancelled` when a person asked it to stop; called
-/// before every step, so no step starts after a cancel.
-async fn cancelled(
-    engine: &Engine,
-    request: &RequestRow,
-    cx: &CallContext,
-) -> Result<bool, Stopped> {
-    if !engine.store().cancel_requested(&request.id).await? {
-        return Ok(false);
-    }
-    let message = "cancelled by a person before this step started".to_owned();
-    finish(
-        engine,
-        request,
-        Outcome::Cancelled,
-        Vec::new(),
-        Some(("cancelled", message)),
-        cx,
-    )
-    .await?;
-    Ok(true)
 }
 
 pub async fn run(engine: &Engine, request: &RequestRow) -> Result<(), Stopped> {
@@ -115,9 +94,7 @@ pub async fn run(engine: &Engine, request: &RequestRow) -> Result<(), Stopped> {
     let plan: Plan = match checkpoints.get(&Step::Plan) {
         Some(v) => decode(v)?,
         None => {
-            if cancelled(engine, request, &cx).await? {
-                return Ok(());
-            }
+            // The claim just checked for a cancel; the plan is the first step.
             let plan = connector
                 .plan(&cx, t)
                 .await
@@ -152,9 +129,6 @@ pub async fn run(engine: &Engine, request: &RequestRow) -> Result<(), Stopped> {
         None => StripCheckpoint::default(),
     };
     if !strip.complete {
-        if cancelled(engine, request, &cx).await? {
-            return Ok(());
-        }
         let remaining: Vec<_> = plan
             .role_ids
             .iter()
@@ -183,9 +157,6 @@ pub async fn run(engine: &Engine, request: &RequestRow) -> Result<(), Stopped> {
     let membership: MembershipCheckpoint = match checkpoints.get(&Step::RemoveMembership) {
         Some(v) => decode(v)?,
         None => {
-            if cancelled(engine, request, &cx).await? {
-                return Ok(());
-            }
             let change = if plan.is_member {
                 connector
                     .remove_membership(&cx, t, &plan)
@@ -203,22 +174,21 @@ pub async fn run(engine: &Engine, request: &RequestRow) -> Result<(), Stopped> {
     let prune: PruneCheckpoint = match checkpoints.get(&Step::PruneCustomRoles) {
         Some(v) => decode(v)?,
         None => {
-            if cancelled(engine, request, &cx).await? {
-                return Ok(());
-            }
             let notes = connector
                 .prune(&cx, t, &plan)
                 .await
                 .map_err(|e| stop(e, strip.removed.clone()))?;
-            let cp = PruneCheckpoint { notes };
-            save(engine, request, Step::PruneCustomRoles, &cp, &cx).await?;
-            cp
+            match notes {
+                Some(notes) => {
+                    let cp = PruneCheckpoint { notes };
+                    save(engine, request, Step::PruneCustomRoles, &cp, &cx).await?;
+                    cp
+                }
+                // No pruning policy on this connection: nothing to resume.
+                None => PruneCheckpoint { notes: Vec::new() },
+            }
         }
     };
-
-    if cancelled(engine, request, &cx).await? {
-        return Ok(());
-    }
     connector
         .verify(&cx, t, &plan)
         .await
@@ -242,7 +212,7 @@ async fn save<T: Serialize>(
 ) -> Result<(), Stopped> {
     crate::metrics::step(step.as_str(), cx.lap().as_secs_f64());
     let value = serde_json::to_value(data).unwrap_or_default();
-    engine
+    let cancel = engine
         .store()
         .save_step(&request.id, step, &value, &cx.drain_audit())
         .await?;
@@ -253,6 +223,20 @@ async fn save<T: Serialize>(
             crate::engine::CRASH_AFTER_STEP_ENV
         );
         std::process::abort();
+    }
+    if cancel {
+        // Every step ends here, so no step starts after a cancel.
+        let message = "cancelled by a person; no further step was started".to_owned();
+        finish(
+            engine,
+            request,
+            Outcome::Cancelled,
+            Vec::new(),
+            Some(("cancelled", message)),
+            cx,
+        )
+        .await?;
+        return Err(Stopped::Cancelled);
     }
     Ok(())
 }

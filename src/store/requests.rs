@@ -145,14 +145,16 @@ impl Store {
         Ok(out)
     }
 
-    /// Records a finished step and the calls it made.
+    /// Records a finished step and the calls it made; returns whether a
+    /// person asked the request to stop meanwhile (read in the same
+    /// transaction, so no separate query is needed before the next step).
     pub async fn save_step(
         &self,
         id: &str,
         step: Step,
         data: &serde_json::Value,
         events: &[AuditEvent],
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO step_checkpoints (request_id, step, data, finished_at) VALUES (?, ?, ?, ?)
@@ -165,8 +167,12 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         audit::insert_all(&mut tx, events).await?;
+        let cancel: i64 = sqlx::query_scalar("SELECT cancel_requested FROM requests WHERE id = ?")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(cancel != 0)
     }
 
     /// Gives the request its outcome and drops the claim. `retries` are the

@@ -193,14 +193,15 @@ async fn auth0_pipes_ids_and_deletes_only_held_roles() {
     assert!(auth0_member(&h, "auth0|000007").is_some());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn auth0_client_credentials_renew_themselves() {
-    let mut dir = Directory::generate(12, 4);
+/// A harness whose `a0` connection uses client credentials against the
+/// simulator's token endpoint, with tokens living `lifetime` seconds.
+async fn cc_harness(lifetime: u64) -> Harness {
+    let mut dir = Directory::generate(40, 4);
     dir.auth0.clients = vec![Auth0Client {
         client_id: "cid".into(),
         client_secret: "csecret".into(),
     }];
-    dir.auth0.token_lifetime_secs = 2;
+    dir.auth0.token_lifetime_secs = lifetime;
     let h = Harness::start_with(
         dir,
         Options {
@@ -222,46 +223,63 @@ async fn auth0_client_credentials_renew_themselves() {
         &format!("auth = \"client_credentials\"\ntoken_url = \"{token_url}\""),
     );
     std::fs::write(&h.config, cfg).unwrap();
-    let env = [("IT_CID", "cid"), ("IT_CSECRET", "csecret")];
+    h
+}
+
+const CC_ENV: [(&str, &str); 2] = [("IT_CID", "cid"), ("IT_CSECRET", "csecret")];
+
+fn a0_csv(from: usize, to: usize) -> String {
     let mut csv = String::from("provider,user_id,org\n");
-    for i in 2..=8 {
+    for i in from..=to {
         csv.push_str(&format!("a0,auth0|{i:06},org_acme\n"));
     }
-    let out = h
-        .offboard(&["run", h.write_csv("a.csv", &csv).to_str().unwrap()], &env)
-        .await;
+    csv
+}
+
+async fn issued(h: &Harness) -> u64 {
+    let v: serde_json::Value = reqwest::get(format!("{}/_sim/auth0/tokens", h.sim.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["issued"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth0_client_credentials_renew_before_expiry() {
+    // Tokens shorter-lived than the run: each must be renewed before it lapses.
+    let h = cc_harness(1).await;
+    let path = h.write_csv("a.csv", &a0_csv(2, 8));
+    let out = h.offboard(&["run", path.to_str().unwrap()], &CC_ENV).await;
     assert_eq!(
         out.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let issued = || async {
-        let v: serde_json::Value = reqwest::get(format!("{}/_sim/auth0/tokens", h.sim.url()))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["issued"].as_u64().unwrap()
-    };
     assert!(
-        issued().await >= 2,
+        !h.sim.calls().iter().any(|c| c.status == 401),
+        "no call went out with an expired token"
+    );
+    assert!(
+        issued(&h).await >= 2,
         "a run longer than a token's life renews it"
     );
+    assert!(!h.sim.calls().iter().any(|c| c.path.contains("csecret")));
+}
 
-    // A token revoked mid-run: one 401, a fresh token, and the work goes on.
-    let mut csv = String::from("provider,user_id,org\n");
-    for i in 9..=40 {
-        csv.push_str(&format!("a0,auth0|{i:06},org_acme\n"));
-    }
-    let path = h.write_csv("b.csv", &csv);
-    let before = h.sim.calls().len();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth0_client_credentials_renew_once_after_a_401() {
+    // Day-long tokens are cached; revoking them mid-run costs one 401 per
+    // call in flight, then a fresh token serves the rest.
+    let h = cc_harness(86_400).await;
+    let path = h.write_csv("b.csv", &a0_csv(2, 30));
     let args = ["run", path.to_str().unwrap()];
-    let run = h.offboard(&args, &env);
+    let run = h.offboard(&args, &CC_ENV);
     let revoke = async {
         crate::helpers::eventually(30, "the run to get going", || async {
-            h.sim.calls().len() > before + 6
+            h.sim.calls().len() > 6
         })
         .await;
         reqwest::Client::new()
@@ -278,14 +296,20 @@ async fn auth0_client_credentials_renew_themselves() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(auth0_member(&h, "auth0|000040").is_none());
-    let after = &h.sim.calls()[revoked_at..];
-    let refused = after.iter().filter(|c| c.status == 401).count();
+    assert!(auth0_member(&h, "auth0|000030").is_none());
+    let refused = h.sim.calls()[revoked_at..]
+        .iter()
+        .filter(|c| c.status == 401)
+        .count();
     assert!(
         (1..=2).contains(&refused),
         "{refused} calls refused after the revocation"
     );
-    assert!(!h.sim.calls().iter().any(|c| c.path.contains("csecret")));
+    assert_eq!(
+        issued(&h).await,
+        2,
+        "one token, then one renewal shared by all workers"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -247,17 +247,17 @@ impl Connector for Aitronos {
         cx: &CallContext,
         t: &Target,
         plan: &Plan,
-    ) -> Result<Vec<String>, StepError> {
+    ) -> Result<Option<Vec<String>>, StepError> {
         let mut notes = Vec::new();
         if !self.prune_custom_roles {
-            return Ok(notes);
+            return Ok(None);
         }
         for role in &plan.role_ids {
             if let Some(note) = self.prune_role(cx, t, role).await? {
                 notes.push(note);
             }
         }
-        Ok(notes)
+        Ok(Some(notes))
     }
 
     async fn verify(&self, cx: &CallContext, t: &Target, _plan: &Plan) -> Result<(), StepError> {

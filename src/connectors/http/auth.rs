@@ -60,21 +60,17 @@ impl Credentials {
         }
     }
 
-    /// The header to send; `renew` forces a fresh client-credentials token.
-    pub async fn header(&self, renew: bool) -> Result<(&'static str, HeaderValue), StepError> {
+    /// The header to send. `rejected` is the header the provider just
+    /// answered 401 to: a client-credentials token equal to it is replaced
+    /// (once, however many workers saw the 401 at the same time).
+    pub async fn header(
+        &self,
+        rejected: Option<&HeaderValue>,
+    ) -> Result<(&'static str, HeaderValue), StepError> {
         Ok(match self {
             Self::ApiKey(t) => ("x-api-key", sensitive(t.expose_secret())),
-            Self::Bearer(t) => (
-                "authorization",
-                sensitive(&format!("Bearer {}", t.expose_secret())),
-            ),
-            Self::Client(c) => {
-                let token = c.token(renew).await?;
-                (
-                    "authorization",
-                    sensitive(&format!("Bearer {}", token.expose_secret())),
-                )
-            }
+            Self::Bearer(t) => ("authorization", bearer(t)),
+            Self::Client(c) => ("authorization", bearer(&c.token(rejected).await?)),
         })
     }
 
@@ -85,11 +81,11 @@ impl Credentials {
 }
 
 impl ClientCredentials {
-    async fn token(&self, renew: bool) -> Result<SecretString, StepError> {
+    async fn token(&self, rejected: Option<&HeaderValue>) -> Result<SecretString, StepError> {
         let mut cache = self.cache.lock().await;
-        if !renew
-            && let Some(c) = cache.as_ref()
+        if let Some(c) = cache.as_ref()
             && Instant::now() < c.renew_at
+            && rejected.is_none_or(|r| *r != bearer(&c.token))
         {
             return Ok(c.token.clone());
         }
@@ -145,6 +141,10 @@ impl ClientCredentials {
         });
         Ok(token)
     }
+}
+
+fn bearer(token: &SecretString) -> HeaderValue {
+    sensitive(&format!("Bearer {}", token.expose_secret()))
 }
 
 fn sensitive(value: &str) -> HeaderValue {

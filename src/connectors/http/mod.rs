@@ -202,7 +202,7 @@ impl ProviderClient {
         let url = self.url(call);
         let inline_max = Duration::from_millis(self.retry.inline_wait_max_ms);
         let mut attempt = 0;
-        let mut renew = false;
+        let mut rejected: Option<HeaderValue> = None;
         loop {
             attempt += 1;
             if self.pacer.is_tripped(cx.batch_id.as_deref()) {
@@ -219,7 +219,8 @@ impl ProviderClient {
                     Some(wait),
                 ));
             }
-            let auth = self.credentials.header(renew).await?;
+            let auth = self.credentials.header(rejected.as_ref()).await?;
+            let sent = auth.1.clone();
             let permit = self.pacer.admit().await;
             let started = Instant::now();
             let at = now_ms();
@@ -254,12 +255,12 @@ impl ProviderClient {
                 None => "network_error".into(),
             });
             let message = classified.message.clone().unwrap_or_default();
-            if status == Some(401) && self.credentials.renewable() && !renew {
-                // An expired or revoked token: fetch a fresh one, once.
-                renew = true;
+            if status == Some(401) && self.credentials.renewable() && rejected.is_none() {
+                // An expired or revoked token: get a fresh one, once.
+                rejected = Some(sent);
                 continue;
             }
-            renew = false;
+            rejected = None;
             let rejected_credentials = matches!(status, Some(401 | 403))
                 && matches!(classified.verdict, Verdict::Permanent);
             if rejected_credentials {
