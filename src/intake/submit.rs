@@ -70,6 +70,28 @@ pub async fn submit_csv<R: Read>(
             dry_run: options.dry_run,
         })
         .await?;
+    // Nothing of the batch runs until the whole file is in and checked
+    // against the cap, even if another process sweeps for unqueued work.
+    store.mark_intake(&batch_id).await?;
+    match take_rows(store, &mut csv, &batch_id, options).await {
+        Ok(summary) => finish_intake(store, queue, summary, options).await,
+        Err(e) => {
+            // A file that broke off half-way leaves nothing runnable behind.
+            store
+                .cancel_batch(&batch_id, "the intake of this batch failed")
+                .await?;
+            Err(e)
+        }
+    }
+}
+
+async fn take_rows<R: Read>(
+    store: &Store,
+    csv: &mut CsvIntake<'_, R>,
+    batch_id: &str,
+    options: &IntakeOptions,
+) -> Result<IntakeSummary, SubmitError> {
+    let batch_id = batch_id.to_owned();
     let dedupe_since = options
         .dedupe_window
         .map(|w| now_ms() - w.as_millis() as i64);
@@ -94,7 +116,18 @@ pub async fn submit_csv<R: Read>(
             .rejected_rows
             .extend(chunk.rejected.into_iter().take(room));
     }
+    Ok(summary)
+}
+
+async fn finish_intake(
+    store: &Store,
+    queue: &Queue,
+    mut summary: IntakeSummary,
+    options: &IntakeOptions,
+) -> Result<IntakeSummary, SubmitError> {
+    let batch_id = summary.batch_id.clone();
     if summary.accepted_rows == 0 {
+        store.end_intake(&batch_id).await?;
         return Err(SubmitError::NoValidRow {
             rejected: summary.rejected_count,
             batch_id,
@@ -114,6 +147,7 @@ pub async fn submit_csv<R: Read>(
         summary.halted = Some(reason);
         return Ok(summary);
     }
+    store.end_intake(&batch_id).await?;
     queue.enqueue_batch(store, &batch_id).await?;
     Ok(summary)
 }

@@ -54,9 +54,12 @@ async fn run_claimed(
 ) -> Result<(), PipelineError> {
     let (batch_state, cancel) = engine.store().request_gate(&request.id).await?;
     match (batch_state.as_deref(), cancel) {
-        (Some("halted"), false) => {
+        (Some("halted" | "intake"), false) => {
             // Waits for approval, which enqueues it again.
-            engine.store().postpone(&request.id, None, 0, &[]).await?;
+            engine
+                .store()
+                .postpone(&request.id, &request.claim, None, 0, &[])
+                .await?;
             return Ok(());
         }
         (Some("cancelled"), _) | (_, true) => {
@@ -64,6 +67,7 @@ async fn run_claimed(
                 .store()
                 .finish(
                     &request.id,
+                    &request.claim,
                     &crate::store::Finish {
                         outcome: Outcome::Cancelled,
                         roles_removed: Vec::new(),
@@ -79,7 +83,10 @@ async fn run_claimed(
         _ => {}
     }
     if let Some(at) = request.effective_at.filter(|at| *at > now_ms()) {
-        engine.store().postpone(&request.id, None, 0, &[]).await?;
+        engine
+            .store()
+            .postpone(&request.id, &request.claim, None, 0, &[])
+            .await?;
         engine
             .queue()
             .schedule(&request.id, Duration::from_millis((at - now_ms()) as u64))
@@ -127,6 +134,7 @@ async fn settle_error(
             store
                 .postpone(
                     &request.id,
+                    &request.claim,
                     Some((error.code.as_str(), error.message.as_str())),
                     retries,
                     &events,
@@ -153,6 +161,7 @@ async fn settle_error(
     store
         .finish(
             &request.id,
+            &request.claim,
             &Finish {
                 outcome,
                 roles_removed,

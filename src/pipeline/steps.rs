@@ -143,6 +143,7 @@ pub async fn run(engine: &Engine, request: &RequestRow) -> Result<(), Stopped> {
             store
                 .save_step(
                     &request.id,
+                    &request.claim,
                     Step::StripRoles,
                     &serde_json::to_value(&strip).unwrap_or_default(),
                     &[],
@@ -214,7 +215,7 @@ async fn save<T: Serialize>(
     let value = serde_json::to_value(data).unwrap_or_default();
     let cancel = engine
         .store()
-        .save_step(&request.id, step, &value, &cx.drain_audit())
+        .save_step(&request.id, &request.claim, step, &value, &cx.drain_audit())
         .await?;
     tracing::debug!(step = %step, "step checkpointed");
     if engine.crash_after() == Some(step) {
@@ -259,6 +260,7 @@ async fn finish(
         .store()
         .finish(
             &request.id,
+            &request.claim,
             &Finish {
                 outcome,
                 roles_removed,

@@ -128,6 +128,7 @@ pub async fn reconcile(
             dry_run,
         })
         .await?;
+    store.mark_intake(&batch_id).await?;
     let rows: Vec<AcceptedRow> = removals
         .iter()
         .map(|u| (u, "not in the roster"))
@@ -168,6 +169,7 @@ pub async fn reconcile(
             store.halt_batch(&batch_id, reason).await?;
         }
         None => {
+            store.end_intake(&batch_id).await?;
             engine.queue().enqueue_batch(store, &batch_id).await?;
         }
     }

@@ -107,6 +107,7 @@ impl Store {
         match batch.stored_state.as_deref() {
             Some("halted") => BatchState::Halted,
             Some("cancelled") => BatchState::Cancelled,
+            Some("intake") => BatchState::Queued,
             _ => counts.derived_state(),
         }
     }

@@ -28,6 +28,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The worker no longer holds the request's claim (its lease lapsed and
+    /// another worker took it): it must stop without writing.
+    #[error("the claim on request {0} was lost")]
+    ClaimLost(String),
 }
 
 /// Milliseconds since the Unix epoch, the timestamp unit of every table.

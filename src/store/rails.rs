@@ -24,6 +24,27 @@ impl Store {
         Ok(r.and_then(|r| r.get("halt_reason")))
     }
 
+    /// Marks a batch as still being taken in: none of its requests may run
+    /// before intake decides to release or halt it.
+    pub async fn mark_intake(&self, batch_id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE batches SET stored_state = 'intake' WHERE id = ?")
+            .bind(batch_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends intake: the batch's requests may run.
+    pub async fn end_intake(&self, batch_id: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE batches SET stored_state = NULL WHERE id = ? AND stored_state = 'intake'",
+        )
+        .bind(batch_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Lifts a halt (the caller then enqueues the batch).
     pub async fn release_batch(&self, batch_id: &str) -> Result<bool, StoreError> {
         let n = sqlx::query(
@@ -81,6 +102,15 @@ impl Store {
     pub async fn cancel_request(&self, id: &str, message: &str) -> Result<bool, StoreError> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
+        // Flag first: a worker holding the request stops before its next
+        // step even if its claim is about to lapse.
+        let flagged = sqlx::query(
+            "UPDATE requests SET cancel_requested = 1 WHERE id = ? AND outcome IS NULL",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         let ended = sqlx::query(
             "UPDATE requests SET outcome = 'cancelled', error_code = 'cancelled', error_message = ?, finished_at = ?
              WHERE id = ? AND outcome IS NULL AND (claim_owner IS NULL OR claim_expires_at < ?)",
@@ -92,15 +122,9 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        let flagged = sqlx::query(
-            "UPDATE requests SET cancel_requested = 1 WHERE id = ? AND outcome IS NULL",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
         tx.commit().await?;
-        Ok(ended + flagged > 0)
+        tracing::debug!(request = id, ended_now = ended, "request cancelled");
+        Ok(flagged > 0)
     }
 
     /// Cancels a batch: stored state `cancelled`, every open request it

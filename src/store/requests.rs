@@ -25,6 +25,9 @@ pub struct RequestRow {
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub finished_at: Option<i64>,
+    /// The claim this worker holds on the request (empty unless claimed);
+    /// every write of a run is conditioned on it.
+    pub claim: String,
 }
 
 /// What trying to claim a request found.
@@ -88,7 +91,10 @@ impl Store {
             == 1;
         if claimed {
             return match self.request(id).await? {
-                Some(row) => Ok(ClaimResult::Claimed(Box::new(row))),
+                Some(mut row) => {
+                    row.claim = owner.to_owned();
+                    Ok(ClaimResult::Claimed(Box::new(row)))
+                }
                 None => Ok(ClaimResult::Missing),
             };
         }
@@ -151,11 +157,23 @@ impl Store {
     pub async fn save_step(
         &self,
         id: &str,
+        owner: &str,
         step: Step,
         data: &serde_json::Value,
         events: &[AuditEvent],
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
+        // Only the claim holder writes; checked inside the transaction.
+        let cancel: Option<i64> = sqlx::query_scalar(
+            "SELECT cancel_requested FROM requests WHERE id = ? AND claim_owner = ? AND outcome IS NULL",
+        )
+        .bind(id)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(cancel) = cancel else {
+            return Err(StoreError::ClaimLost(id.to_owned()));
+        };
         sqlx::query(
             "INSERT INTO step_checkpoints (request_id, step, data, finished_at) VALUES (?, ?, ?, ?)
              ON CONFLICT (request_id, step) DO UPDATE SET data = excluded.data, finished_at = excluded.finished_at",
@@ -167,10 +185,6 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         audit::insert_all(&mut tx, events).await?;
-        let cancel: i64 = sqlx::query_scalar("SELECT cancel_requested FROM requests WHERE id = ?")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
         tx.commit().await?;
         Ok(cancel != 0)
     }
@@ -180,15 +194,16 @@ impl Store {
     pub async fn finish(
         &self,
         id: &str,
+        owner: &str,
         finish: &Finish,
         retries: u32,
         events: &[AuditEvent],
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
+        let n = sqlx::query(
             "UPDATE requests SET outcome = ?, roles_removed = ?, error_code = ?, error_message = ?,
                  finished_at = ?, claim_owner = NULL, claim_expires_at = NULL, attempts = attempts + ?
-             WHERE id = ?",
+             WHERE id = ? AND claim_owner = ? AND outcome IS NULL",
         )
         .bind(finish.outcome.as_str())
         .bind(finish.roles_removed.join(";"))
@@ -197,8 +212,13 @@ impl Store {
         .bind(now_ms())
         .bind(retries as i64)
         .bind(id)
+        .bind(owner)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::ClaimLost(id.to_owned()));
+        }
         audit::insert_all(&mut tx, events).await?;
         tx.commit().await?;
         Ok(())
@@ -209,22 +229,28 @@ impl Store {
     pub async fn postpone(
         &self,
         id: &str,
+        owner: &str,
         error: Option<(&str, &str)>,
         retries: u32,
         events: &[AuditEvent],
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
+        let n = sqlx::query(
             "UPDATE requests SET error_code = COALESCE(?, error_code), error_message = COALESCE(?, error_message),
                  claim_owner = NULL, claim_expires_at = NULL, attempts = attempts + ?
-             WHERE id = ? AND outcome IS NULL",
+             WHERE id = ? AND claim_owner = ? AND outcome IS NULL",
         )
         .bind(error.map(|e| e.0))
         .bind(error.map(|e| e.1))
         .bind(retries as i64)
         .bind(id)
+        .bind(owner)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::ClaimLost(id.to_owned()));
+        }
         audit::insert_all(&mut tx, events).await?;
         tx.commit().await?;
         Ok(())
@@ -242,7 +268,7 @@ impl Store {
         let names: Vec<&str> = outcomes.iter().map(|o| o.as_str()).collect();
         let rows = sqlx::query(
             "UPDATE requests SET outcome = NULL, attempts = 0, error_code = NULL, error_message = NULL,
-                 finished_at = NULL, enqueued = 0
+                 finished_at = NULL, enqueued = 0, cancel_requested = 0
              WHERE id IN (SELECT request_id FROM batch_entries WHERE batch_id = ?)
                AND outcome IN (SELECT value FROM json_each(?))
                AND NOT EXISTS (SELECT 1 FROM requests o
@@ -282,7 +308,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT id, effective_at FROM requests
              WHERE enqueued = 0 AND outcome IS NULL
-               AND batch_id NOT IN (SELECT id FROM batches WHERE stored_state IN ('halted', 'cancelled'))
+               AND batch_id NOT IN (SELECT id FROM batches WHERE stored_state IN ('intake', 'halted', 'cancelled'))
              ORDER BY created_at",
         )
         .fetch_all(&self.pool)
@@ -325,5 +351,6 @@ pub(super) fn request_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RequestRow
         error_code: r.try_get("error_code")?,
         error_message: r.try_get("error_message")?,
         finished_at: r.try_get("finished_at")?,
+        claim: String::new(),
     })
 }

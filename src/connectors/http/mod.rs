@@ -138,6 +138,9 @@ impl ProviderClient {
             .connect_timeout(Duration::from_millis(cfg.connect_timeout_ms))
             .timeout(Duration::from_millis(cfg.timeout_ms))
             .pool_max_idle_per_host(64)
+            // A redirect would carry x-api-key (which reqwest does not strip)
+            // or a client secret to another host: never follow one.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;
         let mut base = Url::parse(&cfg.base_url).map_err(|e| e.to_string())?;

@@ -90,11 +90,18 @@ fn parse_error(body: &[u8]) -> ProviderError {
     }
 }
 
-/// The organizations read: a 403 after a removal may mean "no shared
-/// organization any more" — not a failure and not a credential problem.
+/// The organizations read: Recoup's 403 "Access denied to specified
+/// account_id" means the account shares no organization with us (after a
+/// removal, the expected answer). Any other 403 is a credential problem and
+/// counts as one, so a wrong key never reads as "already removed".
 fn read_orgs(answer: &Answer) -> Classified {
-    classify(answer, parse_error(&answer.body), |status, _| {
-        (status == 403).then_some(Verdict::AlreadyDone)
+    let err = parse_error(&answer.body);
+    let no_shared_org = err.message.as_deref().is_some_and(|m| {
+        m.to_ascii_lowercase()
+            .contains("access denied to specified account")
+    });
+    classify(answer, err, |status, _| {
+        (status == 403 && no_shared_org).then_some(Verdict::AlreadyDone)
     })
 }
 
@@ -201,9 +208,15 @@ mod tests {
                 Verdict::Transient { .. }
             ));
         }
+        let no_shared = answer(
+            403,
+            r#"{"status":"error","error":"Access denied to specified account_id"}"#,
+        );
         assert!(matches!(
-            read_orgs(&answer(403, r#"{"status":"error","error":"x"}"#)).verdict,
+            read_orgs(&no_shared).verdict,
             Verdict::AlreadyDone
         ));
+        let wrong_key = answer(403, r#"{"status":"error","error":"Forbidden"}"#);
+        assert!(matches!(read_orgs(&wrong_key).verdict, Verdict::Permanent));
     }
 }
