@@ -1,11 +1,12 @@
 //! Batch listing, status, requests, reports and retries.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::error::Params;
 use super::{ApiError, ApiState};
 use crate::domain::Outcome;
 use crate::report::status::describe;
@@ -48,7 +49,7 @@ async fn batch(store: &Store, id: &str) -> Result<BatchRow, ApiError> {
 
 pub async fn list(
     State(state): State<ApiState>,
-    Query(page): Query<Page>,
+    Params(page): Params<Page>,
 ) -> Result<impl IntoResponse, ApiError> {
     let store = state.engine.store();
     let limit = page_limit(page.limit)?;
@@ -79,7 +80,7 @@ pub async fn get(
 pub async fn requests(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-    Query(page): Query<Page>,
+    Params(page): Params<Page>,
 ) -> Result<impl IntoResponse, ApiError> {
     let store = state.engine.store();
     let b = batch(store, &id).await?;
@@ -154,7 +155,7 @@ pub struct RetryQuery {
 pub async fn retry(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-    Query(q): Query<RetryQuery>,
+    Params(q): Params<RetryQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let store = state.engine.store();
     let b = batch(store, &id).await?;
@@ -208,7 +209,7 @@ fn rail_error(e: crate::pipeline::rails::RailError) -> ApiError {
 pub async fn approve(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-    Query(q): Query<ApproveQuery>,
+    Params(q): Params<ApproveQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let only: Option<Vec<String>> = q.only.map(|o| {
         o.split(',')

@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::error::Params;
 use super::{ApiError, ApiState};
 use crate::intake::{IntakeOptions, ProviderCatalog, SubmitError, submit_csv};
 
@@ -143,7 +144,7 @@ fn stored(status: u16, response: &str) -> Response {
 
 pub async fn create_batch(
     State(state): State<ApiState>,
-    Query(query): Query<UploadQuery>,
+    Params(query): Params<UploadQuery>,
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, ApiError> {

@@ -53,7 +53,7 @@ impl Folders {
 
 /// Watches one drop folder until `stop` turns true.
 pub async fn run(engine: Arc<Engine>, spec: DropFolderSpec, mut stop: watch::Receiver<bool>) {
-    let mut seen: HashMap<String, (u64, SystemTime)> = HashMap::new();
+    let mut seen: HashMap<String, ((u64, SystemTime), u32)> = HashMap::new();
     loop {
         if let Err(e) = tick(&engine, &spec, &mut seen).await {
             tracing::warn!(job = %spec.name, error = %e, "drop folder pass failed");
@@ -73,7 +73,7 @@ fn ignored(name: &str) -> bool {
 async fn tick(
     engine: &Engine,
     spec: &DropFolderSpec,
-    seen: &mut HashMap<String, (u64, SystemTime)>,
+    seen: &mut HashMap<String, ((u64, SystemTime), u32)>,
 ) -> Result<(), String> {
     let folders = Folders::new(&spec.watch)
         .map_err(|e| format!("cannot prepare {}: {e}", spec.watch.display()))?;
@@ -115,10 +115,25 @@ async fn tick(
             meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
         );
         present.push(name.clone());
-        // Complete once two passes in a row see the same size and mtime.
-        if seen.get(&name) != Some(&now) {
-            seen.insert(name, now);
-            continue;
+        // Complete once passes in a row see the same size and mtime: two,
+        // or ten when the file does not end with a line break (a writer
+        // that paused mid-row would otherwise hand us a cut-off id).
+        let needed = if ends_with_newline(&entry.path()) {
+            2
+        } else {
+            10
+        };
+        match seen.get_mut(&name) {
+            Some((state, count)) if *state == now => {
+                *count += 1;
+                if *count < needed {
+                    continue;
+                }
+            }
+            _ => {
+                seen.insert(name, (now, 1));
+                continue;
+            }
         }
         seen.remove(&name);
         let target = unique(&folders.processing, &name);
@@ -134,6 +149,15 @@ async fn tick(
     }
     seen.retain(|name, _| present.contains(name));
     Ok(())
+}
+
+fn ends_with_newline(path: &Path) -> bool {
+    use std::io::{Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut last = [0u8; 1];
+    f.seek(SeekFrom::End(-1)).is_ok() && f.read_exact(&mut last).is_ok() && last[0] == b'\n'
 }
 
 fn list_files(dir: &Path) -> Result<Vec<String>, String> {
