@@ -197,6 +197,8 @@ pub async fn create_batch(
                 "accepted_rows": summary.accepted_rows,
                 "rejected_count": summary.rejected_count,
                 "rejected_rows": rejected,
+                // Why the batch waits for `approve`, when it does.
+                "halted": summary.halted,
             });
             (StatusCode::ACCEPTED, body, summary.batch_id)
         }

@@ -262,3 +262,68 @@ async fn the_api_refuses_to_start_without_its_token() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("http.token_env"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_halted_upload_is_approved_or_cancelled_over_the_api() {
+    let mut o = options();
+    o.extra_config
+        .push_str("[safety]\nmax_batch_requests = 2\n");
+    let h = Harness::start_with(directory(), o).await;
+    let serve = h.serve(&[]).await;
+    let c = serve.client();
+    let (status, first) = upload(&serve, &users_csv(2, 4), None).await;
+    assert_eq!(status, 202);
+    assert!(
+        first["halted"]
+            .as_str()
+            .is_some_and(|h| h.contains("max_batch_requests")),
+        "{first}"
+    );
+    let batch = first["batch_id"].as_str().unwrap().to_owned();
+    assert_eq!(batch_state(&serve, &batch).await["state"], "halted");
+    let (_, second) = upload(&serve, &users_csv(5, 7), None).await;
+    let other = second["batch_id"].as_str().unwrap().to_owned();
+    assert_eq!(h.sim.calls().len(), 0, "halted batches make no call");
+
+    let res = serve
+        .authed(c.post(format!(
+            "{}/v1/batches/{batch}/approve?only=usr_000002,usr_000003",
+            serve.url
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let approval: Value = res.json().await.unwrap();
+    assert_eq!(approval["enqueued"], 2);
+    assert_eq!(approval["cancelled"], 1);
+    wait_done(&serve, &batch).await;
+    assert_eq!(
+        crate::helpers::member(&h.sim, "usr_000002").account_state,
+        "deleted"
+    );
+    assert_eq!(
+        crate::helpers::member(&h.sim, "usr_000004").account_state,
+        "active"
+    );
+
+    let res = serve
+        .authed(c.post(format!("{}/v1/batches/{other}/cancel", serve.url)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    assert_eq!(batch_state(&serve, &other).await["state"], "cancelled");
+    let again = serve
+        .authed(c.post(format!("{}/v1/batches/{other}/approve", serve.url)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+    assert_envelope(&again.json().await.unwrap(), "not_halted");
+    assert_eq!(
+        crate::helpers::member(&h.sim, "usr_000005").account_state,
+        "active"
+    );
+    serve.stop().await;
+}

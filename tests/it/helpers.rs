@@ -272,7 +272,7 @@ impl Harness {
             .args(args);
         cmd.env(TOKEN_ENV, &self.token)
             .env(API_TOKEN_ENV, &api_token)
-            .env_remove("RUST_LOG")
+            .env("RUST_LOG", "offboard=warn")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .kill_on_drop(true);

@@ -364,3 +364,25 @@ async fn cancelling_a_running_batch_starts_no_new_step() {
         "{cancelled} cancelled; {calls_at_cancel} calls at the cancel"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_reconciliation_changes_nothing() {
+    let s = setup("").await;
+    write_roster(&s.roster, &[70, 71]);
+    let (code, batch, err) = s.reconcile(&["--dry-run"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("would remove usr_000070"), "{err}");
+    assert_eq!(removal_calls(&s.h.sim), 0);
+    let rows = s.h.report(&batch).await;
+    let planned: Vec<_> = rows
+        .iter()
+        .filter(|r| r["error_code"] == "dry_run")
+        .collect();
+    assert_eq!(planned.len(), 2, "{rows:?}");
+    assert!(
+        planned
+            .iter()
+            .all(|r| r["outcome"] == "skipped" && !r["roles_removed"].is_empty())
+    );
+    assert_eq!(state(&s.h, "usr_000070"), "active");
+}
