@@ -152,20 +152,53 @@ pub async fn create_batch(
     let store = state.engine.store();
     let upload = spool(&state, request).await?;
     if let Some(key) = &key
-        && let Some(prev) = store
-            .idempotent_answer(key)
+        && !store
+            .reserve_key(key, &upload.sha256)
             .await
             .map_err(ApiError::internal)?
     {
-        if prev.body_sha256 == upload.sha256 {
-            return Ok(stored(prev.status, &prev.response));
+        let prev = store
+            .idempotent_answer(key)
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::internal("an idempotency key vanished"))?;
+        if prev.body_sha256 != upload.sha256 {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with a different file",
+            ));
         }
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "idempotency_key_reused",
-            "this Idempotency-Key was used with a different file",
-        ));
+        if prev.status == 0 {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "idempotency_key_in_progress",
+                "an upload with this Idempotency-Key is still being taken in; ask again shortly",
+            ));
+        }
+        return Ok(stored(prev.status, &prev.response));
     }
+    let result = take_in(&state, &query, upload).await;
+    if let Some(key) = &key {
+        match &result {
+            Ok((status, body, batch_id)) => store
+                .remember_answer(key, batch_id, status.as_u16(), &body.to_string())
+                .await
+                .map_err(ApiError::internal)?,
+            Err(_) => store.release_key(key).await.map_err(ApiError::internal)?,
+        }
+    }
+    let (status, body, _) = result?;
+    Ok((status, axum::Json(body)).into_response())
+}
+
+/// Takes the spooled file in; the answer's status, body and batch id.
+async fn take_in(
+    state: &ApiState,
+    query: &UploadQuery,
+    upload: Spooled,
+) -> Result<(StatusCode, serde_json::Value, String), ApiError> {
+    let store = state.engine.store();
     let config = state.engine.config();
     let catalog = ProviderCatalog::new(config, query.provider.as_deref())
         .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "unknown_provider", m))?;
@@ -230,17 +263,5 @@ pub async fn create_batch(
         }
         Err(e) => return Err(ApiError::internal(e)),
     };
-    if let Some(key) = &key {
-        store
-            .remember_answer(
-                key,
-                &upload.sha256,
-                &batch_id,
-                status.as_u16(),
-                &body.to_string(),
-            )
-            .await
-            .map_err(ApiError::internal)?;
-    }
-    Ok((status, axum::Json(body)).into_response())
+    Ok((status, body, batch_id))
 }

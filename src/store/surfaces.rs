@@ -39,29 +39,49 @@ impl Store {
         }))
     }
 
-    /// Remembers the answer; false when another request stored one first.
-    pub async fn remember_answer(
-        &self,
-        key: &str,
-        body_sha256: &str,
-        batch_id: &str,
-        status: u16,
-        response: &str,
-    ) -> Result<bool, StoreError> {
+    /// Reserves an `Idempotency-Key` for an upload about to be taken in;
+    /// false when the key is already taken (answered, or still in progress).
+    pub async fn reserve_key(&self, key: &str, body_sha256: &str) -> Result<bool, StoreError> {
         let n = sqlx::query(
             "INSERT INTO api_idempotency (key, body_sha256, batch_id, status, response, created_at)
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+             VALUES (?, ?, '', 0, '', ?) ON CONFLICT (key) DO NOTHING",
         )
         .bind(key)
         .bind(body_sha256)
-        .bind(batch_id)
-        .bind(status as i64)
-        .bind(response)
         .bind(now_ms())
         .execute(&self.pool)
         .await?
         .rows_affected();
         Ok(n == 1)
+    }
+
+    /// Stores the answer of a reserved key.
+    pub async fn remember_answer(
+        &self,
+        key: &str,
+        batch_id: &str,
+        status: u16,
+        response: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE api_idempotency SET batch_id = ?, status = ?, response = ? WHERE key = ?",
+        )
+        .bind(batch_id)
+        .bind(status as i64)
+        .bind(response)
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Frees a reserved key whose upload failed before it had an answer.
+    pub async fn release_key(&self, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM api_idempotency WHERE key = ? AND status = 0")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub async fn drop_file(&self, sha256: &str) -> Result<Option<DropFile>, StoreError> {
