@@ -124,9 +124,10 @@ async fn find_reusable(
     if let Some(row) = open {
         let id: String = row.try_get("id")?;
         let state: Option<String> = row.try_get("stored_state")?;
-        if state.as_deref() == Some("halted") {
-            // The newest plan owns work that an unapproved one was holding:
-            // approving (or running) this batch runs it.
+        if matches!(state.as_deref(), Some("halted" | "intake")) {
+            // The newest plan owns work that an unapproved batch (or an
+            // intake that crashed half-way) was holding: running or
+            // approving this batch runs it.
             sqlx::query("UPDATE requests SET batch_id = ?, enqueued = 0 WHERE id = ?")
                 .bind(batch_id)
                 .bind(&id)
