@@ -29,6 +29,16 @@ pub mod exit {
     pub const OTHER: u8 = 1;
     pub const USAGE: u8 = 2;
     pub const NEEDS_ATTENTION: u8 = 3;
+
+    /// The exit code of a batch's counts: 3 when a request needs a person
+    /// (needs_attention, failed, dead) or a row was rejected, else 0.
+    pub fn for_counts(counts: &crate::domain::OutcomeCounts) -> u8 {
+        if counts.failures() > 0 || counts.rejected > 0 {
+            NEEDS_ATTENTION
+        } else {
+            OK
+        }
+    }
 }
 
 /// A command's failure, with the exit code it maps to.

@@ -62,11 +62,7 @@ pub async fn approve(config: Option<&Path>, args: ApproveArgs) -> Result<u8, Fai
     let counts =
         process_batch(&engine, &approval.batch_id, std::io::stderr().is_terminal()).await?;
     println!("batch {}: {}", approval.batch_id, counts.summary());
-    Ok(if counts.failures() > 0 {
-        exit::NEEDS_ATTENTION
-    } else {
-        exit::OK
-    })
+    Ok(exit::for_counts(&counts))
 }
 
 pub async fn cancel(config: Option<&Path>, args: CancelArgs) -> Result<u8, Failure> {

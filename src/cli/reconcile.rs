@@ -68,9 +68,5 @@ pub async fn reconcile(config: Option<&Path>, args: ReconcileArgs) -> Result<u8,
     }
     let counts = process_batch(&engine, &result.batch_id, std::io::stderr().is_terminal()).await?;
     println!("batch {}: {}", result.batch_id, counts.summary());
-    Ok(if counts.failures() > 0 {
-        exit::NEEDS_ATTENTION
-    } else {
-        exit::OK
-    })
+    Ok(exit::for_counts(&counts))
 }

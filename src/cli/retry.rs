@@ -68,9 +68,5 @@ pub async fn retry(config: Option<&Path>, args: RetryArgs) -> Result<u8, Failure
     }
     let counts = process_batch(&engine, &batch.id, std::io::stderr().is_terminal()).await?;
     println!("batch {}: {}", batch.id, counts.summary());
-    Ok(if counts.failures() > 0 || counts.rejected > 0 {
-        exit::NEEDS_ATTENTION
-    } else {
-        exit::OK
-    })
+    Ok(exit::for_counts(&counts))
 }

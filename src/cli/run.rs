@@ -67,10 +67,10 @@ pub struct RunResult {
 impl RunResult {
     /// Exit code for the run (conventions.md).
     pub fn exit_code(&self) -> u8 {
-        if self.intake.halted.is_some() || self.counts.failures() > 0 || self.counts.rejected > 0 {
+        if self.intake.halted.is_some() {
             exit::NEEDS_ATTENTION
         } else {
-            exit::OK
+            exit::for_counts(&self.counts)
         }
     }
 }

@@ -91,12 +91,11 @@ async fn take_rows<R: Read>(
     batch_id: &str,
     options: &IntakeOptions,
 ) -> Result<IntakeSummary, SubmitError> {
-    let batch_id = batch_id.to_owned();
     let dedupe_since = options
         .dedupe_window
         .map(|w| now_ms() - w.as_millis() as i64);
     let mut summary = IntakeSummary {
-        batch_id: batch_id.clone(),
+        batch_id: batch_id.to_owned(),
         accepted_rows: 0,
         rejected_count: 0,
         rejected_rows: Vec::new(),
@@ -105,7 +104,7 @@ async fn take_rows<R: Read>(
     };
     while let Some(chunk) = csv.next_chunk(CHUNK_ROWS)? {
         let jobs = store
-            .write_intake_chunk(&batch_id, options.dry_run, dedupe_since, &chunk)
+            .write_intake_chunk(batch_id, options.dry_run, dedupe_since, &chunk)
             .await?;
         summary.accepted_rows += chunk.accepted.len() as u64;
         summary.rejected_count += chunk.rejected.len() as u64;

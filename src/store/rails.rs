@@ -16,14 +16,6 @@ impl Store {
         Ok(())
     }
 
-    pub async fn halt_reason(&self, batch_id: &str) -> Result<Option<String>, StoreError> {
-        let r = sqlx::query("SELECT halt_reason FROM batches WHERE id = ?")
-            .bind(batch_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(r.and_then(|r| r.get("halt_reason")))
-    }
-
     /// Marks a batch as still being taken in: none of its requests may run
     /// before intake decides to release or halt it.
     pub async fn mark_intake(&self, batch_id: &str) -> Result<(), StoreError> {
@@ -159,15 +151,6 @@ impl Store {
             ),
             None => (None, false),
         })
-    }
-
-    /// Whether a person asked the request to stop.
-    pub async fn cancel_requested(&self, id: &str) -> Result<bool, StoreError> {
-        let r = sqlx::query("SELECT cancel_requested FROM requests WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(r.is_some_and(|r| r.get::<i64, _>("cancel_requested") != 0))
     }
 
     /// Records a reconciliation tick; false when another process already

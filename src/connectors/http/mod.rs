@@ -163,16 +163,8 @@ impl ProviderClient {
         self
     }
 
-    pub fn pacer(&self) -> &Pacer {
-        &self.pacer
-    }
-
     pub fn provider(&self) -> &str {
         &self.provider
-    }
-
-    pub fn retry_config(&self) -> &RetryConfig {
-        &self.retry
     }
 
     fn url(&self, call: &Call) -> Url {
