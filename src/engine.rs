@@ -48,7 +48,7 @@ impl Engine {
         config: Config,
         providers: Vec<ResolvedProvider>,
     ) -> Result<Arc<Engine>, EngineError> {
-        let store = Store::open(&config.database.url).await?;
+        let store = Store::open(&config.database).await?;
         Self::with_store(config, providers, store)
     }
 

@@ -177,7 +177,7 @@ async fn offboard_users(
         token: SecretString::from(token),
         client: None,
     }];
-    let store = Store::open(&config.database.url).await?;
+    let store = Store::open(&config.database).await?;
     let engine = Engine::with_store(config, providers, store)?;
     let started = Instant::now();
     let result = run_batch(

@@ -52,7 +52,7 @@ pub async fn demo() -> Result<u8, Failure> {
         token: SecretString::from(token),
         client: None,
     }];
-    let store = Store::open(&config.database.url)
+    let store = Store::open(&config.database)
         .await
         .map_err(Failure::other)?;
     let engine = Engine::with_store(config, providers, store).map_err(Failure::other)?;

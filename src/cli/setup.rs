@@ -35,7 +35,5 @@ pub async fn engine(path: Option<&Path>) -> Result<Arc<Engine>, Failure> {
 /// Only the database, for read-only commands that need no tokens.
 pub async fn store(path: Option<&Path>) -> Result<Store, Failure> {
     let config = load_config(path)?;
-    Store::open(&config.database.url)
-        .await
-        .map_err(Failure::other)
+    Store::open(&config.database).await.map_err(Failure::other)
 }

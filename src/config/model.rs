@@ -26,15 +26,50 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
-    /// `sqlite://PATH` (created when missing).
+    /// `sqlite://PATH` (created when missing, one machine) or
+    /// `postgres://USER@HOST:PORT/DB` (many workers on many machines).
     pub url: String,
+    /// Environment variable holding the PostgreSQL password, so it never
+    /// sits in the config file or the URL.
+    pub password_env: Option<String>,
+    /// Connections this process opens to the database.
+    pub max_connections: u32,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
             url: "sqlite://offboard.db".into(),
+            password_env: None,
+            max_connections: 8,
         }
+    }
+}
+
+impl DatabaseConfig {
+    pub fn is_postgres(&self) -> bool {
+        self.url.starts_with("postgres://") || self.url.starts_with("postgresql://")
+    }
+
+    /// The URL without its password, for messages and logs.
+    pub fn display_url(&self) -> String {
+        redact_url(&self.url)
+    }
+}
+
+/// Drops the password of a `scheme://user:password@host` URL.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        None => url.to_owned(),
     }
 }
 
@@ -424,13 +459,19 @@ impl ProviderConfig {
 
 impl Config {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        if !self.database.url.starts_with("sqlite:") {
+        if !self.database.url.starts_with("sqlite:") && !self.database.is_postgres() {
             return Err(ConfigError::invalid(
                 "database.url",
                 format!(
-                    "{:?} is not supported: use sqlite://PATH",
-                    self.database.url
+                    "{:?} is not supported: use sqlite://PATH or postgres://USER@HOST/DB",
+                    self.database.display_url()
                 ),
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::invalid(
+                "database.max_connections",
+                "must be at least 1",
             ));
         }
         if self.worker.concurrency == 0 || self.worker.concurrency > 1024 {

@@ -1,16 +1,18 @@
-//! The durable queue (apalis on SQLite): one job per offboarding request,
-//! carrying only the request id. Our tables, not apalis's, say what a
-//! request has done; the queue only decides when it runs and where.
+//! The durable queue (apalis on SQLite or PostgreSQL): one job per
+//! offboarding request, carrying only the request id. Our tables, not
+//! apalis's, say what a request has done; the queue only decides when it
+//! runs and where.
 
 mod worker;
 
 use std::time::Duration;
 
 use apalis::prelude::{TaskBuilder, TaskSink};
+use apalis_postgres::PostgresStorage;
 use apalis_sqlite::SqliteStorage;
 
 use crate::config::WorkerConfig;
-use crate::store::{NewJob, Store, StoreError, now_ms};
+use crate::store::{NewJob, QueuePool, Store, StoreError, now_ms};
 
 pub use worker::{WorkerHandle, spawn_worker};
 
@@ -35,10 +37,28 @@ pub enum QueueError {
     Store(#[from] StoreError),
 }
 
+/// apalis's storage on the configured engine.
+#[derive(Clone)]
+pub(crate) enum Storage {
+    Sqlite(SqliteStorage<RequestJob>),
+    Postgres(PostgresStorage<RequestJob>),
+}
+
+/// Runs the same code on whichever storage the queue has: the two types
+/// share apalis's traits but no common type.
+macro_rules! on_storage {
+    ($storage:expr, $s:pat => $body:expr) => {
+        match $storage {
+            Storage::Sqlite($s) => $body,
+            Storage::Postgres($s) => $body,
+        }
+    };
+}
+
 /// Handle for pushing jobs; cheap to clone.
 #[derive(Clone)]
 pub struct Queue {
-    storage: SqliteStorage<RequestJob>,
+    storage: Storage,
     settings: WorkerConfig,
 }
 
@@ -50,14 +70,21 @@ impl std::fmt::Debug for Queue {
 
 impl Queue {
     pub fn new(store: &Store, settings: &WorkerConfig) -> Queue {
-        let storage = SqliteStorage::new(store.pool()).with_config(storage_config(settings));
+        let storage = match store.queue_pool() {
+            QueuePool::Sqlite(pool) => {
+                Storage::Sqlite(SqliteStorage::new(pool).with_config(sqlite_config(settings)))
+            }
+            QueuePool::Postgres(pool) => {
+                Storage::Postgres(PostgresStorage::new(pool).with_config(postgres_config(settings)))
+            }
+        };
         Queue {
             storage,
             settings: settings.clone(),
         }
     }
 
-    pub(crate) fn storage(&self) -> SqliteStorage<RequestJob> {
+    pub(crate) fn storage(&self) -> Storage {
         self.storage.clone()
     }
 
@@ -87,11 +114,10 @@ impl Queue {
                 b.build()
             })
             .collect();
-        let mut storage = self.storage.clone();
-        storage
+        on_storage!(self.storage.clone(), mut s => s
             .push_all(futures::stream::iter(tasks))
             .await
-            .map_err(|e| QueueError::Push(e.to_string()))?;
+            .map_err(|e| QueueError::Push(e.to_string())))?;
         let ids: Vec<String> = jobs.iter().map(|j| j.request_id.clone()).collect();
         store.mark_enqueued(&ids).await?;
         Ok(())
@@ -119,11 +145,10 @@ impl Queue {
         .max_attempts(JOB_MAX_ATTEMPTS)
         .run_at_timestamp(not_before_secs(now_ms() + delay.as_millis() as i64))
         .build();
-        let mut storage = self.storage.clone();
-        storage
+        on_storage!(self.storage.clone(), mut s => s
             .push_task(task)
             .await
-            .map_err(|e| QueueError::Push(e.to_string()))
+            .map_err(|e| QueueError::Push(e.to_string())))
     }
 
     /// Enqueues open requests that never got a job.
@@ -150,10 +175,24 @@ fn not_before_secs(at_ms: i64) -> u64 {
     (at_ms.max(0) as u64).div_ceil(1000)
 }
 
-fn storage_config(settings: &WorkerConfig) -> apalis_sqlite::Config {
+/// Jobs a worker fetches at once; more than `concurrency` would only leave
+/// jobs buffered in one process while another idles.
+const FETCH_BATCH: usize = 50;
+
+fn sqlite_config(settings: &WorkerConfig) -> apalis_sqlite::Config {
     apalis_sqlite::Config::default()
         .queue(QUEUE_NAME)
-        .batch_size(50)
+        .batch_size(FETCH_BATCH.min(settings.concurrency))
+        .heartbeat_interval(Duration::from_secs(settings.heartbeat_secs))
+        .missed_heartbeats(settings.missed_heartbeats)
+}
+
+/// A silent worker's jobs go back to the queue after `heartbeat_secs ×
+/// missed_heartbeats` (apalis's own default would be five minutes).
+fn postgres_config(settings: &WorkerConfig) -> apalis_postgres::Config {
+    apalis_postgres::Config::default()
+        .queue(QUEUE_NAME)
+        .batch_size(FETCH_BATCH.min(settings.concurrency))
         .heartbeat_interval(Duration::from_secs(settings.heartbeat_secs))
         .missed_heartbeats(settings.missed_heartbeats)
 }

@@ -6,18 +6,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apalis::prelude::{
-    AbortError, BackendExt, BoxDynError, Data, WorkerBuilder, WorkerBuilderExt, WorkerContext,
+    AbortError, BackendExt, BoxDynError, Data, Strategy, WorkerBuilder, WorkerBuilderExt,
+    WorkerContext,
 };
+use apalis_postgres::Pubsub;
 use futures::FutureExt;
 use tokio::task::JoinHandle;
 
-use super::RequestJob;
+use super::{QUEUE_NAME, RequestJob, Storage};
 use crate::engine::Engine;
 use crate::pipeline;
 
 /// How often an idle worker looks for new jobs (apalis otherwise waits for
 /// its heartbeat, 30 s by default).
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// On PostgreSQL an insert wakes idle workers at once (LISTEN/NOTIFY); the
+/// poll only catches jobs scheduled for later, which send no notification,
+/// and notifications lost while the listener reconnects.
+const PG_POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// Longest wait for in-flight steps on shutdown; apalis can hang forever on
 /// a stop that meets a sleeping task (apalis-notes.md §5.5).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -70,13 +76,28 @@ async fn handle(job: RequestJob, engine: Data<Arc<Engine>>) -> Result<(), BoxDyn
 pub fn spawn_worker(engine: Arc<Engine>) -> WorkerHandle {
     let name = engine.worker_name().to_owned();
     let context = WorkerContext::new(&name);
-    let backend = engine.queue().storage().poll_with_interval(POLL_INTERVAL);
     let concurrency = engine.queue().settings().concurrency;
-    let worker = WorkerBuilder::new(&context)
-        .backend(backend)
-        .concurrency(concurrency)
-        .data(engine)
-        .build(handle);
-    let task = tokio::spawn(async move { worker.run().await.map_err(|e| e.to_string()) });
+    // The two backends differ in type, so each arm builds its own worker.
+    let task = match engine.queue().storage() {
+        Storage::Sqlite(storage) => {
+            let worker = WorkerBuilder::new(&context)
+                .backend(storage.poll_with_interval(POLL_INTERVAL))
+                .concurrency(concurrency)
+                .data(engine)
+                .build(handle);
+            tokio::spawn(async move { worker.run().await.map_err(|e| e.to_string()) })
+        }
+        Storage::Postgres(storage) => {
+            let wake = Strategy::new()
+                .stream(Pubsub::new(storage.pool().clone(), QUEUE_NAME.to_owned()))
+                .interval(PG_POLL_INTERVAL);
+            let worker = WorkerBuilder::new(&context)
+                .backend(storage.poll_with_strategy(wake))
+                .concurrency(concurrency)
+                .data(engine)
+                .build(handle);
+            tokio::spawn(async move { worker.run().await.map_err(|e| e.to_string()) })
+        }
+    };
     WorkerHandle { context, task }
 }

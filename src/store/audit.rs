@@ -19,13 +19,13 @@ pub struct AuditEvent {
 }
 
 pub(super) async fn insert_all(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     events: &[AuditEvent],
 ) -> Result<(), StoreError> {
     for e in events {
         sqlx::query(
             "INSERT INTO audit_events (request_id, provider, method, path, status, error_code, attempt, latency_ms, at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&e.request_id)
         .bind(&e.provider)

@@ -32,12 +32,12 @@ impl Store {
     pub async fn create_batch(&self, batch: &NewBatch) -> Result<String, StoreError> {
         let id = ulid::Ulid::new().to_string();
         sqlx::query(
-            "INSERT INTO batches (id, source, source_name, dry_run, created_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO batches (id, source, source_name, dry_run, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&id)
         .bind(&batch.source)
         .bind(&batch.source_name)
-        .bind(batch.dry_run)
+        .bind(i64::from(batch.dry_run))
         .bind(now_ms())
         .execute(&self.pool)
         .await?;
@@ -47,7 +47,7 @@ impl Store {
     pub async fn batch(&self, id: &str) -> Result<Option<BatchRow>, StoreError> {
         let row = sqlx::query(
             "SELECT id, source, source_name, dry_run, stored_state, rejected_rows, created_at
-             FROM batches WHERE id = ?",
+             FROM batches WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -59,9 +59,9 @@ impl Store {
     pub async fn list_batches(&self, limit: u32, offset: u64) -> Result<Vec<BatchRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, source, source_name, dry_run, stored_state, rejected_rows, created_at
-             FROM batches ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+             FROM batches ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2",
         )
-        .bind(limit)
+        .bind(i64::from(limit))
         .bind(offset as i64)
         .fetch_all(&self.pool)
         .await?;
@@ -72,10 +72,10 @@ impl Store {
     pub async fn batch_counts(&self, batch: &BatchRow) -> Result<OutcomeCounts, StoreError> {
         let rows = sqlx::query(
             "SELECT r.outcome AS outcome,
-                    (r.outcome IS NULL AND r.effective_at IS NOT NULL AND r.effective_at > ?) AS held,
+                    CASE WHEN r.outcome IS NULL AND r.effective_at > $1 THEN 1 ELSE 0 END AS held,
                     COUNT(*) AS n
              FROM batch_entries e JOIN requests r ON r.id = e.request_id
-             WHERE e.batch_id = ?
+             WHERE e.batch_id = $2
              GROUP BY 1, 2",
         )
         .bind(now_ms())
@@ -89,7 +89,7 @@ impl Store {
         for row in rows {
             let n: i64 = row.try_get("n")?;
             let outcome: Option<String> = row.try_get("outcome")?;
-            let held: bool = row.try_get("held")?;
+            let held = row.try_get::<i64, _>("held")? != 0;
             match outcome {
                 Some(o) => {
                     let o: Outcome = o.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))?;
@@ -113,12 +113,12 @@ impl Store {
     }
 }
 
-fn batch_from_row(r: &sqlx::sqlite::SqliteRow) -> BatchRow {
+fn batch_from_row(r: &sqlx::any::AnyRow) -> BatchRow {
     BatchRow {
         id: r.get("id"),
         source: r.get("source"),
         source_name: r.get("source_name"),
-        dry_run: r.get("dry_run"),
+        dry_run: r.get::<i64, _>("dry_run") != 0,
         stored_state: r.get("stored_state"),
         rejected_rows: r.get::<i64, _>("rejected_rows") as u64,
         created_at: r.get("created_at"),

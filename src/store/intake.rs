@@ -52,7 +52,7 @@ impl Store {
         dedupe_since: Option<i64>,
         chunk: &IntakeChunk,
     ) -> Result<Vec<NewJob>, StoreError> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_intake().await?;
         let now = now_ms();
         let mut created = Vec::new();
         for row in &chunk.accepted {
@@ -74,17 +74,19 @@ impl Store {
                     id
                 }
             };
-            sqlx::query("INSERT INTO batch_entries (batch_id, line, request_id) VALUES (?, ?, ?)")
-                .bind(batch_id)
-                .bind(row.line as i64)
-                .bind(&request_id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO batch_entries (batch_id, line, request_id) VALUES ($1, $2, $3)",
+            )
+            .bind(batch_id)
+            .bind(row.line as i64)
+            .bind(&request_id)
+            .execute(&mut *tx)
+            .await?;
         }
         for r in &chunk.rejected {
             sqlx::query(
                 "INSERT INTO rejected_rows (batch_id, line, code, message, provider, organization_id, user_id)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(batch_id)
             .bind(r.line as i64)
@@ -97,7 +99,7 @@ impl Store {
             .await?;
         }
         if !chunk.rejected.is_empty() {
-            sqlx::query("UPDATE batches SET rejected_rows = rejected_rows + ? WHERE id = ?")
+            sqlx::query("UPDATE batches SET rejected_rows = rejected_rows + $1 WHERE id = $2")
                 .bind(chunk.rejected.len() as i64)
                 .bind(batch_id)
                 .execute(&mut *tx)
@@ -109,14 +111,14 @@ impl Store {
 }
 
 async fn find_reusable(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     batch_id: &str,
     key: &str,
     dedupe_since: Option<i64>,
 ) -> Result<Option<String>, StoreError> {
     let open = sqlx::query(
         "SELECT r.id, b.stored_state FROM requests r JOIN batches b ON b.id = r.batch_id
-         WHERE r.idempotency_key = ? AND r.outcome IS NULL AND r.dry_run = 0",
+         WHERE r.idempotency_key = $1 AND r.outcome IS NULL AND r.dry_run = 0",
     )
     .bind(key)
     .fetch_optional(&mut *tx)
@@ -128,7 +130,7 @@ async fn find_reusable(
             // The newest plan owns work that an unapproved batch (or an
             // intake that crashed half-way) was holding: running or
             // approving this batch runs it.
-            sqlx::query("UPDATE requests SET batch_id = ?, enqueued = 0 WHERE id = ?")
+            sqlx::query("UPDATE requests SET batch_id = $1, enqueued = 0 WHERE id = $2")
                 .bind(batch_id)
                 .bind(&id)
                 .execute(&mut *tx)
@@ -141,8 +143,8 @@ async fn find_reusable(
     };
     let done = sqlx::query(
         "SELECT id FROM requests
-         WHERE idempotency_key = ? AND dry_run = 0
-           AND outcome IN ('succeeded', 'already_done') AND finished_at >= ?
+         WHERE idempotency_key = $1 AND dry_run = 0
+           AND outcome IN ('succeeded', 'already_done') AND finished_at >= $2
          ORDER BY finished_at DESC LIMIT 1",
     )
     .bind(key)
@@ -153,7 +155,7 @@ async fn find_reusable(
 }
 
 async fn insert_request(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     id: &str,
     batch_id: &str,
     row: &AcceptedRow,
@@ -165,7 +167,7 @@ async fn insert_request(
     sqlx::query(
         "INSERT INTO requests (id, batch_id, provider, organization_id, user_id,
              transfer_to_department_id, reason, effective_at, idempotency_key, dry_run, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(id)
     .bind(batch_id)
@@ -176,7 +178,7 @@ async fn insert_request(
     .bind(&row.reason)
     .bind(row.effective_at)
     .bind(key)
-    .bind(dry_run)
+    .bind(i64::from(dry_run))
     .bind(now)
     .execute(&mut *tx)
     .await?;

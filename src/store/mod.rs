@@ -1,6 +1,7 @@
 //! Our tables: batches, requests, checkpoints, audit events. One function
-//! per query; callers never write SQL. The same SQLite file holds apalis's
-//! queue tables.
+//! per query; callers never write SQL. The same database (SQLite or
+//! PostgreSQL) holds apalis's queue tables. Queries use `$N` parameters and
+//! integer flags, which both engines read the same way.
 
 mod audit;
 mod batches;
@@ -13,7 +14,8 @@ mod surfaces;
 
 pub use audit::AuditEvent;
 pub use batches::{BatchRow, NewBatch};
-pub use connect::Store;
+pub(crate) use connect::QueuePool;
+pub use connect::{Backend, Store};
 pub use intake::{AcceptedRow, IntakeChunk, NewJob, RejectedRow};
 pub use report::ReportRow;
 pub use requests::{ClaimResult, Finish, RequestRow};
@@ -26,6 +28,8 @@ pub enum StoreError {
     Sql(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database configuration: {0}")]
+    Config(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     /// The worker no longer holds the request's claim (its lease lapsed and

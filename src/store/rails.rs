@@ -8,7 +8,7 @@ impl Store {
     /// Marks a batch halted with a reason; its requests get no job until
     /// it is approved.
     pub async fn halt_batch(&self, batch_id: &str, reason: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE batches SET stored_state = 'halted', halt_reason = ? WHERE id = ?")
+        sqlx::query("UPDATE batches SET stored_state = 'halted', halt_reason = $1 WHERE id = $2")
             .bind(reason)
             .bind(batch_id)
             .execute(&self.pool)
@@ -19,7 +19,7 @@ impl Store {
     /// Marks a batch as still being taken in: none of its requests may run
     /// before intake decides to release or halt it.
     pub async fn mark_intake(&self, batch_id: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE batches SET stored_state = 'intake' WHERE id = ?")
+        sqlx::query("UPDATE batches SET stored_state = 'intake' WHERE id = $1")
             .bind(batch_id)
             .execute(&self.pool)
             .await?;
@@ -29,7 +29,7 @@ impl Store {
     /// Ends intake: the batch's requests may run.
     pub async fn end_intake(&self, batch_id: &str) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE batches SET stored_state = NULL WHERE id = ? AND stored_state = 'intake'",
+            "UPDATE batches SET stored_state = NULL WHERE id = $1 AND stored_state = 'intake'",
         )
         .bind(batch_id)
         .execute(&self.pool)
@@ -40,7 +40,7 @@ impl Store {
     /// Lifts a halt (the caller then enqueues the batch).
     pub async fn release_batch(&self, batch_id: &str) -> Result<bool, StoreError> {
         let n = sqlx::query(
-            "UPDATE batches SET stored_state = NULL WHERE id = ? AND stored_state = 'halted'",
+            "UPDATE batches SET stored_state = NULL WHERE id = $1 AND stored_state = 'halted'",
         )
         .bind(batch_id)
         .execute(&self.pool)
@@ -55,7 +55,7 @@ impl Store {
         batch_id: &str,
     ) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, user_id FROM requests WHERE batch_id = ? AND outcome IS NULL ORDER BY id",
+            "SELECT id, user_id FROM requests WHERE batch_id = $1 AND outcome IS NULL ORDER BY id",
         )
         .bind(batch_id)
         .fetch_all(&self.pool)
@@ -74,10 +74,10 @@ impl Store {
     ) -> Result<Vec<NewJob>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, effective_at FROM requests
-             WHERE batch_id = ? AND enqueued = 0 AND outcome IS NULL ORDER BY id LIMIT ?",
+             WHERE batch_id = $1 AND enqueued = 0 AND outcome IS NULL ORDER BY id LIMIT $2",
         )
         .bind(batch_id)
-        .bind(limit)
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
@@ -97,15 +97,15 @@ impl Store {
         // Flag first: a worker holding the request stops before its next
         // step even if its claim is about to lapse.
         let flagged = sqlx::query(
-            "UPDATE requests SET cancel_requested = 1 WHERE id = ? AND outcome IS NULL",
+            "UPDATE requests SET cancel_requested = 1 WHERE id = $1 AND outcome IS NULL",
         )
         .bind(id)
         .execute(&mut *tx)
         .await?
         .rows_affected();
         let ended = sqlx::query(
-            "UPDATE requests SET outcome = 'cancelled', error_code = 'cancelled', error_message = ?, finished_at = ?
-             WHERE id = ? AND outcome IS NULL AND (claim_owner IS NULL OR claim_expires_at < ?)",
+            "UPDATE requests SET outcome = 'cancelled', error_code = 'cancelled', error_message = $1, finished_at = $2
+             WHERE id = $3 AND outcome IS NULL AND (claim_owner IS NULL OR claim_expires_at < $4)",
         )
         .bind(message)
         .bind(now)
@@ -122,7 +122,7 @@ impl Store {
     /// Cancels a batch: stored state `cancelled`, every open request it
     /// created cancelled (running ones before their next step).
     pub async fn cancel_batch(&self, batch_id: &str, message: &str) -> Result<u64, StoreError> {
-        sqlx::query("UPDATE batches SET stored_state = 'cancelled' WHERE id = ?")
+        sqlx::query("UPDATE batches SET stored_state = 'cancelled' WHERE id = $1")
             .bind(batch_id)
             .execute(&self.pool)
             .await?;
@@ -139,7 +139,7 @@ impl Store {
     /// `cancelled` or none) and whether the request was asked to stop.
     pub async fn request_gate(&self, id: &str) -> Result<(Option<String>, bool), StoreError> {
         let r = sqlx::query(
-            "SELECT b.stored_state, r.cancel_requested FROM requests r JOIN batches b ON b.id = r.batch_id WHERE r.id = ?",
+            "SELECT b.stored_state, r.cancel_requested FROM requests r JOIN batches b ON b.id = r.batch_id WHERE r.id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -157,7 +157,7 @@ impl Store {
     /// took it.
     pub async fn take_tick(&self, job: &str, scheduled_at: i64) -> Result<bool, StoreError> {
         let n = sqlx::query(
-            "INSERT INTO reconcile_ticks (job, scheduled_at, started_at) VALUES (?, ?, ?)
+            "INSERT INTO reconcile_ticks (job, scheduled_at, started_at) VALUES ($1, $2, $3)
              ON CONFLICT (job, scheduled_at) DO NOTHING",
         )
         .bind(job)
@@ -175,19 +175,21 @@ impl Store {
         scheduled_at: i64,
         batch_id: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE reconcile_ticks SET batch_id = ? WHERE job = ? AND scheduled_at = ?")
-            .bind(batch_id)
-            .bind(job)
-            .bind(scheduled_at)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE reconcile_ticks SET batch_id = $1 WHERE job = $2 AND scheduled_at = $3",
+        )
+        .bind(batch_id)
+        .bind(job)
+        .bind(scheduled_at)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     /// The latest recorded tick of a job.
     pub async fn last_tick(&self, job: &str) -> Result<Option<i64>, StoreError> {
         let v: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(scheduled_at) FROM reconcile_ticks WHERE job = ?")
+            sqlx::query_scalar("SELECT MAX(scheduled_at) FROM reconcile_ticks WHERE job = $1")
                 .bind(job)
                 .fetch_one(&self.pool)
                 .await?;

@@ -35,7 +35,7 @@ impl Store {
                     r.roles_removed, r.transfer_to_department_id, r.attempts, r.error_code,
                     r.error_message, r.id, r.batch_id, r.reason, r.finished_at
              FROM batch_entries e JOIN requests r ON r.id = e.request_id
-             WHERE e.batch_id = ? ORDER BY e.line",
+             WHERE e.batch_id = $1 ORDER BY e.line",
         )
         .bind(batch_id)
         .fetch_all(&self.pool)
@@ -86,7 +86,7 @@ impl Store {
         }
         let rejected = sqlx::query(
             "SELECT line, code, message, provider, organization_id, user_id
-             FROM rejected_rows WHERE batch_id = ? ORDER BY line",
+             FROM rejected_rows WHERE batch_id = $1 ORDER BY line",
         )
         .bind(batch_id)
         .fetch_all(&self.pool)

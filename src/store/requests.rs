@@ -57,7 +57,7 @@ const REQUEST_COLUMNS: &str = "id, batch_id, provider, organization_id, user_id,
 impl Store {
     pub async fn request(&self, id: &str) -> Result<Option<RequestRow>, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?"
+            "SELECT {REQUEST_COLUMNS} FROM requests WHERE id = $1"
         )))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -76,9 +76,9 @@ impl Store {
     ) -> Result<ClaimResult, StoreError> {
         let now = now_ms();
         let claimed = sqlx::query(
-            "UPDATE requests SET claim_owner = ?, claim_expires_at = ?, attempts = attempts + 1
-             WHERE id = ? AND outcome IS NULL
-               AND (claim_owner IS NULL OR claim_owner = ? OR claim_expires_at < ?)",
+            "UPDATE requests SET claim_owner = $1, claim_expires_at = $2, attempts = attempts + 1
+             WHERE id = $3 AND outcome IS NULL
+               AND (claim_owner IS NULL OR claim_owner = $4 OR claim_expires_at < $5)",
         )
         .bind(owner)
         .bind(now + lease.as_millis() as i64)
@@ -98,7 +98,7 @@ impl Store {
                 None => Ok(ClaimResult::Missing),
             };
         }
-        let row = sqlx::query("SELECT outcome, claim_expires_at FROM requests WHERE id = ?")
+        let row = sqlx::query("SELECT outcome, claim_expires_at FROM requests WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -119,7 +119,7 @@ impl Store {
         lease: Duration,
     ) -> Result<bool, StoreError> {
         let n = sqlx::query(
-            "UPDATE requests SET claim_expires_at = ? WHERE id = ? AND claim_owner = ? AND outcome IS NULL",
+            "UPDATE requests SET claim_expires_at = $1 WHERE id = $2 AND claim_owner = $3 AND outcome IS NULL",
         )
         .bind(now_ms() + lease.as_millis() as i64)
         .bind(id)
@@ -135,7 +135,7 @@ impl Store {
         &self,
         id: &str,
     ) -> Result<HashMap<Step, serde_json::Value>, StoreError> {
-        let rows = sqlx::query("SELECT step, data FROM step_checkpoints WHERE request_id = ?")
+        let rows = sqlx::query("SELECT step, data FROM step_checkpoints WHERE request_id = $1")
             .bind(id)
             .fetch_all(&self.pool)
             .await?;
@@ -164,9 +164,10 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         // Only the claim holder writes; checked inside the transaction.
-        let cancel: Option<i64> = sqlx::query_scalar(
-            "SELECT cancel_requested FROM requests WHERE id = ? AND claim_owner = ? AND outcome IS NULL",
-        )
+        let cancel: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT cancel_requested FROM requests WHERE id = $1 AND claim_owner = $2 AND outcome IS NULL{}",
+            self.for_update()
+        )))
         .bind(id)
         .bind(owner)
         .fetch_optional(&mut *tx)
@@ -175,7 +176,7 @@ impl Store {
             return Err(StoreError::ClaimLost(id.to_owned()));
         };
         sqlx::query(
-            "INSERT INTO step_checkpoints (request_id, step, data, finished_at) VALUES (?, ?, ?, ?)
+            "INSERT INTO step_checkpoints (request_id, step, data, finished_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (request_id, step) DO UPDATE SET data = excluded.data, finished_at = excluded.finished_at",
         )
         .bind(id)
@@ -201,9 +202,9 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         let n = sqlx::query(
-            "UPDATE requests SET outcome = ?, roles_removed = ?, error_code = ?, error_message = ?,
-                 finished_at = ?, claim_owner = NULL, claim_expires_at = NULL, attempts = attempts + ?
-             WHERE id = ? AND claim_owner = ? AND outcome IS NULL",
+            "UPDATE requests SET outcome = $1, roles_removed = $2, error_code = $3, error_message = $4,
+                 finished_at = $5, claim_owner = NULL, claim_expires_at = NULL, attempts = attempts + $6
+             WHERE id = $7 AND claim_owner = $8 AND outcome IS NULL",
         )
         .bind(finish.outcome.as_str())
         .bind(finish.roles_removed.join(";"))
@@ -236,9 +237,9 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         let n = sqlx::query(
-            "UPDATE requests SET error_code = COALESCE(?, error_code), error_message = COALESCE(?, error_message),
-                 claim_owner = NULL, claim_expires_at = NULL, attempts = attempts + ?
-             WHERE id = ? AND claim_owner = ? AND outcome IS NULL",
+            "UPDATE requests SET error_code = COALESCE($1, error_code), error_message = COALESCE($2, error_message),
+                 claim_owner = NULL, claim_expires_at = NULL, attempts = attempts + $3
+             WHERE id = $4 AND claim_owner = $5 AND outcome IS NULL",
         )
         .bind(error.map(|e| e.0))
         .bind(error.map(|e| e.1))
@@ -265,21 +266,27 @@ impl Store {
         batch_id: &str,
         outcomes: &[Outcome],
     ) -> Result<Vec<super::NewJob>, StoreError> {
-        let names: Vec<&str> = outcomes.iter().map(|o| o.as_str()).collect();
-        let rows = sqlx::query(
+        if outcomes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> =
+            (0..outcomes.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
             "UPDATE requests SET outcome = NULL, attempts = 0, error_code = NULL, error_message = NULL,
                  finished_at = NULL, enqueued = 0, cancel_requested = 0
-             WHERE id IN (SELECT request_id FROM batch_entries WHERE batch_id = ?)
-               AND outcome IN (SELECT value FROM json_each(?))
+             WHERE id IN (SELECT request_id FROM batch_entries WHERE batch_id = $1)
+               AND outcome IN ({})
                AND NOT EXISTS (SELECT 1 FROM requests o
                                WHERE o.idempotency_key = requests.idempotency_key
                                  AND o.outcome IS NULL AND o.dry_run = 0 AND requests.dry_run = 0)
              RETURNING id, effective_at",
-        )
-        .bind(batch_id)
-        .bind(serde_json::to_string(&names).unwrap_or_default())
-        .fetch_all(&self.pool)
-        .await?;
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(batch_id);
+        for o in outcomes {
+            query = query.bind(o.as_str());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         Ok(rows
             .iter()
             .map(|r| super::NewJob {
@@ -293,7 +300,7 @@ impl Store {
     pub async fn mark_enqueued(&self, ids: &[String]) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         for id in ids {
-            sqlx::query("UPDATE requests SET enqueued = 1 WHERE id = ?")
+            sqlx::query("UPDATE requests SET enqueued = 1 WHERE id = $1")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
@@ -320,7 +327,7 @@ impl Store {
     }
 }
 
-pub(super) fn request_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RequestRow, StoreError> {
+pub(super) fn request_from_row(r: &sqlx::any::AnyRow) -> Result<RequestRow, StoreError> {
     let outcome: Option<String> = r.try_get("outcome")?;
     let outcome = outcome
         .map(|o| o.parse::<Outcome>())
@@ -340,7 +347,7 @@ pub(super) fn request_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RequestRow
         },
         reason: r.try_get("reason")?,
         effective_at: r.try_get("effective_at")?,
-        dry_run: r.try_get("dry_run")?,
+        dry_run: r.try_get::<i64, _>("dry_run")? != 0,
         outcome,
         attempts: r.try_get::<i64, _>("attempts")? as u32,
         roles_removed: roles

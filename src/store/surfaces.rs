@@ -28,7 +28,7 @@ impl Store {
         key: &str,
     ) -> Result<Option<IdempotentAnswer>, StoreError> {
         let row =
-            sqlx::query("SELECT body_sha256, status, response FROM api_idempotency WHERE key = ?")
+            sqlx::query("SELECT body_sha256, status, response FROM api_idempotency WHERE key = $1")
                 .bind(key)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -44,7 +44,7 @@ impl Store {
     pub async fn reserve_key(&self, key: &str, body_sha256: &str) -> Result<bool, StoreError> {
         let n = sqlx::query(
             "INSERT INTO api_idempotency (key, body_sha256, batch_id, status, response, created_at)
-             VALUES (?, ?, '', 0, '', ?) ON CONFLICT (key) DO NOTHING",
+             VALUES ($1, $2, '', 0, '', $3) ON CONFLICT (key) DO NOTHING",
         )
         .bind(key)
         .bind(body_sha256)
@@ -64,7 +64,7 @@ impl Store {
         response: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE api_idempotency SET batch_id = ?, status = ?, response = ? WHERE key = ?",
+            "UPDATE api_idempotency SET batch_id = $1, status = $2, response = $3 WHERE key = $4",
         )
         .bind(batch_id)
         .bind(status as i64)
@@ -77,7 +77,7 @@ impl Store {
 
     /// Frees a reserved key whose upload failed before it had an answer.
     pub async fn release_key(&self, key: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM api_idempotency WHERE key = ? AND status = 0")
+        sqlx::query("DELETE FROM api_idempotency WHERE key = $1 AND status = 0")
             .bind(key)
             .execute(&self.pool)
             .await?;
@@ -86,7 +86,7 @@ impl Store {
 
     pub async fn drop_file(&self, sha256: &str) -> Result<Option<DropFile>, StoreError> {
         let row = sqlx::query(
-            "SELECT sha256, file_name, batch_id, state FROM dropfolder_files WHERE sha256 = ?",
+            "SELECT sha256, file_name, batch_id, state FROM dropfolder_files WHERE sha256 = $1",
         )
         .bind(sha256)
         .fetch_optional(&self.pool)
@@ -107,7 +107,7 @@ impl Store {
         file_name: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO dropfolder_files (sha256, job, file_name, state, created_at) VALUES (?, ?, ?, 'intake', ?)
+            "INSERT INTO dropfolder_files (sha256, job, file_name, state, created_at) VALUES ($1, $2, $3, 'intake', $4)
              ON CONFLICT (sha256) DO NOTHING",
         )
         .bind(sha256)
@@ -127,8 +127,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         let finished = matches!(state, "done" | "failed").then(now_ms);
         sqlx::query(
-            "UPDATE dropfolder_files SET batch_id = COALESCE(?, batch_id), state = ?, finished_at = COALESCE(?, finished_at)
-             WHERE sha256 = ?",
+            "UPDATE dropfolder_files SET batch_id = COALESCE($1, batch_id), state = $2, finished_at = COALESCE($3, finished_at)
+             WHERE sha256 = $4",
         )
         .bind(batch_id)
         .bind(state)
