@@ -7,7 +7,11 @@ use super::{Failure, exit, setup};
 
 pub async fn check(config: Option<&Path>) -> Result<u8, Failure> {
     let engine = setup::engine(config).await?;
-    println!("configuration: ok ({})", engine.config().database.url);
+    println!(
+        "configuration: ok ({}, {})",
+        engine.config().database.display_url(),
+        engine.store().backend().as_str()
+    );
     let dir = std::path::Path::new(&engine.config().jobs.dir);
     let jobs =
         crate::jobs::load(dir, engine.config()).map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;

@@ -6,6 +6,7 @@
 mod bench;
 mod check;
 mod demo;
+mod migrate;
 mod rails;
 mod reconcile;
 mod report;
@@ -106,6 +107,8 @@ pub enum Command {
     Demo,
     /// Validate the configuration and reach every provider.
     Check,
+    /// Apply the database migrations (also done by every command at start).
+    Migrate,
     /// Serve the provider simulator.
     Sim(crate::sim::SimArgs),
     /// Benchmarks against the simulator.
@@ -134,6 +137,7 @@ pub async fn execute(cli: Cli) -> u8 {
         Command::Cancel(args) => rails::cancel(config_path.as_deref(), args).await,
         Command::Demo => demo::demo().await,
         Command::Check => check::check(config_path.as_deref()).await,
+        Command::Migrate => migrate::migrate(config_path.as_deref()).await,
         Command::Sim(args) => crate::sim::run_cli(args)
             .await
             .map(|_| exit::OK)

@@ -125,6 +125,9 @@ pub async fn serve(config: Option<&Path>, args: ServeArgs) -> Result<u8, Failure
         let w = spawn_worker(engine.clone());
         workers_running.store(true, Ordering::SeqCst);
         tracing::info!(worker = w.name(), "worker started");
+        // On stdout too: an operator (or a test) can tell which process is
+        // which worker in the queue's tables and in provider logs.
+        println!("worker {} started", w.name());
         Some(w)
     };
     use std::io::Write;

@@ -88,3 +88,17 @@ fn missing_token_names_variable_not_value() {
     let ok = resolve_providers(&c, |_| Some("s3cret".into())).unwrap();
     assert!(!format!("{ok:?}").contains("s3cret"));
 }
+
+#[test]
+fn database_passwords_never_show() {
+    use super::model::redact_url;
+    assert_eq!(
+        redact_url("postgres://app:s3cret@db.internal:5432/offboard"),
+        "postgres://app:***@db.internal:5432/offboard"
+    );
+    assert_eq!(
+        redact_url("postgres://app@db:5432/offboard?sslmode=require"),
+        "postgres://app@db:5432/offboard?sslmode=require"
+    );
+    assert_eq!(redact_url("sqlite://offboard.db"), "sqlite://offboard.db");
+}

@@ -29,6 +29,8 @@ pub struct Options {
     /// Also configure `a0` (auth0), `rc` (recoup) and `sc` (scim) against
     /// the simulator; this text is appended to the `a0` section.
     pub all_providers: Option<String>,
+    /// A PostgreSQL URL; SQLite in the test's folder when `None`.
+    pub database_url: Option<String>,
 }
 
 impl Default for Options {
@@ -42,6 +44,7 @@ impl Default for Options {
             wrong_token: false,
             extra_config: String::new(),
             all_providers: None,
+            database_url: None,
         }
     }
 }
@@ -76,7 +79,7 @@ impl Harness {
             format!(
                 r#"
 [database]
-url = "sqlite://{db}"
+url = "{db}"
 [worker]
 concurrency = {concurrency}
 heartbeat_secs = 1
@@ -95,7 +98,10 @@ timeout_ms = {timeout}
 connect_timeout_ms = 1000
 {extra}
 "#,
-                db = dir.path().join("offboard.db").display(),
+                db = o.database_url.clone().unwrap_or_else(|| format!(
+                    "sqlite://{}",
+                    dir.path().join("offboard.db").display()
+                )),
                 base = sim.aitronos_base_url(),
                 concurrency = o.concurrency,
                 max_attempts = o.max_attempts,
@@ -237,9 +243,17 @@ pub struct Serve {
     child: tokio::process::Child,
     pub url: String,
     pub api_token: String,
+    /// The queue worker's name (empty with `--no-workers`).
+    pub worker: String,
 }
 
 impl Serve {
+    /// Kills it with SIGKILL, as a crash would, and waits.
+    pub async fn kill(mut self) {
+        self.child.start_kill().expect("SIGKILL is sent");
+        let _ = self.child.wait().await;
+    }
+
     /// Stops it with SIGTERM (graceful) and waits.
     pub async fn stop(mut self) -> std::process::ExitStatus {
         if let Some(pid) = self.child.id() {
@@ -263,6 +277,11 @@ impl Serve {
 impl Harness {
     /// Starts `offboard serve ARGS` and waits for its API address.
     pub async fn serve(&self, args: &[&str]) -> Serve {
+        self.serve_with_env(args, &[]).await
+    }
+
+    /// `offboard serve ARGS` with more environment variables.
+    pub async fn serve_with_env(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Serve {
         use tokio::io::AsyncBufReadExt;
         let api_token = format!("api-{:032x}", rand::random::<u128>());
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_offboard"));
@@ -273,6 +292,7 @@ impl Harness {
         cmd.env(TOKEN_ENV, &self.token)
             .env(API_TOKEN_ENV, &api_token)
             .env("RUST_LOG", "offboard=warn")
+            .envs(extra_env.iter().copied())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .kill_on_drop(true);
@@ -291,11 +311,25 @@ impl Harness {
                 .expect("address line")
                 .to_owned();
         }
+        let mut worker = String::new();
+        if !args.contains(&"--no-workers") {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(name) = line
+                    .strip_prefix("worker ")
+                    .and_then(|l| l.strip_suffix(" started"))
+                {
+                    worker = name.to_owned();
+                    break;
+                }
+            }
+            assert!(!worker.is_empty(), "serve printed no worker line");
+        }
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Serve {
             child,
             url,
             api_token,
+            worker,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Integration tests: the real `offboard` binary against the simulator on a
-//! random loopback port, with a fresh SQLite file per test.
+//! random loopback port, with a fresh SQLite file per test (and a fresh
+//! PostgreSQL database per test in `postgres`).
 
 mod api;
 mod connectors;
@@ -7,5 +8,6 @@ mod dropfolder;
 mod faults;
 mod helpers;
 mod pipeline;
+mod postgres;
 mod reconcile;
 mod resume;

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::helpers::{Harness, directory, member, removal_calls};
+use crate::helpers::{Harness, Options, directory, member, removal_calls};
 
 fn leavers_csv(include_owner: bool) -> String {
     let mut csv = String::from("user_id,organization_id,transfer_to_department_id,reason\n");
@@ -30,7 +30,20 @@ fn by_user(rows: &[HashMap<String, String>]) -> HashMap<String, HashMap<String, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offboards_a_batch_end_to_end() {
-    let h = Harness::start(directory()).await;
+    core_scenario(None).await;
+}
+
+/// The core scenario, on SQLite (`None`) or the PostgreSQL database at `url`.
+pub async fn core_scenario(database_url: Option<String>) {
+    let postgres = database_url.clone();
+    let h = Harness::start_with(
+        directory(),
+        Options {
+            database_url,
+            ..Options::default()
+        },
+    )
+    .await;
     let before = h.sim.state();
     let csv = h.write_csv("leavers.csv", &leavers_csv(true));
     let (code, batch, out) = h.run(&csv).await;
@@ -134,9 +147,14 @@ async fn offboards_a_batch_end_to_end() {
     }
 
     // Nothing secret reached the database.
-    let db = std::fs::read(h.dir.path().join("offboard.db")).unwrap();
-    let wal = std::fs::read(h.dir.path().join("offboard.db-wal")).unwrap_or_default();
-    for bytes in [db, wal] {
+    let stored = match &postgres {
+        Some(url) => vec![crate::postgres::all_text(url).await.into_bytes()],
+        None => vec![
+            std::fs::read(h.dir.path().join("offboard.db")).unwrap(),
+            std::fs::read(h.dir.path().join("offboard.db-wal")).unwrap_or_default(),
+        ],
+    };
+    for bytes in stored {
         assert!(
             !bytes
                 .windows(h.token.len())
