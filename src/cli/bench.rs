@@ -39,11 +39,23 @@ pub struct BenchArgs {
     /// Print one JSON object instead of a table row.
     #[arg(long)]
     pub json: bool,
+    /// Run on this PostgreSQL server instead of a temporary SQLite file: the
+    /// bench creates a scratch database there and drops it afterwards.
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
+    /// Worker processes sharing the queue: this one plus N-1 `offboard
+    /// serve` processes started for the run.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
 }
 
 #[derive(Debug, serde::Serialize)]
 struct Figure {
     scenario: &'static str,
+    /// `sqlite` or `postgres`.
+    backend: &'static str,
+    /// Worker processes.
+    workers: usize,
     users: usize,
     concurrency: usize,
     seconds: f64,
@@ -119,8 +131,10 @@ pub async fn bench(args: BenchArgs) -> Result<u8, Failure> {
         );
     } else {
         println!(
-            "| scenario | users | concurrency | seconds | figure | target | detail | peak RSS | cores |\n|---|---|---|---|---|---|---|---|---|\n| {} | {} | {} | {:.2} | {:.3} {} | {} | {} | {:.0} MiB | {} |",
+            "| scenario | backend | workers | users | concurrency | seconds | figure | target | detail | peak RSS | cores |\n|---|---|---|---|---|---|---|---|---|---|---|\n| {} | {} | {} | {} | {} | {:.2} | {:.3} {} | {} | {} | {:.0} MiB | {} |",
             figure.scenario,
+            figure.backend,
+            figure.workers,
             figure.users,
             figure.concurrency,
             figure.seconds,
@@ -142,15 +156,139 @@ struct Pacing {
     burst: Option<u32>,
 }
 
+/// Where a bench run keeps its queue and tables.
+enum BenchDatabase {
+    Sqlite(tempfile::TempDir),
+    /// A scratch database on a PostgreSQL server, dropped when done.
+    Postgres {
+        server: String,
+        name: String,
+    },
+}
+
+impl BenchDatabase {
+    async fn create(postgres: Option<&str>) -> anyhow::Result<BenchDatabase> {
+        use sqlx::{Connection, Executor};
+        let Some(server) = postgres else {
+            return Ok(BenchDatabase::Sqlite(tempfile::tempdir()?));
+        };
+        let name = format!("offboard_bench_{:016x}", rand::random::<u64>());
+        let mut conn = sqlx::PgConnection::connect(server)
+            .await
+            .context("cannot reach the PostgreSQL server")?;
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await?;
+        conn.close().await?;
+        Ok(BenchDatabase::Postgres {
+            server: server.to_owned(),
+            name,
+        })
+    }
+
+    fn url(&self) -> String {
+        match self {
+            BenchDatabase::Sqlite(dir) => {
+                format!("sqlite://{}", dir.path().join("bench.db").display())
+            }
+            BenchDatabase::Postgres { server, name } => {
+                let (base, query) = server.split_once('?').unwrap_or((server, ""));
+                let host_end = base.find("://").map_or(0, |i| i + 3);
+                let base = match base[host_end..].find('/') {
+                    Some(i) => &base[..host_end + i],
+                    None => base,
+                };
+                let query = if query.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{query}")
+                };
+                format!("{base}/{name}{query}")
+            }
+        }
+    }
+
+    async fn drop(self) -> anyhow::Result<()> {
+        use sqlx::{Connection, Executor};
+        if let BenchDatabase::Postgres { server, name } = self {
+            let mut conn = sqlx::PgConnection::connect(&server).await?;
+            conn.execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// An extra `offboard serve` worker process; stopped with SIGTERM.
+struct WorkerProcess {
+    child: Child,
+}
+
+impl WorkerProcess {
+    fn start(config: &std::path::Path, token: &str) -> anyhow::Result<WorkerProcess> {
+        let exe = std::env::current_exe().context("cannot find the offboard binary")?;
+        let mut child = Command::new(exe)
+            .arg("--config")
+            .arg(config)
+            .args(["serve", "--no-api", "--no-dropfolders", "--no-schedules"])
+            .env("OFFBOARD_SIM_TOKEN", token)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("cannot start a worker process")?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow!("no worker stdout"))?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        if !line.starts_with("worker ") {
+            return Err(anyhow!("worker process did not start: {line:?}"));
+        }
+        Ok(WorkerProcess { child })
+    }
+
+    fn stop(mut self) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        if !status.success() {
+            return Err(anyhow!("cannot signal worker process"));
+        }
+        let exit = self.child.wait()?;
+        if !exit.success() {
+            return Err(anyhow!("worker process exited with {exit}"));
+        }
+        Ok(())
+    }
+}
+
 /// One bench batch: `users` leavers (usr_000002…) through the real
 /// pipeline against the simulator at `sim`; returns the wall time.
 async fn offboard_users(
     sim: &SimProcess,
     token: String,
     users: usize,
-    concurrency: usize,
+    args: &BenchArgs,
     pacing: Pacing,
 ) -> anyhow::Result<f64> {
+    let database = BenchDatabase::create(args.postgres.as_deref()).await?;
+    let seconds = offboard_users_on(sim, token, users, args, &database, pacing).await;
+    database.drop().await?;
+    seconds
+}
+
+async fn offboard_users_on(
+    sim: &SimProcess,
+    token: String,
+    users: usize,
+    args: &BenchArgs,
+    database: &BenchDatabase,
+    pacing: Pacing,
+) -> anyhow::Result<f64> {
+    let concurrency = args.concurrency;
     let dir = tempfile::tempdir()?;
     let mut csv = tempfile::NamedTempFile::new_in(dir.path())?;
     writeln!(csv, "user_id,organization_id,transfer_to_department_id")?;
@@ -168,17 +306,29 @@ async fn offboard_users(
         )
     };
     let mut config = Config::default();
-    config.database.url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    config.database.url = database.url();
     config.worker.concurrency = concurrency;
     config.providers = BTreeMap::from([("sim".to_owned(), provider.clone())]);
     let providers = vec![ResolvedProvider {
         name: "sim".into(),
         config: provider,
-        token: SecretString::from(token),
+        token: SecretString::from(token.clone()),
         client: None,
     }];
     let store = Store::open(&config.database).await?;
+    // The other worker processes read the same settings from a file.
+    let config_file = dir.path().join("worker.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "[database]\nurl = \"{}\"\n[worker]\nconcurrency = {concurrency}\n[providers.sim]\nkind = \"aitronos\"\nbase_url = \"{}/aitronos/v1\"\ntoken_env = \"OFFBOARD_SIM_TOKEN\"\n",
+            config.database.url, sim.url
+        ),
+    )?;
     let engine = Engine::with_store(config, providers, store)?;
+    let extra = (1..args.workers.max(1))
+        .map(|_| WorkerProcess::start(&config_file, &token))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let started = Instant::now();
     let result = run_batch(
         engine.clone(),
@@ -191,6 +341,9 @@ async fn offboard_users(
     .await
     .map_err(|f| f.error)?;
     let seconds = started.elapsed().as_secs_f64();
+    for worker in extra {
+        worker.stop()?;
+    }
     let done = result.counts.succeeded + result.counts.already_done;
     if done != users as u64 {
         return Err(anyhow!(
@@ -202,6 +355,14 @@ async fn offboard_users(
     Ok(seconds)
 }
 
+fn backend(args: &BenchArgs) -> &'static str {
+    if args.postgres.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    }
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
@@ -211,9 +372,11 @@ async fn pipeline(args: &BenchArgs) -> anyhow::Result<Figure> {
     let token = format!("bench-{:032x}", rand::random::<u128>());
     // One extra user: usr_000001 is the org's only owner and stays.
     let sim = start_sim(users + 1, &token, &[])?;
-    let seconds = offboard_users(&sim, token, users, args.concurrency, Pacing::default()).await?;
+    let seconds = offboard_users(&sim, token, users, args, Pacing::default()).await?;
     Ok(Figure {
         scenario: "pipeline",
+        backend: backend(args),
+        workers: args.workers.max(1),
         users,
         concurrency: args.concurrency,
         seconds,
@@ -250,7 +413,7 @@ async fn ratelimit(args: &BenchArgs) -> anyhow::Result<Figure> {
         requests_per_second: Some(LIMIT_RPS),
         burst: Some(5),
     };
-    let seconds = offboard_users(&sim, token, users, args.concurrency, pacing).await?;
+    let seconds = offboard_users(&sim, token, users, args, pacing).await?;
     let calls: Vec<serde_json::Value> = reqwest::get(format!("{}/_sim/calls", sim.url))
         .await?
         .error_for_status()?
@@ -260,6 +423,8 @@ async fn ratelimit(args: &BenchArgs) -> anyhow::Result<Figure> {
     let minimum = calls.len() as f64 / LIMIT_RPS;
     Ok(Figure {
         scenario: "ratelimit",
+        backend: backend(args),
+        workers: args.workers.max(1),
         users,
         concurrency: args.concurrency,
         seconds,
