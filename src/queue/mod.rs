@@ -3,6 +3,7 @@
 //! apalis's, say what a request has done; the queue only decides when it
 //! runs and where.
 
+mod floor;
 mod worker;
 
 use std::time::Duration;
@@ -14,10 +15,13 @@ use apalis_sqlite::SqliteStorage;
 use crate::config::WorkerConfig;
 use crate::store::{NewJob, QueuePool, Store, StoreError, now_ms};
 
+pub use floor::noop_floor;
 pub use worker::{WorkerHandle, spawn_worker};
 
 /// The queue name, fixed so that renaming a Rust type never strands jobs.
 pub const QUEUE_NAME: &str = "offboard.requests";
+/// Jobs pushed per transaction when a batch is enqueued.
+const ENQUEUE_PAGE: usize = 2_000;
 /// Storage-level re-runs of a job whose handler failed on infrastructure
 /// (database) errors. Provider errors never fail a job: the pipeline records
 /// them and reschedules through our own attempt budget.
@@ -128,7 +132,7 @@ impl Queue {
     pub async fn enqueue_batch(&self, store: &Store, batch_id: &str) -> Result<u64, QueueError> {
         let mut total = 0;
         loop {
-            let page = store.unenqueued_of(batch_id, 2_000).await?;
+            let page = store.unenqueued_of(batch_id, ENQUEUE_PAGE as u32).await?;
             if page.is_empty() {
                 return Ok(total);
             }

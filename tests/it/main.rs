@@ -3,6 +3,7 @@
 //! PostgreSQL database per test in `postgres`).
 
 mod api;
+mod bench;
 mod connectors;
 mod dropfolder;
 mod faults;

@@ -1,0 +1,320 @@
+//! What every scenario stands on: the simulator as a child process, a
+//! scratch database, extra worker processes, and one batch of leavers
+//! through the real pipeline.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, anyhow};
+use secrecy::SecretString;
+
+use super::BenchArgs;
+use crate::cli::run::{RunOptions, run_batch};
+use crate::config::{Config, ProviderConfig, ProviderKind, ResolvedProvider};
+use crate::engine::Engine;
+use crate::store::Store;
+
+/// The simulator child process; killed when dropped.
+pub(super) struct SimProcess {
+    child: Child,
+    pub(super) url: String,
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub(super) fn start_sim(users: usize, token: &str, extra: &[&str]) -> anyhow::Result<SimProcess> {
+    let exe = std::env::current_exe().context("cannot find the offboard binary")?;
+    let mut child = Command::new(exe)
+        .args(["sim", "--listen", "127.0.0.1:0", "--users"])
+        .arg(users.to_string())
+        .args(extra)
+        .env("OFFBOARD_SIM_TOKEN", token)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start the simulator")?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("no simulator stdout"))?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .ok_or_else(|| anyhow!("unexpected simulator output {line:?}"))?
+        .to_owned();
+    Ok(SimProcess { child, url })
+}
+
+/// Peak resident memory of this process, in MiB (Linux).
+pub(super) fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Provider settings of a bench connection.
+#[derive(Default)]
+pub(super) struct Pacing {
+    pub(super) requests_per_second: Option<f64>,
+    pub(super) burst: Option<u32>,
+}
+
+/// Where a bench run keeps its queue and tables.
+pub(super) enum BenchDatabase {
+    Sqlite(tempfile::TempDir),
+    /// A scratch database on a PostgreSQL server, dropped when done.
+    Postgres {
+        server: String,
+        name: String,
+    },
+}
+
+impl BenchDatabase {
+    pub(super) async fn create(postgres: Option<&str>) -> anyhow::Result<BenchDatabase> {
+        use sqlx::{Connection, Executor};
+        let Some(server) = postgres else {
+            return Ok(BenchDatabase::Sqlite(tempfile::tempdir()?));
+        };
+        let name = format!("offboard_bench_{:016x}", rand::random::<u64>());
+        let mut conn = sqlx::PgConnection::connect(server)
+            .await
+            .context("cannot reach the PostgreSQL server")?;
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await?;
+        conn.close().await?;
+        Ok(BenchDatabase::Postgres {
+            server: server.to_owned(),
+            name,
+        })
+    }
+
+    pub(super) fn url(&self) -> String {
+        match self {
+            BenchDatabase::Sqlite(dir) => {
+                format!("sqlite://{}", dir.path().join("bench.db").display())
+            }
+            BenchDatabase::Postgres { server, name } => {
+                let (base, query) = server.split_once('?').unwrap_or((server, ""));
+                let host_end = base.find("://").map_or(0, |i| i + 3);
+                let base = match base[host_end..].find('/') {
+                    Some(i) => &base[..host_end + i],
+                    None => base,
+                };
+                let query = if query.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{query}")
+                };
+                format!("{base}/{name}{query}")
+            }
+        }
+    }
+
+    pub(super) async fn drop(self) -> anyhow::Result<()> {
+        use sqlx::{Connection, Executor};
+        if let BenchDatabase::Postgres { server, name } = self {
+            let mut conn = sqlx::PgConnection::connect(&server).await?;
+            conn.execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// An extra `offboard serve` worker process; stopped with SIGTERM.
+pub(super) struct WorkerProcess {
+    child: Child,
+}
+
+impl WorkerProcess {
+    fn start(config: &std::path::Path, token: &str) -> anyhow::Result<WorkerProcess> {
+        let exe = std::env::current_exe().context("cannot find the offboard binary")?;
+        let mut child = Command::new(exe)
+            .arg("--config")
+            .arg(config)
+            .args(["serve", "--no-api", "--no-dropfolders", "--no-schedules"])
+            .env("OFFBOARD_SIM_TOKEN", token)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("cannot start a worker process")?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow!("no worker stdout"))?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        if !line.starts_with("worker ") {
+            return Err(anyhow!("worker process did not start: {line:?}"));
+        }
+        Ok(WorkerProcess { child })
+    }
+
+    pub(super) fn stop(mut self) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        if !status.success() {
+            return Err(anyhow!("cannot signal worker process"));
+        }
+        let exit = self.child.wait()?;
+        if !exit.success() {
+            return Err(anyhow!("worker process exited with {exit}"));
+        }
+        Ok(())
+    }
+}
+
+/// A CSV of `users` leavers, `usr_000002` onward (`usr_000001` is the
+/// simulated org's only owner and stays).
+pub(super) fn leavers_csv(dir: &Path, users: usize) -> anyhow::Result<PathBuf> {
+    let path = dir.join("leavers.csv");
+    let mut csv = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    writeln!(csv, "user_id,organization_id,transfer_to_department_id")?;
+    for i in 2..=users + 1 {
+        writeln!(csv, "usr_{i:06},org_acme,dept_offboarded")?;
+    }
+    csv.flush()?;
+    Ok(path)
+}
+
+/// An engine on a scratch database whose one provider connection, `sim`,
+/// points at `sim_url` (no simulator is needed when nothing calls it).
+pub(super) struct BenchEngine {
+    pub(super) engine: Arc<Engine>,
+    pub(super) dir: tempfile::TempDir,
+    database: BenchDatabase,
+    config_file: PathBuf,
+    token: String,
+}
+
+impl BenchEngine {
+    pub(super) async fn start(
+        sim_url: &str,
+        token: &str,
+        args: &BenchArgs,
+        pacing: Pacing,
+    ) -> anyhow::Result<BenchEngine> {
+        let database = BenchDatabase::create(args.postgres.as_deref()).await?;
+        let dir = tempfile::tempdir()?;
+        let concurrency = args.concurrency;
+        let provider = ProviderConfig {
+            requests_per_second: pacing.requests_per_second,
+            burst: pacing.burst,
+            ..ProviderConfig::new(
+                ProviderKind::Aitronos,
+                format!("{sim_url}/aitronos/v1"),
+                "OFFBOARD_SIM_TOKEN",
+            )
+        };
+        let mut config = Config::default();
+        config.database.url = database.url();
+        config.worker.concurrency = concurrency;
+        config.providers = BTreeMap::from([("sim".to_owned(), provider.clone())]);
+        let providers = vec![ResolvedProvider {
+            name: "sim".into(),
+            config: provider,
+            token: SecretString::from(token.to_owned()),
+            client: None,
+        }];
+        // Extra worker processes read the same settings from a file.
+        let config_file = dir.path().join("worker.toml");
+        std::fs::write(
+            &config_file,
+            format!(
+                "[database]\nurl = \"{}\"\n[worker]\nconcurrency = {concurrency}\n[providers.sim]\nkind = \"aitronos\"\nbase_url = \"{sim_url}/aitronos/v1\"\ntoken_env = \"OFFBOARD_SIM_TOKEN\"\n",
+                config.database.url
+            ),
+        )?;
+        let store = Store::open(&config.database).await?;
+        let engine = Engine::with_store(config, providers, store)?;
+        Ok(BenchEngine {
+            engine,
+            dir,
+            database,
+            config_file,
+            token: token.to_owned(),
+        })
+    }
+
+    /// `n` more `offboard serve` processes on the same queue.
+    pub(super) fn worker_processes(&self, n: usize) -> anyhow::Result<Vec<WorkerProcess>> {
+        (0..n)
+            .map(|_| WorkerProcess::start(&self.config_file, &self.token))
+            .collect()
+    }
+
+    pub(super) async fn finish(self) -> anyhow::Result<()> {
+        self.engine.store().close().await;
+        self.database.drop().await
+    }
+}
+
+/// One bench batch: `users` leavers through the real pipeline against the
+/// simulator at `sim`, on `args.workers` processes; returns the wall time.
+pub(super) async fn offboard_users(
+    sim: &SimProcess,
+    token: String,
+    users: usize,
+    args: &BenchArgs,
+    pacing: Pacing,
+) -> anyhow::Result<f64> {
+    let bench = BenchEngine::start(&sim.url, &token, args, pacing).await?;
+    let csv = leavers_csv(bench.dir.path(), users)?;
+    let extra = bench.worker_processes(args.workers.max(1) - 1)?;
+    let started = Instant::now();
+    let result = run_batch(
+        bench.engine.clone(),
+        std::fs::File::open(&csv)?,
+        &RunOptions {
+            yes: true,
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .map_err(|f| f.error)?;
+    let seconds = started.elapsed().as_secs_f64();
+    for worker in extra {
+        worker.stop()?;
+    }
+    bench.finish().await?;
+    let done = result.counts.succeeded + result.counts.already_done;
+    if done != users as u64 {
+        return Err(anyhow!(
+            "only {done} of {users} users were offboarded: {}",
+            result.counts.summary()
+        ));
+    }
+    Ok(seconds)
+}
+
+pub(super) fn backend(args: &BenchArgs) -> &'static str {
+    if args.postgres.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    }
+}
+
+pub(super) fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
