@@ -10,6 +10,7 @@ mod intake;
 mod rails;
 mod report;
 mod requests;
+mod sql;
 mod surfaces;
 
 pub use audit::AuditEvent;

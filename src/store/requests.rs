@@ -269,8 +269,6 @@ impl Store {
         if outcomes.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders: Vec<String> =
-            (0..outcomes.len()).map(|i| format!("${}", i + 2)).collect();
         let sql = format!(
             "UPDATE requests SET outcome = NULL, attempts = 0, error_code = NULL, error_message = NULL,
                  finished_at = NULL, enqueued = 0, cancel_requested = 0
@@ -280,7 +278,7 @@ impl Store {
                                WHERE o.idempotency_key = requests.idempotency_key
                                  AND o.outcome IS NULL AND o.dry_run = 0 AND requests.dry_run = 0)
              RETURNING id, effective_at",
-            placeholders.join(", ")
+            super::sql::placeholders(2, outcomes.len())
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(batch_id);
         for o in outcomes {
@@ -299,11 +297,16 @@ impl Store {
     /// Marks requests as having a queue job.
     pub async fn mark_enqueued(&self, ids: &[String]) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        for id in ids {
-            sqlx::query("UPDATE requests SET enqueued = 1 WHERE id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+        for part in ids.chunks(500) {
+            let sql = format!(
+                "UPDATE requests SET enqueued = 1 WHERE id IN ({})",
+                super::sql::placeholders(1, part.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in part {
+                q = q.bind(id.as_str());
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
