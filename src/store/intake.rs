@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 
-use super::sql::{placeholders, values};
+use super::Backend;
+use super::sql::Params;
 use super::{Store, StoreError, now_ms};
 use crate::domain::{IdempotencyKey, Target};
 
@@ -67,10 +68,11 @@ impl Store {
             .iter()
             .map(|r| IdempotencyKey::of(&r.target).as_str().to_owned())
             .collect();
+        let backend = self.backend();
         let mut linked = if dry_run {
             HashMap::new()
         } else {
-            find_reusable(&mut tx, batch_id, &keys, dedupe_since).await?
+            find_reusable(&mut tx, backend, batch_id, &keys, dedupe_since).await?
         };
         let mut created = Vec::new();
         let mut new_rows = Vec::new();
@@ -94,12 +96,12 @@ impl Store {
             entries.push((row.line, request_id));
         }
         for part in new_rows.chunks(ROWS_PER_STATEMENT) {
-            insert_requests(&mut tx, batch_id, part, dry_run, now).await?;
+            insert_requests(&mut tx, backend, batch_id, part, dry_run, now).await?;
         }
         for part in entries.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO batch_entries (batch_id, line, request_id) VALUES {}",
-                values(part.len(), 3)
+                Params::new(backend).tuples(part.len(), 3)
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (line, id) in part {
@@ -110,7 +112,7 @@ impl Store {
         for part in chunk.rejected.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO rejected_rows (batch_id, line, code, message, provider, organization_id, user_id) VALUES {}",
-                values(part.len(), 7)
+                Params::new(backend).tuples(part.len(), 7)
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for r in part {
@@ -142,6 +144,7 @@ impl Store {
 /// adopted by this batch, which then runs it.
 async fn find_reusable(
     tx: &mut sqlx::AnyConnection,
+    backend: Backend,
     batch_id: &str,
     keys: &[String],
     dedupe_since: Option<i64>,
@@ -152,7 +155,7 @@ async fn find_reusable(
         let sql = format!(
             "SELECT r.id, r.idempotency_key, b.stored_state FROM requests r JOIN batches b ON b.id = r.batch_id
              WHERE r.idempotency_key IN ({}) AND r.outcome IS NULL AND r.dry_run = 0",
-            placeholders(1, part.len())
+            Params::new(backend).list(part.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for k in part {
@@ -168,9 +171,11 @@ async fn find_reusable(
         }
     }
     for part in adopt.chunks(ROWS_PER_STATEMENT) {
+        let mut p = Params::new(backend);
         let sql = format!(
-            "UPDATE requests SET batch_id = $1, enqueued = 0 WHERE id IN ({})",
-            placeholders(2, part.len())
+            "UPDATE requests SET batch_id = {}, enqueued = 0 WHERE id IN ({})",
+            p.one(),
+            p.list(part.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(batch_id);
         for id in part {
@@ -184,17 +189,20 @@ async fn find_reusable(
     let rest: Vec<&String> = keys.iter().filter(|k| !found.contains_key(*k)).collect();
     for part in rest.chunks(ROWS_PER_STATEMENT) {
         // The newest success per key answers for it.
+        let mut p = Params::new(backend);
         let sql = format!(
             "SELECT id, idempotency_key FROM requests
              WHERE idempotency_key IN ({}) AND dry_run = 0
-               AND outcome IN ('succeeded', 'already_done') AND finished_at >= $1
+               AND outcome IN ('succeeded', 'already_done') AND finished_at >= {}
              ORDER BY finished_at",
-            placeholders(2, part.len())
+            p.list(part.len()),
+            p.one()
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(since);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for k in part {
             q = q.bind(k.as_str());
         }
+        q = q.bind(since);
         for row in q.fetch_all(&mut *tx).await? {
             found.insert(row.try_get("idempotency_key")?, row.try_get("id")?);
         }
@@ -204,6 +212,7 @@ async fn find_reusable(
 
 async fn insert_requests(
     tx: &mut sqlx::AnyConnection,
+    backend: Backend,
     batch_id: &str,
     rows: &[(String, &AcceptedRow, &str)],
     dry_run: bool,
@@ -213,7 +222,7 @@ async fn insert_requests(
         "INSERT INTO requests (id, batch_id, provider, organization_id, user_id,
              transfer_to_department_id, reason, effective_at, idempotency_key, dry_run, created_at)
          VALUES {}",
-        values(rows.len(), 11)
+        Params::new(backend).tuples(rows.len(), 11)
     );
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for (id, row, key) in rows {

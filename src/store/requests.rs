@@ -269,16 +269,18 @@ impl Store {
         if outcomes.is_empty() {
             return Ok(Vec::new());
         }
+        let mut p = super::sql::Params::new(self.backend());
         let sql = format!(
             "UPDATE requests SET outcome = NULL, attempts = 0, error_code = NULL, error_message = NULL,
                  finished_at = NULL, enqueued = 0, cancel_requested = 0
-             WHERE id IN (SELECT request_id FROM batch_entries WHERE batch_id = $1)
+             WHERE id IN (SELECT request_id FROM batch_entries WHERE batch_id = {})
                AND outcome IN ({})
                AND NOT EXISTS (SELECT 1 FROM requests o
                                WHERE o.idempotency_key = requests.idempotency_key
                                  AND o.outcome IS NULL AND o.dry_run = 0 AND requests.dry_run = 0)
              RETURNING id, effective_at",
-            super::sql::placeholders(2, outcomes.len())
+            p.one(),
+            p.list(outcomes.len())
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(batch_id);
         for o in outcomes {
@@ -300,7 +302,7 @@ impl Store {
         for part in ids.chunks(500) {
             let sql = format!(
                 "UPDATE requests SET enqueued = 1 WHERE id IN ({})",
-                super::sql::placeholders(1, part.len())
+                super::sql::Params::new(self.backend()).list(part.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for id in part {
