@@ -1,6 +1,7 @@
 //! Audit events: one per outbound provider call attempt.
 
-use super::StoreError;
+use super::sql::Params;
+use super::{Backend, StoreError};
 
 /// One provider call attempt, as recorded. Never a header or a token.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -18,26 +19,34 @@ pub struct AuditEvent {
     pub at: i64,
 }
 
+/// Stores a step's events in one statement (a step makes a handful of
+/// calls, so the statement stays small).
 pub(super) async fn insert_all(
     tx: &mut sqlx::AnyConnection,
+    backend: Backend,
     events: &[AuditEvent],
 ) -> Result<(), StoreError> {
-    for e in events {
-        sqlx::query(
-            "INSERT INTO audit_events (request_id, provider, method, path, status, error_code, attempt, latency_ms, at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&e.request_id)
-        .bind(&e.provider)
-        .bind(&e.method)
-        .bind(&e.path)
-        .bind(e.status.map(i64::from))
-        .bind(&e.error_code)
-        .bind(e.attempt as i64)
-        .bind(e.latency_ms as i64)
-        .bind(e.at)
-        .execute(&mut *tx)
-        .await?;
+    if events.is_empty() {
+        return Ok(());
     }
+    let sql = format!(
+        "INSERT INTO audit_events (request_id, provider, method, path, status, error_code, attempt, latency_ms, at)
+         VALUES {}",
+        Params::new(backend).tuples(events.len(), 9)
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for e in events {
+        q = q
+            .bind(e.request_id.as_deref())
+            .bind(e.provider.as_str())
+            .bind(e.method.as_str())
+            .bind(e.path.as_str())
+            .bind(e.status.map(i64::from))
+            .bind(e.error_code.as_deref())
+            .bind(e.attempt as i64)
+            .bind(e.latency_ms as i64)
+            .bind(e.at);
+    }
+    q.execute(&mut *tx).await?;
     Ok(())
 }

@@ -185,7 +185,7 @@ impl Store {
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
-        audit::insert_all(&mut tx, events).await?;
+        audit::insert_all(&mut tx, self.backend(), events).await?;
         tx.commit().await?;
         Ok(cancel != 0)
     }
@@ -220,7 +220,7 @@ impl Store {
         if n == 0 {
             return Err(StoreError::ClaimLost(id.to_owned()));
         }
-        audit::insert_all(&mut tx, events).await?;
+        audit::insert_all(&mut tx, self.backend(), events).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -252,7 +252,7 @@ impl Store {
         if n == 0 {
             return Err(StoreError::ClaimLost(id.to_owned()));
         }
-        audit::insert_all(&mut tx, events).await?;
+        audit::insert_all(&mut tx, self.backend(), events).await?;
         tx.commit().await?;
         Ok(())
     }
