@@ -194,9 +194,14 @@ async fn a_validation_error_fails_after_one_attempt() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exhausted_budget_is_dead_until_retried() {
+    exhausted_budget_scenario(None).await;
+}
+
+pub async fn exhausted_budget_scenario(database_url: Option<String>) {
     let h = Harness::start_with(
         directory(),
         Options {
+            database_url,
             faults: FaultConfig {
                 fail_next: vec![FailNext {
                     user_id: "usr_000002".into(),

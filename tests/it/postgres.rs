@@ -251,6 +251,31 @@ async fn core_scenario_on_postgres() {
     db.drop().await;
 }
 
+/// The same scenarios as on SQLite, each on its own fresh database: the
+/// commands (reconcile, approve, retry, status, report) behave the same.
+macro_rules! same_as_sqlite {
+    ($name:ident, $scenario:path) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let Some(db) = TestDatabase::create(stringify!($name)).await else {
+                return;
+            };
+            $scenario(Some(db.url.clone())).await;
+            db.drop().await;
+        }
+    };
+}
+
+same_as_sqlite!(reconciliation_on_postgres, crate::reconcile::drift_scenario);
+same_as_sqlite!(
+    approve_only_on_postgres,
+    crate::reconcile::approve_only_scenario
+);
+same_as_sqlite!(
+    retry_of_dead_requests_on_postgres,
+    crate::faults::exhausted_budget_scenario
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_apply_once_then_are_a_no_op() {
     let Some(db) = TestDatabase::create("migrations_apply_once_then_are_a_no_op").await else {

@@ -13,9 +13,17 @@ struct Setup {
 /// 100 generated members (plus usr_breakglass, protected) and a job
 /// `nightly` whose roster is `roster.csv`.
 async fn setup(job_extra: &str) -> Setup {
+    setup_on(job_extra, None).await
+}
+
+/// As [`setup`], on the PostgreSQL database at `database_url` when given.
+async fn setup_on(job_extra: &str, database_url: Option<String>) -> Setup {
     let h = Harness::start_with(
         offboard::sim::Directory::generate(100, 5),
-        Options::default(),
+        Options {
+            database_url,
+            ..Options::default()
+        },
     )
     .await;
     let jobs = h.dir.path().join("jobs");
@@ -74,7 +82,11 @@ fn state(h: &Harness, user: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_is_offboarded_and_a_second_run_changes_nothing() {
-    let s = setup("").await;
+    drift_scenario(None).await;
+}
+
+pub async fn drift_scenario(database_url: Option<String>) {
+    let s = setup_on("", database_url).await;
     write_roster(&s.roster, &[50, 51, 52]);
     let (code, batch, err) = s.reconcile(&[]).await;
     assert_eq!(code, Some(0), "{err}");
@@ -164,7 +176,11 @@ async fn broken_rosters_halt_before_any_change() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approve_only_and_members_back_in_the_roster() {
-    let s = setup("max_removals = 5\n").await;
+    approve_only_scenario(None).await;
+}
+
+pub async fn approve_only_scenario(database_url: Option<String>) {
+    let s = setup_on("max_removals = 5\n", database_url).await;
     write_roster(&s.roster, &(60..=69).collect::<Vec<_>>());
     let (code, batch, err) = s.reconcile(&[]).await;
     assert_eq!(code, Some(3), "{err}");
