@@ -155,21 +155,17 @@ impl Queue {
             .map_err(|e| QueueError::Push(e.to_string())))
     }
 
-    /// Enqueues open requests that never got a job.
+    /// Enqueues open requests that never got a job, a page at a time.
     pub async fn enqueue_missing(&self, store: &Store) -> Result<usize, QueueError> {
-        let missing: Vec<NewJob> = store
-            .unenqueued_requests()
-            .await?
-            .into_iter()
-            .map(|(request_id, effective_at)| NewJob {
-                request_id,
-                effective_at,
-            })
-            .collect();
-        for chunk in missing.chunks(1000) {
-            self.enqueue(store, chunk).await?;
+        let mut total = 0;
+        loop {
+            let page = store.unenqueued_requests(ENQUEUE_PAGE as u32).await?;
+            if page.is_empty() {
+                return Ok(total);
+            }
+            total += page.len();
+            self.enqueue(store, &page).await?;
         }
-        Ok(missing.len())
     }
 }
 

@@ -316,18 +316,24 @@ impl Store {
 
     /// Open requests that never got a queue job (an intake interrupted
     /// between storing rows and enqueueing them).
-    pub async fn unenqueued_requests(&self) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+    /// The oldest `limit` of them: enqueueing a page takes it out of the
+    /// next one.
+    pub async fn unenqueued_requests(&self, limit: u32) -> Result<Vec<super::NewJob>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, effective_at FROM requests
              WHERE enqueued = 0 AND outcome IS NULL
                AND batch_id NOT IN (SELECT id FROM batches WHERE stored_state IN ('intake', 'halted', 'cancelled'))
-             ORDER BY created_at",
+             ORDER BY created_at LIMIT $1",
         )
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .iter()
-            .map(|r| (r.get("id"), r.get("effective_at")))
+            .map(|r| super::NewJob {
+                request_id: r.get("id"),
+                effective_at: r.get("effective_at"),
+            })
             .collect())
     }
 }
