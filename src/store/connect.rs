@@ -13,6 +13,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{AnyPool, Executor, PgPool, SqlitePool};
 
 use super::StoreError;
+use super::group::GroupWriter;
 use crate::config::DatabaseConfig;
 
 /// How long a connection waits for SQLite's write lock.
@@ -46,6 +47,7 @@ pub(crate) enum QueuePool {
 pub struct Store {
     pub(crate) pool: AnyPool,
     queue_pool: QueuePool,
+    pub(super) group: GroupWriter,
 }
 
 impl Store {
@@ -100,6 +102,7 @@ impl Store {
                 .connect_with(any)
                 .await?;
             return Ok(Store {
+                group: GroupWriter::start(pool.clone(), Backend::Postgres),
                 pool,
                 queue_pool: QueuePool::Postgres(queue),
             });
@@ -134,6 +137,7 @@ impl Store {
             .connect(&config.url)
             .await?;
         Ok(Store {
+            group: GroupWriter::start(pool.clone(), Backend::Sqlite),
             pool,
             queue_pool: QueuePool::Sqlite(queue),
         })
@@ -215,15 +219,5 @@ impl Store {
                 .await?;
         }
         Ok(tx)
-    }
-
-    /// Appended to a `SELECT` that decides a write in the same transaction:
-    /// on PostgreSQL it locks the rows read (SQLite's writer lock already
-    /// covers the whole transaction).
-    pub(crate) fn for_update(&self) -> &'static str {
-        match self.backend() {
-            Backend::Sqlite => "",
-            Backend::Postgres => " FOR UPDATE",
-        }
     }
 }

@@ -6,6 +6,7 @@
 mod audit;
 mod batches;
 mod connect;
+mod group;
 mod intake;
 mod rails;
 mod report;

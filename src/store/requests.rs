@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use sqlx::Row;
 
-use super::{AuditEvent, Store, StoreError, audit, now_ms};
+use super::group::RunWrite;
+use super::{AuditEvent, Store, StoreError, now_ms};
 use crate::domain::{DepartmentId, OrgId, Outcome, ProviderName, Step, Target, UserId};
 
 /// A stored request.
@@ -162,32 +163,17 @@ impl Store {
         data: &serde_json::Value,
         events: &[AuditEvent],
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        // Only the claim holder writes; checked inside the transaction.
-        let cancel: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT cancel_requested FROM requests WHERE id = $1 AND claim_owner = $2 AND outcome IS NULL{}",
-            self.for_update()
-        )))
-        .bind(id)
-        .bind(owner)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(cancel) = cancel else {
-            return Err(StoreError::ClaimLost(id.to_owned()));
-        };
-        sqlx::query(
-            "INSERT INTO step_checkpoints (request_id, step, data, finished_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (request_id, step) DO UPDATE SET data = excluded.data, finished_at = excluded.finished_at",
-        )
-        .bind(id)
-        .bind(step.as_str())
-        .bind(data.to_string())
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
-        audit::insert_all(&mut tx, self.backend(), events).await?;
-        tx.commit().await?;
-        Ok(cancel != 0)
+        self.group
+            .write(
+                RunWrite::Step {
+                    id: id.to_owned(),
+                    owner: owner.to_owned(),
+                    step,
+                    data: data.to_string(),
+                },
+                events,
+            )
+            .await
     }
 
     /// Gives the request its outcome and drops the claim. `retries` are the
@@ -200,29 +186,18 @@ impl Store {
         retries: u32,
         events: &[AuditEvent],
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        let n = sqlx::query(
-            "UPDATE requests SET outcome = $1, roles_removed = $2, error_code = $3, error_message = $4,
-                 finished_at = $5, claim_owner = NULL, claim_expires_at = NULL, attempts = attempts + $6
-             WHERE id = $7 AND claim_owner = $8 AND outcome IS NULL",
-        )
-        .bind(finish.outcome.as_str())
-        .bind(finish.roles_removed.join(";"))
-        .bind(&finish.error_code)
-        .bind(&finish.error_message)
-        .bind(now_ms())
-        .bind(retries as i64)
-        .bind(id)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if n == 0 {
-            return Err(StoreError::ClaimLost(id.to_owned()));
-        }
-        audit::insert_all(&mut tx, self.backend(), events).await?;
-        tx.commit().await?;
-        Ok(())
+        self.group
+            .write(
+                RunWrite::Finish {
+                    id: id.to_owned(),
+                    owner: owner.to_owned(),
+                    finish: finish.clone(),
+                    retries,
+                },
+                events,
+            )
+            .await
+            .map(|_| ())
     }
 
     /// Leaves the request open for a later attempt: records the error that
@@ -235,26 +210,18 @@ impl Store {
         retries: u32,
         events: &[AuditEvent],
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        let n = sqlx::query(
-            "UPDATE requests SET error_code = COALESCE($1, error_code), error_message = COALESCE($2, error_message),
-                 claim_owner = NULL, claim_expires_at = NULL, attempts = attempts + $3
-             WHERE id = $4 AND claim_owner = $5 AND outcome IS NULL",
-        )
-        .bind(error.map(|e| e.0))
-        .bind(error.map(|e| e.1))
-        .bind(retries as i64)
-        .bind(id)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if n == 0 {
-            return Err(StoreError::ClaimLost(id.to_owned()));
-        }
-        audit::insert_all(&mut tx, self.backend(), events).await?;
-        tx.commit().await?;
-        Ok(())
+        self.group
+            .write(
+                RunWrite::Postpone {
+                    id: id.to_owned(),
+                    owner: owner.to_owned(),
+                    error: error.map(|(code, message)| (code.to_owned(), message.to_owned())),
+                    retries,
+                },
+                events,
+            )
+            .await
+            .map(|_| ())
     }
 
     /// Reopens a batch's requests that ended with one of `outcomes`, so they

@@ -1,0 +1,248 @@
+//! Group commit of the writes that end a step: one task per process folds
+//! the checkpoints, outcomes and audit events of many requests into one
+//! transaction, as apalis does for its acks. Each write keeps its own
+//! claim check, so a write whose claim was lost writes nothing and the
+//! others still commit; a database error re-runs the group one write at a
+//! time, so it fails only the write that caused it.
+
+use std::fmt;
+
+use sqlx::AnyPool;
+use tokio::sync::{mpsc, oneshot};
+
+use super::audit::{self, AuditEvent};
+use super::{Backend, Finish, StoreError, now_ms};
+use crate::domain::Step;
+
+/// Writes folded into one transaction at most.
+const MAX_GROUP: usize = 64;
+
+/// A write that ends a step of a claimed request.
+pub(super) enum RunWrite {
+    /// A step's checkpoint; answers whether a cancel was asked for.
+    Step {
+        id: String,
+        owner: String,
+        step: Step,
+        data: String,
+    },
+    /// The request's outcome; the claim is dropped.
+    Finish {
+        id: String,
+        owner: String,
+        finish: Finish,
+        retries: u32,
+    },
+    /// Left open for later; the claim is dropped.
+    Postpone {
+        id: String,
+        owner: String,
+        error: Option<(String, String)>,
+        retries: u32,
+    },
+}
+
+struct Pending {
+    write: RunWrite,
+    events: Vec<AuditEvent>,
+    reply: oneshot::Sender<Result<bool, StoreError>>,
+}
+
+/// Handle on the process's group-commit task; cheap to clone.
+#[derive(Clone)]
+pub(super) struct GroupWriter {
+    queue: mpsc::UnboundedSender<Pending>,
+}
+
+impl fmt::Debug for GroupWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("GroupWriter")
+    }
+}
+
+impl GroupWriter {
+    /// Starts the task; it ends when the last handle is dropped.
+    pub(super) fn start(pool: AnyPool, backend: Backend) -> GroupWriter {
+        let (queue, pending) = mpsc::unbounded_channel();
+        tokio::spawn(run(pool, backend, pending));
+        GroupWriter { queue }
+    }
+
+    /// Commits `write` with `events` (in some group) and returns its answer.
+    pub(super) async fn write(
+        &self,
+        write: RunWrite,
+        events: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            write,
+            events: events.to_vec(),
+            reply,
+        };
+        if self.queue.send(pending).is_err() {
+            return Err(StoreError::Config("the store is closed".into()));
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Config("the store is closed".into())))
+    }
+}
+
+async fn run(pool: AnyPool, backend: Backend, mut pending: mpsc::UnboundedReceiver<Pending>) {
+    while let Some(first) = pending.recv().await {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match pending.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        match commit(&pool, backend, &group).await {
+            Ok(answers) => {
+                for (p, answer) in group.into_iter().zip(answers) {
+                    let _ = p.reply.send(answer);
+                }
+            }
+            Err(e) if group.len() == 1 => {
+                let _ = group.pop().map(|p| p.reply.send(Err(e)));
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, writes = group.len(), "group commit failed; writing one at a time");
+                for p in group {
+                    let answer = match commit(&pool, backend, std::slice::from_ref(&p)).await {
+                        Ok(mut answers) => answers.pop().unwrap_or(Ok(false)),
+                        Err(e) => Err(e),
+                    };
+                    let _ = p.reply.send(answer);
+                }
+            }
+        }
+    }
+}
+
+/// One transaction for `group`: each write's answer, or an error that
+/// rolled all of them back.
+async fn commit(
+    pool: &AnyPool,
+    backend: Backend,
+    group: &[Pending],
+) -> Result<Vec<Result<bool, StoreError>>, StoreError> {
+    let mut tx = match backend {
+        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
+        Backend::Postgres => pool.begin().await?,
+    };
+    let mut answers = Vec::with_capacity(group.len());
+    let mut events = Vec::new();
+    for p in group {
+        match apply(&mut tx, backend, &p.write).await {
+            Ok(answer) => {
+                events.extend(p.events.iter().cloned());
+                answers.push(Ok(answer));
+            }
+            Err(StoreError::ClaimLost(id)) => answers.push(Err(StoreError::ClaimLost(id))),
+            Err(e) => return Err(e),
+        }
+    }
+    for part in events.chunks(500) {
+        audit::insert_all(&mut tx, backend, part).await?;
+    }
+    tx.commit().await?;
+    Ok(answers)
+}
+
+/// One write inside the group's transaction. Only the claim holder
+/// writes; the check is part of the statement or read in the transaction.
+async fn apply(
+    tx: &mut sqlx::AnyConnection,
+    backend: Backend,
+    write: &RunWrite,
+) -> Result<bool, StoreError> {
+    match write {
+        RunWrite::Step {
+            id,
+            owner,
+            step,
+            data,
+        } => {
+            // On PostgreSQL the row stays locked until commit, so the claim
+            // cannot change hands between this check and the checkpoint.
+            let lock = match backend {
+                Backend::Sqlite => "",
+                Backend::Postgres => " FOR UPDATE",
+            };
+            let cancel: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT cancel_requested FROM requests WHERE id = $1 AND claim_owner = $2 AND outcome IS NULL{lock}"
+            )))
+            .bind(id.as_str())
+            .bind(owner.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(cancel) = cancel else {
+                return Err(StoreError::ClaimLost(id.clone()));
+            };
+            sqlx::query(
+                "INSERT INTO step_checkpoints (request_id, step, data, finished_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (request_id, step) DO UPDATE SET data = excluded.data, finished_at = excluded.finished_at",
+            )
+            .bind(id.as_str())
+            .bind(step.as_str())
+            .bind(data.as_str())
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+            Ok(cancel != 0)
+        }
+        RunWrite::Finish {
+            id,
+            owner,
+            finish,
+            retries,
+        } => {
+            let n = sqlx::query(
+                "UPDATE requests SET outcome = $1, roles_removed = $2, error_code = $3, error_message = $4,
+                     finished_at = $5, claim_owner = NULL, claim_expires_at = NULL, attempts = attempts + $6
+                 WHERE id = $7 AND claim_owner = $8 AND outcome IS NULL",
+            )
+            .bind(finish.outcome.as_str())
+            .bind(finish.roles_removed.join(";"))
+            .bind(finish.error_code.as_deref())
+            .bind(finish.error_message.as_deref())
+            .bind(now_ms())
+            .bind(i64::from(*retries))
+            .bind(id.as_str())
+            .bind(owner.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n == 0 {
+                return Err(StoreError::ClaimLost(id.clone()));
+            }
+            Ok(false)
+        }
+        RunWrite::Postpone {
+            id,
+            owner,
+            error,
+            retries,
+        } => {
+            let n = sqlx::query(
+                "UPDATE requests SET error_code = COALESCE($1, error_code), error_message = COALESCE($2, error_message),
+                     claim_owner = NULL, claim_expires_at = NULL, attempts = attempts + $3
+                 WHERE id = $4 AND claim_owner = $5 AND outcome IS NULL",
+            )
+            .bind(error.as_ref().map(|e| e.0.as_str()))
+            .bind(error.as_ref().map(|e| e.1.as_str()))
+            .bind(i64::from(*retries))
+            .bind(id.as_str())
+            .bind(owner.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n == 0 {
+                return Err(StoreError::ClaimLost(id.clone()));
+            }
+            Ok(false)
+        }
+    }
+}
