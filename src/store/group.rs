@@ -1,6 +1,6 @@
-//! Group commit of the writes that end a step: one task per process folds
-//! the checkpoints, outcomes and audit events of many requests into one
-//! transaction, as apalis does for its acks. Each write keeps its own
+//! Group commit of the writes of requests' runs: one task per process folds
+//! the claims, checkpoints, outcomes and audit events of many requests into
+//! one transaction, as apalis does for its acks. Each write keeps its own
 //! claim check, so a write whose claim was lost writes nothing and the
 //! others still commit; a database error re-runs the group one write at a
 //! time, so it fails only the write that caused it.
@@ -17,8 +17,23 @@ use crate::domain::Step;
 /// Writes folded into one transaction at most.
 const MAX_GROUP: usize = 64;
 
-/// A write that ends a step of a claimed request.
+/// A write of a request's run: taking or renewing its claim, or ending a
+/// step of it.
 pub(super) enum RunWrite {
+    /// Takes the claim when free, expired or already `owner`'s; answers
+    /// whether it was taken.
+    Claim {
+        id: String,
+        owner: String,
+        now: i64,
+        expires_at: i64,
+    },
+    /// Extends a held claim; answers whether it was still held.
+    Renew {
+        id: String,
+        owner: String,
+        expires_at: i64,
+    },
     /// A step's checkpoint; answers whether a cancel was asked for.
     Step {
         id: String,
@@ -159,6 +174,43 @@ async fn apply(
     write: &RunWrite,
 ) -> Result<bool, StoreError> {
     match write {
+        RunWrite::Claim {
+            id,
+            owner,
+            now,
+            expires_at,
+        } => {
+            let n = sqlx::query(
+                "UPDATE requests SET claim_owner = $1, claim_expires_at = $2, attempts = attempts + 1
+                 WHERE id = $3 AND outcome IS NULL
+                   AND (claim_owner IS NULL OR claim_owner = $4 OR claim_expires_at < $5)",
+            )
+            .bind(owner.as_str())
+            .bind(*expires_at)
+            .bind(id.as_str())
+            .bind(owner.as_str())
+            .bind(*now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            Ok(n == 1)
+        }
+        RunWrite::Renew {
+            id,
+            owner,
+            expires_at,
+        } => {
+            let n = sqlx::query(
+                "UPDATE requests SET claim_expires_at = $1 WHERE id = $2 AND claim_owner = $3 AND outcome IS NULL",
+            )
+            .bind(*expires_at)
+            .bind(id.as_str())
+            .bind(owner.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            Ok(n == 1)
+        }
         RunWrite::Step {
             id,
             owner,

@@ -76,20 +76,18 @@ impl Store {
         lease: Duration,
     ) -> Result<ClaimResult, StoreError> {
         let now = now_ms();
-        let claimed = sqlx::query(
-            "UPDATE requests SET claim_owner = $1, claim_expires_at = $2, attempts = attempts + 1
-             WHERE id = $3 AND outcome IS NULL
-               AND (claim_owner IS NULL OR claim_owner = $4 OR claim_expires_at < $5)",
-        )
-        .bind(owner)
-        .bind(now + lease.as_millis() as i64)
-        .bind(id)
-        .bind(owner)
-        .bind(now)
-        .execute(&self.pool)
-        .await?
-        .rows_affected()
-            == 1;
+        let claimed = self
+            .group
+            .write(
+                RunWrite::Claim {
+                    id: id.to_owned(),
+                    owner: owner.to_owned(),
+                    now,
+                    expires_at: now + lease.as_millis() as i64,
+                },
+                &[],
+            )
+            .await?;
         if claimed {
             return match self.request(id).await? {
                 Some(mut row) => {
@@ -119,16 +117,16 @@ impl Store {
         owner: &str,
         lease: Duration,
     ) -> Result<bool, StoreError> {
-        let n = sqlx::query(
-            "UPDATE requests SET claim_expires_at = $1 WHERE id = $2 AND claim_owner = $3 AND outcome IS NULL",
-        )
-        .bind(now_ms() + lease.as_millis() as i64)
-        .bind(id)
-        .bind(owner)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
+        self.group
+            .write(
+                RunWrite::Renew {
+                    id: id.to_owned(),
+                    owner: owner.to_owned(),
+                    expires_at: now_ms() + lease.as_millis() as i64,
+                },
+                &[],
+            )
+            .await
     }
 
     /// The checkpoints written so far, by step.
