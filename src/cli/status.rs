@@ -75,5 +75,13 @@ pub async fn status(config: Option<&Path>, args: StatusArgs) -> Result<u8, Failu
             if s.batch.dry_run { " (dry run)" } else { "" }
         );
     }
+    // One batch asked for: say why it waits, and how to go on.
+    if args.batch.is_some()
+        && let Some(s) = out.first()
+        && s.state == "halted"
+        && let Some(reason) = &s.batch.halt_reason
+    {
+        println!("halted: {reason}");
+    }
     Ok(exit::OK)
 }

@@ -24,6 +24,8 @@ pub struct BatchRow {
     pub dry_run: bool,
     /// Only `halted` and `cancelled` are stored; other states are derived.
     pub stored_state: Option<String>,
+    /// Why a halted batch waits for approval.
+    pub halt_reason: Option<String>,
     pub rejected_rows: u64,
     pub created_at: i64,
 }
@@ -46,7 +48,7 @@ impl Store {
 
     pub async fn batch(&self, id: &str) -> Result<Option<BatchRow>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, source, source_name, dry_run, stored_state, rejected_rows, created_at
+            "SELECT id, source, source_name, dry_run, stored_state, halt_reason, rejected_rows, created_at
              FROM batches WHERE id = $1",
         )
         .bind(id)
@@ -58,7 +60,7 @@ impl Store {
     /// Newest first.
     pub async fn list_batches(&self, limit: u32, offset: u64) -> Result<Vec<BatchRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, source, source_name, dry_run, stored_state, rejected_rows, created_at
+            "SELECT id, source, source_name, dry_run, stored_state, halt_reason, rejected_rows, created_at
              FROM batches ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2",
         )
         .bind(i64::from(limit))
@@ -120,6 +122,7 @@ fn batch_from_row(r: &sqlx::any::AnyRow) -> BatchRow {
         source_name: r.get("source_name"),
         dry_run: r.get::<i64, _>("dry_run") != 0,
         stored_state: r.get("stored_state"),
+        halt_reason: r.get("halt_reason"),
         rejected_rows: r.get::<i64, _>("rejected_rows") as u64,
         created_at: r.get("created_at"),
     }

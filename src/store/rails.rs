@@ -40,7 +40,7 @@ impl Store {
     /// Lifts a halt (the caller then enqueues the batch).
     pub async fn release_batch(&self, batch_id: &str) -> Result<bool, StoreError> {
         let n = sqlx::query(
-            "UPDATE batches SET stored_state = NULL WHERE id = $1 AND stored_state = 'halted'",
+            "UPDATE batches SET stored_state = NULL, halt_reason = NULL WHERE id = $1 AND stored_state = 'halted'",
         )
         .bind(batch_id)
         .execute(&self.pool)

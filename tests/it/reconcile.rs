@@ -277,6 +277,12 @@ async fn a_big_csv_waits_for_approval() {
         .next()
         .unwrap()
         .to_owned();
+    let status = h.offboard(&["status", &batch], &[]).await;
+    let shown = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        shown.contains("halted: 600 requests exceed [safety] max_batch_requests"),
+        "{shown}"
+    );
     let out = h.offboard(&["approve", &batch], &[]).await;
     assert_eq!(
         out.status.code(),
@@ -285,6 +291,13 @@ async fn a_big_csv_waits_for_approval() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(member(&h.sim, "usr_000601").account_state, "deleted");
+    let status = h.offboard(&["status", &batch, "--json"], &[]).await;
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(json["state"], "completed");
+    assert!(
+        json["halt_reason"].is_null(),
+        "an approval clears the reason"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
