@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use super::{Failure, exit, setup};
 use crate::api::{ApiState, router};
 use crate::intake::dropfolder;
-use crate::queue::spawn_worker;
+use crate::queue::{KEEP_FINISHED, PRUNE_EVERY, prune_finished, spawn_worker};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -123,6 +123,7 @@ pub async fn serve(config: Option<&Path>, args: ServeArgs) -> Result<u8, Failure
             tracing::info!(requests = missing, "enqueued requests left without a job");
         }
         let w = spawn_worker(engine.clone());
+        intake_tasks.push(tokio::spawn(prune_queue(engine.clone(), stop_rx.clone())));
         workers_running.store(true, Ordering::SeqCst);
         tracing::info!(worker = w.name(), "worker started");
         // On stdout too: an operator (or a test) can tell which process is
@@ -145,6 +146,21 @@ pub async fn serve(config: Option<&Path>, args: ServeArgs) -> Result<u8, Failure
     }
     engine.store().close().await;
     Ok(exit::OK)
+}
+
+/// Deletes old finished queue jobs every [`PRUNE_EVERY`] until stopped.
+async fn prune_queue(engine: Arc<crate::engine::Engine>, mut stop: watch::Receiver<bool>) {
+    loop {
+        match prune_finished(engine.store(), KEEP_FINISHED).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(jobs = n, "pruned finished queue jobs"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune finished queue jobs"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PRUNE_EVERY) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -4,6 +4,7 @@
 //! runs and where.
 
 mod floor;
+mod prune;
 mod worker;
 
 use std::time::Duration;
@@ -16,6 +17,7 @@ use crate::config::WorkerConfig;
 use crate::store::{NewJob, QueuePool, Store, StoreError, now_ms};
 
 pub use floor::noop_floor;
+pub use prune::{KEEP_FINISHED, PRUNE_EVERY, prune_finished};
 pub use worker::{WorkerHandle, spawn_worker};
 
 /// The queue name, fixed so that renaming a Rust type never strands jobs.

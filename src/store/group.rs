@@ -57,6 +57,18 @@ pub(super) enum RunWrite {
     },
 }
 
+impl RunWrite {
+    fn request_id(&self) -> &str {
+        match self {
+            RunWrite::Claim { id, .. }
+            | RunWrite::Renew { id, .. }
+            | RunWrite::Step { id, .. }
+            | RunWrite::Finish { id, .. }
+            | RunWrite::Postpone { id, .. } => id,
+        }
+    }
+}
+
 struct Pending {
     write: RunWrite,
     events: Vec<AuditEvent>,
@@ -113,6 +125,10 @@ async fn run(pool: AnyPool, backend: Backend, mut pending: mpsc::UnboundedReceiv
                 Err(_) => break,
             }
         }
+        // Every write locks one request row; taking them in id order keeps
+        // two groups (or a group and `mark_enqueued`) from deadlocking on
+        // PostgreSQL.
+        group.sort_by(|a, b| a.write.request_id().cmp(b.write.request_id()));
         match commit(&pool, backend, &group).await {
             Ok(answers) => {
                 for (p, answer) in group.into_iter().zip(answers) {

@@ -263,19 +263,31 @@ impl Store {
 
     /// Marks requests as having a queue job.
     pub async fn mark_enqueued(&self, ids: &[String]) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
+        // Rows are locked in id order, as the group commit locks them, so
+        // the two never wait on each other in a cycle on PostgreSQL.
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
         for part in ids.chunks(500) {
-            let sql = format!(
-                "UPDATE requests SET enqueued = 1 WHERE id IN ({})",
-                super::sql::Params::new(self.backend()).list(part.len())
-            );
+            let mut p = super::sql::Params::new(self.backend());
+            let sql = match self.backend() {
+                super::Backend::Sqlite => format!(
+                    "UPDATE requests SET enqueued = 1 WHERE id IN ({})",
+                    p.list(part.len())
+                ),
+                super::Backend::Postgres => format!(
+                    "UPDATE requests SET enqueued = 1 WHERE id IN
+                       (SELECT id FROM requests WHERE id IN ({}) ORDER BY id FOR UPDATE)",
+                    p.list(part.len())
+                ),
+            };
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for id in part {
                 q = q.bind(id.as_str());
             }
+            let mut tx = self.begin_write().await?;
             q.execute(&mut *tx).await?;
+            tx.commit().await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 

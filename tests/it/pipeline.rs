@@ -248,3 +248,34 @@ async fn unusable_input_exits_2() {
     let out = h.offboard(&["run", "/nonexistent/file.csv"], &[]).await;
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_queue_jobs_are_pruned_and_requests_keep_their_record() {
+    let h = Harness::start(directory()).await;
+    let csv = h.write_csv("few.csv", &crate::helpers::users_csv(2, 6));
+    let (code, batch, _) = h.run(&csv).await;
+    assert_eq!(code, Some(0));
+    let config = offboard::config::DatabaseConfig {
+        url: format!("sqlite://{}", h.dir.path().join("offboard.db").display()),
+        ..offboard::config::DatabaseConfig::default()
+    };
+    let store = offboard::store::Store::open(&config).await.unwrap();
+    let kept = offboard::queue::prune_finished(&store, std::time::Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(kept, 0, "jobs younger than the cut-off stay");
+    let pruned = offboard::queue::prune_finished(&store, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(pruned >= 5, "pruned {pruned}");
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM Jobs")
+        .fetch_one(&sqlx::SqlitePool::connect(&config.url).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    store.close().await;
+    // Our tables still hold every request's outcome.
+    let rows = h.report(&batch).await;
+    assert_eq!(rows.len(), 5);
+    assert!(rows.iter().all(|r| r["outcome"] == "succeeded"));
+}

@@ -346,6 +346,19 @@ async fn two_workers_share_one_queue_without_overlap() {
         workers.extend(by);
     }
     assert_eq!(workers.len(), 2, "both workers processed requests");
+    // Housekeeping on PostgreSQL: finished jobs go, our records stay.
+    let store = offboard::store::Store::open(&offboard::config::DatabaseConfig {
+        url: db.url.clone(),
+        ..offboard::config::DatabaseConfig::default()
+    })
+    .await
+    .unwrap();
+    let pruned = offboard::queue::prune_finished(&store, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(pruned >= USERS as u64, "pruned {pruned}");
+    store.close().await;
+    assert_eq!(open_requests(&pool).await, 0);
     pool.close().await;
     db.drop().await;
 }
