@@ -237,6 +237,28 @@ async fn assert_everyone_offboarded_once(h: &Harness, pool: &PgPool, batch: &str
     );
 }
 
+/// Two workers on a batch of every leaver (5 ms provider latency), once the
+/// first has removed 100 memberships: the harness, a pool, both workers and
+/// the batch id.
+async fn two_workers_mid_batch(db: &TestDatabase) -> (Harness, PgPool, Serve, Serve, String) {
+    let h = harness(db, 5).await;
+    let pool = db.pool().await;
+    assert!(h.offboard(&["migrate"], &[]).await.status.success());
+    let a = h.serve(&[]).await;
+    let b = h.serve(&[]).await;
+    let batch = submit_all(&h).await;
+    eventually(120, "the first worker to be mid-batch", || async {
+        h.sim
+            .calls()
+            .iter()
+            .filter(|c| c.method == "DELETE" && call_worker(c) == a.worker)
+            .count()
+            >= 100
+    })
+    .await;
+    (h, pool, a, b, batch)
+}
+
 async fn stop_ok(serve: Serve) {
     let status = serve.stop().await;
     assert!(status.success(), "serve exited with {status}");
@@ -368,22 +390,8 @@ async fn a_killed_worker_s_jobs_are_taken_over() {
     let Some(db) = TestDatabase::create("a_killed_worker_s_jobs_are_taken_over").await else {
         return;
     };
-    let h = harness(&db, 5).await;
-    let pool = db.pool().await;
-    assert!(h.offboard(&["migrate"], &[]).await.status.success());
-    let a = h.serve(&[]).await;
-    let b = h.serve(&[]).await;
-    let (killed, survivor) = (a.worker.clone(), b.worker.clone());
-    let batch = submit_all(&h).await;
-    eventually(120, "the killed worker to be mid-batch", || async {
-        h.sim
-            .calls()
-            .iter()
-            .filter(|c| c.method == "DELETE" && call_worker(c) == killed)
-            .count()
-            >= 100
-    })
-    .await;
+    let (h, pool, a, b, batch) = two_workers_mid_batch(&db).await;
+    let survivor = b.worker.clone();
     a.kill().await;
     assert!(open_requests(&pool).await > 0, "the kill came mid-batch");
     wait_until_all_final(&pool).await;
@@ -424,22 +432,8 @@ async fn a_stopped_worker_hands_nothing_to_crash_recovery() {
     else {
         return;
     };
-    let h = harness(&db, 5).await;
-    let pool = db.pool().await;
-    assert!(h.offboard(&["migrate"], &[]).await.status.success());
-    let a = h.serve(&[]).await;
-    let b = h.serve(&[]).await;
+    let (h, pool, a, b, batch) = two_workers_mid_batch(&db).await;
     let stopped = a.worker.clone();
-    let batch = submit_all(&h).await;
-    eventually(120, "the stopped worker to be mid-batch", || async {
-        h.sim
-            .calls()
-            .iter()
-            .filter(|c| c.method == "DELETE" && call_worker(c) == stopped)
-            .count()
-            >= 100
-    })
-    .await;
     stop_ok(a).await;
     // Right after a graceful stop: its in-flight requests finished their
     // steps and let go of their claims, and the jobs it had fetched but not
