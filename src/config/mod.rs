@@ -14,6 +14,7 @@ pub use duration::parse_duration;
 pub use model::{
     AuthScheme, Config, DatabaseConfig, Deprovision, HttpConfig, IntakeConfig, JobsConfig,
     ProviderConfig, ProviderKind, RetryConfig, RetryOverride, SafetyConfig, WorkerConfig,
+    with_database,
 };
 pub use secrets::{ResolvedProvider, resolve_providers};
 

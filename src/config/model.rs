@@ -32,7 +32,8 @@ pub struct DatabaseConfig {
     /// Environment variable holding the PostgreSQL password, so it never
     /// sits in the config file or the URL.
     pub password_env: Option<String>,
-    /// Connections this process opens to the database.
+    /// Connections of each of this process's two pools (apalis's queue,
+    /// our tables): up to twice this many in all.
     pub max_connections: u32,
 }
 
@@ -55,6 +56,20 @@ impl DatabaseConfig {
     pub fn display_url(&self) -> String {
         redact_url(&self.url)
     }
+}
+
+/// The same server URL naming database `name` instead (query kept).
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let server = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    format!("{server}/{name}{query}")
 }
 
 /// Drops the password of a `scheme://user:password@host` URL.

@@ -197,10 +197,7 @@ impl Store {
     pub(crate) async fn begin_write(
         &self,
     ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
-        Ok(match self.backend() {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
-        })
+        Ok(begin_write(&self.pool, self.backend()).await?)
     }
 
     /// Begins an intake transaction. Intakes take turns on both engines:
@@ -219,5 +216,17 @@ impl Store {
                 .await?;
         }
         Ok(tx)
+    }
+}
+
+/// A write transaction on `pool`: on SQLite it takes the write lock at once
+/// (`BEGIN IMMEDIATE`) so it never fails half-way on lock upgrade.
+pub(super) async fn begin_write(
+    pool: &AnyPool,
+    backend: Backend,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    match backend {
+        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+        Backend::Postgres => pool.begin().await,
     }
 }

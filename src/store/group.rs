@@ -11,6 +11,7 @@ use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
 use super::audit::{self, AuditEvent};
+use super::connect::begin_write;
 use super::{Backend, Finish, StoreError, now_ms};
 use crate::domain::Step;
 
@@ -159,10 +160,7 @@ async fn commit(
     backend: Backend,
     group: &[Pending],
 ) -> Result<Vec<Result<bool, StoreError>>, StoreError> {
-    let mut tx = match backend {
-        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
-        Backend::Postgres => pool.begin().await?,
-    };
+    let mut tx = begin_write(pool, backend).await?;
     let mut answers = Vec::with_capacity(group.len());
     let mut events = Vec::new();
     for p in group {
@@ -283,10 +281,7 @@ async fn apply(
             .execute(&mut *tx)
             .await?
             .rows_affected();
-            if n == 0 {
-                return Err(StoreError::ClaimLost(id.clone()));
-            }
-            Ok(false)
+            held(n, id)
         }
         RunWrite::Postpone {
             id,
@@ -307,10 +302,15 @@ async fn apply(
             .execute(&mut *tx)
             .await?
             .rows_affected();
-            if n == 0 {
-                return Err(StoreError::ClaimLost(id.clone()));
-            }
-            Ok(false)
+            held(n, id)
         }
     }
+}
+
+/// A claim-guarded `UPDATE` that changed no row lost its claim.
+fn held(rows: u64, id: &str) -> Result<bool, StoreError> {
+    if rows == 0 {
+        return Err(StoreError::ClaimLost(id.to_owned()));
+    }
+    Ok(false)
 }

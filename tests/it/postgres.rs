@@ -7,6 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 
+use offboard::config::with_database;
 use offboard::sim::{CallRecord, Directory, FaultConfig};
 use sqlx::{AssertSqlSafe, Connection, Executor, PgPool, Row};
 
@@ -60,20 +61,6 @@ impl TestDatabase {
         .await
         .unwrap();
     }
-}
-
-/// The server URL with its database replaced.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let server = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    format!("{server}/{name}{query}")
 }
 
 /// Every row of our tables and apalis's jobs, as text: for proving that no

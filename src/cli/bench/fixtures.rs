@@ -109,20 +109,7 @@ impl BenchDatabase {
             BenchDatabase::Sqlite(dir) => {
                 format!("sqlite://{}", dir.path().join("bench.db").display())
             }
-            BenchDatabase::Postgres { server, name } => {
-                let (base, query) = server.split_once('?').unwrap_or((server, ""));
-                let host_end = base.find("://").map_or(0, |i| i + 3);
-                let base = match base[host_end..].find('/') {
-                    Some(i) => &base[..host_end + i],
-                    None => base,
-                };
-                let query = if query.is_empty() {
-                    String::new()
-                } else {
-                    format!("?{query}")
-                };
-                format!("{base}/{name}{query}")
-            }
+            BenchDatabase::Postgres { server, name } => crate::config::with_database(server, name),
         }
     }
 
