@@ -33,6 +33,7 @@ mod faults;
 mod inspect;
 mod net;
 mod problem;
+mod rank;
 mod recoup;
 mod request;
 mod scim;

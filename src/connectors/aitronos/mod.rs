@@ -80,18 +80,20 @@ impl Aitronos {
     }
 }
 
-/// `POST …/users` answers in the SDK's shape or the docs' shape.
+/// `POST …/users` answers in the SDK's shape (`users`, `total_users_count`)
+/// or the docs' shape (`members`, `total`). One flat struct rather than an
+/// untagged enum: serde buffers a whole page to try an untagged variant,
+/// which cost a million-member listing a second copy of every page.
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum MembersPage {
-    Sdk {
-        users: Vec<Listed>,
-        total_users_count: Option<usize>,
-    },
-    Docs {
-        members: Vec<Listed>,
-        total: Option<usize>,
-    },
+struct MembersPage {
+    #[serde(default)]
+    users: Option<Vec<Listed>>,
+    #[serde(default)]
+    total_users_count: Option<usize>,
+    #[serde(default)]
+    members: Option<Vec<Listed>>,
+    #[serde(default)]
+    total: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -316,11 +318,22 @@ impl Connector for Aitronos {
             let (answer, _) = self.client.send(cx, &call, classify::read_member).await?;
             let page: MembersPage = parse_json(&answer.body)?;
             let (batch, total) = match page {
-                MembersPage::Sdk {
-                    users,
+                MembersPage {
+                    users: Some(users),
                     total_users_count,
+                    ..
                 } => (users, total_users_count),
-                MembersPage::Docs { members, total } => (members, total),
+                MembersPage {
+                    members: Some(members),
+                    total,
+                    ..
+                } => (members, total),
+                _ => {
+                    return Err(StepError::permanent(
+                        "invalid_provider_response",
+                        "the member listing has neither `users` nor `members`",
+                    ));
+                }
             };
             let got = batch.len();
             for m in batch {

@@ -174,13 +174,23 @@ pub(super) async fn list_users(
     let store = state.aitronos();
     let org = store.org(&org)?;
     let (users, total) = org.list_members(page.skip, page.take, page.include_inactive);
-    Ok(Json(json!({
-        "users": users,
-        "total_users_count": total,
-        "skip": page.skip,
-        "take": page.take,
-    }))
+    Ok(Json(UsersAnswer {
+        users,
+        total_users_count: total,
+        skip: page.skip,
+        take: page.take,
+    })
     .into_response())
+}
+
+/// The answer to `POST /organizations/{org}/users`, serialized straight
+/// from the store (a `json!` value would copy every member first).
+#[derive(serde::Serialize)]
+struct UsersAnswer<'a> {
+    users: Vec<&'a AitronosMember>,
+    total_users_count: usize,
+    skip: usize,
+    take: usize,
 }
 
 pub(super) async fn remove_role(

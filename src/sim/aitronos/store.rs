@@ -13,6 +13,7 @@ use crate::sim::directory::{
 };
 use crate::sim::fasthash::IdMap;
 use crate::sim::problem::Problem;
+use crate::sim::rank::RankIndex;
 
 mod writes;
 
@@ -37,7 +38,8 @@ pub(crate) struct OrgStore {
     member_ids: IdMap<String, usize>,
     /// Positions of the current (not soft-deleted) members holding each role.
     holders: IdMap<String, BTreeSet<usize>>,
-    active_members: usize,
+    /// Which members are active, for offset paging without a scan.
+    active: RankIndex,
     resources: Vec<AitronosResource>,
     /// Resources by owner, grouped: the member at position `p` owned
     /// `owned[owned_from[p]..owned_from[p + 1]]`. Built once, since no API
@@ -112,7 +114,7 @@ impl OrgStore {
         OrgStore {
             department_ids: index(&org.departments, |d| &d.id),
             role_ids,
-            active_members: members.iter().filter(|m| m.account_state == ACTIVE).count(),
+            active: RankIndex::new(members.iter().map(|m| m.account_state == ACTIVE)),
             member_ids,
             holders,
             owned_from,
@@ -194,8 +196,15 @@ impl OrgStore {
             let page = self.members.iter().skip(skip).take(take).collect();
             return (page, self.members.len());
         }
-        let active = self.members.iter().filter(|m| m.account_state == ACTIVE);
-        (active.skip(skip).take(take).collect(), self.active_members)
+        let page = match self.active.nth_shown(skip) {
+            Some(first) => self.members[first..]
+                .iter()
+                .filter(|m| m.account_state == ACTIVE)
+                .take(take)
+                .collect(),
+            None => Vec::new(),
+        };
+        (page, self.active.shown())
     }
 
     fn position(&self, user_id: &str) -> Result<usize, Problem> {

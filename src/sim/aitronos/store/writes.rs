@@ -61,7 +61,7 @@ impl OrgStore {
         }
         let member = &mut self.members[pos];
         if member.account_state == ACTIVE {
-            self.active_members -= 1;
+            self.active.hide(pos);
         }
         for role_id in std::mem::take(&mut member.role_ids) {
             if let Some(holders) = self.holders.get_mut(&role_id) {
