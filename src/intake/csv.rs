@@ -3,6 +3,7 @@
 //! held in memory whole; duplicate detection keeps one small hash per row.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{BufRead, BufReader, Cursor, Read};
 
 use sha2::{Digest, Sha256};
@@ -38,8 +39,10 @@ pub struct CsvIntake<'c, R: Read> {
     columns: ColumnMap,
     catalog: &'c ProviderCatalog,
     record: csv::ByteRecord,
-    /// (provider, org, user) hash → (first line, department hash).
-    seen: HashMap<u128, (u64, u64)>,
+    /// Every accepted row so far: who it offboards → (first line,
+    /// department). The one structure that grows with the file, so it is
+    /// kept small: 20 bytes a row.
+    seen: SeenRows,
     done: bool,
 }
 
@@ -76,7 +79,7 @@ impl<'c, R: Read> CsvIntake<'c, R> {
             columns,
             catalog,
             record: csv::ByteRecord::new(),
-            seen: HashMap::new(),
+            seen: SeenRows::default(),
             done: false,
         })
     }
@@ -184,7 +187,7 @@ impl<'c, R: Read> CsvIntake<'c, R> {
             Err(r) => return Err((r, context)),
         };
         let t = &accepted.target;
-        let who = hash128(&[
+        let who = digest::<12>(&[
             t.provider.as_str(),
             t.organization_id.as_str(),
             t.user_id.as_str(),
@@ -192,7 +195,7 @@ impl<'c, R: Read> CsvIntake<'c, R> {
         let dept = t
             .transfer_to_department_id
             .as_ref()
-            .map_or(0, |d| hash128(&[d.as_str()]) as u64);
+            .map_or(0, |d| u32::from_le_bytes(digest::<4>(&[d.as_str()])));
         match self.seen.get(&who) {
             Some(&(first, first_dept)) if first_dept == dept => Err((
                 Rejection::new("duplicate_row", format!("duplicate of line {first}")),
@@ -208,7 +211,10 @@ impl<'c, R: Read> CsvIntake<'c, R> {
                 context,
             )),
             None => {
-                self.seen.insert(who, (line, dept));
+                // A line past u32::MAX (a 4-billion-row file) is named as
+                // that maximum in a later duplicate's message.
+                self.seen
+                    .insert(who, (u32::try_from(line).unwrap_or(u32::MAX), dept));
                 Ok(accepted)
             }
         }
@@ -271,17 +277,40 @@ impl<R: Read> Read for LineIndex<R> {
     }
 }
 
-fn hash128(parts: &[&str]) -> u128 {
+/// The first `N` bytes of the SHA-256 of `parts`, NUL-separated. 96 bits
+/// keep the chance that two different people of one file collide below
+/// 10⁻¹⁶ even at ten million rows.
+fn digest<const N: usize>(parts: &[&str]) -> [u8; N] {
     let mut h = Sha256::new();
     for p in parts {
         h.update(p.as_bytes());
         h.update([0u8]);
     }
     let digest = h.finalize();
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    u128::from_le_bytes(bytes)
+    let mut bytes = [0u8; N];
+    bytes.copy_from_slice(&digest[..N]);
+    bytes
 }
+
+/// Keys are already uniform (a SHA-256 prefix): hashing them again would
+/// only cost time, so the table uses their first eight bytes as they are.
+#[derive(Default)]
+struct PrefixHasher(u64);
+
+impl Hasher for PrefixHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut word = [0u8; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(word);
+    }
+}
+
+type SeenRows = HashMap<[u8; 12], (u32, u32), BuildHasherDefault<PrefixHasher>>;
 
 #[cfg(test)]
 mod tests;

@@ -7,9 +7,10 @@ use super::{CsvIntake, IntakeError, ProviderCatalog};
 use crate::queue::{Queue, QueueError};
 use crate::store::{NewBatch, RejectedRow, Store, StoreError, now_ms};
 
-/// Rows per transaction: large enough to amortise the commit, small enough
-/// to keep memory flat for any file size.
-const CHUNK_ROWS: usize = 2_000;
+/// Rows per transaction: large enough to amortise the commit (each one
+/// rewrites the index pages it touched), small enough to keep memory flat
+/// for any file size.
+const CHUNK_ROWS: usize = 5_000;
 /// Rejections kept for printing; all of them are stored.
 const MAX_REJECTIONS_KEPT: usize = 1_000;
 

@@ -3,6 +3,7 @@
 //! apalis's, say what a request has done; the queue only decides when it
 //! runs and where.
 
+mod bulk;
 mod floor;
 mod prune;
 mod worker;
@@ -98,10 +99,12 @@ impl Queue {
         &self.settings
     }
 
-    /// Pushes one job per new request in one transaction, then marks them
-    /// enqueued. A crash in between leaves requests that
-    /// [`Queue::enqueue_missing`] finds at the next start; the duplicate jobs
-    /// that may cause are harmless, since a job must claim its request.
+    /// Pushes one job per new request and marks the requests enqueued. On
+    /// SQLite both happen in one transaction ([`bulk`]). On PostgreSQL
+    /// apalis pushes the jobs in one statement and the marks follow; a crash
+    /// in between leaves requests that [`Queue::enqueue_missing`] finds at
+    /// the next start, and the duplicate jobs that may cause are harmless,
+    /// since a job must claim its request.
     pub async fn enqueue(&self, store: &Store, jobs: &[NewJob]) -> Result<(), QueueError> {
         if jobs.is_empty() {
             return Ok(());
@@ -120,12 +123,16 @@ impl Queue {
                 b.build()
             })
             .collect();
-        on_storage!(self.storage.clone(), mut s => s
-            .push_all(futures::stream::iter(tasks))
-            .await
-            .map_err(|e| QueueError::Push(e.to_string())))?;
-        let ids: Vec<String> = jobs.iter().map(|j| j.request_id.clone()).collect();
-        store.mark_enqueued(&ids).await?;
+        match self.storage.clone() {
+            Storage::Sqlite(_) => bulk::push_and_mark(store, &tasks).await?,
+            Storage::Postgres(mut s) => {
+                s.push_all(futures::stream::iter(tasks))
+                    .await
+                    .map_err(|e| QueueError::Push(e.to_string()))?;
+                let ids: Vec<String> = jobs.iter().map(|j| j.request_id.clone()).collect();
+                store.mark_enqueued(&ids).await?;
+            }
+        }
         Ok(())
     }
 

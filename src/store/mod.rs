@@ -20,7 +20,9 @@ pub(crate) use connect::QueuePool;
 pub use connect::{Backend, Store};
 pub use intake::{AcceptedRow, IntakeChunk, NewJob, RejectedRow};
 pub use report::ReportRow;
+pub(crate) use requests::set_enqueued;
 pub use requests::{ClaimResult, Finish, RequestRow};
+pub(crate) use sql::Params;
 pub use surfaces::{DropFile, IdempotentAnswer};
 
 /// A failure of the database itself, never of a provider.

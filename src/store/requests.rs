@@ -263,29 +263,11 @@ impl Store {
 
     /// Marks requests as having a queue job.
     pub async fn mark_enqueued(&self, ids: &[String]) -> Result<(), StoreError> {
-        // Rows are locked in id order, as the group commit locks them, so
-        // the two never wait on each other in a cycle on PostgreSQL.
-        let mut ids = ids.to_vec();
+        let mut ids: Vec<&str> = ids.iter().map(String::as_str).collect();
         ids.sort_unstable();
         for part in ids.chunks(500) {
-            let mut p = super::sql::Params::new(self.backend());
-            let sql = match self.backend() {
-                super::Backend::Sqlite => format!(
-                    "UPDATE requests SET enqueued = 1 WHERE id IN ({})",
-                    p.list(part.len())
-                ),
-                super::Backend::Postgres => format!(
-                    "UPDATE requests SET enqueued = 1 WHERE id IN
-                       (SELECT id FROM requests WHERE id IN ({}) ORDER BY id FOR UPDATE)",
-                    p.list(part.len())
-                ),
-            };
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for id in part {
-                q = q.bind(id.as_str());
-            }
             let mut tx = self.begin_write().await?;
-            q.execute(&mut *tx).await?;
+            set_enqueued(&mut tx, self.backend(), part).await?;
             tx.commit().await?;
         }
         Ok(())
@@ -348,4 +330,36 @@ pub(super) fn request_from_row(r: &sqlx::any::AnyRow) -> Result<RequestRow, Stor
         finished_at: r.try_get("finished_at")?,
         claim: String::new(),
     })
+}
+
+/// Marks requests as having a queue job, inside the caller's transaction.
+/// On PostgreSQL rows are locked in id order, as the group commit locks
+/// them, so the two never wait on each other in a cycle.
+pub(crate) async fn set_enqueued(
+    tx: &mut sqlx::AnyConnection,
+    backend: super::Backend,
+    ids: &[&str],
+) -> Result<(), StoreError> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    for part in ids.chunks(500) {
+        let mut p = super::sql::Params::new(backend);
+        let sql = match backend {
+            super::Backend::Sqlite => format!(
+                "UPDATE requests SET enqueued = 1 WHERE id IN ({})",
+                p.list(part.len())
+            ),
+            super::Backend::Postgres => format!(
+                "UPDATE requests SET enqueued = 1 WHERE id IN
+                   (SELECT id FROM requests WHERE id IN ({}) ORDER BY id FOR UPDATE)",
+                p.list(part.len())
+            ),
+        };
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in part {
+            q = q.bind(*id);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    Ok(())
 }
