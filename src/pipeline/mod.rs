@@ -14,7 +14,7 @@ use crate::connectors::{ErrorClass, StepError};
 use crate::domain::Outcome;
 use crate::engine::Engine;
 use crate::queue::QueueError;
-use crate::store::{ClaimResult, Finish, RequestRow, StoreError, now_ms};
+use crate::store::{ClaimResult, Claimed, Finish, RequestRow, StoreError, now_ms};
 
 /// An infrastructure failure; the queue re-runs the job.
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +30,7 @@ pub async fn run_job(engine: &Engine, request_id: &str) -> Result<(), PipelineEr
     let owner = format!("{}:{}", engine.worker_name(), ulid::Ulid::new());
     let lease = engine.config().worker.lease();
     let request = match engine.store().claim(request_id, &owner, lease).await? {
-        ClaimResult::Claimed(r) => *r,
+        ClaimResult::Claimed(claimed) => *claimed,
         ClaimResult::Final | ClaimResult::Missing => return Ok(()),
         ClaimResult::HeldBy { until } => {
             // Another worker runs it (or died holding it): look again once
@@ -40,7 +40,11 @@ pub async fn run_job(engine: &Engine, request_id: &str) -> Result<(), PipelineEr
             return Ok(());
         }
     };
-    let span = tracing::info_span!("request", request = %request.id, batch = %request.batch_id);
+    let span = tracing::info_span!(
+        "request",
+        request = %request.request.id,
+        batch = %request.request.batch_id
+    );
     run_claimed(engine, request, &owner, lease)
         .instrument(span)
         .await
@@ -48,12 +52,17 @@ pub async fn run_job(engine: &Engine, request_id: &str) -> Result<(), PipelineEr
 
 async fn run_claimed(
     engine: &Engine,
-    request: RequestRow,
+    claimed: Claimed,
     owner: &str,
     lease: Duration,
 ) -> Result<(), PipelineError> {
-    let (batch_state, cancel) = engine.store().request_gate(&request.id).await?;
-    match (batch_state.as_deref(), cancel) {
+    let Claimed {
+        request,
+        batch_state,
+        cancel_requested,
+        checkpoints,
+    } = claimed;
+    match (batch_state.as_deref(), cancel_requested) {
         (Some("halted" | "intake"), false) => {
             // Waits for approval, which enqueues it again.
             engine
@@ -94,7 +103,7 @@ async fn run_claimed(
         return Ok(());
     }
     let renewal = lease::keep_alive(engine.store().clone(), &request.id, owner, lease);
-    let result = steps::run(engine, &request).await;
+    let result = steps::run(engine, &request, checkpoints).await;
     renewal.abort();
     match result {
         Ok(()) | Err(steps::Stopped::Cancelled) => Ok(()),

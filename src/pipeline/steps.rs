@@ -2,6 +2,8 @@
 //! skipped when its checkpoint exists, each checkpointed with the audit
 //! events of its calls.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::PipelineError;
@@ -48,7 +50,13 @@ struct PruneCheckpoint {
     notes: Vec<String>,
 }
 
-pub async fn run(engine: &Engine, request: &RequestRow) -> Result<(), Stopped> {
+/// Runs the steps of `request` that have no checkpoint in `checkpoints`
+/// (read with its claim).
+pub async fn run(
+    engine: &Engine,
+    request: &RequestRow,
+    checkpoints: HashMap<Step, serde_json::Value>,
+) -> Result<(), Stopped> {
     let store = engine.store();
     let t = &request.target;
     if engine.is_protected(t.provider.as_str(), t.user_id.as_str()) {
@@ -83,7 +91,6 @@ pub async fn run(engine: &Engine, request: &RequestRow) -> Result<(), Stopped> {
     };
     let cx = CallContext::for_request(&request.id, &request.batch_id);
     cx.lap();
-    let checkpoints = store.checkpoints(&request.id).await?;
     let stop = |error: StepError, roles: Vec<String>| Stopped::Step {
         error,
         finish_roles: roles,

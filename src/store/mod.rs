@@ -21,7 +21,7 @@ pub use connect::{Backend, Store};
 pub use intake::{AcceptedRow, IntakeChunk, NewJob, RejectedRow};
 pub use report::ReportRow;
 pub(crate) use requests::set_enqueued;
-pub use requests::{ClaimResult, Finish, RequestRow};
+pub use requests::{ClaimResult, Claimed, Finish, RequestRow};
 pub(crate) use sql::Params;
 pub use surfaces::{DropFile, IdempotentAnswer};
 

@@ -135,24 +135,6 @@ impl Store {
         Ok(n)
     }
 
-    /// The stored state of the batch that created a request (`halted`,
-    /// `cancelled` or none) and whether the request was asked to stop.
-    pub async fn request_gate(&self, id: &str) -> Result<(Option<String>, bool), StoreError> {
-        let r = sqlx::query(
-            "SELECT b.stored_state, r.cancel_requested FROM requests r JOIN batches b ON b.id = r.batch_id WHERE r.id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(match r {
-            Some(r) => (
-                r.get("stored_state"),
-                r.get::<i64, _>("cancel_requested") != 0,
-            ),
-            None => (None, false),
-        })
-    }
-
     /// Records a reconciliation tick; false when another process already
     /// took it.
     pub async fn take_tick(&self, job: &str, scheduled_at: i64) -> Result<bool, StoreError> {
