@@ -139,9 +139,20 @@ impl Queue {
     /// Enqueues every request of a batch that has no job yet, a page at a
     /// time (a batch may hold a million requests).
     pub async fn enqueue_batch(&self, store: &Store, batch_id: &str) -> Result<u64, QueueError> {
+        self.enqueue_pages(store, || store.unenqueued_of(batch_id, ENQUEUE_PAGE as u32))
+            .await
+    }
+
+    /// Enqueues pages from `next_page` until one comes back empty. Each
+    /// page's requests leave the next one as they are marked enqueued.
+    async fn enqueue_pages<F, P>(&self, store: &Store, mut next_page: F) -> Result<u64, QueueError>
+    where
+        F: FnMut() -> P,
+        P: std::future::Future<Output = Result<Vec<NewJob>, StoreError>>,
+    {
         let mut total = 0;
         loop {
-            let page = store.unenqueued_of(batch_id, ENQUEUE_PAGE as u32).await?;
+            let page = next_page().await?;
             if page.is_empty() {
                 return Ok(total);
             }
@@ -165,16 +176,9 @@ impl Queue {
     }
 
     /// Enqueues open requests that never got a job, a page at a time.
-    pub async fn enqueue_missing(&self, store: &Store) -> Result<usize, QueueError> {
-        let mut total = 0;
-        loop {
-            let page = store.unenqueued_requests(ENQUEUE_PAGE as u32).await?;
-            if page.is_empty() {
-                return Ok(total);
-            }
-            total += page.len();
-            self.enqueue(store, &page).await?;
-        }
+    pub async fn enqueue_missing(&self, store: &Store) -> Result<u64, QueueError> {
+        self.enqueue_pages(store, || store.unenqueued_requests(ENQUEUE_PAGE as u32))
+            .await
     }
 }
 

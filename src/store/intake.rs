@@ -170,12 +170,13 @@ async fn find_reusable(
             found.insert(row.try_get("idempotency_key")?, id);
         }
     }
+    adopt.sort_unstable();
     for part in adopt.chunks(ROWS_PER_STATEMENT) {
         let mut p = Params::new(backend);
+        let batch = p.one();
         let sql = format!(
-            "UPDATE requests SET batch_id = {}, enqueued = 0 WHERE id IN ({})",
-            p.one(),
-            p.list(part.len())
+            "UPDATE requests SET batch_id = {batch}, enqueued = 0 WHERE {}",
+            super::sql::requests_in_id_order(backend, &p.list(part.len()))
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(batch_id);
         for id in part {

@@ -268,16 +268,20 @@ impl Store {
             return Ok(Vec::new());
         }
         let mut p = super::sql::Params::new(self.backend());
+        let of_batch = format!(
+            "SELECT request_id FROM batch_entries WHERE batch_id = {}",
+            p.one()
+        );
         let sql = format!(
             "UPDATE requests SET outcome = NULL, attempts = 0, error_code = NULL, error_message = NULL,
                  finished_at = NULL, enqueued = 0, cancel_requested = 0
-             WHERE id IN (SELECT request_id FROM batch_entries WHERE batch_id = {})
+             WHERE {}
                AND outcome IN ({})
                AND NOT EXISTS (SELECT 1 FROM requests o
                                WHERE o.idempotency_key = requests.idempotency_key
                                  AND o.outcome IS NULL AND o.dry_run = 0 AND requests.dry_run = 0)
              RETURNING id, effective_at",
-            p.one(),
+            super::sql::requests_in_id_order(self.backend(), &of_batch),
             p.list(outcomes.len())
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(batch_id);
@@ -366,8 +370,6 @@ pub(super) fn request_from_row(r: &sqlx::any::AnyRow) -> Result<RequestRow, Stor
 }
 
 /// Marks requests as having a queue job, inside the caller's transaction.
-/// On PostgreSQL rows are locked in id order, as the group commit locks
-/// them, so the two never wait on each other in a cycle.
 pub(crate) async fn set_enqueued(
     tx: &mut sqlx::AnyConnection,
     backend: super::Backend,
@@ -376,18 +378,11 @@ pub(crate) async fn set_enqueued(
     let mut ids = ids.to_vec();
     ids.sort_unstable();
     for part in ids.chunks(500) {
-        let mut p = super::sql::Params::new(backend);
-        let sql = match backend {
-            super::Backend::Sqlite => format!(
-                "UPDATE requests SET enqueued = 1 WHERE id IN ({})",
-                p.list(part.len())
-            ),
-            super::Backend::Postgres => format!(
-                "UPDATE requests SET enqueued = 1 WHERE id IN
-                   (SELECT id FROM requests WHERE id IN ({}) ORDER BY id FOR UPDATE)",
-                p.list(part.len())
-            ),
-        };
+        let list = super::sql::Params::new(backend).list(part.len());
+        let sql = format!(
+            "UPDATE requests SET enqueued = 1 WHERE {}",
+            super::sql::requests_in_id_order(backend, &list)
+        );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for id in part {
             q = q.bind(*id);
