@@ -21,6 +21,8 @@ use apalis::prelude::Task;
 use super::{QUEUE_NAME, RequestJob};
 use crate::store::{Backend, Params, Store, StoreError, set_enqueued};
 
+/// The status apalis's sink gives a new job (with no attempts yet).
+const NEW_STATUS: &str = "Pending";
 /// Jobs per statement: 10 parameters each, far below SQLite's 32,766.
 const JOBS_PER_STATEMENT: usize = 500;
 /// apalis's default when a task sets no maximum (sink.rs).
@@ -72,26 +74,10 @@ pub(super) async fn push_and_mark(
         .collect::<Result<Vec<_>, _>>()?;
     let mut tx = store.begin_write().await?;
     for part in rows.chunks(JOBS_PER_STATEMENT) {
-        let mut p = Params::new(Backend::Sqlite);
-        let tuples = (0..part.len())
-            .map(|_| {
-                format!(
-                    "({}, {}, {}, 'Pending', 0, {}, {}, {}, {}, {})",
-                    p.one(),
-                    p.one(),
-                    p.one(),
-                    p.one(),
-                    p.one(),
-                    p.one(),
-                    p.one(),
-                    p.one()
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
         let sql = format!(
             "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority, metadata, idempotency_key)
-             VALUES {tuples} ON CONFLICT(job_type, idempotency_key) DO NOTHING"
+             VALUES {} ON CONFLICT(job_type, idempotency_key) DO NOTHING",
+            Params::new(Backend::Sqlite).tuples(part.len(), 10)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for row in part {
@@ -99,6 +85,8 @@ pub(super) async fn push_and_mark(
                 .bind(row.job.as_slice())
                 .bind(row.id.as_str())
                 .bind(QUEUE_NAME)
+                .bind(NEW_STATUS)
+                .bind(0_i64)
                 .bind(row.max_attempts)
                 .bind(row.run_at)
                 .bind(row.priority)

@@ -127,8 +127,8 @@ async fn run(pool: AnyPool, backend: Backend, mut pending: mpsc::UnboundedReceiv
             }
         }
         // Every write locks one request row; taking them in id order keeps
-        // two groups (or a group and `mark_enqueued`) from deadlocking on
-        // PostgreSQL.
+        // two groups (or a group and another multi-row writer, see
+        // `sql::requests_in_id_order`) from deadlocking on PostgreSQL.
         group.sort_by(|a, b| a.write.request_id().cmp(b.write.request_id()));
         match commit(&pool, backend, &group).await {
             Ok(answers) => {

@@ -3,6 +3,7 @@
 //! transaction, so the record of calls never disagrees with the checkpoints.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use sqlx::Row;
@@ -45,9 +46,7 @@ pub enum ClaimResult {
 }
 
 /// A request just claimed, with what its run must know before the first
-/// step, all read in one query: every read on SQLite starts a read
-/// transaction that, with other connections writing, finds its page cache
-/// stale and reloads pages, so three reads per request cost three times that.
+/// step, all read in one query (one round trip where there were three).
 #[derive(Debug)]
 pub struct Claimed {
     pub request: RequestRow,
@@ -147,20 +146,24 @@ impl Store {
     /// The request with its batch gate and checkpoints: one row per
     /// checkpoint (or one with no step), in one query.
     async fn claimed(&self, id: &str) -> Result<Option<Claimed>, StoreError> {
-        let columns = REQUEST_COLUMNS
-            .split(", ")
-            .map(|c| format!("r.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {columns}, b.stored_state, r.cancel_requested, c.step, c.data
-             FROM requests r JOIN batches b ON b.id = r.batch_id
-             LEFT JOIN step_checkpoints c ON c.request_id = r.id
-             WHERE r.id = $1"
-        )))
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
+        // Built once: every claimed request runs this.
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            let columns = REQUEST_COLUMNS
+                .split(", ")
+                .map(|c| format!("r.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "SELECT {columns}, b.stored_state, r.cancel_requested, c.step, c.data
+                 FROM requests r JOIN batches b ON b.id = r.batch_id
+                 LEFT JOIN step_checkpoints c ON c.request_id = r.id
+                 WHERE r.id = $1"
+            )
+        });
+        let rows = sqlx::query(sqlx::AssertSqlSafe(SQL.as_str()))
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
         let Some(first) = rows.first() else {
             return Ok(None);
         };
@@ -300,13 +303,10 @@ impl Store {
 
     /// Marks requests as having a queue job.
     pub async fn mark_enqueued(&self, ids: &[String]) -> Result<(), StoreError> {
-        let mut ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        ids.sort_unstable();
-        for part in ids.chunks(500) {
-            let mut tx = self.begin_write().await?;
-            set_enqueued(&mut tx, self.backend(), part).await?;
-            tx.commit().await?;
-        }
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let mut tx = self.begin_write().await?;
+        set_enqueued(&mut tx, self.backend(), &ids).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -369,7 +369,8 @@ pub(super) fn request_from_row(r: &sqlx::any::AnyRow) -> Result<RequestRow, Stor
     })
 }
 
-/// Marks requests as having a queue job, inside the caller's transaction.
+/// Marks requests as having a queue job, inside the caller's transaction,
+/// taking the rows in id order (see `requests_in_id_order`).
 pub(crate) async fn set_enqueued(
     tx: &mut sqlx::AnyConnection,
     backend: super::Backend,
