@@ -5,13 +5,15 @@
 //! others still commit; a database error re-runs the group one write at a
 //! time, so it fails only the write that caused it.
 
+use std::collections::HashMap;
 use std::fmt;
 
-use sqlx::AnyPool;
+use sqlx::{AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::audit::{self, AuditEvent};
 use super::connect::begin_write;
+use super::sql::Params;
 use super::{Backend, Finish, StoreError, now_ms};
 use crate::domain::Step;
 
@@ -126,11 +128,10 @@ async fn run(pool: AnyPool, backend: Backend, mut pending: mpsc::UnboundedReceiv
                 Err(_) => break,
             }
         }
-        // Every write locks one request row; taking them in id order keeps
-        // two groups (or a group and another multi-row writer, see
-        // `sql::requests_in_id_order`) from deadlocking on PostgreSQL.
-        group.sort_by(|a, b| a.write.request_id().cmp(b.write.request_id()));
-        match commit(&pool, backend, &group).await {
+        let t0 = std::time::Instant::now();
+        let r = commit(&pool, backend, &group).await;
+        tracing::debug!(target: "gc", n = group.len(), us = t0.elapsed().as_micros() as u64, "gc");
+        match r {
             Ok(answers) => {
                 for (p, answer) in group.into_iter().zip(answers) {
                     let _ = p.reply.send(answer);
@@ -154,25 +155,41 @@ async fn run(pool: AnyPool, backend: Backend, mut pending: mpsc::UnboundedReceiv
 }
 
 /// One transaction for `group`: each write's answer, or an error that
-/// rolled all of them back.
+/// rolled all of them back. The steps' checkpoints go in together: on
+/// SQLite the transaction holds the database's only write lock, which
+/// apalis's fetches and acks wait for, so every statement less inside it
+/// counts.
 async fn commit(
     pool: &AnyPool,
     backend: Backend,
     group: &[Pending],
 ) -> Result<Vec<Result<bool, StoreError>>, StoreError> {
     let mut tx = begin_write(pool, backend).await?;
-    let mut answers = Vec::with_capacity(group.len());
-    let mut events = Vec::new();
-    for p in group {
-        match apply(&mut tx, backend, &p.write).await {
-            Ok(answer) => {
-                events.extend(p.events.iter().cloned());
-                answers.push(Ok(answer));
-            }
-            Err(StoreError::ClaimLost(id)) => answers.push(Err(StoreError::ClaimLost(id))),
-            Err(e) => return Err(e),
-        }
+    if backend == Backend::Postgres {
+        lock_in_id_order(&mut tx, backend, group).await?;
     }
+    let mut answers = store_steps(&mut tx, backend, group).await?;
+    for (p, answer) in group.iter().zip(answers.iter_mut()) {
+        if answer.is_some() {
+            continue;
+        }
+        *answer = match apply(&mut tx, &p.write).await {
+            Ok(held) => Some(Ok(held)),
+            Err(StoreError::ClaimLost(id)) => Some(Err(StoreError::ClaimLost(id))),
+            Err(e) => return Err(e),
+        };
+    }
+    let answers: Vec<Result<bool, StoreError>> = answers
+        .into_iter()
+        .map(|a| a.unwrap_or(Ok(false)))
+        .collect();
+    // Only writes that held their claim leave their calls in the audit log.
+    let events: Vec<AuditEvent> = group
+        .iter()
+        .zip(&answers)
+        .filter(|(_, answer)| answer.is_ok())
+        .flat_map(|(p, _)| p.events.iter().cloned())
+        .collect();
     for part in events.chunks(500) {
         audit::insert_all(&mut tx, backend, part).await?;
     }
@@ -180,13 +197,110 @@ async fn commit(
     Ok(answers)
 }
 
-/// One write inside the group's transaction. Only the claim holder
-/// writes; the check is part of the statement or read in the transaction.
-async fn apply(
+/// Locks every request row the group writes, in id order, before any write:
+/// two groups (or a group and another multi-row writer, see
+/// `sql::requests_in_id_order`) then never wait on each other in a cycle.
+async fn lock_in_id_order(
     tx: &mut sqlx::AnyConnection,
     backend: Backend,
-    write: &RunWrite,
-) -> Result<bool, StoreError> {
+    group: &[Pending],
+) -> Result<(), StoreError> {
+    let ids = distinct_ids(group.iter().map(|p| p.write.request_id()));
+    let sql = format!(
+        "SELECT id FROM requests WHERE id IN ({}) ORDER BY id FOR UPDATE",
+        Params::new(backend).list(ids.len())
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for id in &ids {
+        q = q.bind(*id);
+    }
+    q.fetch_all(&mut *tx).await?;
+    Ok(())
+}
+
+/// The group's step checkpoints in two statements: one read of the claims
+/// and cancel flags, one multi-row insert of the checkpoints whose request
+/// is still held by the writer. Answers the `Step` writes; the others stay
+/// `None`.
+async fn store_steps(
+    tx: &mut sqlx::AnyConnection,
+    backend: Backend,
+    group: &[Pending],
+) -> Result<Vec<Option<Result<bool, StoreError>>>, StoreError> {
+    let mut answers: Vec<Option<Result<bool, StoreError>>> = group.iter().map(|_| None).collect();
+    let steps: Vec<(usize, &str, &str, Step, &str)> = group
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| match &p.write {
+            RunWrite::Step {
+                id,
+                owner,
+                step,
+                data,
+            } => Some((i, id.as_str(), owner.as_str(), *step, data.as_str())),
+            _ => None,
+        })
+        .collect();
+    if steps.is_empty() {
+        return Ok(answers);
+    }
+    let ids = distinct_ids(steps.iter().map(|s| s.1));
+    let sql = format!(
+        "SELECT id, claim_owner, cancel_requested FROM requests WHERE outcome IS NULL AND id IN ({})",
+        Params::new(backend).list(ids.len())
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for id in &ids {
+        q = q.bind(*id);
+    }
+    let mut holders: HashMap<String, (Option<String>, i64)> = HashMap::new();
+    for row in q.fetch_all(&mut *tx).await? {
+        holders.insert(
+            row.try_get("id")?,
+            (
+                row.try_get("claim_owner")?,
+                row.try_get("cancel_requested")?,
+            ),
+        );
+    }
+    let mut held = Vec::with_capacity(steps.len());
+    for &(i, id, owner, step, data) in &steps {
+        answers[i] = Some(match holders.get(id) {
+            Some((Some(holder), cancel)) if holder == owner => {
+                held.push((id, step, data));
+                Ok(*cancel != 0)
+            }
+            _ => Err(StoreError::ClaimLost(id.to_owned())),
+        });
+    }
+    if held.is_empty() {
+        return Ok(answers);
+    }
+    let sql = format!(
+        "INSERT INTO step_checkpoints (request_id, step, data, finished_at) VALUES {}
+         ON CONFLICT (request_id, step) DO UPDATE SET data = excluded.data, finished_at = excluded.finished_at",
+        Params::new(backend).tuples(held.len(), 4)
+    );
+    let now = now_ms();
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (id, step, data) in held {
+        q = q.bind(id).bind(step.as_str()).bind(data).bind(now);
+    }
+    q.execute(&mut *tx).await?;
+    Ok(answers)
+}
+
+/// Each id once, in order.
+fn distinct_ids<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut ids: Vec<&str> = ids.collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// One write inside the group's transaction. Only the claim holder
+/// writes; the check is part of the statement or read in the transaction.
+async fn apply(tx: &mut sqlx::AnyConnection, write: &RunWrite) -> Result<bool, StoreError> {
     match write {
         RunWrite::Claim {
             id,
@@ -225,40 +339,8 @@ async fn apply(
             .rows_affected();
             Ok(n == 1)
         }
-        RunWrite::Step {
-            id,
-            owner,
-            step,
-            data,
-        } => {
-            // On PostgreSQL the row stays locked until commit, so the claim
-            // cannot change hands between this check and the checkpoint.
-            let lock = match backend {
-                Backend::Sqlite => "",
-                Backend::Postgres => " FOR UPDATE",
-            };
-            let cancel: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT cancel_requested FROM requests WHERE id = $1 AND claim_owner = $2 AND outcome IS NULL{lock}"
-            )))
-            .bind(id.as_str())
-            .bind(owner.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(cancel) = cancel else {
-                return Err(StoreError::ClaimLost(id.clone()));
-            };
-            sqlx::query(
-                "INSERT INTO step_checkpoints (request_id, step, data, finished_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (request_id, step) DO UPDATE SET data = excluded.data, finished_at = excluded.finished_at",
-            )
-            .bind(id.as_str())
-            .bind(step.as_str())
-            .bind(data.as_str())
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
-            Ok(cancel != 0)
-        }
+        // `store_steps` answers every step before the other writes run.
+        RunWrite::Step { .. } => unreachable!("steps are stored together"),
         RunWrite::Finish {
             id,
             owner,
