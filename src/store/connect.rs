@@ -163,12 +163,11 @@ impl Store {
                 let mut queue = SqliteStorage::migrations();
                 queue.set_ignore_missing(true);
                 queue.run(pool).await?;
-                // apalis-sqlite 1.0's ack query picks this index and turns
-                // quadratic (apalis-notes.md §5.1); the status indexes serve
-                // its other queries.
-                sqlx::query("DROP INDEX IF EXISTS LIdx")
-                    .execute(pool)
-                    .await?;
+                for index in UNWANTED_QUEUE_INDEXES {
+                    sqlx::query(sqlx::AssertSqlSafe(format!("DROP INDEX IF EXISTS {index}")))
+                        .execute(pool)
+                        .await?;
+                }
                 let mut ours = sqlx::migrate!("./migrations/sqlite");
                 ours.set_ignore_missing(true);
                 ours.run(pool).await?;
@@ -219,6 +218,17 @@ impl Store {
     }
 }
 
+/// apalis-sqlite 1.0 indexes that make its worker's queries scan instead
+/// of looking jobs up by id, so a drain slows as the table grows:
+/// - `LIdx(lock_by)`: the ack query walks every row this worker ever
+///   locked (apalis-notes.md §5.1).
+/// - `idx_jobs_status_run_at`: the lock query (`status = 'Queued' OR …`
+///   with `id IN json_each(?)`) walks every pending job, on every fetch.
+///
+/// Our migration `…_jobs_held_index` serves the one query that used them
+/// for a good reason: re-enqueueing a dead worker's jobs.
+const UNWANTED_QUEUE_INDEXES: [&str; 2] = ["LIdx", "idx_jobs_status_run_at"];
+
 /// A write transaction on `pool`: on SQLite it takes the write lock at once
 /// (`BEGIN IMMEDIATE`) so it never fails half-way on lock upgrade.
 pub(super) async fn begin_write(
@@ -228,5 +238,72 @@ pub(super) async fn begin_write(
     match backend {
         Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
         Backend::Postgres => pool.begin().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{Connection, Row};
+
+    use super::*;
+
+    /// The plan SQLite picks for `sql`. `EXPLAIN` does not check whether
+    /// the schema changed since the connection read it, so the connection
+    /// must be opened after the migration.
+    async fn plan(conn: &mut sqlx::SqliteConnection, sql: &str, params: usize) -> String {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
+        for _ in 0..params {
+            q = q.bind(None::<String>);
+        }
+        let rows = q.fetch_all(conn).await.unwrap();
+        rows.iter()
+            .map(|r| r.get::<String, _>("detail"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// apalis-sqlite 1.0's lock and orphan queries, as it sends them
+    /// (queries/task/lock.sql, queries/backend/reenqueue_orphaned.sql):
+    /// each must reach its jobs through a key, not by walking every pending
+    /// job. Rerun after any apalis upgrade.
+    #[tokio::test]
+    async fn apalis_worker_queries_find_jobs_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("q.db").display());
+        let store = Store::open(&DatabaseConfig {
+            url: url.clone(),
+            ..DatabaseConfig::default()
+        })
+        .await
+        .unwrap();
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let lock = plan(
+            &mut conn,
+            "UPDATE Jobs SET status = 'Running', lock_at = strftime('%s', 'now'), lock_by = ?2
+             WHERE id IN (SELECT value FROM json_each(?1))
+               AND (status = 'Queued' OR status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts))",
+            2,
+        )
+        .await;
+        assert!(
+            lock.contains("USING INDEX sqlite_autoindex_Jobs_1 (id=?)"),
+            "{lock}"
+        );
+        let orphaned = plan(
+            &mut conn,
+            r#"UPDATE Jobs SET status = "Pending", done_at = NULL, lock_by = NULL, lock_at = NULL
+             WHERE id IN (
+                 SELECT Jobs.id FROM Jobs INNER JOIN Workers ON lock_by = Workers.id
+                 WHERE (status = "Running" OR status = "Queued")
+                   AND strftime('%s', 'now') - Workers.last_seen >= ?1
+                   AND Workers.worker_type = ?2
+                   AND (?3 IS NULL OR Workers.id != ?3)
+                   AND (?4 IS NULL OR Workers.id = ?4))"#,
+            4,
+        )
+        .await;
+        assert!(orphaned.contains("offboard_jobs_held"), "{orphaned}");
+        assert!(!orphaned.contains("SCAN Jobs"), "{orphaned}");
+        store.close().await;
     }
 }
