@@ -128,10 +128,16 @@ async fn run(pool: AnyPool, backend: Backend, mut pending: mpsc::UnboundedReceiv
                 Err(_) => break,
             }
         }
-        let t0 = std::time::Instant::now();
-        let r = commit(&pool, backend, &group).await;
-        tracing::debug!(target: "gc", n = group.len(), us = t0.elapsed().as_micros() as u64, "gc");
-        match r {
+        let started = std::time::Instant::now();
+        let committed = commit(&pool, backend, &group).await;
+        // How full groups are and how long the write lock is held: the two
+        // figures that bound a worker's throughput on SQLite (BENCHMARKS.md).
+        tracing::debug!(
+            writes = group.len(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "group committed"
+        );
+        match committed {
             Ok(answers) => {
                 for (p, answer) in group.into_iter().zip(answers) {
                     let _ = p.reply.send(answer);
