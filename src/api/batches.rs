@@ -11,7 +11,7 @@ use super::{ApiError, ApiState};
 use crate::domain::Outcome;
 use crate::report::status::describe;
 use crate::report::{JsonReport, write_csv};
-use crate::store::{BatchRow, Store};
+use crate::store::{BatchRow, ReportWindow, Store};
 
 #[derive(Debug, Deserialize)]
 pub struct Page {
@@ -96,13 +96,16 @@ pub async fn requests(
             ));
         }
     }
-    let rows = store.report_rows(&b.id).await.map_err(ApiError::internal)?;
-    let selected: Vec<_> = rows
-        .into_iter()
-        .filter(|r| page.outcome.as_deref().is_none_or(|o| r.outcome == o))
-        .skip(page.offset as usize)
-        .take(limit as usize + 1)
-        .collect();
+    // One row past the page says whether another page follows.
+    let window = ReportWindow {
+        outcome: page.outcome.as_deref(),
+        offset: page.offset,
+        limit: limit + 1,
+    };
+    let selected = store
+        .report_window(&b.id, window)
+        .await
+        .map_err(ApiError::internal)?;
     let more = selected.len() > limit as usize;
     let requests: Vec<_> = selected.into_iter().take(limit as usize).collect();
     let next = more.then(|| page.offset + limit as u64);

@@ -2,7 +2,9 @@
 //! state, and every rejected line, in line order.
 
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
+use super::sql::Params;
 use super::{Store, StoreError, format_ms, now_ms};
 
 /// One report line (conventions.md column order).
@@ -27,95 +29,148 @@ pub struct ReportRow {
     pub finished_at: String,
 }
 
+/// A window of a report, in line order.
+#[derive(Debug, Clone, Copy)]
+pub struct ReportWindow<'a> {
+    /// Only lines with this outcome (or `rejected`, `scheduled`, `pending`).
+    pub outcome: Option<&'a str>,
+    pub offset: u64,
+    pub limit: u32,
+}
+
 impl Store {
+    /// The whole report. A million-line batch makes a million rows: the
+    /// paged API reads [`Store::report_window`] instead.
     pub async fn report_rows(&self, batch_id: &str) -> Result<Vec<ReportRow>, StoreError> {
-        let now = now_ms();
-        let accepted = sqlx::query(
-            "SELECT e.line, r.provider, r.organization_id, r.user_id, r.outcome, r.effective_at,
-                    r.roles_removed, r.transfer_to_department_id, r.attempts, r.error_code,
-                    r.error_message, r.id, r.batch_id, r.reason, r.finished_at
-             FROM batch_entries e JOIN requests r ON r.id = e.request_id
-             WHERE e.batch_id = $1 ORDER BY e.line",
-        )
-        .bind(batch_id)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut rows: Vec<ReportRow> = Vec::with_capacity(accepted.len());
-        for r in &accepted {
-            let outcome: Option<String> = r.try_get("outcome")?;
-            let effective_at: Option<i64> = r.try_get("effective_at")?;
-            let outcome = outcome.unwrap_or_else(|| {
-                if effective_at.is_some_and(|at| at > now) {
-                    "scheduled".into()
-                } else {
-                    "pending".into()
-                }
-            });
-            let roles: String = r.try_get("roles_removed")?;
-            rows.push(ReportRow {
-                line: r.try_get::<i64, _>("line")? as u64,
-                provider: r.try_get("provider")?,
-                organization_id: r.try_get("organization_id")?,
-                user_id: r.try_get("user_id")?,
-                outcome,
-                roles_removed: roles
-                    .split(';')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-                transfer_to_department_id: r
-                    .try_get::<Option<String>, _>("transfer_to_department_id")?
-                    .unwrap_or_default(),
-                attempts: r.try_get::<i64, _>("attempts")? as u32,
-                error_code: r
-                    .try_get::<Option<String>, _>("error_code")?
-                    .unwrap_or_default(),
-                error_message: r
-                    .try_get::<Option<String>, _>("error_message")?
-                    .unwrap_or_default(),
-                request_id: r.try_get("id")?,
-                batch_id: r.try_get("batch_id")?,
-                reason: r
-                    .try_get::<Option<String>, _>("reason")?
-                    .unwrap_or_default(),
-                finished_at: r
-                    .try_get::<Option<i64>, _>("finished_at")?
-                    .map(format_ms)
-                    .unwrap_or_default(),
-            });
-        }
-        let rejected = sqlx::query(
-            "SELECT line, code, message, provider, organization_id, user_id
-             FROM rejected_rows WHERE batch_id = $1 ORDER BY line",
-        )
-        .bind(batch_id)
-        .fetch_all(&self.pool)
-        .await?;
-        for r in &rejected {
-            rows.push(ReportRow {
-                line: r.try_get::<i64, _>("line")? as u64,
-                provider: r
-                    .try_get::<Option<String>, _>("provider")?
-                    .unwrap_or_default(),
-                organization_id: r
-                    .try_get::<Option<String>, _>("organization_id")?
-                    .unwrap_or_default(),
-                user_id: r
-                    .try_get::<Option<String>, _>("user_id")?
-                    .unwrap_or_default(),
-                outcome: "rejected".into(),
-                roles_removed: Vec::new(),
-                transfer_to_department_id: String::new(),
-                attempts: 0,
-                error_code: r.try_get("code")?,
-                error_message: r.try_get("message")?,
-                request_id: String::new(),
-                batch_id: batch_id.to_owned(),
-                reason: String::new(),
-                finished_at: String::new(),
-            });
-        }
-        rows.sort_by_key(|r| r.line);
-        Ok(rows)
+        self.report_query(batch_id, None, None).await
     }
+
+    /// One page of the report; the database filters, orders and cuts it.
+    pub async fn report_window(
+        &self,
+        batch_id: &str,
+        window: ReportWindow<'_>,
+    ) -> Result<Vec<ReportRow>, StoreError> {
+        self.report_query(
+            batch_id,
+            window.outcome,
+            Some((window.offset, window.limit)),
+        )
+        .await
+    }
+
+    async fn report_query(
+        &self,
+        batch_id: &str,
+        outcome: Option<&str>,
+        window: Option<(u64, u32)>,
+    ) -> Result<Vec<ReportRow>, StoreError> {
+        // Placeholders in text order, each bound in that order (`Params`).
+        let mut p = Params::new(self.backend());
+        let mut binds: Vec<Bind> = Vec::new();
+        let now = now_ms();
+        let accepted_outcome = |p: &mut Params, binds: &mut Vec<Bind>| {
+            binds.push(Bind::Int(now));
+            // Open requests are `scheduled` before their effective time.
+            format!(
+                "COALESCE(r.outcome, CASE WHEN r.effective_at > {} THEN 'scheduled' ELSE 'pending' END)",
+                p.one()
+            )
+        };
+        let accepted = |p: &mut Params, binds: &mut Vec<Bind>| {
+            let outcome_column = accepted_outcome(p, binds);
+            binds.push(Bind::Text(batch_id.to_owned()));
+            let mut sql = format!(
+                "SELECT e.line AS line, r.provider AS provider, r.organization_id AS organization_id,
+                        r.user_id AS user_id, {outcome_column} AS outcome,
+                        r.roles_removed AS roles_removed,
+                        r.transfer_to_department_id AS transfer_to_department_id,
+                        r.attempts AS attempts, r.error_code AS error_code,
+                        r.error_message AS error_message, r.id AS request_id,
+                        r.batch_id AS batch_id, r.reason AS reason, r.finished_at AS finished_at
+                 FROM batch_entries e JOIN requests r ON r.id = e.request_id
+                 WHERE e.batch_id = {}",
+                p.one()
+            );
+            if let Some(o) = outcome {
+                let filter = accepted_outcome(p, binds);
+                binds.push(Bind::Text(o.to_owned()));
+                sql.push_str(&format!(" AND {filter} = {}", p.one()));
+            }
+            sql
+        };
+        let rejected = |p: &mut Params, binds: &mut Vec<Bind>| {
+            binds.push(Bind::Text(batch_id.to_owned()));
+            format!(
+                "SELECT line, provider, organization_id, user_id, 'rejected' AS outcome,
+                        '' AS roles_removed, NULL AS transfer_to_department_id, 0 AS attempts,
+                        code AS error_code, message AS error_message, NULL AS request_id,
+                        batch_id, NULL AS reason, NULL AS finished_at
+                 FROM rejected_rows WHERE batch_id = {}",
+                p.one()
+            )
+        };
+        let mut sql = match outcome {
+            None => {
+                let a = accepted(&mut p, &mut binds);
+                let r = rejected(&mut p, &mut binds);
+                format!("{a} UNION ALL {r}")
+            }
+            Some("rejected") => rejected(&mut p, &mut binds),
+            Some(_) => accepted(&mut p, &mut binds),
+        };
+        sql.push_str(" ORDER BY line");
+        if let Some((offset, limit)) = window {
+            sql.push_str(&format!(" LIMIT {} OFFSET {}", p.one(), p.one()));
+            binds.push(Bind::Int(i64::from(limit)));
+            binds.push(Bind::Int(i64::try_from(offset).unwrap_or(i64::MAX)));
+        }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in binds {
+            q = match b {
+                Bind::Text(t) => q.bind(t),
+                Bind::Int(n) => q.bind(n),
+            };
+        }
+        q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(report_row)
+            .collect()
+    }
+}
+
+/// A value for a generated statement, in placeholder order.
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+fn report_row(r: &AnyRow) -> Result<ReportRow, StoreError> {
+    let text = |column: &str| -> Result<String, StoreError> {
+        Ok(r.try_get::<Option<String>, _>(column)?.unwrap_or_default())
+    };
+    Ok(ReportRow {
+        line: r.try_get::<i64, _>("line")? as u64,
+        provider: text("provider")?,
+        organization_id: text("organization_id")?,
+        user_id: text("user_id")?,
+        outcome: text("outcome")?,
+        roles_removed: text("roles_removed")?
+            .split(';')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        transfer_to_department_id: text("transfer_to_department_id")?,
+        attempts: r.try_get::<i64, _>("attempts")? as u32,
+        error_code: text("error_code")?,
+        error_message: text("error_message")?,
+        request_id: text("request_id")?,
+        batch_id: text("batch_id")?,
+        reason: text("reason")?,
+        finished_at: r
+            .try_get::<Option<i64>, _>("finished_at")?
+            .map(format_ms)
+            .unwrap_or_default(),
+    })
 }

@@ -160,6 +160,35 @@ async fn uploads_status_and_reports() {
         .unwrap();
     assert_eq!(reqs["requests"].as_array().unwrap().len(), 1);
 
+    // Pages are cut by the database; together they are the full report.
+    let get = |path: String| {
+        let req = serve.authed(c.get(format!("{}{path}", serve.url)));
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let full = get(format!("/v1/batches/{batch}/report")).await;
+    let mut paged = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = get(format!(
+            "/v1/batches/{batch}/requests?limit=3&offset={offset}"
+        ))
+        .await;
+        paged.extend(page["requests"].as_array().unwrap().iter().cloned());
+        match page["next_offset"].as_u64() {
+            Some(next) => offset = next,
+            None => break,
+        }
+    }
+    assert_eq!(&Value::Array(paged), &full["rows"]);
+    let succeeded = get(format!(
+        "/v1/batches/{batch}/requests?outcome=succeeded&limit=2"
+    ))
+    .await;
+    let rows = succeeded["requests"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r["outcome"] == "succeeded"), "{rows:?}");
+    assert_eq!(succeeded["next_offset"], 2);
+
     let report = serve
         .authed(c.get(format!("{}/v1/batches/{batch}/report", serve.url)))
         .header("accept", "text/csv")
