@@ -205,23 +205,42 @@ async fn commit(
 
 /// Locks every request row the group writes, in id order, before any write:
 /// two groups (or a group and another multi-row writer, see
-/// `sql::requests_in_id_order`) then never wait on each other in a cycle.
+/// `sql::requests_in_id_order`, which also says why `NO KEY`) then never
+/// wait on each other in a cycle.
 async fn lock_in_id_order(
     tx: &mut sqlx::AnyConnection,
     backend: Backend,
     group: &[Pending],
 ) -> Result<(), StoreError> {
     let ids = distinct_ids(group.iter().map(|p| p.write.request_id()));
+    requests_by_id(
+        tx,
+        backend,
+        "SELECT id",
+        &ids,
+        " ORDER BY id FOR NO KEY UPDATE",
+    )
+    .await?;
+    Ok(())
+}
+
+/// `select` from the requests whose id is in `ids`, then `tail`.
+async fn requests_by_id(
+    tx: &mut sqlx::AnyConnection,
+    backend: Backend,
+    select: &str,
+    ids: &[&str],
+    tail: &str,
+) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
     let sql = format!(
-        "SELECT id FROM requests WHERE id IN ({}) ORDER BY id FOR UPDATE",
+        "{select} FROM requests WHERE id IN ({}){tail}",
         Params::new(backend).list(ids.len())
     );
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for id in &ids {
+    for id in ids {
         q = q.bind(*id);
     }
-    q.fetch_all(&mut *tx).await?;
-    Ok(())
+    Ok(q.fetch_all(&mut *tx).await?)
 }
 
 /// The group's step checkpoints in two statements: one read of the claims
@@ -251,16 +270,16 @@ async fn store_steps(
         return Ok(answers);
     }
     let ids = distinct_ids(steps.iter().map(|s| s.1));
-    let sql = format!(
-        "SELECT id, claim_owner, cancel_requested FROM requests WHERE outcome IS NULL AND id IN ({})",
-        Params::new(backend).list(ids.len())
-    );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for id in &ids {
-        q = q.bind(*id);
-    }
+    let rows = requests_by_id(
+        tx,
+        backend,
+        "SELECT id, claim_owner, cancel_requested",
+        &ids,
+        " AND outcome IS NULL",
+    )
+    .await?;
     let mut holders: HashMap<String, (Option<String>, i64)> = HashMap::new();
-    for row in q.fetch_all(&mut *tx).await? {
+    for row in rows {
         holders.insert(
             row.try_get("id")?,
             (

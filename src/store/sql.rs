@@ -48,13 +48,18 @@ impl Params {
 /// `id IN (<ids>)` for an `UPDATE requests`, where `ids` is a list or a
 /// subquery of request ids. On PostgreSQL the rows are first locked in id
 /// order, the order the group commit takes them in, so two writers of many
-/// requests never wait on each other in a cycle. SQLite has one writer at a
-/// time and needs no order.
+/// requests never wait on each other in a cycle. `NO KEY UPDATE` is the
+/// lock a plain `UPDATE` of these rows takes anyway; `FOR UPDATE` would also
+/// block the key-share locks that an intake's `batch_entries` insert takes
+/// on the requests it links to. SQLite has one writer at a time and needs
+/// no order.
 pub(crate) fn requests_in_id_order(backend: Backend, ids: &str) -> String {
     match backend {
         Backend::Sqlite => format!("id IN ({ids})"),
         Backend::Postgres => {
-            format!("id IN (SELECT id FROM requests WHERE id IN ({ids}) ORDER BY id FOR UPDATE)")
+            format!(
+                "id IN (SELECT id FROM requests WHERE id IN ({ids}) ORDER BY id FOR NO KEY UPDATE)"
+            )
         }
     }
 }
