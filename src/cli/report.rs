@@ -7,7 +7,7 @@ use anyhow::anyhow;
 use clap::{Args, ValueEnum};
 
 use super::{Failure, exit, setup};
-use crate::report::{JsonReport, write_csv};
+use crate::report::{CsvReport, JsonReport};
 use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -33,7 +33,6 @@ pub async fn report(config: Option<&Path>, args: ReportArgs) -> Result<u8, Failu
         .await
         .map_err(Failure::other)?
         .ok_or_else(|| Failure::usage(anyhow!("no batch {}", args.batch)))?;
-    let rows = store.report_rows(&batch.id).await.map_err(Failure::other)?;
     let mut out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -42,8 +41,11 @@ pub async fn report(config: Option<&Path>, args: ReportArgs) -> Result<u8, Failu
         None => Box::new(std::io::stdout().lock()),
     };
     match args.format {
-        Format::Csv => write_csv(&mut out, &rows).map_err(Failure::other)?,
+        Format::Csv => write_csv_pages(&store, &batch.id, &mut out, CSV_PAGE)
+            .await
+            .map_err(Failure::other)?,
         Format::Json => {
+            let rows = store.report_rows(&batch.id).await.map_err(Failure::other)?;
             let counts = store.batch_counts(&batch).await.map_err(Failure::other)?;
             let state = Store::batch_state(&batch, &counts);
             let report = JsonReport {
@@ -58,4 +60,27 @@ pub async fn report(config: Option<&Path>, args: ReportArgs) -> Result<u8, Failu
     }
     out.flush().map_err(Failure::other)?;
     Ok(exit::OK)
+}
+
+/// Report lines read per query for CSV output.
+const CSV_PAGE: u32 = 1_000;
+
+/// Writes the CSV report a page at a time, so memory does not grow with
+/// the batch.
+pub(crate) async fn write_csv_pages<W: Write>(
+    store: &Store,
+    batch_id: &str,
+    out: W,
+    page: u32,
+) -> anyhow::Result<()> {
+    let mut csv = CsvReport::new(out)?;
+    let mut after = None;
+    loop {
+        let rows = store.report_after(batch_id, after, page).await?;
+        let Some(last) = rows.last() else { break };
+        after = Some(last.line);
+        csv.rows(&rows)?;
+    }
+    csv.finish()?;
+    Ok(())
 }

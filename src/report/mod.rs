@@ -37,32 +37,56 @@ pub fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
 
 /// Writes the report rows as CSV.
 pub fn write_csv<W: Write>(out: W, rows: &[ReportRow]) -> Result<(), csv::Error> {
-    let mut w = csv::Writer::from_writer(out);
-    w.write_record(COLUMNS)?;
-    for r in rows {
-        let line = r.line.to_string();
-        let attempts = r.attempts.to_string();
-        let roles = r.roles_removed.join(";");
-        let cells = [
-            line.as_str(),
-            &r.provider,
-            &r.organization_id,
-            &r.user_id,
-            &r.outcome,
-            &roles,
-            &r.transfer_to_department_id,
-            &attempts,
-            &r.error_code,
-            &r.error_message,
-            &r.request_id,
-            &r.batch_id,
-            &r.reason,
-            &r.finished_at,
-        ];
-        w.write_record(cells.iter().map(|c| neutralise(c).into_owned()))?;
+    let mut w = CsvReport::new(out)?;
+    w.rows(rows)?;
+    w.finish()
+}
+
+/// A CSV report written a page of rows at a time, so a million-line batch
+/// never sits in memory whole.
+pub struct CsvReport<W: Write> {
+    writer: csv::Writer<W>,
+}
+
+impl<W: Write> CsvReport<W> {
+    /// Starts the report with its header.
+    pub fn new(out: W) -> Result<Self, csv::Error> {
+        let mut writer = csv::Writer::from_writer(out);
+        writer.write_record(COLUMNS)?;
+        Ok(CsvReport { writer })
     }
-    w.flush()?;
-    Ok(())
+
+    pub fn rows(&mut self, rows: &[ReportRow]) -> Result<(), csv::Error> {
+        for r in rows {
+            let line = r.line.to_string();
+            let attempts = r.attempts.to_string();
+            let roles = r.roles_removed.join(";");
+            let cells = [
+                line.as_str(),
+                &r.provider,
+                &r.organization_id,
+                &r.user_id,
+                &r.outcome,
+                &roles,
+                &r.transfer_to_department_id,
+                &attempts,
+                &r.error_code,
+                &r.error_message,
+                &r.request_id,
+                &r.batch_id,
+                &r.reason,
+                &r.finished_at,
+            ];
+            self.writer
+                .write_record(cells.iter().map(|c| neutralise(c).into_owned()))?;
+        }
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> Result<(), csv::Error> {
+        self.writer.flush()?;
+        Ok(())
+    }
 }
 
 /// The JSON report: batch, state, counts and rows.

@@ -42,7 +42,20 @@ impl Store {
     /// The whole report. A million-line batch makes a million rows: the
     /// paged API reads [`Store::report_window`] instead.
     pub async fn report_rows(&self, batch_id: &str) -> Result<Vec<ReportRow>, StoreError> {
-        self.report_query(batch_id, None, None).await
+        self.report_query(batch_id, None, None, None).await
+    }
+
+    /// Up to `limit` lines after line `after` (from the first when `None`),
+    /// in line order: a whole report read a page at a time, each page found
+    /// by its key rather than by walking past the earlier ones.
+    pub async fn report_after(
+        &self,
+        batch_id: &str,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<ReportRow>, StoreError> {
+        self.report_query(batch_id, None, after, Some((0, limit)))
+            .await
     }
 
     /// One page of the report; the database filters, orders and cuts it.
@@ -54,6 +67,7 @@ impl Store {
         self.report_query(
             batch_id,
             window.outcome,
+            None,
             Some((window.offset, window.limit)),
         )
         .await
@@ -63,6 +77,7 @@ impl Store {
         &self,
         batch_id: &str,
         outcome: Option<&str>,
+        after: Option<u64>,
         window: Option<(u64, u32)>,
     ) -> Result<Vec<ReportRow>, StoreError> {
         // Placeholders in text order, each bound in that order (`Params`).
@@ -92,6 +107,10 @@ impl Store {
                  WHERE e.batch_id = {}",
                 p.one()
             );
+            if let Some(line) = after {
+                binds.push(Bind::Int(line_key(line)));
+                sql.push_str(&format!(" AND e.line > {}", p.one()));
+            }
             if let Some(o) = outcome {
                 let filter = accepted_outcome(p, binds);
                 binds.push(Bind::Text(o.to_owned()));
@@ -101,14 +120,19 @@ impl Store {
         };
         let rejected = |p: &mut Params, binds: &mut Vec<Bind>| {
             binds.push(Bind::Text(batch_id.to_owned()));
-            format!(
+            let mut sql = format!(
                 "SELECT line, provider, organization_id, user_id, 'rejected' AS outcome,
                         '' AS roles_removed, NULL AS transfer_to_department_id, 0 AS attempts,
                         code AS error_code, message AS error_message, NULL AS request_id,
                         batch_id, NULL AS reason, NULL AS finished_at
                  FROM rejected_rows WHERE batch_id = {}",
                 p.one()
-            )
+            );
+            if let Some(line) = after {
+                binds.push(Bind::Int(line_key(line)));
+                sql.push_str(&format!(" AND line > {}", p.one()));
+            }
+            sql
         };
         let mut sql = match outcome {
             None => {
@@ -123,7 +147,7 @@ impl Store {
         if let Some((offset, limit)) = window {
             sql.push_str(&format!(" LIMIT {} OFFSET {}", p.one(), p.one()));
             binds.push(Bind::Int(i64::from(limit)));
-            binds.push(Bind::Int(i64::try_from(offset).unwrap_or(i64::MAX)));
+            binds.push(Bind::Int(line_key(offset)));
         }
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for b in binds {
@@ -138,6 +162,11 @@ impl Store {
             .map(report_row)
             .collect()
     }
+}
+
+/// A line number or offset as the database stores integers.
+fn line_key(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// A value for a generated statement, in placeholder order.

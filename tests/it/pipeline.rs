@@ -279,3 +279,47 @@ async fn finished_queue_jobs_are_pruned_and_requests_keep_their_record() {
     assert_eq!(rows.len(), 5);
     assert!(rows.iter().all(|r| r["outcome"] == "succeeded"));
 }
+
+/// A report longer than a page of the CSV writer (1,000 lines) comes out
+/// whole and in line order, with rejected lines in their places. The batch
+/// is halted by the cap, so nothing runs and every line is its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_report_is_written_a_page_at_a_time() {
+    let o = Options {
+        extra_config: "[safety]\nmax_batch_requests = 2\n".into(),
+        ..Options::default()
+    };
+    let h = Harness::start_with(directory(), o).await;
+    let mut csv = String::from("user_id,organization_id,transfer_to_department_id\n");
+    for line in 2..=2_401 {
+        if line % 500 == 0 {
+            csv.push_str("usr_bad/id,org_acme,dept_offboarded\n");
+        } else {
+            csv.push_str(&format!("usr_{line:06},org_acme,dept_offboarded\n"));
+        }
+    }
+    let path = h.write_csv("long.csv", &csv);
+    let out = h.offboard(&["run", path.to_str().unwrap()], &[]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let batch = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("batch "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or_else(|| panic!("no halted batch in {stderr}"))
+        .to_owned();
+    let report = h.report(&batch).await;
+    let lines: Vec<u64> = report.iter().map(|r| r["line"].parse().unwrap()).collect();
+    assert_eq!(lines, (2..=2_401).collect::<Vec<u64>>());
+    let rejected: Vec<u64> = report
+        .iter()
+        .filter(|r| r["outcome"] == "rejected")
+        .map(|r| r["line"].parse().unwrap())
+        .collect();
+    assert_eq!(rejected, vec![500, 1_000, 1_500, 2_000]);
+    assert!(
+        report
+            .iter()
+            .filter(|r| r["outcome"] != "rejected")
+            .all(|r| r["outcome"] == "pending" && r["batch_id"] == batch)
+    );
+}
