@@ -1,5 +1,6 @@
 //! Batch listing, status, requests, reports and retries.
 
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -10,7 +11,7 @@ use super::error::Params;
 use super::{ApiError, ApiState};
 use crate::domain::Outcome;
 use crate::report::status::describe;
-use crate::report::{JsonReport, write_csv};
+use crate::report::{JsonReport, csv_parts};
 use crate::store::{BatchRow, ReportWindow, Store};
 
 #[derive(Debug, Deserialize)]
@@ -121,15 +122,13 @@ pub async fn report(
 ) -> Result<Response, ApiError> {
     let store = state.engine.store();
     let b = batch(store, &id).await?;
-    let rows = store.report_rows(&b.id).await.map_err(ApiError::internal)?;
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if accept.contains("text/csv") {
-        let mut out = Vec::new();
-        write_csv(&mut out, &rows).map_err(ApiError::internal)?;
-        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response());
+        let body = Body::from_stream(csv_parts(store.clone(), b.id.clone()));
+        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response());
     }
     if !(accept.is_empty() || accept.contains("application/json") || accept.contains("*/*")) {
         return Err(ApiError::new(
@@ -138,6 +137,7 @@ pub async fn report(
             "the report is available as text/csv or application/json",
         ));
     }
+    let rows = store.report_rows(&b.id).await.map_err(ApiError::internal)?;
     let counts = store.batch_counts(&b).await.map_err(ApiError::internal)?;
     let state_name = Store::batch_state(&b, &counts);
     let report = JsonReport {

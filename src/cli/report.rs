@@ -7,7 +7,7 @@ use anyhow::anyhow;
 use clap::{Args, ValueEnum};
 
 use super::{Failure, exit, setup};
-use crate::report::{CsvReport, JsonReport};
+use crate::report::{JsonReport, write_csv_report};
 use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -41,7 +41,7 @@ pub async fn report(config: Option<&Path>, args: ReportArgs) -> Result<u8, Failu
         None => Box::new(std::io::stdout().lock()),
     };
     match args.format {
-        Format::Csv => write_csv_pages(&store, &batch.id, &mut out, CSV_PAGE)
+        Format::Csv => write_csv_report(&store, &batch.id, &mut out)
             .await
             .map_err(Failure::other)?,
         Format::Json => {
@@ -60,27 +60,4 @@ pub async fn report(config: Option<&Path>, args: ReportArgs) -> Result<u8, Failu
     }
     out.flush().map_err(Failure::other)?;
     Ok(exit::OK)
-}
-
-/// Report lines read per query for CSV output.
-const CSV_PAGE: u32 = 1_000;
-
-/// Writes the CSV report a page at a time, so memory does not grow with
-/// the batch.
-pub(crate) async fn write_csv_pages<W: Write>(
-    store: &Store,
-    batch_id: &str,
-    out: W,
-    page: u32,
-) -> anyhow::Result<()> {
-    let mut csv = CsvReport::new(out)?;
-    let mut after = None;
-    loop {
-        let rows = store.report_after(batch_id, after, page).await?;
-        let Some(last) = rows.last() else { break };
-        after = Some(last.line);
-        csv.rows(&rows)?;
-    }
-    csv.finish()?;
-    Ok(())
 }

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use super::{IntakeOptions, ProviderCatalog, SubmitError, submit_csv};
 use crate::engine::Engine;
-use crate::report::write_csv;
+use crate::report::write_csv_report;
 
 /// A drop-folder job spec (`jobs/NAME.toml` with `watch = …`).
 #[derive(Debug, Clone)]
@@ -375,13 +375,11 @@ async fn finish_if_done(
         &folders.done
     };
     let target = unique(dest, name);
-    let rows = store
-        .report_rows(batch_id)
+    let mut report =
+        std::fs::File::create(sidecar(&target, "report.csv")).map_err(|e| e.to_string())?;
+    write_csv_report(store, batch_id, &mut report)
         .await
         .map_err(|e| e.to_string())?;
-    let mut report = Vec::new();
-    write_csv(&mut report, &rows).map_err(|e| e.to_string())?;
-    std::fs::write(sidecar(&target, "report.csv"), report).map_err(|e| e.to_string())?;
     std::fs::rename(folders.processing.join(name), &target).map_err(|e| e.to_string())?;
     store
         .update_drop_file(sha, None, if failed { "failed" } else { "done" })

@@ -1,6 +1,9 @@
 //! Batch reports as CSV (spreadsheet-safe) or JSON.
 
 pub mod status;
+mod stream;
+
+pub use stream::{csv_parts, write_csv_report};
 
 use std::io::Write;
 
@@ -35,13 +38,6 @@ pub fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Writes the report rows as CSV.
-pub fn write_csv<W: Write>(out: W, rows: &[ReportRow]) -> Result<(), csv::Error> {
-    let mut w = CsvReport::new(out)?;
-    w.rows(rows)?;
-    w.finish()
-}
-
 /// A CSV report written a page of rows at a time, so a million-line batch
 /// never sits in memory whole.
 pub struct CsvReport<W: Write> {
@@ -54,6 +50,13 @@ impl<W: Write> CsvReport<W> {
         let mut writer = csv::Writer::from_writer(out);
         writer.write_record(COLUMNS)?;
         Ok(CsvReport { writer })
+    }
+
+    /// Goes on with a report whose header an earlier part already wrote.
+    pub fn continued(out: W) -> Self {
+        CsvReport {
+            writer: csv::Writer::from_writer(out),
+        }
     }
 
     pub fn rows(&mut self, rows: &[ReportRow]) -> Result<(), csv::Error> {

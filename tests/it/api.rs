@@ -2,7 +2,9 @@
 
 use serde_json::Value;
 
-use crate::helpers::{Harness, Options, Serve, directory, eventually, users_csv};
+use crate::helpers::{
+    Harness, Options, Serve, directory, eventually, long_halted_batch, users_csv,
+};
 
 fn options() -> Options {
     Options {
@@ -355,4 +357,36 @@ async fn a_halted_upload_is_approved_or_cancelled_over_the_api() {
         "active"
     );
     serve.stop().await;
+}
+
+/// A CSV report longer than one streamed part (1,000 lines) arrives whole:
+/// the same bytes as `offboard report`, header once, every line in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_csv_report_streams_whole() {
+    let mut o = options();
+    o.extra_config
+        .push_str("[safety]\nmax_batch_requests = 2\n");
+    let h = Harness::start_with(directory(), o).await;
+    // Through the CLI: uploads here are capped at 4,000 bytes.
+    let batch = long_halted_batch(&h).await;
+    let cli = h
+        .offboard(&["report", &batch, "--format", "csv"], &[])
+        .await
+        .stdout;
+    let serve = h.serve(&[]).await;
+    let body = serve
+        .authed(
+            serve
+                .client()
+                .get(format!("{}/v1/batches/{batch}/report", serve.url)),
+        )
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body.lines().count(), 2_401, "header and 2,400 lines");
+    assert_eq!(body.as_bytes(), cli.as_slice());
 }

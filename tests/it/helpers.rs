@@ -193,6 +193,29 @@ connect_timeout_ms = 1000
     }
 }
 
+/// Runs a 2,400-line file (lines 2 to 2,401) whose lines 500, 1,000, 1,500
+/// and 2,000 are rejected, on a harness whose `max_batch_requests` halts
+/// it; returns the batch id.
+pub async fn long_halted_batch(h: &Harness) -> String {
+    let mut csv = String::from("user_id,organization_id,transfer_to_department_id\n");
+    for line in 2..=2_401 {
+        if line % 500 == 0 {
+            csv.push_str("usr_bad/id,org_acme,dept_offboarded\n");
+        } else {
+            csv.push_str(&format!("usr_{line:06},org_acme,dept_offboarded\n"));
+        }
+    }
+    let path = h.write_csv("long.csv", &csv);
+    let out = h.offboard(&["run", path.to_str().unwrap()], &[]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("batch "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or_else(|| panic!("no halted batch in {stderr}"))
+        .to_owned()
+}
+
 /// 60 generated users plus the special cases the scenarios need.
 pub fn directory() -> Directory {
     let mut dir = Directory::generate(60, 11);

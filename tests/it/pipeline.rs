@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::helpers::{Harness, Options, directory, member, removal_calls};
+use crate::helpers::{Harness, Options, directory, long_halted_batch, member, removal_calls};
 
 fn leavers_csv(include_owner: bool) -> String {
     let mut csv = String::from("user_id,organization_id,transfer_to_department_id,reason\n");
@@ -290,23 +290,7 @@ async fn a_long_report_is_written_a_page_at_a_time() {
         ..Options::default()
     };
     let h = Harness::start_with(directory(), o).await;
-    let mut csv = String::from("user_id,organization_id,transfer_to_department_id\n");
-    for line in 2..=2_401 {
-        if line % 500 == 0 {
-            csv.push_str("usr_bad/id,org_acme,dept_offboarded\n");
-        } else {
-            csv.push_str(&format!("usr_{line:06},org_acme,dept_offboarded\n"));
-        }
-    }
-    let path = h.write_csv("long.csv", &csv);
-    let out = h.offboard(&["run", path.to_str().unwrap()], &[]).await;
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    let batch = stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("batch "))
-        .and_then(|l| l.split(' ').next())
-        .unwrap_or_else(|| panic!("no halted batch in {stderr}"))
-        .to_owned();
+    let batch = long_halted_batch(&h).await;
     let report = h.report(&batch).await;
     let lines: Vec<u64> = report.iter().map(|r| r["line"].parse().unwrap()).collect();
     assert_eq!(lines, (2..=2_401).collect::<Vec<u64>>());
