@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use super::error::Params;
 use super::{ApiError, ApiState};
 use crate::intake::{IntakeOptions, ProviderCatalog, SubmitError, submit_csv};
+use crate::store::FIRST_REJECTED;
 
 #[derive(Debug, Deserialize)]
 pub struct UploadQuery {
@@ -237,12 +238,11 @@ async fn take_in(
         }
         Err(SubmitError::NoValidRow { rejected, batch_id }) => {
             let rows = store
-                .report_rows(&batch_id)
+                .report_window(&batch_id, FIRST_REJECTED)
                 .await
                 .map_err(ApiError::internal)?;
             let rejected_rows: Vec<_> = rows
                 .iter()
-                .take(1000)
                 .map(|r| json!({"line": r.line, "code": r.error_code, "message": r.error_message}))
                 .collect();
             let err = ApiError::new(

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use super::{IntakeOptions, ProviderCatalog, SubmitError, submit_csv};
 use crate::engine::Engine;
 use crate::report::write_csv_report;
+use crate::store::FIRST_REJECTED;
 
 /// A drop-folder job spec (`jobs/NAME.toml` with `watch = …`).
 #[derive(Debug, Clone)]
@@ -330,11 +331,11 @@ async fn intake(
         }
         Err(SubmitError::NoValidRow { batch_id, rejected }) => {
             let rows = store
-                .report_rows(&batch_id)
+                .report_window(&batch_id, FIRST_REJECTED)
                 .await
                 .map_err(|e| e.to_string())?;
             let mut text = format!("the CSV has no valid row ({rejected} rejected)\n");
-            for r in rows.iter().take(1000) {
+            for r in &rows {
                 text.push_str(&format!(
                     "line {}: {}: {}\n",
                     r.line, r.error_code, r.error_message

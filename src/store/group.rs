@@ -161,10 +161,10 @@ async fn run(pool: AnyPool, backend: Backend, mut pending: mpsc::UnboundedReceiv
 }
 
 /// One transaction for `group`: each write's answer, or an error that
-/// rolled all of them back. The steps' checkpoints go in together: on
-/// SQLite the transaction holds the database's only write lock, which
-/// apalis's fetches and acks wait for, so every statement less inside it
-/// counts.
+/// rolled all of them back. The steps' checkpoints go in together, which
+/// halves the statements a group sends while it holds SQLite's only write
+/// lock (apalis's fetches and acks wait for it); BENCHMARKS.md has what
+/// that did and did not change.
 async fn commit(
     pool: &AnyPool,
     backend: Backend,
@@ -181,7 +181,7 @@ async fn commit(
         }
         *answer = match apply(&mut tx, &p.write).await {
             Ok(held) => Some(Ok(held)),
-            Err(StoreError::ClaimLost(id)) => Some(Err(StoreError::ClaimLost(id))),
+            Err(lost @ StoreError::ClaimLost(_)) => Some(Err(lost)),
             Err(e) => return Err(e),
         };
     }

@@ -19,7 +19,7 @@ pub use batches::{BatchRow, NewBatch};
 pub(crate) use connect::QueuePool;
 pub use connect::{Backend, Store};
 pub use intake::{AcceptedRow, IntakeChunk, NewJob, RejectedRow};
-pub use report::{ReportRow, ReportWindow};
+pub use report::{FIRST_REJECTED, ReportRow, ReportWindow};
 pub(crate) use requests::set_enqueued;
 pub use requests::{ClaimResult, Claimed, Finish, RequestRow};
 pub(crate) use sql::Params;

@@ -38,9 +38,17 @@ pub struct ReportWindow<'a> {
     pub limit: u32,
 }
 
+/// The first 1,000 rejected lines: what a file with no valid row shows.
+pub const FIRST_REJECTED: ReportWindow<'static> = ReportWindow {
+    outcome: Some("rejected"),
+    offset: 0,
+    limit: 1_000,
+};
+
 impl Store {
-    /// The whole report. A million-line batch makes a million rows: the
-    /// paged API reads [`Store::report_window`] instead.
+    /// The whole report. A million-line batch makes a million rows: CSV
+    /// reports read it a page at a time ([`Store::report_after`]) and the
+    /// paged API a window ([`Store::report_window`]).
     pub async fn report_rows(&self, batch_id: &str) -> Result<Vec<ReportRow>, StoreError> {
         self.report_query(batch_id, None, None, None).await
     }

@@ -13,6 +13,14 @@ fn options() -> Options {
     }
 }
 
+/// Any batch of more than two requests halts at intake.
+fn halting_options() -> Options {
+    let mut o = options();
+    o.extra_config
+        .push_str("[safety]\nmax_batch_requests = 2\n");
+    o
+}
+
 async fn upload(serve: &Serve, body: &str, key: Option<&str>) -> (u16, Value) {
     let mut rb = serve
         .authed(serve.client().post(format!("{}/v1/batches", serve.url)))
@@ -296,10 +304,7 @@ async fn the_api_refuses_to_start_without_its_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_halted_upload_is_approved_or_cancelled_over_the_api() {
-    let mut o = options();
-    o.extra_config
-        .push_str("[safety]\nmax_batch_requests = 2\n");
-    let h = Harness::start_with(directory(), o).await;
+    let h = Harness::start_with(directory(), halting_options()).await;
     let serve = h.serve(&[]).await;
     let c = serve.client();
     let (status, first) = upload(&serve, &users_csv(2, 4), None).await;
@@ -363,10 +368,7 @@ async fn a_halted_upload_is_approved_or_cancelled_over_the_api() {
 /// the same bytes as `offboard report`, header once, every line in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_csv_report_streams_whole() {
-    let mut o = options();
-    o.extra_config
-        .push_str("[safety]\nmax_batch_requests = 2\n");
-    let h = Harness::start_with(directory(), o).await;
+    let h = Harness::start_with(directory(), halting_options()).await;
     // Through the CLI: uploads here are capped at 4,000 bytes.
     let batch = long_halted_batch(&h).await;
     let cli = h
