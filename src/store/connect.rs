@@ -306,4 +306,29 @@ mod tests {
         assert!(!orphaned.contains("SCAN Jobs"), "{orphaned}");
         store.close().await;
     }
+
+    /// The start-up sweep for requests that never got a job walks the
+    /// partial index that holds only them, in the order it pages, without
+    /// sorting the table.
+    #[tokio::test]
+    async fn unqueued_requests_are_read_through_their_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("q.db").display());
+        let store = Store::open(&DatabaseConfig {
+            url: url.clone(),
+            ..DatabaseConfig::default()
+        })
+        .await
+        .unwrap();
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let page = plan(
+            &mut conn,
+            &super::super::requests::UNENQUEUED_PAGE.replace("$1", "?1"),
+            1,
+        )
+        .await;
+        assert!(page.contains("requests_batch_unqueued"), "{page}");
+        assert!(!page.contains("TEMP B-TREE"), "{page}");
+        store.close().await;
+    }
 }

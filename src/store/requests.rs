@@ -312,18 +312,14 @@ impl Store {
 
     /// Open requests that never got a queue job (an intake interrupted
     /// between storing rows and enqueueing them).
-    /// The oldest `limit` of them: enqueueing a page takes it out of the
-    /// next one.
+    /// The oldest `limit` of them (batch and request ids are ULIDs), read
+    /// through `requests_batch_unqueued`: enqueueing a page takes it out of
+    /// the next one.
     pub async fn unenqueued_requests(&self, limit: u32) -> Result<Vec<super::NewJob>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, effective_at FROM requests
-             WHERE enqueued = 0 AND outcome IS NULL
-               AND batch_id NOT IN (SELECT id FROM batches WHERE stored_state IN ('intake', 'halted', 'cancelled'))
-             ORDER BY created_at LIMIT $1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(UNENQUEUED_PAGE)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows
             .iter()
             .map(|r| super::NewJob {
@@ -333,6 +329,12 @@ impl Store {
             .collect())
     }
 }
+
+/// A page of open requests with no queue job, oldest first.
+pub(super) const UNENQUEUED_PAGE: &str = "SELECT id, effective_at FROM requests
+     WHERE enqueued = 0 AND outcome IS NULL
+       AND batch_id NOT IN (SELECT id FROM batches WHERE stored_state IN ('intake', 'halted', 'cancelled'))
+     ORDER BY batch_id, id LIMIT $1";
 
 pub(super) fn request_from_row(r: &sqlx::any::AnyRow) -> Result<RequestRow, StoreError> {
     let outcome: Option<String> = r.try_get("outcome")?;
