@@ -11,7 +11,7 @@ use super::error::Params;
 use super::{ApiError, ApiState};
 use crate::domain::Outcome;
 use crate::report::status::describe;
-use crate::report::{JsonReport, csv_parts};
+use crate::report::{JsonReport, csv_parts, json_parts};
 use crate::store::{BatchRow, ReportWindow, Store};
 
 #[derive(Debug, Deserialize)]
@@ -137,16 +137,21 @@ pub async fn report(
             "the report is available as text/csv or application/json",
         ));
     }
-    let rows = store.report_rows(&b.id).await.map_err(ApiError::internal)?;
     let counts = store.batch_counts(&b).await.map_err(ApiError::internal)?;
     let state_name = Store::batch_state(&b, &counts);
-    let report = JsonReport {
+    let head = JsonReport {
         batch_id: &b.id,
         state: state_name.as_str(),
         counts: &counts,
-        rows: &rows,
+        rows: &[],
     };
-    Ok(axum::Json(serde_json::to_value(&report).map_err(ApiError::internal)?).into_response())
+    let parts =
+        json_parts(store.clone(), b.id.clone(), &head, false).map_err(ApiError::internal)?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(parts),
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize)]

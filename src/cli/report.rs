@@ -7,7 +7,7 @@ use anyhow::anyhow;
 use clap::{Args, ValueEnum};
 
 use super::{Failure, exit, setup};
-use crate::report::{JsonReport, write_csv_report};
+use crate::report::{JsonReport, json_parts, write_csv_report, write_parts};
 use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -45,16 +45,17 @@ pub async fn report(config: Option<&Path>, args: ReportArgs) -> Result<u8, Failu
             .await
             .map_err(Failure::other)?,
         Format::Json => {
-            let rows = store.report_rows(&batch.id).await.map_err(Failure::other)?;
             let counts = store.batch_counts(&batch).await.map_err(Failure::other)?;
             let state = Store::batch_state(&batch, &counts);
-            let report = JsonReport {
+            let head = JsonReport {
                 batch_id: &batch.id,
                 state: state.as_str(),
                 counts: &counts,
-                rows: &rows,
+                rows: &[],
             };
-            serde_json::to_writer_pretty(&mut out, &report).map_err(Failure::other)?;
+            let parts =
+                json_parts(store.clone(), batch.id.clone(), &head, true).map_err(Failure::other)?;
+            write_parts(parts, &mut out).await.map_err(Failure::other)?;
             writeln!(out).map_err(Failure::other)?;
         }
     }

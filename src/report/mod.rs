@@ -3,7 +3,7 @@
 pub mod status;
 mod stream;
 
-pub use stream::{csv_parts, write_csv_report};
+pub use stream::{Parts, csv_parts, json_parts, write_csv_report, write_parts};
 
 use std::io::Write;
 
@@ -92,8 +92,9 @@ impl<W: Write> CsvReport<W> {
     }
 }
 
-/// The JSON report: batch, state, counts and rows.
-#[derive(Debug, serde::Serialize)]
+/// The JSON report: batch, state, counts and rows (`json_parts` streams
+/// the rows into it).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct JsonReport<'a> {
     pub batch_id: &'a str,
     pub state: &'a str,

@@ -1,52 +1,167 @@
-//! A batch's CSV report read and written a page at a time.
+//! A batch's report read and written a page at a time, as CSV or JSON, so
+//! a million-line batch never sits in memory whole. The HTTP report streams
+//! the parts as its body; `offboard report` writes them out. A database
+//! error ends the parts with that error.
 
 use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 
-use super::CsvReport;
-use crate::store::Store;
+use super::{CsvReport, JsonReport};
+use crate::store::{ReportRow, Store, StoreError};
 
-/// Report lines per part of a streamed CSV report.
-const CSV_PAGE: u32 = 1_000;
+/// Report lines per page, and so per part of a streamed report.
+const PAGE: u32 = 1_000;
 
-/// The CSV report in parts of a page of lines each (keyset on line), the
-/// header in the first, so a million-line batch never sits in memory whole.
-/// The HTTP report streams the parts as its body; `offboard report` writes
-/// them out. A database error ends the parts with that error.
-pub fn csv_parts(
+/// A streamed report's parts.
+pub type Parts = std::pin::Pin<Box<dyn Stream<Item = Result<Vec<u8>, std::io::Error>> + Send>>;
+
+/// The report's rows a page at a time, in line order (keyset on line). The
+/// first page comes even when empty; a short page is the last.
+fn pages(
     store: Store,
     batch_id: String,
-) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
-    // `Some(after)` while lines remain; `Some(None)` before the first page.
+) -> impl Stream<Item = Result<Vec<ReportRow>, StoreError>> + Send + 'static {
+    // `Some(after)` while pages remain; `Some(None)` before the first.
     futures::stream::unfold(Some(None), move |state: Option<Option<u64>>| {
         let store = store.clone();
         let batch_id = batch_id.clone();
         async move {
             let after = state?;
-            let rows = match store.report_after(&batch_id, after, CSV_PAGE).await {
-                Ok(rows) => rows,
+            match store.report_after(&batch_id, after, PAGE).await {
+                Ok(rows) => {
+                    let next = (rows.len() == PAGE as usize).then(|| rows.last().map(|r| r.line));
+                    Some((Ok(rows), next))
+                }
                 Err(e) => {
                     tracing::error!(batch = %batch_id, error = %e, "report stream failed");
-                    return Some((Err(std::io::Error::other(e)), None));
+                    Some((Err(e), None))
                 }
-            };
-            if rows.is_empty() && after.is_some() {
-                return None;
             }
-            let mut part = Vec::new();
-            let written = match after {
-                None => CsvReport::new(&mut part),
-                Some(_) => Ok(CsvReport::continued(&mut part)),
-            }
-            .and_then(|mut csv| csv.rows(&rows).and_then(|()| csv.finish()));
-            if let Err(e) = written {
-                return Some((Err(std::io::Error::other(e)), None));
-            }
-            let next = rows.last().map(|r| Some(r.line));
-            Some((Ok(part), next))
         }
     })
+}
+
+/// The CSV report in parts, the header in the first.
+pub fn csv_parts(store: Store, batch_id: String) -> Parts {
+    let mut first = true;
+    pages(store, batch_id)
+        .map(move |page| {
+            let rows = page.map_err(std::io::Error::other)?;
+            let mut part = Vec::new();
+            let mut csv = if std::mem::take(&mut first) {
+                CsvReport::new(&mut part)?
+            } else {
+                CsvReport::continued(&mut part)
+            };
+            csv.rows(&rows)?;
+            csv.finish()?;
+            Ok(part)
+        })
+        .boxed()
+}
+
+/// The JSON report in parts: `head` (whose `rows` is ignored) with the
+/// batch's rows streamed into its `rows` array. The bytes are the ones
+/// `serde_json` writes for the whole report, pretty or compact.
+pub fn json_parts(
+    store: Store,
+    batch_id: String,
+    head: &JsonReport<'_>,
+    pretty: bool,
+) -> Result<Parts, serde_json::Error> {
+    let JsonFrame {
+        open,
+        close_empty,
+        close,
+    } = json_frame(head, pretty)?;
+    let any = Arc::new(AtomicBool::new(false));
+    let seen = any.clone();
+    let rows = pages(store, batch_id).map(move |page| {
+        let rows = page.map_err(std::io::Error::other)?;
+        let mut part = Vec::new();
+        for row in &rows {
+            let first = !seen.swap(true, Ordering::Relaxed);
+            push_json_row(&mut part, row, first, pretty)?;
+        }
+        Ok(part)
+    });
+    let tail = futures::stream::once(async move {
+        Ok(if any.load(Ordering::Relaxed) {
+            close
+        } else {
+            close_empty
+        })
+    });
+    Ok(futures::stream::once(async move { Ok(open) })
+        .chain(rows)
+        .chain(tail)
+        .boxed())
+}
+
+/// Appends `row` to the `rows` array as `serde_json` lays it out there.
+fn push_json_row(
+    part: &mut Vec<u8>,
+    row: &ReportRow,
+    first: bool,
+    pretty: bool,
+) -> Result<(), serde_json::Error> {
+    if !first {
+        part.push(b',');
+    }
+    if pretty {
+        // A row sits two levels in; JSON strings hold no raw newline, so
+        // every newline is layout.
+        let text = serde_json::to_string_pretty(row)?;
+        part.extend_from_slice(b"\n    ");
+        part.extend_from_slice(text.replace('\n', "\n    ").as_bytes());
+        Ok(())
+    } else {
+        serde_json::to_writer(part, row)
+    }
+}
+
+/// What comes before the first row and after the last, cut from
+/// `serde_json`'s own rendering of the report with no rows (`rows` is its
+/// last field).
+struct JsonFrame {
+    open: Vec<u8>,
+    /// After no row at all.
+    close_empty: Vec<u8>,
+    /// After the last of some rows.
+    close: Vec<u8>,
+}
+
+fn json_frame(head: &JsonReport<'_>, pretty: bool) -> Result<JsonFrame, serde_json::Error> {
+    let empty = JsonReport { rows: &[], ..*head };
+    let text = if pretty {
+        serde_json::to_string_pretty(&empty)?
+    } else {
+        serde_json::to_string(&empty)?
+    };
+    let cut = text.rfind('[').map_or(text.len(), |i| i + 1);
+    let (open, close_empty) = text.split_at(cut);
+    let close = if pretty {
+        format!("\n  {close_empty}")
+    } else {
+        close_empty.to_owned()
+    };
+    Ok(JsonFrame {
+        open: open.as_bytes().to_vec(),
+        close_empty: close_empty.as_bytes().to_vec(),
+        close: close.into_bytes(),
+    })
+}
+
+/// Writes every part to `out`.
+pub async fn write_parts<W: Write>(parts: Parts, out: &mut W) -> Result<(), std::io::Error> {
+    let mut parts = parts;
+    while let Some(part) = parts.next().await {
+        out.write_all(&part?)?;
+    }
+    Ok(())
 }
 
 /// Writes the whole CSV report to `out`, a part at a time.
@@ -55,9 +170,68 @@ pub async fn write_csv_report<W: Write>(
     batch_id: &str,
     out: &mut W,
 ) -> Result<(), std::io::Error> {
-    let mut parts = std::pin::pin!(csv_parts(store.clone(), batch_id.to_owned()));
-    while let Some(part) = parts.next().await {
-        out.write_all(&part?)?;
+    write_parts(csv_parts(store.clone(), batch_id.to_owned()), out).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::OutcomeCounts;
+
+    fn row(line: u64) -> ReportRow {
+        ReportRow {
+            line,
+            provider: "acme".into(),
+            organization_id: "org_1".into(),
+            user_id: format!("usr_{line}"),
+            outcome: "succeeded".into(),
+            roles_removed: vec!["r1".into(), "r\n2\"".into()],
+            transfer_to_department_id: String::new(),
+            attempts: 1,
+            error_code: String::new(),
+            error_message: "a \"quoted\"\nmessage".into(),
+            request_id: "req".into(),
+            batch_id: "b".into(),
+            reason: String::new(),
+            finished_at: String::new(),
+        }
     }
-    Ok(())
+
+    /// The frame and the row layout put together are byte for byte what
+    /// `serde_json` writes for the whole report, with and without rows.
+    #[test]
+    fn streamed_json_equals_the_whole_report() {
+        let counts = OutcomeCounts::default();
+        for n in [0, 1, 3] {
+            let rows: Vec<ReportRow> = (2..2 + n).map(row).collect();
+            let report = JsonReport {
+                batch_id: "b",
+                state: "done",
+                counts: &counts,
+                rows: &rows,
+            };
+            for pretty in [true, false] {
+                let frame = json_frame(&report, pretty).unwrap();
+                let mut streamed = frame.open;
+                for (i, r) in rows.iter().enumerate() {
+                    push_json_row(&mut streamed, r, i == 0, pretty).unwrap();
+                }
+                streamed.extend(if rows.is_empty() {
+                    frame.close_empty
+                } else {
+                    frame.close
+                });
+                let whole = if pretty {
+                    serde_json::to_string_pretty(&report).unwrap()
+                } else {
+                    serde_json::to_string(&report).unwrap()
+                };
+                assert_eq!(
+                    String::from_utf8(streamed).unwrap(),
+                    whole,
+                    "{n} rows, pretty {pretty}"
+                );
+            }
+        }
+    }
 }

@@ -367,7 +367,7 @@ async fn a_halted_upload_is_approved_or_cancelled_over_the_api() {
 /// A CSV report longer than one streamed part (1,000 lines) arrives whole:
 /// the same bytes as `offboard report`, header once, every line in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_long_csv_report_streams_whole() {
+async fn a_long_report_streams_whole_as_csv_and_json() {
     let h = Harness::start_with(directory(), halting_options()).await;
     // Through the CLI: uploads here are capped at 4,000 bytes.
     let batch = long_halted_batch(&h).await;
@@ -391,4 +391,40 @@ async fn a_long_csv_report_streams_whole() {
         .unwrap();
     assert_eq!(body.lines().count(), 2_401, "header and 2,400 lines");
     assert_eq!(body.as_bytes(), cli.as_slice());
+
+    // The JSON report streams its rows too: the same report either way,
+    // every line once and in order, across pages.
+    let cli: Value = serde_json::from_slice(
+        &h.offboard(&["report", &batch, "--format", "json"], &[])
+            .await
+            .stdout,
+    )
+    .unwrap();
+    let api = serve
+        .authed(
+            serve
+                .client()
+                .get(format!("{}/v1/batches/{batch}/report", serve.url)),
+        )
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        api.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let api: Value = api.json().await.unwrap();
+    assert_eq!(api, cli);
+    assert_eq!(api["batch_id"], batch.as_str());
+    let lines: Vec<u64> = api["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2_400);
+    assert!(lines.windows(2).all(|w| w[0] < w[1]), "line order");
 }
