@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use super::{IntakeOptions, ProviderCatalog, SubmitError, submit_csv};
 use crate::engine::Engine;
 use crate::report::write_csv_report;
-use crate::store::FIRST_REJECTED;
+use crate::store::{FIRST_REJECTED, Store};
 
 /// A drop-folder job spec (`jobs/NAME.toml` with `watch = …`).
 #[derive(Debug, Clone)]
@@ -376,11 +376,7 @@ async fn finish_if_done(
         &folders.done
     };
     let target = unique(dest, name);
-    let mut report =
-        std::fs::File::create(sidecar(&target, "report.csv")).map_err(|e| e.to_string())?;
-    write_csv_report(store, batch_id, &mut report)
-        .await
-        .map_err(|e| e.to_string())?;
+    write_report_file(store, batch_id, &sidecar(&target, "report.csv")).await?;
     std::fs::rename(folders.processing.join(name), &target).map_err(|e| e.to_string())?;
     store
         .update_drop_file(sha, None, if failed { "failed" } else { "done" })
@@ -388,4 +384,64 @@ async fn finish_if_done(
         .map_err(|e| e.to_string())?;
     tracing::info!(file = %name, batch = %batch_id, "drop folder file finished");
     Ok(())
+}
+
+/// Writes the batch's CSV report to `path` whole or not at all: it goes to
+/// a hidden file beside `path` first, so a database error half-way leaves
+/// no truncated report in `done/` or `failed/` for a person to trust.
+async fn write_report_file(store: &Store, batch_id: &str, path: &Path) -> Result<(), String> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let partial = path.with_file_name(format!(".{name}.partial"));
+    let written = async {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&partial)?);
+        write_csv_report(store, batch_id, &mut file).await?;
+        file.into_inner().map_err(|e| e.into_error())?.sync_all()
+    }
+    .await;
+    match written {
+        Ok(()) => std::fs::rename(&partial, path).map_err(|e| e.to_string()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(format!("cannot write {}: {e}", path.display()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DatabaseConfig;
+
+    /// A report that cannot be read whole leaves no file behind, not even
+    /// a partial one.
+    #[tokio::test]
+    async fn a_report_that_fails_half_way_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&DatabaseConfig {
+            url: format!("sqlite://{}", dir.path().join("q.db").display()),
+            ..DatabaseConfig::default()
+        })
+        .await
+        .unwrap();
+        let path = dir.path().join("leavers.csv.report.csv");
+        write_report_file(&store, "b_none", &path).await.unwrap();
+        let header = std::fs::read_to_string(&path).unwrap();
+        assert!(header.starts_with("line,provider,"), "{header}");
+
+        store.close().await;
+        let again = dir.path().join("again.csv.report.csv");
+        let error = write_report_file(&store, "b_none", &again)
+            .await
+            .unwrap_err();
+        assert!(error.contains("again.csv.report.csv"), "{error}");
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("again"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
 }
