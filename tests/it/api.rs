@@ -199,27 +199,12 @@ async fn uploads_status_and_reports() {
     assert!(rows.iter().all(|r| r["outcome"] == "succeeded"), "{rows:?}");
     assert_eq!(succeeded["next_offset"], 2);
 
-    let report = serve
-        .authed(c.get(format!("{}/v1/batches/{batch}/report", serve.url)))
-        .header("accept", "text/csv")
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        report.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/csv")
-    );
-    let text = report.text().await.unwrap();
+    let text = serve.report(&batch, "text/csv").await.text().await.unwrap();
     assert!(text.starts_with("line,provider,organization_id,user_id,outcome,roles_removed"));
     assert_eq!(text.lines().count(), 5);
     let json: Value = serve
-        .authed(c.get(format!("{}/v1/batches/{batch}/report", serve.url)))
-        .header("accept", "application/json")
-        .send()
+        .report(&batch, "application/json")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -376,19 +361,7 @@ async fn a_long_report_streams_whole_as_csv_and_json() {
         .await
         .stdout;
     let serve = h.serve(&[]).await;
-    let body = serve
-        .authed(
-            serve
-                .client()
-                .get(format!("{}/v1/batches/{batch}/report", serve.url)),
-        )
-        .header("accept", "text/csv")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = serve.report(&batch, "text/csv").await.text().await.unwrap();
     assert_eq!(body.lines().count(), 2_401, "header and 2,400 lines");
     assert_eq!(body.as_bytes(), cli.as_slice());
 
@@ -400,23 +373,12 @@ async fn a_long_report_streams_whole_as_csv_and_json() {
             .stdout,
     )
     .unwrap();
-    let api = serve
-        .authed(
-            serve
-                .client()
-                .get(format!("{}/v1/batches/{batch}/report", serve.url)),
-        )
-        .header("accept", "application/json")
-        .send()
+    let api: Value = serve
+        .report(&batch, "application/json")
+        .await
+        .json()
         .await
         .unwrap();
-    assert!(
-        api.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/json")
-    );
-    let api: Value = api.json().await.unwrap();
     assert_eq!(api, cli);
     assert_eq!(api["batch_id"], batch.as_str());
     let lines: Vec<u64> = api["rows"]

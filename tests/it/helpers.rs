@@ -295,6 +295,23 @@ impl Serve {
     pub fn authed(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         rb.bearer_auth(&self.api_token)
     }
+
+    /// `GET /v1/batches/{batch}/report` asking for `accept`, which must be
+    /// the content type of the answer.
+    pub async fn report(&self, batch: &str, accept: &str) -> reqwest::Response {
+        let response = self
+            .authed(
+                self.client()
+                    .get(format!("{}/v1/batches/{batch}/report", self.url)),
+            )
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap();
+        let content_type = response.headers()["content-type"].to_str().unwrap();
+        assert!(content_type.starts_with(accept), "{content_type}");
+        response
+    }
 }
 
 impl Harness {
