@@ -413,19 +413,12 @@ async fn write_report_file(store: &Store, batch_id: &str, path: &Path) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DatabaseConfig;
 
     /// A report that cannot be read whole leaves no file behind, not even
     /// a partial one.
     #[tokio::test]
     async fn a_report_that_fails_half_way_leaves_no_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&DatabaseConfig {
-            url: format!("sqlite://{}", dir.path().join("q.db").display()),
-            ..DatabaseConfig::default()
-        })
-        .await
-        .unwrap();
+        let (dir, _url, store) = crate::store::scratch_store().await;
         let path = dir.path().join("leavers.csv.report.csv");
         write_report_file(&store, "b_none", &path).await.unwrap();
         let header = std::fs::read_to_string(&path).unwrap();

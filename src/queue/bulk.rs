@@ -108,7 +108,6 @@ mod tests {
     use sqlx::Row;
 
     use super::*;
-    use crate::config::DatabaseConfig;
     use crate::store::QueuePool;
 
     /// A job written here must be the row apalis's own sink writes for the
@@ -116,13 +115,7 @@ mod tests {
     /// the schema this module copies.
     #[tokio::test]
     async fn writes_the_row_apalis_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&DatabaseConfig {
-            url: format!("sqlite://{}", dir.path().join("q.db").display()),
-            ..DatabaseConfig::default()
-        })
-        .await
-        .unwrap();
+        let (_dir, _url, store) = crate::store::scratch_store().await;
         let QueuePool::Sqlite(pool) = store.queue_pool().clone() else {
             unreachable!("a sqlite URL")
         };

@@ -17,7 +17,7 @@ use super::group::GroupWriter;
 use crate::config::DatabaseConfig;
 
 /// How long a connection waits for SQLite's write lock.
-const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The database engine behind the store and the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,23 +121,15 @@ impl Store {
             .min_connections(1)
             .connect_with(options)
             .await?;
-        // The `Any` driver takes only a URL, so the per-connection settings
-        // the typed options carry are applied on connect.
-        let pool = AnyPoolOptions::new()
-            .max_connections(connections)
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    let busy = format!("PRAGMA busy_timeout = {}", SQLITE_BUSY_TIMEOUT.as_millis());
-                    conn.execute(sqlx::AssertSqlSafe(busy)).await?;
-                    conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    conn.execute("PRAGMA foreign_keys = ON").await?;
-                    Ok(())
-                })
-            })
-            .connect(&config.url)
-            .await?;
+        let pool = any_sqlite_pool(&config.url, connections, SQLITE_BUSY_TIMEOUT).await?;
+        // The group writer gets a connection of its own that never sleeps
+        // in SQLite's busy handler (1–25 ms a try, where apalis holds the
+        // lock for about 0.1 ms); it retries by itself (`group::begin`).
+        // Its writes then also stay in one connection's page cache instead
+        // of filling every pooled one's (BENCHMARKS.md, morning series).
+        let writer = any_sqlite_pool(&config.url, 1, Duration::ZERO).await?;
         Ok(Store {
-            group: GroupWriter::start(pool.clone(), Backend::Sqlite),
+            group: GroupWriter::start(writer, Backend::Sqlite),
             pool,
             queue_pool: QueuePool::Sqlite(queue),
         })
@@ -229,6 +221,25 @@ impl Store {
 /// for a good reason: re-enqueueing a dead worker's jobs.
 const UNWANTED_QUEUE_INDEXES: [&str; 2] = ["LIdx", "idx_jobs_status_run_at"];
 
+/// A pool of `Any` connections to a SQLite file. The `Any` driver takes
+/// only a URL, so the per-connection settings the typed options carry are
+/// applied on connect.
+async fn any_sqlite_pool(url: &str, max: u32, busy: Duration) -> Result<AnyPool, sqlx::Error> {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                let busy = format!("PRAGMA busy_timeout = {}", busy.as_millis());
+                conn.execute(sqlx::AssertSqlSafe(busy)).await?;
+                conn.execute("PRAGMA synchronous = NORMAL").await?;
+                conn.execute("PRAGMA foreign_keys = ON").await?;
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await
+}
+
 /// A write transaction on `pool`: on SQLite it takes the write lock at once
 /// (`BEGIN IMMEDIATE`) so it never fails half-way on lock upgrade.
 pub(super) async fn begin_write(
@@ -242,10 +253,15 @@ pub(super) async fn begin_write(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use sqlx::{Connection, Row};
 
     use super::*;
+
+    /// A connection set up as the group writer's is.
+    pub(in crate::store) async fn writer_pool(url: &str) -> AnyPool {
+        any_sqlite_pool(url, 1, Duration::ZERO).await.unwrap()
+    }
 
     /// The plan SQLite picks for `sql`. `EXPLAIN` does not check whether
     /// the schema changed since the connection read it, so the connection
@@ -268,14 +284,7 @@ mod tests {
     /// job. Rerun after any apalis upgrade.
     #[tokio::test]
     async fn apalis_worker_queries_find_jobs_by_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("q.db").display());
-        let store = Store::open(&DatabaseConfig {
-            url: url.clone(),
-            ..DatabaseConfig::default()
-        })
-        .await
-        .unwrap();
+        let (_dir, url, store) = crate::store::scratch_store().await;
         let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
         let lock = plan(
             &mut conn,
@@ -312,14 +321,7 @@ mod tests {
     /// sorting the table.
     #[tokio::test]
     async fn unqueued_requests_are_read_through_their_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("q.db").display());
-        let store = Store::open(&DatabaseConfig {
-            url: url.clone(),
-            ..DatabaseConfig::default()
-        })
-        .await
-        .unwrap();
+        let (_dir, url, store) = crate::store::scratch_store().await;
         let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
         let page = plan(
             &mut conn,

@@ -7,12 +7,13 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::time::{Duration, Instant};
 
 use sqlx::{AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::audit::{self, AuditEvent};
-use super::connect::begin_write;
+use super::connect::{SQLITE_BUSY_TIMEOUT, begin_write};
 use super::sql::Params;
 use super::{Backend, Finish, StoreError, now_ms};
 use crate::domain::Step;
@@ -170,7 +171,7 @@ async fn commit(
     backend: Backend,
     group: &[Pending],
 ) -> Result<Vec<Result<bool, StoreError>>, StoreError> {
-    let mut tx = begin_write(pool, backend).await?;
+    let mut tx = begin(pool, backend).await?;
     if backend == Backend::Postgres {
         lock_in_id_order(&mut tx, backend, group).await?;
     }
@@ -201,6 +202,43 @@ async fn commit(
     }
     tx.commit().await?;
     Ok(answers)
+}
+
+/// Tries for SQLite's write lock a task yield apart before sleeping: the
+/// lock is mostly held by one of apalis's statements, for about 0.1 ms.
+const SPINS_BEFORE_SLEEP: u32 = 64;
+
+/// Begins the group's transaction. On SQLite the writer's connection has no
+/// busy timeout, so this waits for the write lock itself: a few quick tries,
+/// then a millisecond apart, up to the busy timeout the other connections
+/// have.
+async fn begin(
+    pool: &AnyPool,
+    backend: Backend,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+    let started = Instant::now();
+    let mut tries = 0u32;
+    loop {
+        match begin_write(pool, backend).await {
+            Err(e) if is_busy(&e) && started.elapsed() < SQLITE_BUSY_TIMEOUT => {
+                tries += 1;
+                if tries < SPINS_BEFORE_SLEEP {
+                    tokio::task::yield_now().await;
+                } else {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            begun => return Ok(begun?),
+        }
+    }
+}
+
+/// SQLite's `SQLITE_BUSY`, plain or extended.
+fn is_busy(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| c & 0xff == 5)
 }
 
 /// Locks every request row the group writes, in id order, before any write:
@@ -420,4 +458,40 @@ fn held(rows: u64, id: &str) -> Result<bool, StoreError> {
         return Err(StoreError::ClaimLost(id.to_owned()));
     }
     Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{Connection, Executor};
+
+    use super::*;
+
+    /// The writer's connection meets another's write lock as `SQLITE_BUSY`
+    /// at once, and the group waits for the lock instead of failing.
+    #[tokio::test]
+    async fn a_group_waits_for_the_write_lock_it_meets() {
+        let (_dir, url, store) = crate::store::scratch_store().await;
+        let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        holder.execute("BEGIN IMMEDIATE").await.unwrap();
+
+        let probe = super::super::connect::tests::writer_pool(&url).await;
+        let busy = begin_write(&probe, Backend::Sqlite).await.unwrap_err();
+        assert!(is_busy(&busy), "{busy}");
+
+        let waiting = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .renew_claim("req_none", "w", Duration::from_secs(1))
+                    .await
+            }
+        });
+        for _ in 0..SPINS_BEFORE_SLEEP {
+            tokio::task::yield_now().await;
+        }
+        holder.execute("COMMIT").await.unwrap();
+        // No such request: the write commits and answers "not held".
+        assert!(!waiting.await.unwrap().unwrap());
+        store.close().await;
+    }
 }

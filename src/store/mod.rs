@@ -53,3 +53,18 @@ pub fn format_ms(ms: i64) -> String {
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default()
 }
+
+/// A store on a fresh SQLite file for unit tests: the directory that holds
+/// it (keep it alive), the file's URL, and the store, migrated.
+#[cfg(test)]
+pub(crate) async fn scratch_store() -> (tempfile::TempDir, String, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("q.db").display());
+    let store = Store::open(&crate::config::DatabaseConfig {
+        url: url.clone(),
+        ..crate::config::DatabaseConfig::default()
+    })
+    .await
+    .unwrap();
+    (dir, url, store)
+}
