@@ -175,6 +175,7 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        self.group.close().await;
         self.pool.close().await;
         match &self.queue_pool {
             QueuePool::Sqlite(pool) => pool.close().await,

@@ -83,6 +83,9 @@ struct Pending {
 #[derive(Clone)]
 pub(super) struct GroupWriter {
     queue: mpsc::UnboundedSender<Pending>,
+    /// The task's pool (on SQLite a connection of its own), closed with
+    /// the store.
+    pool: AnyPool,
 }
 
 impl fmt::Debug for GroupWriter {
@@ -95,8 +98,13 @@ impl GroupWriter {
     /// Starts the task; it ends when the last handle is dropped.
     pub(super) fn start(pool: AnyPool, backend: Backend) -> GroupWriter {
         let (queue, pending) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool, backend, pending));
-        GroupWriter { queue }
+        tokio::spawn(run(pool.clone(), backend, pending));
+        GroupWriter { queue, pool }
+    }
+
+    /// Closes the task's pool: later writes fail instead of committing.
+    pub(super) async fn close(&self) {
+        self.pool.close().await;
     }
 
     /// Commits `write` with `events` (in some group) and returns its answer.
@@ -146,6 +154,12 @@ async fn run(pool: AnyPool, backend: Backend, mut pending: mpsc::UnboundedReceiv
             }
             Err(e) if group.len() == 1 => {
                 let _ = group.pop().map(|p| p.reply.send(Err(e)));
+            }
+            // Writing one at a time would wait that long again per write.
+            Err(StoreError::Locked(waited)) => {
+                for p in group {
+                    let _ = p.reply.send(Err(StoreError::Locked(waited)));
+                }
             }
             Err(e) => {
                 tracing::debug!(error = %e, writes = group.len(), "group commit failed; writing one at a time");
@@ -220,7 +234,10 @@ async fn begin(
     let mut tries = 0u32;
     loop {
         match begin_write(pool, backend).await {
-            Err(e) if is_busy(&e) && started.elapsed() < SQLITE_BUSY_TIMEOUT => {
+            Err(e) if backend == Backend::Sqlite && is_busy(&e) => {
+                if started.elapsed() >= SQLITE_BUSY_TIMEOUT {
+                    return Err(StoreError::Locked(SQLITE_BUSY_TIMEOUT));
+                }
                 tries += 1;
                 if tries < SPINS_BEFORE_SLEEP {
                     tokio::task::yield_now().await;

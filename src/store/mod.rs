@@ -40,6 +40,9 @@ pub enum StoreError {
     /// another worker took it): it must stop without writing.
     #[error("the claim on request {0} was lost")]
     ClaimLost(String),
+    /// SQLite's write lock stayed taken for the whole busy timeout.
+    #[error("the database stayed locked for {0:?}")]
+    Locked(std::time::Duration),
 }
 
 /// Milliseconds since the Unix epoch, the timestamp unit of every table.
