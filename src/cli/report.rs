@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
 use clap::{Args, ValueEnum};
+use futures::StreamExt;
 
 use super::{Failure, exit, setup};
-use crate::report::{JsonReport, json_parts, write_csv_report, write_parts};
+use crate::report::{JsonReport, ReportFile, csv_parts, json_parts, until_error, write_parts};
 use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -33,17 +34,8 @@ pub async fn report(config: Option<&Path>, args: ReportArgs) -> Result<u8, Failu
         .await
         .map_err(Failure::other)?
         .ok_or_else(|| Failure::usage(anyhow!("no batch {}", args.batch)))?;
-    let mut out: Box<dyn Write> = match &args.output {
-        Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path)
-                .map_err(|e| Failure::usage(anyhow!("cannot write {}: {e}", path.display())))?,
-        )),
-        None => Box::new(std::io::stdout().lock()),
-    };
-    match args.format {
-        Format::Csv => write_csv_report(&store, &batch.id, &mut out)
-            .await
-            .map_err(Failure::other)?,
+    let parts = match args.format {
+        Format::Csv => csv_parts(store.clone(), batch.id.clone()),
         Format::Json => {
             let counts = store.batch_counts(&batch).await.map_err(Failure::other)?;
             let state = Store::batch_state(&batch, &counts);
@@ -53,12 +45,22 @@ pub async fn report(config: Option<&Path>, args: ReportArgs) -> Result<u8, Failu
                 counts: &counts,
                 rows: &[],
             };
-            let parts =
+            let json =
                 json_parts(store.clone(), batch.id.clone(), &head, true).map_err(Failure::other)?;
+            until_error(json.chain(futures::stream::once(async { Ok(b"\n".to_vec()) })))
+        }
+    };
+    match &args.output {
+        Some(path) => ReportFile::create(path)
+            .map_err(|e| Failure::usage(anyhow!("cannot write {}: {e}", path.display())))?
+            .write(parts)
+            .await
+            .map_err(|e| Failure::other(anyhow!("cannot write {}: {e}", path.display())))?,
+        None => {
+            let mut out = std::io::stdout().lock();
             write_parts(parts, &mut out).await.map_err(Failure::other)?;
-            writeln!(out).map_err(Failure::other)?;
+            out.flush().map_err(Failure::other)?;
         }
     }
-    out.flush().map_err(Failure::other)?;
     Ok(exit::OK)
 }

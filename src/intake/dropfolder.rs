@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use super::{IntakeOptions, ProviderCatalog, SubmitError, submit_csv};
 use crate::engine::Engine;
-use crate::report::write_csv_report;
+use crate::report::{ReportFile, csv_parts};
 use crate::store::{FIRST_REJECTED, Store};
 
 /// A drop-folder job spec (`jobs/NAME.toml` with `watch = …`).
@@ -386,28 +386,14 @@ async fn finish_if_done(
     Ok(())
 }
 
-/// Writes the batch's CSV report to `path` whole or not at all: it goes to
-/// a hidden file beside `path` first, so a database error half-way leaves
-/// no truncated report in `done/` or `failed/` for a person to trust.
+/// Writes the batch's CSV report to `path` whole or not at all.
 async fn write_report_file(store: &Store, batch_id: &str, path: &Path) -> Result<(), String> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let partial = path.with_file_name(format!(".{name}.partial"));
-    let written = async {
-        let mut file = std::io::BufWriter::new(std::fs::File::create(&partial)?);
-        write_csv_report(store, batch_id, &mut file).await?;
-        file.into_inner().map_err(|e| e.into_error())?.sync_all()
-    }
-    .await;
-    match written {
-        Ok(()) => std::fs::rename(&partial, path).map_err(|e| e.to_string()),
-        Err(e) => {
-            let _ = std::fs::remove_file(&partial);
-            Err(format!("cannot write {}: {e}", path.display()))
-        }
-    }
+    let parts = csv_parts(store.clone(), batch_id.to_owned());
+    let written = match ReportFile::create(path) {
+        Ok(file) => file.write(parts).await,
+        Err(e) => Err(e),
+    };
+    written.map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 pub mod status;
 mod stream;
 
-pub use stream::{Parts, csv_parts, json_parts, write_csv_report, write_parts};
+pub use stream::{Parts, ReportFile, csv_parts, json_parts, until_error, write_parts};
 
 use std::io::Write;
 

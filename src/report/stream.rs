@@ -4,6 +4,7 @@
 //! error ends the parts with that error.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -44,23 +45,37 @@ fn pages(
     })
 }
 
+/// `parts` up to and including its first error: nothing is written after
+/// a failure, so a consumer that goes on never closes a broken report.
+pub fn until_error(
+    parts: impl Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static,
+) -> Parts {
+    let mut failed = false;
+    parts
+        .take_while(move |part| {
+            let go = !failed;
+            failed = part.is_err();
+            futures::future::ready(go)
+        })
+        .boxed()
+}
+
 /// The CSV report in parts, the header in the first.
 pub fn csv_parts(store: Store, batch_id: String) -> Parts {
     let mut first = true;
-    pages(store, batch_id)
-        .map(move |page| {
-            let rows = page.map_err(std::io::Error::other)?;
-            let mut part = Vec::new();
-            let mut csv = if std::mem::take(&mut first) {
-                CsvReport::new(&mut part)?
-            } else {
-                CsvReport::continued(&mut part)
-            };
-            csv.rows(&rows)?;
-            csv.finish()?;
-            Ok(part)
-        })
-        .boxed()
+    let parts = pages(store, batch_id).map(move |page| {
+        let rows = page.map_err(std::io::Error::other)?;
+        let mut part = Vec::new();
+        let mut csv = if std::mem::take(&mut first) {
+            CsvReport::new(&mut part)?
+        } else {
+            CsvReport::continued(&mut part)
+        };
+        csv.rows(&rows)?;
+        csv.finish()?;
+        Ok(part)
+    });
+    until_error(parts)
 }
 
 /// The JSON report in parts: `head` (whose `rows` is ignored) with the
@@ -95,10 +110,11 @@ pub fn json_parts(
             close_empty
         })
     });
-    Ok(futures::stream::once(async move { Ok(open) })
-        .chain(rows)
-        .chain(tail)
-        .boxed())
+    Ok(until_error(
+        futures::stream::once(async move { Ok(open) })
+            .chain(rows)
+            .chain(tail),
+    ))
 }
 
 /// Appends `row` to the `rows` array as `serde_json` lays it out there.
@@ -155,6 +171,48 @@ fn json_frame(head: &JsonReport<'_>, pretty: bool) -> Result<JsonFrame, serde_js
     })
 }
 
+/// A report file written whole or not at all: the parts go to a hidden
+/// file beside `path`, which takes `path`'s place only once every part is
+/// written and synced, so a failure half-way leaves no truncated report
+/// for a person to trust.
+pub struct ReportFile {
+    path: PathBuf,
+    partial: PathBuf,
+    file: std::io::BufWriter<std::fs::File>,
+}
+
+impl ReportFile {
+    pub fn create(path: &Path) -> std::io::Result<ReportFile> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let partial = path.with_file_name(format!(".{name}.partial"));
+        let file = std::io::BufWriter::new(std::fs::File::create(&partial)?);
+        Ok(ReportFile {
+            path: path.to_owned(),
+            partial,
+            file,
+        })
+    }
+
+    pub async fn write(mut self, parts: Parts) -> std::io::Result<()> {
+        let written = async {
+            write_parts(parts, &mut self.file).await?;
+            self.file.flush()?;
+            self.file.get_ref().sync_all()
+        }
+        .await;
+        match written {
+            Ok(()) => std::fs::rename(&self.partial, &self.path),
+            Err(e) => {
+                let _ = std::fs::remove_file(&self.partial);
+                Err(e)
+            }
+        }
+    }
+}
+
 /// Writes every part to `out`.
 pub async fn write_parts<W: Write>(parts: Parts, out: &mut W) -> Result<(), std::io::Error> {
     let mut parts = parts;
@@ -162,15 +220,6 @@ pub async fn write_parts<W: Write>(parts: Parts, out: &mut W) -> Result<(), std:
         out.write_all(&part?)?;
     }
     Ok(())
-}
-
-/// Writes the whole CSV report to `out`, a part at a time.
-pub async fn write_csv_report<W: Write>(
-    store: &Store,
-    batch_id: &str,
-    out: &mut W,
-) -> Result<(), std::io::Error> {
-    write_parts(csv_parts(store.clone(), batch_id.to_owned()), out).await
 }
 
 #[cfg(test)]
@@ -195,6 +244,21 @@ mod tests {
             reason: String::new(),
             finished_at: String::new(),
         }
+    }
+
+    /// A part that failed is the last one: the JSON tail (or anything
+    /// else) never follows it.
+    #[tokio::test]
+    async fn parts_end_at_the_first_error() {
+        let parts = futures::stream::iter(vec![
+            Ok(b"a".to_vec()),
+            Err(std::io::Error::other("page 2")),
+            Ok(b"]}".to_vec()),
+        ]);
+        let seen: Vec<_> = until_error(parts).collect().await;
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].as_ref().unwrap(), b"a");
+        assert!(seen[1].is_err());
     }
 
     /// The frame and the row layout put together are byte for byte what

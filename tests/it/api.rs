@@ -367,12 +367,29 @@ async fn a_long_report_streams_whole_as_csv_and_json() {
 
     // The JSON report streams its rows too: the same report either way,
     // every line once and in order, across pages.
-    let cli: Value = serde_json::from_slice(
-        &h.offboard(&["report", &batch, "--format", "json"], &[])
-            .await
-            .stdout,
-    )
-    .unwrap();
+    let stdout = h
+        .offboard(&["report", &batch, "--format", "json"], &[])
+        .await
+        .stdout;
+    let cli: Value = serde_json::from_slice(&stdout).unwrap();
+    // `-o FILE` gets the same bytes, and only the finished file is left.
+    let file = h.dir.path().join("report.json");
+    let out = h
+        .offboard(
+            &[
+                "report",
+                &batch,
+                "--format",
+                "json",
+                "-o",
+                file.to_str().unwrap(),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(std::fs::read(&file).unwrap(), stdout);
+    assert!(!h.dir.path().join(".report.json.partial").exists());
     let api: Value = serve
         .report(&batch, "application/json")
         .await
