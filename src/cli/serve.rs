@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use super::{Failure, exit, setup};
 use crate::api::{ApiState, router};
 use crate::intake::dropfolder;
-use crate::queue::{KEEP_FINISHED, PRUNE_EVERY, prune_finished, spawn_worker};
+use crate::queue::{KEEP_FINISHED, PRUNE_EVERY, prune_finished, release_held, spawn_worker};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -142,7 +142,15 @@ pub async fn serve(config: Option<&Path>, args: ServeArgs) -> Result<u8, Failure
     }
     if let Some(w) = worker {
         workers_running.store(false, Ordering::SeqCst);
+        let name = w.name().to_owned();
         w.shutdown().await.map_err(|e| Failure::other(anyhow!(e)))?;
+        match release_held(engine.store(), &name).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(jobs = n, "gave back jobs fetched but not started"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot give back fetched jobs; crash recovery will")
+            }
+        }
     }
     engine.store().close().await;
     Ok(exit::OK)

@@ -18,7 +18,7 @@ use crate::config::WorkerConfig;
 use crate::store::{NewJob, QueuePool, Store, StoreError, now_ms};
 
 pub use floor::noop_floor;
-pub use prune::{KEEP_FINISHED, PRUNE_EVERY, prune_finished};
+pub use prune::{KEEP_FINISHED, PRUNE_EVERY, prune_finished, release_held};
 pub use worker::{WorkerHandle, spawn_worker};
 
 /// The queue name, fixed so that renaming a Rust type never strands jobs.

@@ -1,7 +1,8 @@
-//! Housekeeping: apalis keeps every finished job row, and its queries slow
-//! as the table grows (bare no-op jobs drain at 4,000/s over 20,000 rows
-//! but 1,100/s over 100,000). Our tables hold each request's record, so a
-//! finished job row has nothing left to say once it is old.
+//! Housekeeping of apalis's job rows. apalis keeps every finished job row,
+//! and its queries slow as the table grows (bare no-op jobs drain at
+//! 4,000/s over 20,000 rows but 1,100/s over 100,000). Our tables hold each
+//! request's record, so a finished job row has nothing left to say once it
+//! is old. And a stopped worker's fetched jobs go straight back.
 
 use std::time::Duration;
 
@@ -35,6 +36,35 @@ pub async fn prune_finished(store: &Store, older_than: Duration) -> Result<u64, 
         )
         .bind(QUEUE_NAME)
         .bind(older_than.as_secs_f64())
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()),
+    };
+    result.map_err(|e| QueueError::Store(StoreError::Sql(e)))
+}
+
+/// Gives back the jobs `worker` still holds once it has stopped (its
+/// in-flight requests finished): apalis re-enqueues the tasks it buffered,
+/// but a fetch that was under way when the stop came can leave jobs marked
+/// as held, and those would wait for crash recovery (`heartbeat_secs ×
+/// missed_heartbeats`). A held job whose handler did finish only lost its
+/// ack; run again, its request is already final and nothing is called.
+/// Returns how many went back.
+pub async fn release_held(store: &Store, worker: &str) -> Result<u64, QueueError> {
+    let result = match store.queue_pool() {
+        QueuePool::Sqlite(pool) => sqlx::query(
+            "UPDATE Jobs SET status = 'Pending', lock_by = NULL, lock_at = NULL
+             WHERE lock_by = ?1 AND (status = 'Running' OR status = 'Queued')",
+        )
+        .bind(worker)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()),
+        QueuePool::Postgres(pool) => sqlx::query(
+            "UPDATE apalis.jobs SET status = 'Pending', lock_by = NULL, lock_at = NULL
+             WHERE lock_by = $1 AND status IN ('Running', 'Queued')",
+        )
+        .bind(worker)
         .execute(pool)
         .await
         .map(|r| r.rows_affected()),
