@@ -389,10 +389,7 @@ async fn finish_if_done(
 /// Writes the batch's CSV report to `path` whole or not at all.
 async fn write_report_file(store: &Store, batch_id: &str, path: &Path) -> Result<(), String> {
     let parts = csv_parts(store.clone(), batch_id.to_owned());
-    let written = match ReportFile::create(path) {
-        Ok(file) => file.write(parts).await,
-        Err(e) => Err(e),
-    };
+    let written = async { ReportFile::create(path)?.write(parts).await }.await;
     written.map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 

@@ -214,8 +214,7 @@ impl ReportFile {
 }
 
 /// Writes every part to `out`.
-pub async fn write_parts<W: Write>(parts: Parts, out: &mut W) -> Result<(), std::io::Error> {
-    let mut parts = parts;
+pub async fn write_parts<W: Write>(mut parts: Parts, out: &mut W) -> Result<(), std::io::Error> {
     while let Some(part) = parts.next().await {
         out.write_all(&part?)?;
     }

@@ -127,7 +127,7 @@ impl Store {
         // lock for about 0.1 ms); it retries by itself (`group::begin`).
         // Its writes then also stay in one connection's page cache instead
         // of filling every pooled one's (BENCHMARKS.md, morning series).
-        let writer = any_sqlite_pool(&config.url, 1, Duration::ZERO).await?;
+        let writer = writer_pool(&config.url).await?;
         Ok(Store {
             group: GroupWriter::start(writer, Backend::Sqlite),
             pool,
@@ -241,6 +241,12 @@ async fn any_sqlite_pool(url: &str, max: u32, busy: Duration) -> Result<AnyPool,
         .await
 }
 
+/// The group writer's own connection: no busy timeout, since it waits for
+/// the write lock itself (`group::begin`).
+pub(super) async fn writer_pool(url: &str) -> Result<AnyPool, sqlx::Error> {
+    any_sqlite_pool(url, 1, Duration::ZERO).await
+}
+
 /// A write transaction on `pool`: on SQLite it takes the write lock at once
 /// (`BEGIN IMMEDIATE`) so it never fails half-way on lock upgrade.
 pub(super) async fn begin_write(
@@ -254,15 +260,8 @@ pub(super) async fn begin_write(
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
     use sqlx::{Connection, Row};
-
-    use super::*;
-
-    /// A connection set up as the group writer's is.
-    pub(in crate::store) async fn writer_pool(url: &str) -> AnyPool {
-        any_sqlite_pool(url, 1, Duration::ZERO).await.unwrap()
-    }
 
     /// The plan SQLite picks for `sql`. `EXPLAIN` does not check whether
     /// the schema changed since the connection read it, so the connection

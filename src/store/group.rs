@@ -491,7 +491,7 @@ mod tests {
         let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
         holder.execute("BEGIN IMMEDIATE").await.unwrap();
 
-        let probe = super::super::connect::tests::writer_pool(&url).await;
+        let probe = super::super::connect::writer_pool(&url).await.unwrap();
         let busy = begin_write(&probe, Backend::Sqlite).await.unwrap_err();
         assert!(is_busy(&busy), "{busy}");
 

@@ -46,9 +46,10 @@ pub const FIRST_REJECTED: ReportWindow<'static> = ReportWindow {
 };
 
 impl Store {
-    /// The whole report. A million-line batch makes a million rows: CSV
-    /// reports read it a page at a time ([`Store::report_after`]) and the
-    /// paged API a window ([`Store::report_window`]).
+    /// The whole report, for the demo's small batch. A million-line batch
+    /// makes a million rows: every report surface reads it a page at a time
+    /// ([`Store::report_after`]) and the paged API a window
+    /// ([`Store::report_window`]).
     pub async fn report_rows(&self, batch_id: &str) -> Result<Vec<ReportRow>, StoreError> {
         self.report_query(batch_id, None, None, None).await
     }
