@@ -95,7 +95,7 @@ pub(super) async fn push_and_mark(
         }
         q.execute(&mut *tx).await?;
     }
-    let ids: Vec<&str> = tasks.iter().map(|t| t.args.request_id.as_str()).collect();
+    let ids: Vec<&str> = tasks.iter().flat_map(|t| t.args.ids()).collect();
     set_enqueued(&mut tx, Backend::Sqlite, &ids).await?;
     tx.commit().await?;
     Ok(())
@@ -120,12 +120,10 @@ mod tests {
             unreachable!("a sqlite URL")
         };
         let task = |id: &str| {
-            TaskBuilder::new(RequestJob {
-                request_id: id.to_owned(),
-            })
-            .max_attempts(3)
-            .run_at_timestamp(4_000_000_000)
-            .build()
+            TaskBuilder::new(RequestJob::of(vec![id.to_owned()]))
+                .max_attempts(3)
+                .run_at_timestamp(4_000_000_000)
+                .build()
         };
         let mut apalis = SqliteStorage::<RequestJob>::new(&pool)
             .with_config(apalis_sqlite::Config::default().queue(QUEUE_NAME));

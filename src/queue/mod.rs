@@ -1,7 +1,9 @@
-//! The durable queue (apalis on SQLite or PostgreSQL): one job per
-//! offboarding request, carrying only the request id. Our tables, not
-//! apalis's, say what a request has done; the queue only decides when it
-//! runs and where.
+//! The durable queue (apalis on SQLite or PostgreSQL): one job per slice of
+//! up to [`SLICE_REQUESTS`] offboarding requests, carrying only their ids.
+//! Our tables, not apalis's, say what a request has done; the queue only
+//! decides when it runs and where. A slice shares one fetch, lock and ack
+//! among its requests: those were most of the queue's cost per request
+//! (BENCHMARKS.md, "One job per slice").
 
 mod bulk;
 mod floor;
@@ -10,7 +12,7 @@ mod worker;
 
 use std::time::Duration;
 
-use apalis::prelude::{TaskBuilder, TaskSink};
+use apalis::prelude::{Task, TaskBuilder, TaskSink};
 use apalis_postgres::PostgresStorage;
 use apalis_sqlite::SqliteStorage;
 
@@ -30,10 +32,44 @@ const ENQUEUE_PAGE: usize = 2_000;
 /// them and reschedules through our own attempt budget.
 const JOB_MAX_ATTEMPTS: usize = 3;
 
-/// The payload of a queue job.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// Requests per queue job at most. Small enough that a slice's requests
+/// start together and finish close together, and that two workers still
+/// share a small batch; large enough that the queue's own writes per
+/// request almost vanish.
+pub const SLICE_REQUESTS: usize = 16;
+
+/// The payload of a queue job: one request (a rescheduled run, or a job
+/// written before slices) or a slice of a batch's requests.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct RequestJob {
-    pub request_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_ids: Vec<String>,
+}
+
+impl RequestJob {
+    /// A job for `ids`; one id keeps the single-request shape.
+    pub fn of(mut ids: Vec<String>) -> RequestJob {
+        if ids.len() == 1 {
+            return RequestJob {
+                request_id: ids.pop(),
+                request_ids: Vec::new(),
+            };
+        }
+        RequestJob {
+            request_id: None,
+            request_ids: ids,
+        }
+    }
+
+    /// Every request the job runs, in order.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.request_id
+            .iter()
+            .chain(&self.request_ids)
+            .map(String::as_str)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,30 +135,19 @@ impl Queue {
         &self.settings
     }
 
-    /// Pushes one job per new request and marks the requests enqueued. On
-    /// SQLite both happen in one transaction ([`bulk`]). On PostgreSQL
-    /// apalis pushes the jobs in one statement and the marks follow; a crash
-    /// in between leaves requests that [`Queue::enqueue_missing`] finds at
-    /// the next start, and the duplicate jobs that may cause are harmless,
+    /// Pushes the new requests as jobs, a slice of [`SLICE_REQUESTS`] per
+    /// job (a request not to start before a later time gets a job of its
+    /// own, scheduled then), and marks the requests enqueued. On SQLite
+    /// both happen in one transaction ([`bulk`]). On PostgreSQL apalis
+    /// pushes the jobs in one statement and the marks follow; a crash in
+    /// between leaves requests that [`Queue::enqueue_missing`] finds at the
+    /// next start, and the duplicate jobs that may cause are harmless,
     /// since a job must claim its request.
     pub async fn enqueue(&self, store: &Store, jobs: &[NewJob]) -> Result<(), QueueError> {
         if jobs.is_empty() {
             return Ok(());
         }
-        let now = now_ms();
-        let tasks: Vec<_> = jobs
-            .iter()
-            .map(|j| {
-                let mut b = TaskBuilder::new(RequestJob {
-                    request_id: j.request_id.clone(),
-                })
-                .max_attempts(JOB_MAX_ATTEMPTS);
-                if let Some(at) = j.effective_at.filter(|at| *at > now) {
-                    b = b.run_at_timestamp(not_before_secs(at));
-                }
-                b.build()
-            })
-            .collect();
+        let tasks = slices(jobs, now_ms());
         match self.storage.clone() {
             Storage::Sqlite(_) => bulk::push_and_mark(store, &tasks).await?,
             Storage::Postgres(mut s) => {
@@ -163,12 +188,19 @@ impl Queue {
 
     /// Pushes a job that runs the request again after `delay`.
     pub async fn schedule(&self, request_id: &str, delay: Duration) -> Result<(), QueueError> {
-        let task = TaskBuilder::new(RequestJob {
-            request_id: request_id.to_owned(),
-        })
-        .max_attempts(JOB_MAX_ATTEMPTS)
-        .run_at_timestamp(not_before_secs(now_ms() + delay.as_millis() as i64))
-        .build();
+        self.schedule_all(vec![request_id.to_owned()], delay).await
+    }
+
+    /// Pushes one job that runs `request_ids` after `delay`.
+    pub async fn schedule_all(
+        &self,
+        request_ids: Vec<String>,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
+        let task = TaskBuilder::new(RequestJob::of(request_ids))
+            .max_attempts(JOB_MAX_ATTEMPTS)
+            .run_at_timestamp(not_before_secs(now_ms() + delay.as_millis() as i64))
+            .build();
         on_storage!(self.storage.clone(), mut s => s
             .push_task(task)
             .await
@@ -180,6 +212,35 @@ impl Queue {
         self.enqueue_pages(store, || store.unenqueued_requests(ENQUEUE_PAGE as u32))
             .await
     }
+}
+
+/// The tasks for `jobs`: consecutive requests that may start now share a
+/// slice; a request effective later runs alone, at its time.
+fn slices(jobs: &[NewJob], now: i64) -> Vec<Task<RequestJob>> {
+    let task = |ids: Vec<String>, at: Option<i64>| {
+        let mut b = TaskBuilder::new(RequestJob::of(ids)).max_attempts(JOB_MAX_ATTEMPTS);
+        if let Some(at) = at {
+            b = b.run_at_timestamp(not_before_secs(at));
+        }
+        b.build()
+    };
+    let mut tasks = Vec::with_capacity(jobs.len() / SLICE_REQUESTS + 1);
+    let mut slice = Vec::with_capacity(SLICE_REQUESTS);
+    for job in jobs {
+        match job.effective_at.filter(|at| *at > now) {
+            Some(at) => tasks.push(task(vec![job.request_id.clone()], Some(at))),
+            None => {
+                slice.push(job.request_id.clone());
+                if slice.len() == SLICE_REQUESTS {
+                    tasks.push(task(std::mem::take(&mut slice), None));
+                }
+            }
+        }
+    }
+    if !slice.is_empty() {
+        tasks.push(task(slice, None));
+    }
+    tasks
 }
 
 /// apalis schedules in whole seconds and truncates, which could run a job
@@ -208,4 +269,53 @@ fn postgres_config(settings: &WorkerConfig) -> apalis_postgres::Config {
         .batch_size(FETCH_BATCH.min(settings.concurrency))
         .heartbeat_interval(Duration::from_secs(settings.heartbeat_secs))
         .missed_heartbeats(settings.missed_heartbeats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(n: usize, effective_at: Option<i64>) -> NewJob {
+        NewJob {
+            request_id: format!("req_{n:03}"),
+            effective_at,
+        }
+    }
+
+    /// Requests that may start now fill slices in order; one effective
+    /// later runs alone at its time, and the slice around it goes on.
+    #[test]
+    fn requests_are_sliced_in_order_and_later_ones_run_alone() {
+        let now = 1_000_000;
+        let mut jobs: Vec<NewJob> = (0..SLICE_REQUESTS * 2 + 1).map(|n| job(n, None)).collect();
+        jobs.insert(3, job(999, Some(now + 5_000)));
+        jobs.insert(4, job(998, Some(now - 5_000)));
+        let tasks = slices(&jobs, now);
+        let ids: Vec<Vec<&str>> = tasks.iter().map(|t| t.args.ids().collect()).collect();
+        assert_eq!(ids.len(), 4);
+        assert_eq!(ids[0], ["req_999"]);
+        assert_eq!(tasks[0].run_at(), Some(not_before_secs(now + 5_000)));
+        assert_eq!(ids[1].len(), SLICE_REQUESTS);
+        assert_eq!(
+            ids[1][..5],
+            ["req_000", "req_001", "req_002", "req_998", "req_003"]
+        );
+        assert_eq!(ids[2].len(), SLICE_REQUESTS);
+        assert_eq!(ids[3], ["req_031", "req_032"]);
+        let all: usize = ids.iter().map(Vec::len).sum();
+        assert_eq!(all, jobs.len(), "every request is in exactly one job");
+    }
+
+    /// Jobs written before slices (`{"request_id": …}`) still run, and a
+    /// single request keeps that shape.
+    #[test]
+    fn the_single_request_payload_is_unchanged() {
+        let old: RequestJob = serde_json::from_str(r#"{"request_id":"req_a"}"#).unwrap();
+        assert_eq!(old.ids().collect::<Vec<_>>(), ["req_a"]);
+        let one = serde_json::to_string(&RequestJob::of(vec!["req_a".into()])).unwrap();
+        assert_eq!(one, r#"{"request_id":"req_a"}"#);
+        let two = RequestJob::of(vec!["req_a".into(), "req_b".into()]);
+        let back: RequestJob = serde_json::from_str(&serde_json::to_string(&two).unwrap()).unwrap();
+        assert_eq!(back.ids().collect::<Vec<_>>(), ["req_a", "req_b"]);
+    }
 }

@@ -10,7 +10,7 @@ use apalis::prelude::{
     WorkerContext,
 };
 use apalis_postgres::Pubsub;
-use futures::FutureExt;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use super::{QUEUE_NAME, RequestJob, Storage};
@@ -58,18 +58,73 @@ impl WorkerHandle {
     }
 }
 
-/// A panic in one request must not take the worker down; it becomes an
-/// `AbortError` (no storage-level re-run) and the request stays open, with
-/// its claim expiring so an operator's retry can pick it up.
-async fn handle(job: RequestJob, engine: Data<Arc<Engine>>) -> Result<(), BoxDynError> {
-    let run = std::panic::AssertUnwindSafe(pipeline::run_job(&engine, &job.request_id));
-    match run.catch_unwind().await {
-        Ok(result) => result.map_err(|e| Box::new(e) as BoxDynError),
-        Err(_) => {
-            tracing::error!(request = %job.request_id, "request handler panicked");
-            Err(AbortError::new(std::io::Error::other("request handler panicked")).into())
+/// What a worker's jobs share: the engine, and one slot per request that
+/// may run at once (`worker.concurrency`), whichever slice it came in.
+#[derive(Clone)]
+struct Runner {
+    engine: Arc<Engine>,
+    slots: Arc<Semaphore>,
+}
+
+/// Runs a job's requests side by side, each as it gets a slot. Once the
+/// worker is stopping, the requests not yet started go back to the queue as
+/// a job of their own, so a stop waits only for the ones under way.
+///
+/// A panic in one request must not take the worker down or stop the rest of
+/// its slice; once the slice is done it becomes an `AbortError` (no
+/// storage-level re-run) and that request stays open, with its claim
+/// expiring so an operator's retry can pick it up. An infrastructure error
+/// fails the job, and the queue runs the slice again: its finished requests
+/// are final by then and make no call.
+async fn handle(
+    job: RequestJob,
+    runner: Data<Arc<Runner>>,
+    worker: WorkerContext,
+) -> Result<(), BoxDynError> {
+    let ids: Vec<String> = job.ids().map(str::to_owned).collect();
+    let mut running = Vec::with_capacity(ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        let slot = runner.slots.clone().acquire_owned().await?;
+        if worker.is_shutting_down() {
+            drop(slot);
+            let rest = ids[i..].to_vec();
+            tracing::debug!(
+                requests = rest.len(),
+                "worker stopping; slice rest requeued"
+            );
+            runner
+                .engine
+                .queue()
+                .schedule_all(rest, Duration::ZERO)
+                .await?;
+            break;
+        }
+        let (engine, id) = (runner.engine.clone(), id.clone());
+        running.push(tokio::spawn(async move {
+            let result = pipeline::run_job(&engine, &id).await;
+            drop(slot);
+            (id, result)
+        }));
+    }
+    let mut failed: Option<BoxDynError> = None;
+    for run in running {
+        match run.await {
+            Ok((_, Ok(()))) => {}
+            Ok((id, Err(e))) => {
+                tracing::warn!(request = %id, error = %e, "request hit an infrastructure error; the slice runs again");
+                failed.get_or_insert_with(|| Box::new(e));
+            }
+            Err(join) if join.is_panic() => {
+                tracing::error!("request handler panicked");
+                failed =
+                    Some(AbortError::new(std::io::Error::other("request handler panicked")).into());
+            }
+            Err(join) => {
+                failed.get_or_insert_with(|| Box::new(join));
+            }
         }
     }
+    failed.map_or(Ok(()), Err)
 }
 
 /// Starts a worker on the engine's queue, in the background.
@@ -77,13 +132,17 @@ pub fn spawn_worker(engine: Arc<Engine>) -> WorkerHandle {
     let name = engine.worker_name().to_owned();
     let context = WorkerContext::new(&name);
     let concurrency = engine.queue().settings().concurrency;
+    let runner = Arc::new(Runner {
+        slots: Arc::new(Semaphore::new(concurrency)),
+        engine,
+    });
     // The two backends differ in type, so each arm builds its own worker.
-    let task = match engine.queue().storage() {
+    let task = match runner.engine.queue().storage() {
         Storage::Sqlite(storage) => {
             let worker = WorkerBuilder::new(&context)
                 .backend(storage.poll_with_interval(POLL_INTERVAL))
                 .concurrency(concurrency)
-                .data(engine)
+                .data(runner)
                 .build(handle);
             tokio::spawn(async move { worker.run().await.map_err(|e| e.to_string()) })
         }
@@ -94,7 +153,7 @@ pub fn spawn_worker(engine: Arc<Engine>) -> WorkerHandle {
             let worker = WorkerBuilder::new(&context)
                 .backend(storage.poll_with_strategy(wake))
                 .concurrency(concurrency)
-                .data(engine)
+                .data(runner)
                 .build(handle);
             tokio::spawn(async move { worker.run().await.map_err(|e| e.to_string()) })
         }

@@ -119,6 +119,7 @@ impl Store {
         let queue = SqlitePoolOptions::new()
             .max_connections(connections)
             .min_connections(1)
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         let pool = any_sqlite_pool(&config.url, connections, SQLITE_BUSY_TIMEOUT).await?;
@@ -228,6 +229,7 @@ const UNWANTED_QUEUE_INDEXES: [&str; 2] = ["LIdx", "idx_jobs_status_run_at"];
 async fn any_sqlite_pool(url: &str, max: u32, busy: Duration) -> Result<AnyPool, sqlx::Error> {
     AnyPoolOptions::new()
         .max_connections(max)
+        .test_before_acquire(false)
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 let busy = format!("PRAGMA busy_timeout = {}", busy.as_millis());

@@ -267,7 +267,8 @@ async fn finished_queue_jobs_are_pruned_and_requests_keep_their_record() {
     let pruned = offboard::queue::prune_finished(&store, std::time::Duration::ZERO)
         .await
         .unwrap();
-    assert!(pruned >= 5, "pruned {pruned}");
+    // Five requests share one slice's job.
+    assert!(pruned >= 1, "pruned {pruned}");
     let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM Jobs")
         .fetch_one(&sqlx::SqlitePool::connect(&config.url).await.unwrap())
         .await
