@@ -102,7 +102,7 @@ impl Store {
                 .connect_with(any)
                 .await?;
             return Ok(Store {
-                group: GroupWriter::start(pool.clone(), Backend::Postgres),
+                group: GroupWriter::start_postgres(pool.clone()),
                 pool,
                 queue_pool: QueuePool::Postgres(queue),
             });
@@ -120,17 +120,16 @@ impl Store {
             .max_connections(connections)
             .min_connections(1)
             .test_before_acquire(false)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         let pool = any_sqlite_pool(&config.url, connections, SQLITE_BUSY_TIMEOUT).await?;
-        // The group writer gets a connection of its own that never sleeps
-        // in SQLite's busy handler (1–25 ms a try, where apalis holds the
-        // lock for about 0.1 ms); it retries by itself (`group::begin`).
-        // Its writes then also stay in one connection's page cache instead
-        // of filling every pooled one's (BENCHMARKS.md, morning series).
-        let writer = writer_pool(&config.url).await?;
+        // The group writer gets a connection of its own, on a thread of its
+        // own, that never sleeps in SQLite's 1–25 ms busy handler (apalis
+        // holds the lock for about 0.1 ms) and sends its statements without
+        // a hand-off to another thread each (`group::native`).
+        let group = GroupWriter::start_sqlite(options.get_filename())?;
         Ok(Store {
-            group: GroupWriter::start(writer, Backend::Sqlite),
+            group,
             pool,
             queue_pool: QueuePool::Sqlite(queue),
         })
@@ -241,12 +240,6 @@ async fn any_sqlite_pool(url: &str, max: u32, busy: Duration) -> Result<AnyPool,
         })
         .connect(url)
         .await
-}
-
-/// The group writer's own connection: no busy timeout, since it waits for
-/// the write lock itself (`group::begin`).
-pub(super) async fn writer_pool(url: &str) -> Result<AnyPool, sqlx::Error> {
-    any_sqlite_pool(url, 1, Duration::ZERO).await
 }
 
 /// A write transaction on `pool`: on SQLite it takes the write lock at once

@@ -30,6 +30,9 @@ pub use surfaces::{DropFile, IdempotentAnswer};
 pub enum StoreError {
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
+    /// From the SQLite writer's own connection (`group::native`).
+    #[error("database error: {0}")]
+    Native(#[from] rusqlite::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database configuration: {0}")]

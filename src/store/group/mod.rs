@@ -1,0 +1,233 @@
+//! Group commit of the writes of requests' runs: one writer per process
+//! folds the claims, checkpoints, outcomes and audit events of many requests
+//! into one transaction, as apalis does for its acks. Each write keeps its
+//! own claim check, so a write whose claim was lost writes nothing and the
+//! others still commit; a database error re-runs the group one write at a
+//! time, so it fails only the write that caused it.
+//!
+//! On SQLite the writer is a thread with a connection of its own
+//! ([`native`]); on PostgreSQL a task on the shared pool ([`pooled`]).
+
+mod native;
+mod pooled;
+
+use std::fmt;
+use std::path::Path;
+
+use sqlx::AnyPool;
+use tokio::sync::{mpsc, oneshot};
+
+use super::audit::AuditEvent;
+use super::{Finish, StoreError};
+use crate::domain::Step;
+
+/// Writes folded into one transaction at most.
+const MAX_GROUP: usize = 64;
+
+// The statements both writers send, in `$N` parameters that both engines
+// (and rusqlite, by position) read in the order they appear.
+
+/// Takes the claim when free, expired or already the owner's.
+const CLAIM_SQL: &str =
+    "UPDATE requests SET claim_owner = $1, claim_expires_at = $2, attempts = attempts + 1
+     WHERE id = $3 AND outcome IS NULL
+       AND (claim_owner IS NULL OR claim_owner = $4 OR claim_expires_at < $5)";
+const RENEW_SQL: &str = "UPDATE requests SET claim_expires_at = $1 WHERE id = $2 AND claim_owner = $3 AND outcome IS NULL";
+const FINISH_SQL: &str =
+    "UPDATE requests SET outcome = $1, roles_removed = $2, error_code = $3, error_message = $4,
+         finished_at = $5, claim_owner = NULL, claim_expires_at = NULL, attempts = attempts + $6
+     WHERE id = $7 AND claim_owner = $8 AND outcome IS NULL";
+const POSTPONE_SQL: &str = "UPDATE requests SET error_code = COALESCE($1, error_code), error_message = COALESCE($2, error_message),
+         claim_owner = NULL, claim_expires_at = NULL, attempts = attempts + $3
+     WHERE id = $4 AND claim_owner = $5 AND outcome IS NULL";
+/// Tail of a checkpoint insert: a step run again replaces its checkpoint.
+const STEP_CONFLICT_SQL: &str = " ON CONFLICT (request_id, step) DO UPDATE SET data = excluded.data, finished_at = excluded.finished_at";
+
+/// A write of a request's run: taking or renewing its claim, or ending a
+/// step of it.
+pub(super) enum RunWrite {
+    /// Takes the claim when free, expired or already `owner`'s; answers
+    /// whether it was taken.
+    Claim {
+        id: String,
+        owner: String,
+        now: i64,
+        expires_at: i64,
+    },
+    /// Extends a held claim; answers whether it was still held.
+    Renew {
+        id: String,
+        owner: String,
+        expires_at: i64,
+    },
+    /// A step's checkpoint; answers whether a cancel was asked for.
+    Step {
+        id: String,
+        owner: String,
+        step: Step,
+        data: String,
+    },
+    /// The request's outcome; the claim is dropped.
+    Finish {
+        id: String,
+        owner: String,
+        finish: Finish,
+        retries: u32,
+    },
+    /// Left open for later; the claim is dropped.
+    Postpone {
+        id: String,
+        owner: String,
+        error: Option<(String, String)>,
+        retries: u32,
+    },
+}
+
+impl RunWrite {
+    fn request_id(&self) -> &str {
+        match self {
+            RunWrite::Claim { id, .. }
+            | RunWrite::Renew { id, .. }
+            | RunWrite::Step { id, .. }
+            | RunWrite::Finish { id, .. }
+            | RunWrite::Postpone { id, .. } => id,
+        }
+    }
+}
+
+type Answer = Result<bool, StoreError>;
+
+struct Pending {
+    write: RunWrite,
+    events: Vec<AuditEvent>,
+    reply: oneshot::Sender<Answer>,
+}
+
+enum Message {
+    Write(Pending),
+    /// Closes the writer's connection; later writes fail.
+    Close(oneshot::Sender<()>),
+}
+
+/// Handle on the process's group writer; cheap to clone.
+#[derive(Clone)]
+pub(super) struct GroupWriter {
+    queue: mpsc::UnboundedSender<Message>,
+}
+
+impl fmt::Debug for GroupWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("GroupWriter")
+    }
+}
+
+impl GroupWriter {
+    /// The writer of the SQLite database at `path`, on a thread of its own
+    /// that ends when the last handle is dropped.
+    pub(super) fn start_sqlite(path: &Path) -> Result<GroupWriter, StoreError> {
+        let conn = native::open(path)?;
+        let (queue, inbox) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("offboard-writer".into())
+            .spawn(move || native::run(conn, inbox))
+            .map_err(|e| StoreError::Config(format!("cannot start the database writer: {e}")))?;
+        Ok(GroupWriter { queue })
+    }
+
+    /// The writer of a PostgreSQL database, a task on `pool`.
+    pub(super) fn start_postgres(pool: AnyPool) -> GroupWriter {
+        let (queue, inbox) = mpsc::unbounded_channel();
+        tokio::spawn(pooled::run(pool, inbox));
+        GroupWriter { queue }
+    }
+
+    /// Closes the writer's connection: later writes fail instead of
+    /// committing.
+    pub(super) async fn close(&self) {
+        let (done, closed) = oneshot::channel();
+        if self.queue.send(Message::Close(done)).is_ok() {
+            let _ = closed.await;
+        }
+    }
+
+    /// Commits `write` with `events` (in some group) and returns its answer.
+    pub(super) async fn write(&self, write: RunWrite, events: &[AuditEvent]) -> Answer {
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            write,
+            events: events.to_vec(),
+            reply,
+        };
+        if self.queue.send(Message::Write(pending)).is_err() {
+            return Err(closed());
+        }
+        answer.await.unwrap_or_else(|_| Err(closed()))
+    }
+}
+
+fn closed() -> StoreError {
+    StoreError::Config("the store is closed".into())
+}
+
+/// The writes waiting behind `first`, up to a group, and a close asked for
+/// after them.
+fn gather(
+    first: Message,
+    inbox: &mut mpsc::UnboundedReceiver<Message>,
+) -> (Vec<Pending>, Option<oneshot::Sender<()>>) {
+    let mut group = Vec::new();
+    let mut next = Some(first);
+    while let Some(message) = next.take() {
+        match message {
+            Message::Write(p) => group.push(p),
+            Message::Close(done) => return (group, Some(done)),
+        }
+        if group.len() < MAX_GROUP {
+            next = inbox.try_recv().ok();
+        }
+    }
+    (group, None)
+}
+
+/// Replies to a group from its commit. Returns the writes to commit again
+/// one at a time: a group that failed for any reason but a lock held all
+/// along, so only the write that caused the error fails.
+fn reply(mut group: Vec<Pending>, committed: Result<Vec<Answer>, StoreError>) -> Vec<Pending> {
+    match committed {
+        Ok(answers) => {
+            for (p, answer) in group.into_iter().zip(answers) {
+                let _ = p.reply.send(answer);
+            }
+            Vec::new()
+        }
+        Err(e) if group.len() == 1 => {
+            let _ = group.pop().map(|p| p.reply.send(Err(e)));
+            Vec::new()
+        }
+        // Writing one at a time would wait that long again per write.
+        Err(StoreError::Locked(waited)) => {
+            for p in group {
+                let _ = p.reply.send(Err(StoreError::Locked(waited)));
+            }
+            Vec::new()
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, writes = group.len(), "group commit failed; writing one at a time");
+            group
+        }
+    }
+}
+
+/// Replies to a write committed alone.
+fn reply_one(p: Pending, committed: Result<Vec<Answer>, StoreError>) {
+    let answer = committed.and_then(|mut a| a.pop().unwrap_or(Ok(false)));
+    let _ = p.reply.send(answer);
+}
+
+/// A claim-guarded `UPDATE` that changed no row lost its claim.
+fn held(rows: u64, id: &str) -> Answer {
+    if rows == 0 {
+        return Err(StoreError::ClaimLost(id.to_owned()));
+    }
+    Ok(false)
+}

@@ -1,0 +1,272 @@
+//! The group writer on SQLite: a thread of its own with a connection of its
+//! own, through SQLite's C API directly (rusqlite) rather than sqlx.
+//!
+//! sqlx runs each SQLite connection on a worker thread and every statement
+//! is a round trip to it: two thread wake-ups, each waiting for a core the
+//! requests' tasks and the simulator share. A group of ten writes sent about
+//! ten statements and held SQLite's only write lock for ~1.5 ms, most of it
+//! in those hand-offs (BENCHMARKS.md, "The group writer on its own
+//! thread"). Here a statement is a function call on the thread that holds
+//! the lock.
+
+use std::path::Path;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::mpsc;
+
+use super::{
+    Answer, CLAIM_SQL, FINISH_SQL, Message, POSTPONE_SQL, Pending, RENEW_SQL, RunWrite,
+    STEP_CONFLICT_SQL, closed, gather, held, reply, reply_one,
+};
+use crate::store::connect::SQLITE_BUSY_TIMEOUT;
+use crate::store::{StoreError, now_ms};
+
+const STEP_HOLDER_SQL: &str =
+    "SELECT claim_owner, cancel_requested FROM requests WHERE id = ?1 AND outcome IS NULL";
+static STEP_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO step_checkpoints (request_id, step, data, finished_at) VALUES (?1, ?2, ?3, ?4){STEP_CONFLICT_SQL}"
+    )
+});
+const AUDIT_SQL: &str = "INSERT INTO audit_events (request_id, provider, method, path, status, error_code, attempt, latency_ms, at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+/// Tries for the write lock a thread yield apart before sleeping: it is
+/// mostly held by one of apalis's statements, for about 0.1 ms.
+pub(super) const SPINS_BEFORE_SLEEP: i32 = 64;
+const SLEEP_BETWEEN_TRIES: Duration = Duration::from_micros(200);
+/// About the busy timeout the other connections have.
+const MAX_TRIES: i32 =
+    SPINS_BEFORE_SLEEP + (SQLITE_BUSY_TIMEOUT.as_micros() / SLEEP_BETWEEN_TRIES.as_micros()) as i32;
+
+/// Opens the writer's connection on the database file at `path`.
+pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(16);
+    conn.busy_handler(Some(wait_for_lock))?;
+    Ok(conn)
+}
+
+/// SQLite's busy handler for the writer: `tries` earlier calls for this
+/// lock; false gives up, and the statement fails with `SQLITE_BUSY`.
+fn wait_for_lock(tries: i32) -> bool {
+    if tries < SPINS_BEFORE_SLEEP {
+        std::thread::yield_now();
+    } else {
+        std::thread::sleep(SLEEP_BETWEEN_TRIES);
+    }
+    #[cfg(test)]
+    tests::LOCK_WAITS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    tries < MAX_TRIES
+}
+
+/// The writer's loop, on its own thread, until every handle is dropped.
+pub(super) fn run(conn: Connection, mut inbox: mpsc::UnboundedReceiver<Message>) {
+    let mut conn = Some(conn);
+    while let Some(first) = inbox.blocking_recv() {
+        let (group, close) = gather(first, &mut inbox);
+        match conn.as_mut() {
+            Some(c) => {
+                let committed = commit(c, &group);
+                for p in reply(group, committed) {
+                    let committed = commit(c, std::slice::from_ref(&p));
+                    reply_one(p, committed);
+                }
+            }
+            None => {
+                for p in group {
+                    let _ = p.reply.send(Err(closed()));
+                }
+            }
+        }
+        if let Some(done) = close {
+            // The last connection to close checkpoints the WAL.
+            conn = None;
+            let _ = done.send(());
+        }
+    }
+}
+
+fn sql_error(e: rusqlite::Error) -> StoreError {
+    if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) {
+        return StoreError::Locked(SQLITE_BUSY_TIMEOUT);
+    }
+    StoreError::Native(e)
+}
+
+/// One transaction for `group`, its writes in arrival order: each write's
+/// answer, or an error that rolled all of them back.
+fn commit(conn: &mut Connection, group: &[Pending]) -> Result<Vec<Answer>, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql_error)?;
+    let now = now_ms();
+    let mut answers = Vec::with_capacity(group.len());
+    for p in group {
+        answers.push(apply(&tx, &p.write, now).map_err(sql_error)?);
+    }
+    {
+        let mut insert = tx.prepare_cached(AUDIT_SQL).map_err(sql_error)?;
+        // Only writes that held their claim leave their calls in the log.
+        for (p, _) in group.iter().zip(&answers).filter(|(_, a)| a.is_ok()) {
+            for e in &p.events {
+                insert
+                    .execute(params![
+                        e.request_id,
+                        e.provider,
+                        e.method,
+                        e.path,
+                        e.status,
+                        e.error_code,
+                        e.attempt,
+                        e.latency_ms as i64,
+                        e.at
+                    ])
+                    .map_err(sql_error)?;
+            }
+        }
+    }
+    tx.commit().map_err(sql_error)?;
+    Ok(answers)
+}
+
+/// One write; the outer error is the database's, the inner one a lost claim.
+fn apply(
+    tx: &rusqlite::Transaction<'_>,
+    write: &RunWrite,
+    now: i64,
+) -> Result<Answer, rusqlite::Error> {
+    Ok(match write {
+        RunWrite::Claim {
+            id,
+            owner,
+            now,
+            expires_at,
+        } => {
+            let n = tx
+                .prepare_cached(CLAIM_SQL)?
+                .execute(params![owner, expires_at, id, owner, now])?;
+            Ok(n == 1)
+        }
+        RunWrite::Renew {
+            id,
+            owner,
+            expires_at,
+        } => {
+            let n = tx
+                .prepare_cached(RENEW_SQL)?
+                .execute(params![expires_at, id, owner])?;
+            Ok(n == 1)
+        }
+        RunWrite::Step {
+            id,
+            owner,
+            step,
+            data,
+        } => {
+            let holder: Option<(Option<String>, i64)> = tx
+                .prepare_cached(STEP_HOLDER_SQL)?
+                .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            match holder {
+                Some((Some(holder), cancel)) if holder == *owner => {
+                    tx.prepare_cached(&STEP_SQL)?
+                        .execute(params![id, step.as_str(), data, now])?;
+                    Ok(cancel != 0)
+                }
+                _ => Err(StoreError::ClaimLost(id.clone())),
+            }
+        }
+        RunWrite::Finish {
+            id,
+            owner,
+            finish,
+            retries,
+        } => {
+            let n = tx.prepare_cached(FINISH_SQL)?.execute(params![
+                finish.outcome.as_str(),
+                finish.roles_removed.join(";"),
+                finish.error_code,
+                finish.error_message,
+                now,
+                retries,
+                id,
+                owner
+            ])?;
+            held(n as u64, id)
+        }
+        RunWrite::Postpone {
+            id,
+            owner,
+            error,
+            retries,
+        } => {
+            let n = tx.prepare_cached(POSTPONE_SQL)?.execute(params![
+                error.as_ref().map(|e| e.0.as_str()),
+                error.as_ref().map(|e| e.1.as_str()),
+                retries,
+                id,
+                owner
+            ])?;
+            held(n as u64, id)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use sqlx::{Connection, Executor};
+
+    /// Calls of the writer's busy handler, across the test process.
+    pub(super) static LOCK_WAITS: AtomicU64 = AtomicU64::new(0);
+
+    /// A group that meets another connection's write lock waits in the
+    /// writer's busy handler and commits once the lock is let go.
+    #[tokio::test]
+    async fn a_group_waits_for_the_write_lock_it_meets() {
+        let (_dir, url, store) = crate::store::scratch_store().await;
+        let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        holder.execute("BEGIN IMMEDIATE").await.unwrap();
+        let waits_before = LOCK_WAITS.load(Ordering::SeqCst);
+        let waiting = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .renew_claim("req_none", "w", std::time::Duration::from_secs(1))
+                    .await
+            }
+        });
+        // The writer's thread is now in its busy handler, or will be.
+        while LOCK_WAITS.load(Ordering::SeqCst) == waits_before {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            !waiting.is_finished(),
+            "the write did not wait for the lock"
+        );
+        holder.execute("COMMIT").await.unwrap();
+        // No such request: the write commits and answers "not held".
+        assert!(!waiting.await.unwrap().unwrap());
+        store.close().await;
+    }
+
+    /// After the store is closed, a write fails instead of committing.
+    #[tokio::test]
+    async fn writes_after_close_fail() {
+        let (_dir, _url, store) = crate::store::scratch_store().await;
+        store.close().await;
+        let late = store
+            .renew_claim("req_none", "w", std::time::Duration::from_secs(1))
+            .await;
+        assert!(
+            matches!(late, Err(crate::store::StoreError::Config(_))),
+            "{late:?}"
+        );
+    }
+}
