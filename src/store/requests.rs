@@ -90,20 +90,22 @@ impl Store {
         lease: Duration,
     ) -> Result<ClaimResult, StoreError> {
         let now = now_ms();
-        let claimed = self
+        let (claimed, read) = self
             .group
-            .write(
-                RunWrite::Claim {
-                    id: id.to_owned(),
-                    owner: owner.to_owned(),
-                    now,
-                    expires_at: now + lease.as_millis() as i64,
-                },
-                &[],
-            )
+            .claim(RunWrite::Claim {
+                id: id.to_owned(),
+                owner: owner.to_owned(),
+                now,
+                expires_at: now + lease.as_millis() as i64,
+            })
             .await?;
         if claimed {
-            return match self.claimed(id).await? {
+            // SQLite's writer reads the request in the claim's transaction.
+            let read = match read {
+                Some(read) => Some(*read),
+                None => self.claimed(id).await?,
+            };
+            return match read {
                 Some(mut claimed) => {
                     claimed.request.claim = owner.to_owned();
                     Ok(ClaimResult::Claimed(Box::new(claimed)))
@@ -146,44 +148,18 @@ impl Store {
     /// The request with its batch gate and checkpoints: one row per
     /// checkpoint (or one with no step), in one query.
     async fn claimed(&self, id: &str) -> Result<Option<Claimed>, StoreError> {
-        // Built once: every claimed request runs this.
-        static SQL: LazyLock<String> = LazyLock::new(|| {
-            let columns = REQUEST_COLUMNS
-                .split(", ")
-                .map(|c| format!("r.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            format!(
-                "SELECT {columns}, b.stored_state, r.cancel_requested, c.step, c.data
-                 FROM requests r JOIN batches b ON b.id = r.batch_id
-                 LEFT JOIN step_checkpoints c ON c.request_id = r.id
-                 WHERE r.id = $1"
-            )
-        });
-        let rows = sqlx::query(sqlx::AssertSqlSafe(SQL.as_str()))
+        let rows = sqlx::query(sqlx::AssertSqlSafe(CLAIMED_SQL.as_str()))
             .bind(id)
             .fetch_all(&self.pool)
             .await?;
         let Some(first) = rows.first() else {
             return Ok(None);
         };
-        let mut checkpoints = HashMap::new();
+        let mut claimed = claimed_from_row(first)?;
         for r in &rows {
-            let Some(step) = r.try_get::<Option<String>, _>("step")? else {
-                continue;
-            };
-            let data: String = r.try_get("data")?;
-            let step = step.parse::<Step>().map_err(StoreError::Corrupt)?;
-            let data =
-                serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            checkpoints.insert(step, data);
+            add_checkpoint(&mut claimed, r)?;
         }
-        Ok(Some(Claimed {
-            request: request_from_row(first)?,
-            batch_state: first.try_get("stored_state")?,
-            cancel_requested: first.try_get::<i64, _>("cancel_requested")? != 0,
-            checkpoints,
-        }))
+        Ok(Some(claimed))
     }
 
     /// Records a finished step and the calls it made; returns whether a
@@ -336,37 +312,113 @@ pub(super) const UNENQUEUED_PAGE: &str = "SELECT id, effective_at FROM requests
        AND batch_id NOT IN (SELECT id FROM batches WHERE stored_state IN ('intake', 'halted', 'cancelled'))
      ORDER BY batch_id, id LIMIT $1";
 
-pub(super) fn request_from_row(r: &sqlx::any::AnyRow) -> Result<RequestRow, StoreError> {
-    let outcome: Option<String> = r.try_get("outcome")?;
-    let outcome = outcome
+/// The request, its batch gate and its checkpoints, one row per checkpoint
+/// (or one with no step): what a run must know before its first step.
+/// Built once: every claimed request runs it.
+pub(super) static CLAIMED_SQL: LazyLock<String> = LazyLock::new(|| {
+    let columns = REQUEST_COLUMNS
+        .split(", ")
+        .map(|c| format!("r.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT {columns}, b.stored_state, r.cancel_requested, c.step, c.data
+         FROM requests r JOIN batches b ON b.id = r.batch_id
+         LEFT JOIN step_checkpoints c ON c.request_id = r.id
+         WHERE r.id = $1"
+    )
+});
+
+/// A row's columns by name, whichever driver read it: sqlx's `Any`, or
+/// rusqlite on SQLite's group writer.
+pub(super) trait Columns {
+    fn text(&self, column: &str) -> Result<Option<String>, StoreError>;
+    fn int(&self, column: &str) -> Result<Option<i64>, StoreError>;
+
+    fn required_text(&self, column: &str) -> Result<String, StoreError> {
+        self.text(column)?
+            .ok_or_else(|| StoreError::Corrupt(format!("{column} is NULL")))
+    }
+
+    fn required_int(&self, column: &str) -> Result<i64, StoreError> {
+        self.int(column)?
+            .ok_or_else(|| StoreError::Corrupt(format!("{column} is NULL")))
+    }
+}
+
+impl Columns for sqlx::any::AnyRow {
+    fn text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn int(&self, column: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+}
+
+impl Columns for rusqlite::Row<'_> {
+    fn text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.get(column)?)
+    }
+
+    fn int(&self, column: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.get(column)?)
+    }
+}
+
+/// A row of [`CLAIMED_SQL`] as a claimed request with no checkpoints yet.
+pub(super) fn claimed_from_row(r: &impl Columns) -> Result<Claimed, StoreError> {
+    Ok(Claimed {
+        request: request_from_row(r)?,
+        batch_state: r.text("stored_state")?,
+        cancel_requested: r.required_int("cancel_requested")? != 0,
+        checkpoints: HashMap::new(),
+    })
+}
+
+/// Adds the checkpoint a row of [`CLAIMED_SQL`] carries, if any.
+pub(super) fn add_checkpoint(claimed: &mut Claimed, r: &impl Columns) -> Result<(), StoreError> {
+    let Some(step) = r.text("step")? else {
+        return Ok(());
+    };
+    let data = r.required_text("data")?;
+    let step = step.parse::<Step>().map_err(StoreError::Corrupt)?;
+    let data = serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    claimed.checkpoints.insert(step, data);
+    Ok(())
+}
+
+pub(super) fn request_from_row(r: &impl Columns) -> Result<RequestRow, StoreError> {
+    let outcome = r
+        .text("outcome")?
         .map(|o| o.parse::<Outcome>())
         .transpose()
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let roles: String = r.try_get("roles_removed")?;
+    let roles = r.required_text("roles_removed")?;
     Ok(RequestRow {
-        id: r.try_get("id")?,
-        batch_id: r.try_get("batch_id")?,
+        id: r.required_text("id")?,
+        batch_id: r.required_text("batch_id")?,
         target: Target {
-            provider: ProviderName::new_unchecked(r.try_get::<String, _>("provider")?),
-            organization_id: OrgId::new_unchecked(r.try_get::<String, _>("organization_id")?),
-            user_id: UserId::new_unchecked(r.try_get::<String, _>("user_id")?),
+            provider: ProviderName::new_unchecked(r.required_text("provider")?),
+            organization_id: OrgId::new_unchecked(r.required_text("organization_id")?),
+            user_id: UserId::new_unchecked(r.required_text("user_id")?),
             transfer_to_department_id: r
-                .try_get::<Option<String>, _>("transfer_to_department_id")?
+                .text("transfer_to_department_id")?
                 .map(DepartmentId::new_unchecked),
         },
-        reason: r.try_get("reason")?,
-        effective_at: r.try_get("effective_at")?,
-        dry_run: r.try_get::<i64, _>("dry_run")? != 0,
+        reason: r.text("reason")?,
+        effective_at: r.int("effective_at")?,
+        dry_run: r.required_int("dry_run")? != 0,
         outcome,
-        attempts: r.try_get::<i64, _>("attempts")? as u32,
+        attempts: r.required_int("attempts")? as u32,
         roles_removed: roles
             .split(';')
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect(),
-        error_code: r.try_get("error_code")?,
-        error_message: r.try_get("error_message")?,
-        finished_at: r.try_get("finished_at")?,
+        error_code: r.text("error_code")?,
+        error_message: r.text("error_message")?,
+        finished_at: r.int("finished_at")?,
         claim: String::new(),
     })
 }

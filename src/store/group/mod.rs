@@ -18,7 +18,7 @@ use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
 use super::audit::AuditEvent;
-use super::{Finish, StoreError};
+use super::{Claimed, Finish, StoreError};
 use crate::domain::Step;
 
 /// Writes folded into one transaction at most.
@@ -97,10 +97,25 @@ impl RunWrite {
 
 type Answer = Result<bool, StoreError>;
 
+/// A write's answer once its group committed, and for a claim taken on
+/// SQLite the request as read in the same transaction.
+struct Committed {
+    answer: Answer,
+    read: Option<Box<Claimed>>,
+}
+
+impl From<Answer> for Committed {
+    fn from(answer: Answer) -> Committed {
+        Committed { answer, read: None }
+    }
+}
+
 struct Pending {
     write: RunWrite,
     events: Vec<AuditEvent>,
     reply: oneshot::Sender<Answer>,
+    /// Where a claim's read goes, if the writer makes one.
+    read: Option<oneshot::Sender<Box<Claimed>>>,
 }
 
 enum Message {
@@ -152,11 +167,33 @@ impl GroupWriter {
 
     /// Commits `write` with `events` (in some group) and returns its answer.
     pub(super) async fn write(&self, write: RunWrite, events: &[AuditEvent]) -> Answer {
+        self.send(write, events, None).await
+    }
+
+    /// Commits a claim; when taken, also the request as read in the same
+    /// transaction, where the writer reads it (SQLite).
+    pub(super) async fn claim(
+        &self,
+        write: RunWrite,
+    ) -> Result<(bool, Option<Box<Claimed>>), StoreError> {
+        let (read, was_read) = oneshot::channel();
+        let taken = self.send(write, &[], Some(read)).await?;
+        // The read is sent before the answer, or not at all.
+        Ok((taken, if taken { was_read.await.ok() } else { None }))
+    }
+
+    async fn send(
+        &self,
+        write: RunWrite,
+        events: &[AuditEvent],
+        read: Option<oneshot::Sender<Box<Claimed>>>,
+    ) -> Answer {
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
             write,
             events: events.to_vec(),
             reply,
+            read,
         };
         if self.queue.send(Message::Write(pending)).is_err() {
             return Err(closed());
@@ -192,11 +229,11 @@ fn gather(
 /// Replies to a group from its commit. Returns the writes to commit again
 /// one at a time: a group that failed for any reason but a lock held all
 /// along, so only the write that caused the error fails.
-fn reply(mut group: Vec<Pending>, committed: Result<Vec<Answer>, StoreError>) -> Vec<Pending> {
+fn reply(mut group: Vec<Pending>, committed: Result<Vec<Committed>, StoreError>) -> Vec<Pending> {
     match committed {
         Ok(answers) => {
-            for (p, answer) in group.into_iter().zip(answers) {
-                let _ = p.reply.send(answer);
+            for (p, committed) in group.into_iter().zip(answers) {
+                p.answer(committed);
             }
             Vec::new()
         }
@@ -219,9 +256,25 @@ fn reply(mut group: Vec<Pending>, committed: Result<Vec<Answer>, StoreError>) ->
 }
 
 /// Replies to a write committed alone.
-fn reply_one(p: Pending, committed: Result<Vec<Answer>, StoreError>) {
-    let answer = committed.and_then(|mut a| a.pop().unwrap_or(Ok(false)));
-    let _ = p.reply.send(answer);
+fn reply_one(p: Pending, committed: Result<Vec<Committed>, StoreError>) {
+    match committed.map(|mut c| c.pop()) {
+        Ok(Some(committed)) => p.answer(committed),
+        Ok(None) => {
+            let _ = p.reply.send(Ok(false));
+        }
+        Err(e) => {
+            let _ = p.reply.send(Err(e));
+        }
+    }
+}
+
+impl Pending {
+    fn answer(self, committed: Committed) {
+        if let (Some(to), Some(read)) = (self.read, committed.read) {
+            let _ = to.send(read);
+        }
+        let _ = self.reply.send(committed.answer);
+    }
 }
 
 /// A claim-guarded `UPDATE` that changed no row lost its claim.

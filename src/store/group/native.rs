@@ -17,10 +17,12 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, pa
 use tokio::sync::mpsc;
 
 use super::{
-    Answer, CLAIM_SQL, FINISH_SQL, Message, POSTPONE_SQL, Pending, RENEW_SQL, RunWrite,
+    Answer, CLAIM_SQL, Committed, FINISH_SQL, Message, POSTPONE_SQL, Pending, RENEW_SQL, RunWrite,
     STEP_CONFLICT_SQL, closed, gather, held, reply, reply_one,
 };
+use crate::store::Claimed;
 use crate::store::connect::SQLITE_BUSY_TIMEOUT;
+use crate::store::requests::{CLAIMED_SQL, add_checkpoint, claimed_from_row};
 use crate::store::{StoreError, now_ms};
 
 const STEP_HOLDER_SQL: &str =
@@ -71,7 +73,15 @@ pub(super) fn run(conn: Connection, mut inbox: mpsc::UnboundedReceiver<Message>)
         let (group, close) = gather(first, &mut inbox);
         match conn.as_mut() {
             Some(c) => {
+                let started = std::time::Instant::now();
                 let committed = commit(c, &group);
+                // How full groups are and how long the write lock is held:
+                // the two figures that bound a worker on SQLite.
+                tracing::debug!(
+                    writes = group.len(),
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "group committed"
+                );
                 for p in reply(group, committed) {
                     let committed = commit(c, std::slice::from_ref(&p));
                     reply_one(p, committed);
@@ -100,19 +110,24 @@ fn sql_error(e: rusqlite::Error) -> StoreError {
 
 /// One transaction for `group`, its writes in arrival order: each write's
 /// answer, or an error that rolled all of them back.
-fn commit(conn: &mut Connection, group: &[Pending]) -> Result<Vec<Answer>, StoreError> {
+fn commit(conn: &mut Connection, group: &[Pending]) -> Result<Vec<Committed>, StoreError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(sql_error)?;
     let now = now_ms();
     let mut answers = Vec::with_capacity(group.len());
     for p in group {
-        answers.push(apply(&tx, &p.write, now).map_err(sql_error)?);
+        let answer = apply(&tx, &p.write, now).map_err(sql_error)?;
+        let read = match (&p.write, &answer) {
+            (RunWrite::Claim { id, .. }, Ok(true)) if p.read.is_some() => read_claimed(&tx, id)?,
+            _ => None,
+        };
+        answers.push(Committed { answer, read });
     }
     {
         let mut insert = tx.prepare_cached(AUDIT_SQL).map_err(sql_error)?;
         // Only writes that held their claim leave their calls in the log.
-        for (p, _) in group.iter().zip(&answers).filter(|(_, a)| a.is_ok()) {
+        for (p, _) in group.iter().zip(&answers).filter(|(_, c)| c.answer.is_ok()) {
             for e in &p.events {
                 insert
                     .execute(params![
@@ -132,6 +147,25 @@ fn commit(conn: &mut Connection, group: &[Pending]) -> Result<Vec<Answer>, Store
     }
     tx.commit().map_err(sql_error)?;
     Ok(answers)
+}
+
+/// A claimed request as its run needs it, read in the claim's transaction
+/// (sqlx's pool would take two more thread hand-offs).
+fn read_claimed(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+) -> Result<Option<Box<Claimed>>, StoreError> {
+    let mut statement = tx.prepare_cached(&CLAIMED_SQL).map_err(sql_error)?;
+    let mut rows = statement.query(params![id]).map_err(sql_error)?;
+    let mut claimed: Option<Claimed> = None;
+    while let Some(row) = rows.next().map_err(sql_error)? {
+        let c = match claimed.as_mut() {
+            Some(c) => c,
+            None => claimed.insert(claimed_from_row(row)?),
+        };
+        add_checkpoint(c, row)?;
+    }
+    Ok(claimed.map(Box::new))
 }
 
 /// One write; the outer error is the database's, the inner one a lost claim.

@@ -7,7 +7,7 @@ use sqlx::{AnyPool, Row};
 use tokio::sync::mpsc;
 
 use super::{
-    Answer, CLAIM_SQL, FINISH_SQL, Message, POSTPONE_SQL, Pending, RENEW_SQL, RunWrite,
+    Answer, CLAIM_SQL, Committed, FINISH_SQL, Message, POSTPONE_SQL, Pending, RENEW_SQL, RunWrite,
     STEP_CONFLICT_SQL, closed, gather, held, reply, reply_one,
 };
 use crate::domain::Step;
@@ -50,7 +50,7 @@ pub(super) async fn run(pool: AnyPool, mut inbox: mpsc::UnboundedReceiver<Messag
 /// One transaction for `group`: each write's answer, or an error that
 /// rolled all of them back. The steps' checkpoints go in together, since
 /// each statement is a round trip to the server.
-async fn commit(pool: &AnyPool, group: &[Pending]) -> Result<Vec<Answer>, StoreError> {
+async fn commit(pool: &AnyPool, group: &[Pending]) -> Result<Vec<Committed>, StoreError> {
     let mut tx = begin_write(pool, BACKEND).await?;
     lock_in_id_order(&mut tx, group).await?;
     let mut answers = store_steps(&mut tx, group).await?;
@@ -79,7 +79,8 @@ async fn commit(pool: &AnyPool, group: &[Pending]) -> Result<Vec<Answer>, StoreE
         audit::insert_all(&mut tx, BACKEND, part).await?;
     }
     tx.commit().await?;
-    Ok(answers)
+    // The store reads a claimed request itself, on its pool.
+    Ok(answers.into_iter().map(Committed::from).collect())
 }
 
 /// Locks every request row the group writes, in id order, before any write:
