@@ -10,6 +10,10 @@ use super::sql::Params;
 use super::{Store, StoreError, now_ms};
 use crate::domain::{IdempotencyKey, Target};
 
+/// The columns a new request is inserted with, in bind order.
+pub(super) const REQUEST_INSERT_COLUMNS: &str = "id, batch_id, provider, organization_id, user_id,
+             transfer_to_department_id, reason, effective_at, idempotency_key, dry_run, created_at";
+
 /// A CSV row that passed validation.
 #[derive(Debug, Clone)]
 pub struct AcceptedRow {
@@ -32,7 +36,7 @@ pub struct RejectedRow {
 }
 
 /// A slice of an intake, written atomically.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct IntakeChunk {
     pub accepted: Vec<AcceptedRow>,
     pub rejected: Vec<RejectedRow>,
@@ -61,44 +65,34 @@ impl Store {
         dedupe_since: Option<i64>,
         chunk: &IntakeChunk,
     ) -> Result<Vec<NewJob>, StoreError> {
+        if self.backend() == Backend::Sqlite {
+            // SQLite's writer thread takes the chunk (a copy of its rows:
+            // about 0.2 µs a row, against several for each statement sent
+            // through sqlx's connection thread).
+            return self
+                .group
+                .intake(ChunkWrite {
+                    batch_id: batch_id.to_owned(),
+                    dry_run,
+                    dedupe_since,
+                    chunk: chunk.clone(),
+                })
+                .await;
+        }
         let mut tx = self.begin_intake().await?;
         let now = now_ms();
-        let keys: Vec<String> = chunk
-            .accepted
-            .iter()
-            .map(|r| IdempotencyKey::of(&r.target).as_str().to_owned())
-            .collect();
+        let keys = keys_of(chunk);
         let backend = self.backend();
-        let mut linked = if dry_run {
+        let linked = if dry_run {
             HashMap::new()
         } else {
             find_reusable(&mut tx, backend, batch_id, &keys, dedupe_since).await?
         };
-        let mut created = Vec::new();
-        let mut new_rows = Vec::new();
-        let mut entries = Vec::with_capacity(keys.len());
-        for (row, key) in chunk.accepted.iter().zip(&keys) {
-            let request_id = match linked.get(key) {
-                Some(id) => id.clone(),
-                None => {
-                    let id = ulid::Ulid::new().to_string();
-                    if !dry_run {
-                        linked.insert(key.clone(), id.clone());
-                    }
-                    new_rows.push((id.clone(), row, key.as_str()));
-                    created.push(NewJob {
-                        request_id: id.clone(),
-                        effective_at: row.effective_at,
-                    });
-                    id
-                }
-            };
-            entries.push((row.line, request_id));
-        }
-        for part in new_rows.chunks(ROWS_PER_STATEMENT) {
+        let plan = ChunkPlan::of(chunk, &keys, linked, dry_run);
+        for part in plan.new_rows.chunks(ROWS_PER_STATEMENT) {
             insert_requests(&mut tx, backend, batch_id, part, dry_run, now).await?;
         }
-        for part in entries.chunks(ROWS_PER_STATEMENT) {
+        for part in plan.entries.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO batch_entries (batch_id, line, request_id) VALUES {}",
                 Params::new(backend).tuples(part.len(), 3)
@@ -128,14 +122,81 @@ impl Store {
             q.execute(&mut *tx).await?;
         }
         if !chunk.rejected.is_empty() {
-            sqlx::query("UPDATE batches SET rejected_rows = rejected_rows + $1 WHERE id = $2")
+            sqlx::query(ADD_REJECTED_SQL)
                 .bind(chunk.rejected.len() as i64)
                 .bind(batch_id)
                 .execute(&mut *tx)
                 .await?;
         }
         tx.commit().await?;
-        Ok(created)
+        Ok(plan.created)
+    }
+}
+
+/// A chunk handed to SQLite's writer thread.
+pub(super) struct ChunkWrite {
+    pub batch_id: String,
+    pub dry_run: bool,
+    pub dedupe_since: Option<i64>,
+    pub chunk: IntakeChunk,
+}
+
+pub(super) const ADD_REJECTED_SQL: &str =
+    "UPDATE batches SET rejected_rows = rejected_rows + $1 WHERE id = $2";
+
+/// Each accepted row's idempotency key, in order.
+pub(super) fn keys_of(chunk: &IntakeChunk) -> Vec<String> {
+    chunk
+        .accepted
+        .iter()
+        .map(|r| IdempotencyKey::of(&r.target).as_str().to_owned())
+        .collect()
+}
+
+/// What a chunk writes once the work its keys already have is known.
+pub(super) struct ChunkPlan<'a> {
+    /// New requests: id, row, key.
+    pub new_rows: Vec<(String, &'a AcceptedRow, &'a str)>,
+    /// Every accepted line and the request it became or links to.
+    pub entries: Vec<(u64, String)>,
+    /// The new requests, which need queue jobs.
+    pub created: Vec<NewJob>,
+}
+
+impl<'a> ChunkPlan<'a> {
+    /// `linked` maps a key to the request its rows link to; a key seen a
+    /// second time in the chunk links to the request its first row made
+    /// (except in a dry run, where every row stands alone).
+    pub(super) fn of(
+        chunk: &'a IntakeChunk,
+        keys: &'a [String],
+        mut linked: HashMap<String, String>,
+        dry_run: bool,
+    ) -> ChunkPlan<'a> {
+        let mut plan = ChunkPlan {
+            new_rows: Vec::new(),
+            entries: Vec::with_capacity(keys.len()),
+            created: Vec::new(),
+        };
+        for (row, key) in chunk.accepted.iter().zip(keys) {
+            let request_id = match linked.get(key) {
+                Some(id) => id.clone(),
+                None => {
+                    let id = ulid::Ulid::new().to_string();
+                    if !dry_run {
+                        linked.insert(key.clone(), id.clone());
+                    }
+                    plan.new_rows.push((id.clone(), row, key.as_str()));
+                    plan.created.push(NewJob {
+                        request_id: id.clone(),
+                        effective_at: row.effective_at,
+                    });
+                    id
+                }
+            };
+            plan.entries.push((row.line, request_id));
+        }
+        plan
     }
 }
 
@@ -220,9 +281,7 @@ async fn insert_requests(
     now: i64,
 ) -> Result<(), StoreError> {
     let sql = format!(
-        "INSERT INTO requests (id, batch_id, provider, organization_id, user_id,
-             transfer_to_department_id, reason, effective_at, idempotency_key, dry_run, created_at)
-         VALUES {}",
+        "INSERT INTO requests ({REQUEST_INSERT_COLUMNS}) VALUES {}",
         Params::new(backend).tuples(rows.len(), 11)
     );
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));

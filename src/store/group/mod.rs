@@ -8,6 +8,7 @@
 //! On SQLite the writer is a thread with a connection of its own
 //! ([`native`]); on PostgreSQL a task on the shared pool ([`pooled`]).
 
+mod intake;
 mod native;
 mod pooled;
 
@@ -18,7 +19,8 @@ use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
 use super::audit::AuditEvent;
-use super::{Claimed, Finish, StoreError};
+use super::intake::ChunkWrite;
+use super::{Claimed, Finish, NewJob, StoreError};
 use crate::domain::Step;
 
 /// Writes folded into one transaction at most.
@@ -120,6 +122,11 @@ struct Pending {
 
 enum Message {
     Write(Pending),
+    /// An intake chunk (SQLite only): written on its own, between groups.
+    Intake(
+        Box<ChunkWrite>,
+        oneshot::Sender<Result<Vec<NewJob>, StoreError>>,
+    ),
     /// Closes the writer's connection; later writes fail.
     Close(oneshot::Sender<()>),
 }
@@ -165,6 +172,19 @@ impl GroupWriter {
         }
     }
 
+    /// Stores an intake chunk in a transaction of its own (SQLite).
+    pub(super) async fn intake(&self, write: ChunkWrite) -> Result<Vec<NewJob>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .queue
+            .send(Message::Intake(Box::new(write), reply))
+            .is_err()
+        {
+            return Err(closed());
+        }
+        answer.await.unwrap_or_else(|_| Err(closed()))
+    }
+
     /// Commits `write` with `events` (in some group) and returns its answer.
     pub(super) async fn write(&self, write: RunWrite, events: &[AuditEvent]) -> Answer {
         self.send(write, events, None).await
@@ -206,24 +226,33 @@ fn closed() -> StoreError {
     StoreError::Config("the store is closed".into())
 }
 
-/// The writes waiting behind `first`, up to a group, and a close asked for
-/// after them.
-fn gather(
-    first: Message,
-    inbox: &mut mpsc::UnboundedReceiver<Message>,
-) -> (Vec<Pending>, Option<oneshot::Sender<()>>) {
+/// What the writer does next: a group of writes, then perhaps an intake
+/// chunk or a close that came in after them.
+struct Turn {
+    group: Vec<Pending>,
+    then: Option<Message>,
+}
+
+/// The writes waiting behind `first`, up to a group, and the message after
+/// them that is not a write.
+fn gather(first: Message, inbox: &mut mpsc::UnboundedReceiver<Message>) -> Turn {
     let mut group = Vec::new();
     let mut next = Some(first);
     while let Some(message) = next.take() {
         match message {
             Message::Write(p) => group.push(p),
-            Message::Close(done) => return (group, Some(done)),
+            other => {
+                return Turn {
+                    group,
+                    then: Some(other),
+                };
+            }
         }
         if group.len() < MAX_GROUP {
             next = inbox.try_recv().ok();
         }
     }
-    (group, None)
+    Turn { group, then: None }
 }
 
 /// Replies to a group from its commit. Returns the writes to commit again

@@ -70,10 +70,12 @@ fn wait_for_lock(tries: i32) -> bool {
 pub(super) fn run(conn: Connection, mut inbox: mpsc::UnboundedReceiver<Message>) {
     let mut conn = Some(conn);
     while let Some(first) = inbox.blocking_recv() {
-        let (group, close) = gather(first, &mut inbox);
+        let turn = gather(first, &mut inbox);
         match conn.as_mut() {
+            _ if turn.group.is_empty() => {}
             Some(c) => {
                 let started = std::time::Instant::now();
+                let group = turn.group;
                 let committed = commit(c, &group);
                 // How full groups are and how long the write lock is held:
                 // the two figures that bound a worker on SQLite.
@@ -88,20 +90,30 @@ pub(super) fn run(conn: Connection, mut inbox: mpsc::UnboundedReceiver<Message>)
                 }
             }
             None => {
-                for p in group {
+                for p in turn.group {
                     let _ = p.reply.send(Err(closed()));
                 }
             }
         }
-        if let Some(done) = close {
-            // The last connection to close checkpoints the WAL.
-            conn = None;
-            let _ = done.send(());
+        match turn.then {
+            Some(Message::Intake(write, reply)) => {
+                let stored = match conn.as_mut() {
+                    Some(c) => super::intake::write_chunk(c, &write),
+                    None => Err(closed()),
+                };
+                let _ = reply.send(stored);
+            }
+            Some(Message::Close(done)) => {
+                // The last connection to close checkpoints the WAL.
+                conn = None;
+                let _ = done.send(());
+            }
+            Some(Message::Write(_)) | None => {}
         }
     }
 }
 
-fn sql_error(e: rusqlite::Error) -> StoreError {
+pub(super) fn sql_error(e: rusqlite::Error) -> StoreError {
     if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) {
         return StoreError::Locked(SQLITE_BUSY_TIMEOUT);
     }

@@ -21,8 +21,10 @@ const BACKEND: Backend = Backend::Postgres;
 pub(super) async fn run(pool: AnyPool, mut inbox: mpsc::UnboundedReceiver<Message>) {
     let mut open = true;
     while let Some(first) = inbox.recv().await {
-        let (group, close) = gather(first, &mut inbox);
-        if open {
+        let turn = gather(first, &mut inbox);
+        let group = turn.group;
+        if group.is_empty() {
+        } else if open {
             let started = std::time::Instant::now();
             let committed = commit(&pool, &group).await;
             tracing::debug!(
@@ -39,10 +41,19 @@ pub(super) async fn run(pool: AnyPool, mut inbox: mpsc::UnboundedReceiver<Messag
                 let _ = p.reply.send(Err(closed()));
             }
         }
-        if let Some(done) = close {
-            pool.close().await;
-            open = false;
-            let _ = done.send(());
+        match turn.then {
+            // The store writes PostgreSQL intakes through its pool.
+            Some(Message::Intake(_, reply)) => {
+                let _ = reply.send(Err(StoreError::Config(
+                    "intake chunks are not written by the PostgreSQL group writer".into(),
+                )));
+            }
+            Some(Message::Close(done)) => {
+                pool.close().await;
+                open = false;
+                let _ = done.send(());
+            }
+            Some(Message::Write(_)) | None => {}
         }
     }
 }
