@@ -4,10 +4,11 @@
 //! apalis-sqlite 1.0 pushes one `INSERT` per job (`push_tasks` loops over
 //! `queries/task/sink.sql`), each a round trip to SQLite's connection
 //! thread: a million-row intake spent most of its time there. This writes
-//! the same rows — the same columns, values and encodings as that sink — in
-//! multi-row statements. Doing it in our own write transaction also makes
-//! "job exists" and "request marked enqueued" one atomic step, so a crash
-//! can no longer leave duplicate jobs behind.
+//! the same rows — the same columns, values and encodings as that sink — on
+//! the store's writer thread and connection, with one prepared statement.
+//! Doing it in our own write transaction also makes "job exists" and
+//! "request marked enqueued" one atomic step, so a crash can no longer
+//! leave duplicate jobs behind.
 //!
 //! It knows apalis-sqlite's `Jobs` schema: re-check it against
 //! `queries/task/sink.sql` on every apalis upgrade. Every test that runs a
@@ -17,16 +18,18 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use apalis::prelude::Task;
+use rusqlite::params;
 
 use super::{QUEUE_NAME, RequestJob};
-use crate::store::{Backend, Params, Store, StoreError, set_enqueued};
+use crate::store::{NewJob, Store, StoreError, UNENQUEUED_OF_SQL, now_ms};
 
 /// The status apalis's sink gives a new job (with no attempts yet).
 const NEW_STATUS: &str = "Pending";
-/// Jobs per statement: 10 parameters each, far below SQLite's 32,766.
-const JOBS_PER_STATEMENT: usize = 500;
 /// apalis's default when a task sets no maximum (sink.rs).
 const APALIS_DEFAULT_MAX_ATTEMPTS: usize = 25;
+const INSERT_JOB_SQL: &str = "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority, metadata, idempotency_key)
+     VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(job_type, idempotency_key) DO NOTHING";
+const MARK_ENQUEUED_SQL: &str = "UPDATE requests SET enqueued = 1 WHERE id = ?1";
 
 /// One job row as apalis-sqlite's sink would write it.
 struct JobRow {
@@ -58,47 +61,85 @@ impl JobRow {
     }
 }
 
+/// The jobs of `tasks` and their requests' marks, ready to write.
+struct JobsOf {
+    rows: Vec<JobRow>,
+    request_ids: Vec<String>,
+}
+
+impl JobsOf {
+    fn new(tasks: &[Task<RequestJob>]) -> Result<JobsOf, StoreError> {
+        let now_secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Ok(JobsOf {
+            rows: tasks
+                .iter()
+                .map(|t| JobRow::of(t, now_secs))
+                .collect::<Result<_, _>>()?,
+            request_ids: tasks
+                .iter()
+                .flat_map(|t| t.args.ids().map(str::to_owned))
+                .collect(),
+        })
+    }
+
+    fn write(&self, tx: &rusqlite::Transaction<'_>) -> Result<(), rusqlite::Error> {
+        let mut insert = tx.prepare_cached(INSERT_JOB_SQL)?;
+        for row in &self.rows {
+            insert.execute(params![
+                row.job,
+                row.id,
+                QUEUE_NAME,
+                NEW_STATUS,
+                row.max_attempts,
+                row.run_at,
+                row.priority,
+                row.metadata,
+                row.idempotency_key
+            ])?;
+        }
+        let mut mark = tx.prepare_cached(MARK_ENQUEUED_SQL)?;
+        for id in &self.request_ids {
+            mark.execute(params![id])?;
+        }
+        Ok(())
+    }
+}
+
 /// Inserts a job per task into apalis-sqlite's `Jobs` table and marks the
 /// requests enqueued, in one transaction.
 pub(super) async fn push_and_mark(
     store: &Store,
     tasks: &[Task<RequestJob>],
 ) -> Result<(), StoreError> {
-    debug_assert_eq!(store.backend(), Backend::Sqlite);
-    let now_secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let rows = tasks
-        .iter()
-        .map(|t| JobRow::of(t, now_secs))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut tx = store.begin_write().await?;
-    for part in rows.chunks(JOBS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority, metadata, idempotency_key)
-             VALUES {} ON CONFLICT(job_type, idempotency_key) DO NOTHING",
-            Params::new(Backend::Sqlite).tuples(part.len(), 10)
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for row in part {
-            q = q
-                .bind(row.job.as_slice())
-                .bind(row.id.as_str())
-                .bind(QUEUE_NAME)
-                .bind(NEW_STATUS)
-                .bind(0_i64)
-                .bind(row.max_attempts)
-                .bind(row.run_at)
-                .bind(row.priority)
-                .bind(row.metadata.as_str())
-                .bind(row.idempotency_key.as_deref());
-        }
-        q.execute(&mut *tx).await?;
-    }
-    let ids: Vec<&str> = tasks.iter().flat_map(|t| t.args.ids()).collect();
-    set_enqueued(&mut tx, Backend::Sqlite, &ids).await?;
-    tx.commit().await?;
-    Ok(())
+    let jobs = JobsOf::new(tasks)?;
+    store.on_sqlite_writer(move |tx| Ok(jobs.write(tx)?)).await
+}
+
+/// Enqueues the next `limit` requests of `batch_id` that have no job, in
+/// slices, in the transaction that reads them; returns how many.
+pub(super) async fn enqueue_page(
+    store: &Store,
+    batch_id: &str,
+    limit: usize,
+) -> Result<usize, StoreError> {
+    let batch_id = batch_id.to_owned();
+    store
+        .on_sqlite_writer(move |tx| {
+            let page: Vec<NewJob> = tx
+                .prepare_cached(UNENQUEUED_OF_SQL)?
+                .query_map(params![batch_id, limit as i64], |r| {
+                    Ok(NewJob {
+                        request_id: r.get(0)?,
+                        effective_at: r.get(1)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            JobsOf::new(&super::slices(&page, now_ms()))?.write(tx)?;
+            Ok(page.len())
+        })
+        .await
 }
 
 #[cfg(test)]

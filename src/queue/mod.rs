@@ -164,6 +164,16 @@ impl Queue {
     /// Enqueues every request of a batch that has no job yet, a page at a
     /// time (a batch may hold a million requests).
     pub async fn enqueue_batch(&self, store: &Store, batch_id: &str) -> Result<u64, QueueError> {
+        if let Storage::Sqlite(_) = self.storage {
+            // Each page is read, pushed and marked in one transaction.
+            let mut total = 0;
+            loop {
+                match bulk::enqueue_page(store, batch_id, ENQUEUE_PAGE).await? {
+                    0 => return Ok(total),
+                    n => total += n as u64,
+                }
+            }
+        }
         self.enqueue_pages(store, || store.unenqueued_of(batch_id, ENQUEUE_PAGE as u32))
             .await
     }

@@ -19,10 +19,9 @@ pub use batches::{BatchRow, NewBatch};
 pub(crate) use connect::QueuePool;
 pub use connect::{Backend, Store};
 pub use intake::{AcceptedRow, IntakeChunk, NewJob, RejectedRow};
+pub(crate) use rails::UNENQUEUED_OF_SQL;
 pub use report::{FIRST_REJECTED, ReportRow, ReportWindow};
-pub(crate) use requests::set_enqueued;
 pub use requests::{ClaimResult, Claimed, Finish, RequestRow};
-pub(crate) use sql::Params;
 pub use surfaces::{DropFile, IdempotentAnswer};
 
 /// A failure of the database itself, never of a provider.
@@ -46,6 +45,20 @@ pub enum StoreError {
     /// SQLite's write lock stayed taken for the whole busy timeout.
     #[error("the database stayed locked for {0:?}")]
     Locked(std::time::Duration),
+}
+
+impl Store {
+    /// Runs `work` in a write transaction on SQLite's writer thread and
+    /// connection, between two groups of run writes: for bulk writes whose
+    /// statements would each be a round trip to sqlx's connection thread.
+    /// Fails on PostgreSQL, which has no such connection.
+    pub(crate) async fn on_sqlite_writer<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.group.run(work).await
+    }
 }
 
 /// Milliseconds since the Unix epoch, the timestamp unit of every table.

@@ -72,14 +72,11 @@ impl Store {
         batch_id: &str,
         limit: u32,
     ) -> Result<Vec<NewJob>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, effective_at FROM requests
-             WHERE batch_id = $1 AND enqueued = 0 AND outcome IS NULL ORDER BY id LIMIT $2",
-        )
-        .bind(batch_id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(UNENQUEUED_OF_SQL)
+            .bind(batch_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows
             .iter()
             .map(|r| NewJob {
@@ -178,3 +175,7 @@ impl Store {
         Ok(v)
     }
 }
+
+/// A page of a batch's open requests with no queue job, in id order.
+pub(crate) const UNENQUEUED_OF_SQL: &str = "SELECT id, effective_at FROM requests
+     WHERE batch_id = $1 AND enqueued = 0 AND outcome IS NULL ORDER BY id LIMIT $2";

@@ -8,7 +8,6 @@
 //! On SQLite the writer is a thread with a connection of its own
 //! ([`native`]); on PostgreSQL a task on the shared pool ([`pooled`]).
 
-mod intake;
 mod native;
 mod pooled;
 
@@ -19,8 +18,7 @@ use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
 use super::audit::AuditEvent;
-use super::intake::ChunkWrite;
-use super::{Claimed, Finish, NewJob, StoreError};
+use super::{Claimed, Finish, StoreError};
 use crate::domain::Step;
 
 /// Writes folded into one transaction at most.
@@ -120,13 +118,14 @@ struct Pending {
     read: Option<oneshot::Sender<Box<Claimed>>>,
 }
 
+/// Work run on SQLite's writer connection, given `None` once it is closed.
+type Work = Box<dyn FnOnce(Option<&mut rusqlite::Connection>) + Send>;
+
 enum Message {
     Write(Pending),
-    /// An intake chunk (SQLite only): written on its own, between groups.
-    Intake(
-        Box<ChunkWrite>,
-        oneshot::Sender<Result<Vec<NewJob>, StoreError>>,
-    ),
+    /// Work of its own on the writer's connection (SQLite only), between
+    /// two groups; `None` once the connection is closed.
+    Run(Work),
     /// Closes the writer's connection; later writes fail.
     Close(oneshot::Sender<()>),
 }
@@ -172,14 +171,26 @@ impl GroupWriter {
         }
     }
 
-    /// Stores an intake chunk in a transaction of its own (SQLite).
-    pub(super) async fn intake(&self, write: ChunkWrite) -> Result<Vec<NewJob>, StoreError> {
+    /// Runs `work` in a write transaction of its own on the writer's
+    /// connection, between two groups (SQLite: bulk writes such as intake
+    /// chunks and enqueued pages, which would otherwise send each
+    /// statement through sqlx's connection thread).
+    pub(super) async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
-        if self
-            .queue
-            .send(Message::Intake(Box::new(write), reply))
-            .is_err()
-        {
+        let job = move |conn: Option<&mut rusqlite::Connection>| {
+            let done = match conn {
+                Some(conn) => native::in_transaction(conn, work),
+                None => Err(StoreError::Config(
+                    "no SQLite writer connection (the store is closed, or on PostgreSQL)".into(),
+                )),
+            };
+            let _ = reply.send(done);
+        };
+        if self.queue.send(Message::Run(Box::new(job))).is_err() {
             return Err(closed());
         }
         answer.await.unwrap_or_else(|_| Err(closed()))

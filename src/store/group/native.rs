@@ -96,13 +96,7 @@ pub(super) fn run(conn: Connection, mut inbox: mpsc::UnboundedReceiver<Message>)
             }
         }
         match turn.then {
-            Some(Message::Intake(write, reply)) => {
-                let stored = match conn.as_mut() {
-                    Some(c) => super::intake::write_chunk(c, &write),
-                    None => Err(closed()),
-                };
-                let _ = reply.send(stored);
-            }
+            Some(Message::Run(work)) => work(conn.as_mut()),
             Some(Message::Close(done)) => {
                 // The last connection to close checkpoints the WAL.
                 conn = None;
@@ -118,6 +112,19 @@ pub(super) fn sql_error(e: rusqlite::Error) -> StoreError {
         return StoreError::Locked(SQLITE_BUSY_TIMEOUT);
     }
     StoreError::Native(e)
+}
+
+/// `work` in a write transaction, committed when it succeeds.
+pub(super) fn in_transaction<T>(
+    conn: &mut Connection,
+    work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql_error)?;
+    let done = work(&tx)?;
+    tx.commit().map_err(sql_error)?;
+    Ok(done)
 }
 
 /// One transaction for `group`, its writes in arrival order: each write's

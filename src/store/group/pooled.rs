@@ -42,12 +42,8 @@ pub(super) async fn run(pool: AnyPool, mut inbox: mpsc::UnboundedReceiver<Messag
             }
         }
         match turn.then {
-            // The store writes PostgreSQL intakes through its pool.
-            Some(Message::Intake(_, reply)) => {
-                let _ = reply.send(Err(StoreError::Config(
-                    "intake chunks are not written by the PostgreSQL group writer".into(),
-                )));
-            }
+            // Only SQLite's writer has a connection to run work on.
+            Some(Message::Run(work)) => work(None),
             Some(Message::Close(done)) => {
                 pool.close().await;
                 open = false;

@@ -1,18 +1,14 @@
-//! An intake chunk on SQLite, written by the group writer's thread on its
-//! own connection: one prepared statement per row instead of multi-row
+//! An intake chunk on SQLite, written on the group writer's thread and
+//! connection: one prepared statement per row instead of multi-row
 //! statements through sqlx, whose every statement is a round trip to its
 //! connection's thread (BENCHMARKS.md, "Late morning series"). The same
-//! rows as `Store::write_intake_chunk` writes on PostgreSQL, through the
-//! same plan (`ChunkPlan`).
+//! rows as the PostgreSQL path writes, through the same plan (`ChunkPlan`).
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 
-use super::native::sql_error;
-use crate::store::intake::{
-    ADD_REJECTED_SQL, ChunkPlan, ChunkWrite, REQUEST_INSERT_COLUMNS, keys_of,
-};
+use super::{ADD_REJECTED_SQL, ChunkPlan, ChunkWrite, REQUEST_INSERT_COLUMNS, keys_of};
 use crate::store::{NewJob, StoreError, now_ms};
 
 const OPEN_SQL: &str =
@@ -30,9 +26,9 @@ const REJECTED_SQL: &str =
     "INSERT INTO rejected_rows (batch_id, line, code, message, provider, organization_id, user_id)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
-/// Stores the chunk in one transaction; returns the requests it created.
+/// Stores the chunk in `tx`; returns the requests it created.
 pub(super) fn write_chunk(
-    conn: &mut Connection,
+    tx: &rusqlite::Transaction<'_>,
     write: &ChunkWrite,
 ) -> Result<Vec<NewJob>, StoreError> {
     let ChunkWrite {
@@ -41,18 +37,15 @@ pub(super) fn write_chunk(
         dedupe_since,
         chunk,
     } = write;
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sql_error)?;
     let keys = keys_of(chunk);
     let linked = if *dry_run {
         HashMap::new()
     } else {
-        find_reusable(&tx, batch_id, &keys, *dedupe_since).map_err(sql_error)?
+        find_reusable(tx, batch_id, &keys, *dedupe_since)?
     };
     let plan = ChunkPlan::of(chunk, &keys, linked, *dry_run);
     let now = now_ms();
-    (|| {
+    (|| -> Result<(), rusqlite::Error> {
         let mut insert = tx.prepare_cached(&format!(
             "INSERT INTO requests ({REQUEST_INSERT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
         ))?;
@@ -94,8 +87,7 @@ pub(super) fn write_chunk(
         }
         Ok(())
     })()
-    .map_err(sql_error)?;
-    tx.commit().map_err(sql_error)?;
+    .map_err(StoreError::from)?;
     Ok(plan.created)
 }
 

@@ -1,6 +1,8 @@
 //! Writing one chunk of validated CSV rows: new requests, links to open or
 //! recently successful ones, and rejected rows, in one transaction.
 
+mod sqlite;
+
 use std::collections::HashMap;
 
 use sqlx::Row;
@@ -11,7 +13,7 @@ use super::{Store, StoreError, now_ms};
 use crate::domain::{IdempotencyKey, Target};
 
 /// The columns a new request is inserted with, in bind order.
-pub(super) const REQUEST_INSERT_COLUMNS: &str = "id, batch_id, provider, organization_id, user_id,
+const REQUEST_INSERT_COLUMNS: &str = "id, batch_id, provider, organization_id, user_id,
              transfer_to_department_id, reason, effective_at, idempotency_key, dry_run, created_at";
 
 /// A CSV row that passed validation.
@@ -69,14 +71,15 @@ impl Store {
             // SQLite's writer thread takes the chunk (a copy of its rows:
             // about 0.2 µs a row, against several for each statement sent
             // through sqlx's connection thread).
+            let write = ChunkWrite {
+                batch_id: batch_id.to_owned(),
+                dry_run,
+                dedupe_since,
+                chunk: chunk.clone(),
+            };
             return self
                 .group
-                .intake(ChunkWrite {
-                    batch_id: batch_id.to_owned(),
-                    dry_run,
-                    dedupe_since,
-                    chunk: chunk.clone(),
-                })
+                .run(move |tx| sqlite::write_chunk(tx, &write))
                 .await;
         }
         let mut tx = self.begin_intake().await?;
@@ -134,18 +137,18 @@ impl Store {
 }
 
 /// A chunk handed to SQLite's writer thread.
-pub(super) struct ChunkWrite {
-    pub batch_id: String,
-    pub dry_run: bool,
-    pub dedupe_since: Option<i64>,
-    pub chunk: IntakeChunk,
+struct ChunkWrite {
+    batch_id: String,
+    dry_run: bool,
+    dedupe_since: Option<i64>,
+    chunk: IntakeChunk,
 }
 
-pub(super) const ADD_REJECTED_SQL: &str =
+const ADD_REJECTED_SQL: &str =
     "UPDATE batches SET rejected_rows = rejected_rows + $1 WHERE id = $2";
 
 /// Each accepted row's idempotency key, in order.
-pub(super) fn keys_of(chunk: &IntakeChunk) -> Vec<String> {
+fn keys_of(chunk: &IntakeChunk) -> Vec<String> {
     chunk
         .accepted
         .iter()
@@ -154,20 +157,20 @@ pub(super) fn keys_of(chunk: &IntakeChunk) -> Vec<String> {
 }
 
 /// What a chunk writes once the work its keys already have is known.
-pub(super) struct ChunkPlan<'a> {
+struct ChunkPlan<'a> {
     /// New requests: id, row, key.
-    pub new_rows: Vec<(String, &'a AcceptedRow, &'a str)>,
+    new_rows: Vec<(String, &'a AcceptedRow, &'a str)>,
     /// Every accepted line and the request it became or links to.
-    pub entries: Vec<(u64, String)>,
+    entries: Vec<(u64, String)>,
     /// The new requests, which need queue jobs.
-    pub created: Vec<NewJob>,
+    created: Vec<NewJob>,
 }
 
 impl<'a> ChunkPlan<'a> {
     /// `linked` maps a key to the request its rows link to; a key seen a
     /// second time in the chunk links to the request its first row made
     /// (except in a dry run, where every row stands alone).
-    pub(super) fn of(
+    fn of(
         chunk: &'a IntakeChunk,
         keys: &'a [String],
         mut linked: HashMap<String, String>,
