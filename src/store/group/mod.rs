@@ -11,6 +11,7 @@
 mod native;
 mod pooled;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::Path;
 
@@ -91,6 +92,110 @@ impl RunWrite {
             | RunWrite::Step { id, .. }
             | RunWrite::Finish { id, .. }
             | RunWrite::Postpone { id, .. } => id,
+        }
+    }
+}
+
+/// A value bound to one of a write's statements.
+enum Value<'a> {
+    Text(Option<Cow<'a, str>>),
+    Int(i64),
+}
+
+/// A claim-guarded `UPDATE` and what its row count answers.
+struct Update<'a> {
+    sql: &'static str,
+    values: Vec<Value<'a>>,
+    /// Claims and renewals answer whether they held; an outcome or a
+    /// postponement that changed no row lost its claim.
+    guards_claim: bool,
+}
+
+impl RunWrite {
+    /// The write as one `UPDATE`, or `None` for a step's checkpoint, which
+    /// each writer stores its own way. `now` stamps a finish.
+    fn update<'a>(&'a self, now: i64) -> Option<Update<'a>> {
+        use Value::{Int, Text};
+        let text = |s: &'a str| Text(Some(Cow::Borrowed(s)));
+        let opt = |s: Option<&'a str>| Text(s.map(Cow::Borrowed));
+        let (sql, values, guards_claim) = match self {
+            RunWrite::Claim {
+                id,
+                owner,
+                now,
+                expires_at,
+            } => (
+                CLAIM_SQL,
+                vec![
+                    text(owner),
+                    Int(*expires_at),
+                    text(id),
+                    text(owner),
+                    Int(*now),
+                ],
+                false,
+            ),
+            RunWrite::Renew {
+                id,
+                owner,
+                expires_at,
+            } => (
+                RENEW_SQL,
+                vec![Int(*expires_at), text(id), text(owner)],
+                false,
+            ),
+            RunWrite::Step { .. } => return None,
+            RunWrite::Finish {
+                id,
+                owner,
+                finish,
+                retries,
+            } => (
+                FINISH_SQL,
+                vec![
+                    text(finish.outcome.as_str()),
+                    Text(Some(Cow::Owned(finish.roles_removed.join(";")))),
+                    opt(finish.error_code.as_deref()),
+                    opt(finish.error_message.as_deref()),
+                    Int(now),
+                    Int(i64::from(*retries)),
+                    text(id),
+                    text(owner),
+                ],
+                true,
+            ),
+            RunWrite::Postpone {
+                id,
+                owner,
+                error,
+                retries,
+            } => (
+                POSTPONE_SQL,
+                vec![
+                    opt(error.as_ref().map(|e| e.0.as_str())),
+                    opt(error.as_ref().map(|e| e.1.as_str())),
+                    Int(i64::from(*retries)),
+                    text(id),
+                    text(owner),
+                ],
+                true,
+            ),
+        };
+        Some(Update {
+            sql,
+            values,
+            guards_claim,
+        })
+    }
+}
+
+impl Update<'_> {
+    /// The write's answer from the rows its `UPDATE` changed.
+    fn answer(&self, rows: u64, id: &str) -> Answer {
+        if self.guards_claim {
+            held(rows, id)
+        } else {
+            Ok(rows == 1)
         }
     }
 }

@@ -17,8 +17,8 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, pa
 use tokio::sync::mpsc;
 
 use super::{
-    Answer, CLAIM_SQL, Committed, FINISH_SQL, Message, POSTPONE_SQL, Pending, RENEW_SQL, RunWrite,
-    STEP_CONFLICT_SQL, closed, gather, held, reply, reply_one,
+    Answer, Committed, Message, Pending, RunWrite, STEP_CONFLICT_SQL, Value, closed, gather, reply,
+    reply_one,
 };
 use crate::store::Claimed;
 use crate::store::connect::SQLITE_BUSY_TIMEOUT;
@@ -187,86 +187,48 @@ fn read_claimed(
     Ok(claimed.map(Box::new))
 }
 
+impl rusqlite::ToSql for Value<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Value::Text(Some(t)) => Ok(rusqlite::types::ToSqlOutput::from(t.as_ref())),
+            Value::Text(None) => Ok(rusqlite::types::ToSqlOutput::from(rusqlite::types::Null)),
+            Value::Int(i) => i.to_sql(),
+        }
+    }
+}
+
 /// One write; the outer error is the database's, the inner one a lost claim.
 fn apply(
     tx: &rusqlite::Transaction<'_>,
     write: &RunWrite,
     now: i64,
 ) -> Result<Answer, rusqlite::Error> {
-    Ok(match write {
-        RunWrite::Claim {
-            id,
-            owner,
-            now,
-            expires_at,
-        } => {
-            let n = tx
-                .prepare_cached(CLAIM_SQL)?
-                .execute(params![owner, expires_at, id, owner, now])?;
-            Ok(n == 1)
+    if let Some(update) = write.update(now) {
+        let n = tx
+            .prepare_cached(update.sql)?
+            .execute(rusqlite::params_from_iter(&update.values))?;
+        return Ok(update.answer(n as u64, write.request_id()));
+    }
+    let RunWrite::Step {
+        id,
+        owner,
+        step,
+        data,
+    } = write
+    else {
+        unreachable!("every other write is an update");
+    };
+    let holder: Option<(Option<String>, i64)> = tx
+        .prepare_cached(STEP_HOLDER_SQL)?
+        .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(match holder {
+        Some((Some(holder), cancel)) if holder == *owner => {
+            tx.prepare_cached(&STEP_SQL)?
+                .execute(params![id, step.as_str(), data, now])?;
+            Ok(cancel != 0)
         }
-        RunWrite::Renew {
-            id,
-            owner,
-            expires_at,
-        } => {
-            let n = tx
-                .prepare_cached(RENEW_SQL)?
-                .execute(params![expires_at, id, owner])?;
-            Ok(n == 1)
-        }
-        RunWrite::Step {
-            id,
-            owner,
-            step,
-            data,
-        } => {
-            let holder: Option<(Option<String>, i64)> = tx
-                .prepare_cached(STEP_HOLDER_SQL)?
-                .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            match holder {
-                Some((Some(holder), cancel)) if holder == *owner => {
-                    tx.prepare_cached(&STEP_SQL)?
-                        .execute(params![id, step.as_str(), data, now])?;
-                    Ok(cancel != 0)
-                }
-                _ => Err(StoreError::ClaimLost(id.clone())),
-            }
-        }
-        RunWrite::Finish {
-            id,
-            owner,
-            finish,
-            retries,
-        } => {
-            let n = tx.prepare_cached(FINISH_SQL)?.execute(params![
-                finish.outcome.as_str(),
-                finish.roles_removed.join(";"),
-                finish.error_code,
-                finish.error_message,
-                now,
-                retries,
-                id,
-                owner
-            ])?;
-            held(n as u64, id)
-        }
-        RunWrite::Postpone {
-            id,
-            owner,
-            error,
-            retries,
-        } => {
-            let n = tx.prepare_cached(POSTPONE_SQL)?.execute(params![
-                error.as_ref().map(|e| e.0.as_str()),
-                error.as_ref().map(|e| e.1.as_str()),
-                retries,
-                id,
-                owner
-            ])?;
-            held(n as u64, id)
-        }
+        _ => Err(StoreError::ClaimLost(id.clone())),
     })
 }
 

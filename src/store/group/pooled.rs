@@ -7,8 +7,8 @@ use sqlx::{AnyPool, Row};
 use tokio::sync::mpsc;
 
 use super::{
-    Answer, CLAIM_SQL, Committed, FINISH_SQL, Message, POSTPONE_SQL, Pending, RENEW_SQL, RunWrite,
-    STEP_CONFLICT_SQL, closed, gather, held, reply, reply_one,
+    Answer, Committed, Message, Pending, RunWrite, STEP_CONFLICT_SQL, Value, closed, gather, reply,
+    reply_one,
 };
 use crate::domain::Step;
 use crate::store::audit;
@@ -201,77 +201,17 @@ fn distinct_ids<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
 /// One write inside the group's transaction. Only the claim holder
 /// writes; the check is part of the statement.
 async fn apply(tx: &mut sqlx::AnyConnection, write: &RunWrite) -> Answer {
-    let rows = |r: sqlx::any::AnyQueryResult| r.rows_affected();
-    match write {
-        RunWrite::Claim {
-            id,
-            owner,
-            now,
-            expires_at,
-        } => {
-            let n = sqlx::query(CLAIM_SQL)
-                .bind(owner.as_str())
-                .bind(*expires_at)
-                .bind(id.as_str())
-                .bind(owner.as_str())
-                .bind(*now)
-                .execute(&mut *tx)
-                .await
-                .map(rows)?;
-            Ok(n == 1)
-        }
-        RunWrite::Renew {
-            id,
-            owner,
-            expires_at,
-        } => {
-            let n = sqlx::query(RENEW_SQL)
-                .bind(*expires_at)
-                .bind(id.as_str())
-                .bind(owner.as_str())
-                .execute(&mut *tx)
-                .await
-                .map(rows)?;
-            Ok(n == 1)
-        }
-        // `store_steps` answers every step before the other writes run.
-        RunWrite::Step { .. } => unreachable!("steps are stored together"),
-        RunWrite::Finish {
-            id,
-            owner,
-            finish,
-            retries,
-        } => {
-            let n = sqlx::query(FINISH_SQL)
-                .bind(finish.outcome.as_str())
-                .bind(finish.roles_removed.join(";"))
-                .bind(finish.error_code.as_deref())
-                .bind(finish.error_message.as_deref())
-                .bind(now_ms())
-                .bind(i64::from(*retries))
-                .bind(id.as_str())
-                .bind(owner.as_str())
-                .execute(&mut *tx)
-                .await
-                .map(rows)?;
-            held(n, id)
-        }
-        RunWrite::Postpone {
-            id,
-            owner,
-            error,
-            retries,
-        } => {
-            let n = sqlx::query(POSTPONE_SQL)
-                .bind(error.as_ref().map(|e| e.0.as_str()))
-                .bind(error.as_ref().map(|e| e.1.as_str()))
-                .bind(i64::from(*retries))
-                .bind(id.as_str())
-                .bind(owner.as_str())
-                .execute(&mut *tx)
-                .await
-                .map(rows)?;
-            held(n, id)
-        }
+    // `store_steps` answers every step before the other writes run.
+    let Some(update) = write.update(now_ms()) else {
+        unreachable!("steps are stored together")
+    };
+    let mut q = sqlx::query(update.sql);
+    for v in &update.values {
+        q = match v {
+            Value::Text(t) => q.bind(t.as_deref()),
+            Value::Int(i) => q.bind(*i),
+        };
     }
+    let n = q.execute(&mut *tx).await?.rows_affected();
+    update.answer(n, write.request_id())
 }
