@@ -426,8 +426,9 @@ async fn a_stopped_worker_hands_nothing_to_crash_recovery() {
     // Right after a graceful stop: its in-flight requests finished their
     // steps and let go of their claims, and the jobs it had fetched but not
     // started are back in the queue, not waiting for its heartbeat to age.
-    let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM requests WHERE claim_owner = $1")
-        .bind(&stopped)
+    // A run's claim is the worker's name and a run id (`pipeline::run_job`).
+    let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM requests WHERE claim_owner LIKE $1")
+        .bind(format!("{stopped}:%"))
         .fetch_one(&pool)
         .await
         .unwrap();
