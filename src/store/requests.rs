@@ -446,3 +446,80 @@ pub(crate) async fn set_enqueued(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{AcceptedRow, IntakeChunk, NewBatch};
+
+    /// On SQLite the writer reads a claimed request in the claim's own
+    /// transaction; it must read what the pool reads: the row, the batch
+    /// gate and every checkpoint.
+    #[tokio::test]
+    async fn the_writer_s_claim_read_is_the_pool_s() {
+        let (_dir, _url, store) = crate::store::scratch_store().await;
+        let batch = store
+            .create_batch(&NewBatch {
+                source: "cli".into(),
+                source_name: Some("t.csv".into()),
+                dry_run: false,
+            })
+            .await
+            .unwrap();
+        let chunk = IntakeChunk {
+            accepted: vec![AcceptedRow {
+                line: 2,
+                target: Target {
+                    provider: ProviderName::new_unchecked("acme"),
+                    organization_id: OrgId::new_unchecked("org_1"),
+                    user_id: UserId::new_unchecked("usr_2"),
+                    transfer_to_department_id: Some(DepartmentId::new_unchecked("dept_3")),
+                },
+                reason: Some("left".into()),
+                effective_at: None,
+            }],
+            rejected: Vec::new(),
+        };
+        let jobs = store
+            .write_intake_chunk(&batch, false, None, &chunk)
+            .await
+            .unwrap();
+        let id = jobs[0].request_id.clone();
+        let lease = Duration::from_secs(60);
+        let ClaimResult::Claimed(first) = store.claim(&id, "w:1", lease).await.unwrap() else {
+            panic!("not claimed");
+        };
+        assert!(first.checkpoints.is_empty());
+        let plan = serde_json::json!({"role_ids": ["role_a"], "is_member": true});
+        assert!(
+            !store
+                .save_step(&id, "w:1", Step::Plan, &plan, &[])
+                .await
+                .unwrap()
+        );
+        // The same owner claims again, as a resumed run of its own would.
+        let ClaimResult::Claimed(by_writer) = store.claim(&id, "w:1", lease).await.unwrap() else {
+            panic!("not claimed again");
+        };
+        let by_pool = store.claimed(&id).await.unwrap().unwrap();
+        assert_eq!(by_writer.checkpoints.get(&Step::Plan), Some(&plan));
+        assert_eq!(by_writer.checkpoints, by_pool.checkpoints);
+        assert_eq!(by_writer.batch_state, by_pool.batch_state);
+        assert_eq!(by_writer.cancel_requested, by_pool.cancel_requested);
+        assert_eq!(
+            format!("{:?}", by_writer.request),
+            format!(
+                "{:?}",
+                RequestRow {
+                    claim: "w:1".into(),
+                    ..by_pool.request
+                }
+            )
+        );
+        assert_eq!(
+            by_writer.request.attempts, 2,
+            "each claim counts an attempt"
+        );
+        store.close().await;
+    }
+}
