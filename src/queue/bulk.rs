@@ -20,8 +20,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use apalis::prelude::Task;
 use rusqlite::params;
 
-use super::{QUEUE_NAME, RequestJob};
-use crate::store::{NewJob, Store, StoreError, UNENQUEUED_OF_SQL, now_ms};
+use super::{QUEUE_NAME, RequestJob, Unqueued};
+use crate::store::{NewJob, Store, StoreError, UNENQUEUED_OF_SQL, UNENQUEUED_PAGE, now_ms};
 
 /// The status apalis's sink gives a new job (with no attempts yet).
 const NEW_STATUS: &str = "Pending";
@@ -117,25 +117,35 @@ pub(super) async fn push_and_mark(
     store.on_sqlite_writer(move |tx| Ok(jobs.write(tx)?)).await
 }
 
-/// Enqueues the next `limit` requests of `batch_id` that have no job, in
+/// Enqueues the next `limit` of `which` requests that have no job, in
 /// slices, in the transaction that reads them; returns how many.
 pub(super) async fn enqueue_page(
     store: &Store,
-    batch_id: &str,
+    which: Unqueued<'_>,
     limit: usize,
 ) -> Result<usize, StoreError> {
-    let batch_id = batch_id.to_owned();
+    let batch = match which {
+        Unqueued::OfBatch(batch) => Some(batch.to_owned()),
+        Unqueued::Any => None,
+    };
     store
         .on_sqlite_writer(move |tx| {
-            let page: Vec<NewJob> = tx
-                .prepare_cached(UNENQUEUED_OF_SQL)?
-                .query_map(params![batch_id, limit as i64], |r| {
-                    Ok(NewJob {
-                        request_id: r.get(0)?,
-                        effective_at: r.get(1)?,
-                    })
-                })?
-                .collect::<Result<_, _>>()?;
+            let job = |r: &rusqlite::Row<'_>| {
+                Ok(NewJob {
+                    request_id: r.get(0)?,
+                    effective_at: r.get(1)?,
+                })
+            };
+            let page: Vec<NewJob> = match &batch {
+                Some(batch) => tx
+                    .prepare_cached(UNENQUEUED_OF_SQL)?
+                    .query_map(params![batch, limit as i64], job)?
+                    .collect::<Result<_, _>>()?,
+                None => tx
+                    .prepare_cached(UNENQUEUED_PAGE)?
+                    .query_map(params![limit as i64], job)?
+                    .collect::<Result<_, _>>()?,
+            };
             JobsOf::new(&super::slices(&page, now_ms()))?.write(tx)?;
             Ok(page.len())
         })

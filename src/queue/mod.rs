@@ -40,7 +40,7 @@ pub const SLICE_REQUESTS: usize = 16;
 
 /// The payload of a queue job: one request (a rescheduled run, or a job
 /// written before slices) or a slice of a batch's requests.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RequestJob {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
@@ -164,35 +164,33 @@ impl Queue {
     /// Enqueues every request of a batch that has no job yet, a page at a
     /// time (a batch may hold a million requests).
     pub async fn enqueue_batch(&self, store: &Store, batch_id: &str) -> Result<u64, QueueError> {
-        if let Storage::Sqlite(_) = self.storage {
-            // Each page is read, pushed and marked in one transaction.
-            let mut total = 0;
-            loop {
-                match bulk::enqueue_page(store, batch_id, ENQUEUE_PAGE).await? {
-                    0 => return Ok(total),
-                    n => total += n as u64,
-                }
-            }
-        }
-        self.enqueue_pages(store, || store.unenqueued_of(batch_id, ENQUEUE_PAGE as u32))
-            .await
+        self.enqueue_pages(store, Unqueued::OfBatch(batch_id)).await
     }
 
-    /// Enqueues pages from `next_page` until one comes back empty. Each
-    /// page's requests leave the next one as they are marked enqueued.
-    async fn enqueue_pages<F, P>(&self, store: &Store, mut next_page: F) -> Result<u64, QueueError>
-    where
-        F: FnMut() -> P,
-        P: std::future::Future<Output = Result<Vec<NewJob>, StoreError>>,
-    {
+    /// Enqueues `which` requests a page at a time, until a page comes back
+    /// empty: each page's requests leave the next one as they are marked
+    /// enqueued. On SQLite a page is read, pushed and marked in one
+    /// transaction on the store's writer ([`bulk::enqueue_page`]).
+    async fn enqueue_pages(&self, store: &Store, which: Unqueued<'_>) -> Result<u64, QueueError> {
         let mut total = 0;
         loop {
-            let page = next_page().await?;
-            if page.is_empty() {
+            let enqueued = match self.storage {
+                Storage::Sqlite(_) => bulk::enqueue_page(store, which, ENQUEUE_PAGE).await?,
+                Storage::Postgres(_) => {
+                    let page = match which {
+                        Unqueued::OfBatch(batch) => {
+                            store.unenqueued_of(batch, ENQUEUE_PAGE as u32).await?
+                        }
+                        Unqueued::Any => store.unenqueued_requests(ENQUEUE_PAGE as u32).await?,
+                    };
+                    self.enqueue(store, &page).await?;
+                    page.len()
+                }
+            };
+            if enqueued == 0 {
                 return Ok(total);
             }
-            total += page.len() as u64;
-            self.enqueue(store, &page).await?;
+            total += enqueued as u64;
         }
     }
 
@@ -219,9 +217,18 @@ impl Queue {
 
     /// Enqueues open requests that never got a job, a page at a time.
     pub async fn enqueue_missing(&self, store: &Store) -> Result<u64, QueueError> {
-        self.enqueue_pages(store, || store.unenqueued_requests(ENQUEUE_PAGE as u32))
-            .await
+        self.enqueue_pages(store, Unqueued::Any).await
     }
+}
+
+/// Which open requests with no queue job a sweep takes.
+#[derive(Debug, Clone, Copy)]
+enum Unqueued<'a> {
+    /// A batch's, in id order.
+    OfBatch(&'a str),
+    /// Any batch's that may run (not in intake, halted or cancelled),
+    /// oldest first.
+    Any,
 }
 
 /// The tasks for `jobs`: consecutive requests that may start now share a

@@ -60,7 +60,6 @@ impl WorkerHandle {
 
 /// What a worker's jobs share: the engine, and one slot per request that
 /// may run at once (`worker.concurrency`), whichever slice it came in.
-#[derive(Clone)]
 struct Runner {
     engine: Arc<Engine>,
     slots: Arc<Semaphore>,
@@ -99,23 +98,24 @@ async fn handle(
                 .await?;
             break;
         }
-        let (engine, id) = (runner.engine.clone(), id.clone());
-        running.push(tokio::spawn(async move {
-            let result = pipeline::run_job(&engine, &id).await;
+        let (engine, run_id) = (runner.engine.clone(), id.clone());
+        let run = tokio::spawn(async move {
+            let result = pipeline::run_job(&engine, &run_id).await;
             drop(slot);
-            (id, result)
-        }));
+            result
+        });
+        running.push((id, run));
     }
     let mut failed: Option<BoxDynError> = None;
-    for run in running {
+    for (id, run) in running {
         match run.await {
-            Ok((_, Ok(()))) => {}
-            Ok((id, Err(e))) => {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
                 tracing::warn!(request = %id, error = %e, "request hit an infrastructure error; the slice runs again");
                 failed.get_or_insert_with(|| Box::new(e));
             }
             Err(join) if join.is_panic() => {
-                tracing::error!("request handler panicked");
+                tracing::error!(request = %id, "request handler panicked");
                 failed =
                     Some(AbortError::new(std::io::Error::other("request handler panicked")).into());
             }

@@ -191,24 +191,6 @@ impl Store {
     ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
         Ok(begin_write(&self.pool, self.backend()).await?)
     }
-
-    /// Begins an intake transaction. Intakes take turns on both engines:
-    /// a row whose key another upload is inserting at the same moment must
-    /// link to that request, not collide with it on the open-key index.
-    pub(crate) async fn begin_intake(
-        &self,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
-        let mut tx = self.begin_write().await?;
-        if self.backend() == Backend::Postgres {
-            // Wrapped so the row holds a bigint: `Any` cannot read `void`.
-            sqlx::query(
-                "SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock(hashtext('offboard.intake'))) AS l",
-            )
-                .execute(&mut *tx)
-                .await?;
-        }
-        Ok(tx)
-    }
 }
 
 /// apalis-sqlite 1.0 indexes that make its worker's queries scan instead

@@ -21,6 +21,7 @@ pub use connect::{Backend, Store};
 pub use intake::{AcceptedRow, IntakeChunk, NewJob, RejectedRow};
 pub(crate) use rails::UNENQUEUED_OF_SQL;
 pub use report::{FIRST_REJECTED, ReportRow, ReportWindow};
+pub(crate) use requests::UNENQUEUED_PAGE;
 pub use requests::{ClaimResult, Claimed, Finish, RequestRow};
 pub use surfaces::{DropFile, IdempotentAnswer};
 

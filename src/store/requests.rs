@@ -307,7 +307,7 @@ impl Store {
 }
 
 /// A page of open requests with no queue job, oldest first.
-pub(super) const UNENQUEUED_PAGE: &str = "SELECT id, effective_at FROM requests
+pub(crate) const UNENQUEUED_PAGE: &str = "SELECT id, effective_at FROM requests
      WHERE enqueued = 0 AND outcome IS NULL
        AND batch_id NOT IN (SELECT id FROM batches WHERE stored_state IN ('intake', 'halted', 'cancelled'))
      ORDER BY batch_id, id LIMIT $1";

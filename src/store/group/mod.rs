@@ -218,9 +218,9 @@ impl From<Answer> for Committed {
 struct Pending {
     write: RunWrite,
     events: Vec<AuditEvent>,
-    reply: oneshot::Sender<Answer>,
-    /// Where a claim's read goes, if the writer makes one.
-    read: Option<oneshot::Sender<Box<Claimed>>>,
+    /// A claim whose caller takes the request as the writer reads it.
+    wants_read: bool,
+    reply: oneshot::Sender<Committed>,
 }
 
 /// Work run on SQLite's writer connection, given `None` once it is closed.
@@ -228,8 +228,12 @@ type Work = Box<dyn FnOnce(Option<&mut rusqlite::Connection>) + Send>;
 
 enum Message {
     Write(Pending),
-    /// Work of its own on the writer's connection (SQLite only), between
-    /// two groups; `None` once the connection is closed.
+    Then(Then),
+}
+
+/// What the writer does between two groups.
+enum Then {
+    /// Work of its own on the writer's connection (SQLite only).
     Run(Work),
     /// Closes the writer's connection; later writes fail.
     Close(oneshot::Sender<()>),
@@ -271,7 +275,7 @@ impl GroupWriter {
     /// committing.
     pub(super) async fn close(&self) {
         let (done, closed) = oneshot::channel();
-        if self.queue.send(Message::Close(done)).is_ok() {
+        if self.queue.send(Message::Then(Then::Close(done))).is_ok() {
             let _ = closed.await;
         }
     }
@@ -295,7 +299,11 @@ impl GroupWriter {
             };
             let _ = reply.send(done);
         };
-        if self.queue.send(Message::Run(Box::new(job))).is_err() {
+        if self
+            .queue
+            .send(Message::Then(Then::Run(Box::new(job))))
+            .is_err()
+        {
             return Err(closed());
         }
         answer.await.unwrap_or_else(|_| Err(closed()))
@@ -303,7 +311,7 @@ impl GroupWriter {
 
     /// Commits `write` with `events` (in some group) and returns its answer.
     pub(super) async fn write(&self, write: RunWrite, events: &[AuditEvent]) -> Answer {
-        self.send(write, events, None).await
+        self.send(write, events, false).await.answer
     }
 
     /// Commits a claim; when taken, also the request as read in the same
@@ -312,29 +320,24 @@ impl GroupWriter {
         &self,
         write: RunWrite,
     ) -> Result<(bool, Option<Box<Claimed>>), StoreError> {
-        let (read, was_read) = oneshot::channel();
-        let taken = self.send(write, &[], Some(read)).await?;
-        // The read is sent before the answer, or not at all.
-        Ok((taken, if taken { was_read.await.ok() } else { None }))
+        let committed = self.send(write, &[], true).await;
+        Ok((committed.answer?, committed.read))
     }
 
-    async fn send(
-        &self,
-        write: RunWrite,
-        events: &[AuditEvent],
-        read: Option<oneshot::Sender<Box<Claimed>>>,
-    ) -> Answer {
+    async fn send(&self, write: RunWrite, events: &[AuditEvent], wants_read: bool) -> Committed {
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
             write,
             events: events.to_vec(),
+            wants_read,
             reply,
-            read,
         };
         if self.queue.send(Message::Write(pending)).is_err() {
-            return Err(closed());
+            return Committed::from(Err(closed()));
         }
-        answer.await.unwrap_or_else(|_| Err(closed()))
+        answer
+            .await
+            .unwrap_or_else(|_| Committed::from(Err(closed())))
     }
 }
 
@@ -342,25 +345,25 @@ fn closed() -> StoreError {
     StoreError::Config("the store is closed".into())
 }
 
-/// What the writer does next: a group of writes, then perhaps an intake
-/// chunk or a close that came in after them.
+/// What the writer does next: a group of writes, then perhaps the work or
+/// close that came in after them.
 struct Turn {
     group: Vec<Pending>,
-    then: Option<Message>,
+    then: Option<Then>,
 }
 
-/// The writes waiting behind `first`, up to a group, and the message after
-/// them that is not a write.
+/// The writes waiting behind `first`, up to a group, and what came after
+/// them if it is not a write.
 fn gather(first: Message, inbox: &mut mpsc::UnboundedReceiver<Message>) -> Turn {
     let mut group = Vec::new();
     let mut next = Some(first);
     while let Some(message) = next.take() {
         match message {
             Message::Write(p) => group.push(p),
-            other => {
+            Message::Then(then) => {
                 return Turn {
                     group,
-                    then: Some(other),
+                    then: Some(then),
                 };
             }
         }
@@ -374,23 +377,23 @@ fn gather(first: Message, inbox: &mut mpsc::UnboundedReceiver<Message>) -> Turn 
 /// Replies to a group from its commit. Returns the writes to commit again
 /// one at a time: a group that failed for any reason but a lock held all
 /// along, so only the write that caused the error fails.
-fn reply(mut group: Vec<Pending>, committed: Result<Vec<Committed>, StoreError>) -> Vec<Pending> {
+fn reply(group: Vec<Pending>, committed: Result<Vec<Committed>, StoreError>) -> Vec<Pending> {
     match committed {
         Ok(answers) => {
             for (p, committed) in group.into_iter().zip(answers) {
-                p.answer(committed);
+                let _ = p.reply.send(committed);
             }
             Vec::new()
         }
         Err(e) if group.len() == 1 => {
-            let _ = group.pop().map(|p| p.reply.send(Err(e)));
+            if let Some(p) = group.into_iter().next() {
+                let _ = p.reply.send(Committed::from(Err(e)));
+            }
             Vec::new()
         }
         // Writing one at a time would wait that long again per write.
         Err(StoreError::Locked(waited)) => {
-            for p in group {
-                let _ = p.reply.send(Err(StoreError::Locked(waited)));
-            }
+            fail(group, || StoreError::Locked(waited));
             Vec::new()
         }
         Err(e) => {
@@ -402,23 +405,18 @@ fn reply(mut group: Vec<Pending>, committed: Result<Vec<Committed>, StoreError>)
 
 /// Replies to a write committed alone.
 fn reply_one(p: Pending, committed: Result<Vec<Committed>, StoreError>) {
-    match committed.map(|mut c| c.pop()) {
-        Ok(Some(committed)) => p.answer(committed),
-        Ok(None) => {
-            let _ = p.reply.send(Ok(false));
-        }
-        Err(e) => {
-            let _ = p.reply.send(Err(e));
-        }
-    }
+    let committed = match committed.map(|mut c| c.pop()) {
+        Ok(Some(committed)) => committed,
+        Ok(None) => Committed::from(Ok(false)),
+        Err(e) => Committed::from(Err(e)),
+    };
+    let _ = p.reply.send(committed);
 }
 
-impl Pending {
-    fn answer(self, committed: Committed) {
-        if let (Some(to), Some(read)) = (self.read, committed.read) {
-            let _ = to.send(read);
-        }
-        let _ = self.reply.send(committed.answer);
+/// Answers every write of `group` with an error.
+fn fail(group: Vec<Pending>, error: impl Fn() -> StoreError) {
+    for p in group {
+        let _ = p.reply.send(Committed::from(Err(error())));
     }
 }
 

@@ -5,9 +5,8 @@
 //! is a round trip to it: two thread wake-ups, each waiting for a core the
 //! requests' tasks and the simulator share. A group of ten writes sent about
 //! ten statements and held SQLite's only write lock for ~1.5 ms, most of it
-//! in those hand-offs (BENCHMARKS.md, "The group writer on its own
-//! thread"). Here a statement is a function call on the thread that holds
-//! the lock.
+//! in those hand-offs (BENCHMARKS.md, "Late morning series, 2026-12-02").
+//! Here a statement is a function call on the thread that holds the lock.
 
 use std::path::Path;
 use std::sync::LazyLock;
@@ -17,8 +16,8 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, pa
 use tokio::sync::mpsc;
 
 use super::{
-    Answer, Committed, Message, Pending, RunWrite, STEP_CONFLICT_SQL, Value, closed, gather, reply,
-    reply_one,
+    Answer, Committed, Message, Pending, RunWrite, STEP_CONFLICT_SQL, Then, Turn, Value, closed,
+    fail, gather, reply, reply_one,
 };
 use crate::store::Claimed;
 use crate::store::connect::SQLITE_BUSY_TIMEOUT;
@@ -37,7 +36,7 @@ const AUDIT_SQL: &str = "INSERT INTO audit_events (request_id, provider, method,
 
 /// Tries for the write lock a thread yield apart before sleeping: it is
 /// mostly held by one of apalis's statements, for about 0.1 ms.
-pub(super) const SPINS_BEFORE_SLEEP: i32 = 64;
+const SPINS_BEFORE_SLEEP: i32 = 64;
 const SLEEP_BETWEEN_TRIES: Duration = Duration::from_micros(200);
 /// About the busy timeout the other connections have.
 const MAX_TRIES: i32 =
@@ -70,12 +69,11 @@ fn wait_for_lock(tries: i32) -> bool {
 pub(super) fn run(conn: Connection, mut inbox: mpsc::UnboundedReceiver<Message>) {
     let mut conn = Some(conn);
     while let Some(first) = inbox.blocking_recv() {
-        let turn = gather(first, &mut inbox);
+        let Turn { group, then } = gather(first, &mut inbox);
         match conn.as_mut() {
-            _ if turn.group.is_empty() => {}
+            _ if group.is_empty() => {}
             Some(c) => {
                 let started = std::time::Instant::now();
-                let group = turn.group;
                 let committed = commit(c, &group);
                 // How full groups are and how long the write lock is held:
                 // the two figures that bound a worker on SQLite.
@@ -89,20 +87,16 @@ pub(super) fn run(conn: Connection, mut inbox: mpsc::UnboundedReceiver<Message>)
                     reply_one(p, committed);
                 }
             }
-            None => {
-                for p in turn.group {
-                    let _ = p.reply.send(Err(closed()));
-                }
-            }
+            None => fail(group, closed),
         }
-        match turn.then {
-            Some(Message::Run(work)) => work(conn.as_mut()),
-            Some(Message::Close(done)) => {
+        match then {
+            Some(Then::Run(work)) => work(conn.as_mut()),
+            Some(Then::Close(done)) => {
                 // The last connection to close checkpoints the WAL.
                 conn = None;
                 let _ = done.send(());
             }
-            Some(Message::Write(_)) | None => {}
+            None => {}
         }
     }
 }
@@ -130,20 +124,17 @@ pub(super) fn in_transaction<T>(
 /// One transaction for `group`, its writes in arrival order: each write's
 /// answer, or an error that rolled all of them back.
 fn commit(conn: &mut Connection, group: &[Pending]) -> Result<Vec<Committed>, StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sql_error)?;
-    let now = now_ms();
-    let mut answers = Vec::with_capacity(group.len());
-    for p in group {
-        let answer = apply(&tx, &p.write, now).map_err(sql_error)?;
-        let read = match (&p.write, &answer) {
-            (RunWrite::Claim { id, .. }, Ok(true)) if p.read.is_some() => read_claimed(&tx, id)?,
-            _ => None,
-        };
-        answers.push(Committed { answer, read });
-    }
-    {
+    in_transaction(conn, |tx| {
+        let now = now_ms();
+        let mut answers = Vec::with_capacity(group.len());
+        for p in group {
+            let answer = apply(tx, &p.write, now).map_err(sql_error)?;
+            let read = match (&p.write, &answer) {
+                (RunWrite::Claim { id, .. }, Ok(true)) if p.wants_read => read_claimed(tx, id)?,
+                _ => None,
+            };
+            answers.push(Committed { answer, read });
+        }
         let mut insert = tx.prepare_cached(AUDIT_SQL).map_err(sql_error)?;
         // Only writes that held their claim leave their calls in the log.
         for (p, _) in group.iter().zip(&answers).filter(|(_, c)| c.answer.is_ok()) {
@@ -163,9 +154,8 @@ fn commit(conn: &mut Connection, group: &[Pending]) -> Result<Vec<Committed>, St
                     .map_err(sql_error)?;
             }
         }
-    }
-    tx.commit().map_err(sql_error)?;
-    Ok(answers)
+        Ok(answers)
+    })
 }
 
 /// A claimed request as its run needs it, read in the claim's transaction

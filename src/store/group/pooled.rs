@@ -7,8 +7,8 @@ use sqlx::{AnyPool, Row};
 use tokio::sync::mpsc;
 
 use super::{
-    Answer, Committed, Message, Pending, RunWrite, STEP_CONFLICT_SQL, Value, closed, gather, reply,
-    reply_one,
+    Answer, Committed, Message, Pending, RunWrite, STEP_CONFLICT_SQL, Then, Turn, Value, closed,
+    fail, gather, reply, reply_one,
 };
 use crate::domain::Step;
 use crate::store::audit;
@@ -21,10 +21,10 @@ const BACKEND: Backend = Backend::Postgres;
 pub(super) async fn run(pool: AnyPool, mut inbox: mpsc::UnboundedReceiver<Message>) {
     let mut open = true;
     while let Some(first) = inbox.recv().await {
-        let turn = gather(first, &mut inbox);
-        let group = turn.group;
-        if group.is_empty() {
-        } else if open {
+        let Turn { group, then } = gather(first, &mut inbox);
+        if !open {
+            fail(group, closed);
+        } else if !group.is_empty() {
             let started = std::time::Instant::now();
             let committed = commit(&pool, &group).await;
             tracing::debug!(
@@ -36,20 +36,16 @@ pub(super) async fn run(pool: AnyPool, mut inbox: mpsc::UnboundedReceiver<Messag
                 let committed = commit(&pool, std::slice::from_ref(&p)).await;
                 reply_one(p, committed);
             }
-        } else {
-            for p in group {
-                let _ = p.reply.send(Err(closed()));
-            }
         }
-        match turn.then {
+        match then {
             // Only SQLite's writer has a connection to run work on.
-            Some(Message::Run(work)) => work(None),
-            Some(Message::Close(done)) => {
+            Some(Then::Run(work)) => work(None),
+            Some(Then::Close(done)) => {
                 pool.close().await;
                 open = false;
                 let _ = done.send(());
             }
-            Some(Message::Write(_)) | None => {}
+            None => {}
         }
     }
 }

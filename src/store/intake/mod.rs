@@ -1,15 +1,12 @@
 //! Writing one chunk of validated CSV rows: new requests, links to open or
 //! recently successful ones, and rejected rows, in one transaction.
 
+mod postgres;
 mod sqlite;
 
 use std::collections::HashMap;
 
-use sqlx::Row;
-
-use super::Backend;
-use super::sql::Params;
-use super::{Store, StoreError, now_ms};
+use super::{Backend, Store, StoreError};
 use crate::domain::{IdempotencyKey, Target};
 
 /// The columns a new request is inserted with, in bind order.
@@ -51,15 +48,13 @@ pub struct NewJob {
     pub effective_at: Option<i64>,
 }
 
-/// Rows per multi-row statement: far below both engines' limits on bound
-/// parameters (SQLite 32,766; PostgreSQL 65,535) for our widest table.
-const ROWS_PER_STATEMENT: usize = 500;
-
 impl Store {
     /// Stores a chunk and returns the requests it created (which need jobs).
     /// A row whose key matches an open request, or one that succeeded after
-    /// `dedupe_since` (unix ms), links to it instead of creating work. The
-    /// whole chunk costs a handful of statements, not a few per row.
+    /// `dedupe_since` (unix ms), links to it instead of creating work.
+    /// Intakes take turns on both engines: a row whose key another upload
+    /// is inserting at the same moment must link to that request, not
+    /// collide with it on the open-key index.
     pub async fn write_intake_chunk(
         &self,
         batch_id: &str,
@@ -67,72 +62,25 @@ impl Store {
         dedupe_since: Option<i64>,
         chunk: &IntakeChunk,
     ) -> Result<Vec<NewJob>, StoreError> {
-        if self.backend() == Backend::Sqlite {
-            // SQLite's writer thread takes the chunk (a copy of its rows:
-            // about 0.2 µs a row, against several for each statement sent
-            // through sqlx's connection thread).
-            let write = ChunkWrite {
-                batch_id: batch_id.to_owned(),
-                dry_run,
-                dedupe_since,
-                chunk: chunk.clone(),
-            };
-            return self
-                .group
-                .run(move |tx| sqlite::write_chunk(tx, &write))
-                .await;
-        }
-        let mut tx = self.begin_intake().await?;
-        let now = now_ms();
-        let keys = keys_of(chunk);
-        let backend = self.backend();
-        let linked = if dry_run {
-            HashMap::new()
-        } else {
-            find_reusable(&mut tx, backend, batch_id, &keys, dedupe_since).await?
-        };
-        let plan = ChunkPlan::of(chunk, &keys, linked, dry_run);
-        for part in plan.new_rows.chunks(ROWS_PER_STATEMENT) {
-            insert_requests(&mut tx, backend, batch_id, part, dry_run, now).await?;
-        }
-        for part in plan.entries.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO batch_entries (batch_id, line, request_id) VALUES {}",
-                Params::new(backend).tuples(part.len(), 3)
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (line, id) in part {
-                q = q.bind(batch_id).bind(*line as i64).bind(id.as_str());
+        match self.backend() {
+            Backend::Sqlite => {
+                // SQLite's writer thread takes the chunk (a copy of its
+                // rows: about 0.2 µs a row, against several for each
+                // statement sent through sqlx's connection thread).
+                let write = ChunkWrite {
+                    batch_id: batch_id.to_owned(),
+                    dry_run,
+                    dedupe_since,
+                    chunk: chunk.clone(),
+                };
+                self.group
+                    .run(move |tx| sqlite::write_chunk(tx, &write))
+                    .await
             }
-            q.execute(&mut *tx).await?;
-        }
-        for part in chunk.rejected.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO rejected_rows (batch_id, line, code, message, provider, organization_id, user_id) VALUES {}",
-                Params::new(backend).tuples(part.len(), 7)
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for r in part {
-                q = q
-                    .bind(batch_id)
-                    .bind(r.line as i64)
-                    .bind(&r.code)
-                    .bind(&r.message)
-                    .bind(&r.provider)
-                    .bind(&r.organization_id)
-                    .bind(&r.user_id);
+            Backend::Postgres => {
+                postgres::write_chunk(self, batch_id, dry_run, dedupe_since, chunk).await
             }
-            q.execute(&mut *tx).await?;
         }
-        if !chunk.rejected.is_empty() {
-            sqlx::query(ADD_REJECTED_SQL)
-                .bind(chunk.rejected.len() as i64)
-                .bind(batch_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(plan.created)
     }
 }
 
@@ -201,108 +149,4 @@ impl<'a> ChunkPlan<'a> {
         }
         plan
     }
-}
-
-/// For each key that already has work: the request a row links to. An open
-/// request of an unapproved batch (or of an intake that died half-way) is
-/// adopted by this batch, which then runs it.
-async fn find_reusable(
-    tx: &mut sqlx::AnyConnection,
-    backend: Backend,
-    batch_id: &str,
-    keys: &[String],
-    dedupe_since: Option<i64>,
-) -> Result<HashMap<String, String>, StoreError> {
-    let mut found = HashMap::new();
-    let mut adopt = Vec::new();
-    for part in keys.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "SELECT r.id, r.idempotency_key, b.stored_state FROM requests r JOIN batches b ON b.id = r.batch_id
-             WHERE r.idempotency_key IN ({}) AND r.outcome IS NULL AND r.dry_run = 0",
-            Params::new(backend).list(part.len())
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for k in part {
-            q = q.bind(k.as_str());
-        }
-        for row in q.fetch_all(&mut *tx).await? {
-            let id: String = row.try_get("id")?;
-            let state: Option<String> = row.try_get("stored_state")?;
-            if matches!(state.as_deref(), Some("halted" | "intake")) {
-                adopt.push(id.clone());
-            }
-            found.insert(row.try_get("idempotency_key")?, id);
-        }
-    }
-    adopt.sort_unstable();
-    for part in adopt.chunks(ROWS_PER_STATEMENT) {
-        let mut p = Params::new(backend);
-        let batch = p.one();
-        let sql = format!(
-            "UPDATE requests SET batch_id = {batch}, enqueued = 0 WHERE {}",
-            super::sql::requests_in_id_order(backend, &p.list(part.len()))
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(batch_id);
-        for id in part {
-            q = q.bind(id.as_str());
-        }
-        q.execute(&mut *tx).await?;
-    }
-    let Some(since) = dedupe_since else {
-        return Ok(found);
-    };
-    let rest: Vec<&String> = keys.iter().filter(|k| !found.contains_key(*k)).collect();
-    for part in rest.chunks(ROWS_PER_STATEMENT) {
-        // The newest success per key answers for it.
-        let mut p = Params::new(backend);
-        let sql = format!(
-            "SELECT id, idempotency_key FROM requests
-             WHERE idempotency_key IN ({}) AND dry_run = 0
-               AND outcome IN ('succeeded', 'already_done') AND finished_at >= {}
-             ORDER BY finished_at",
-            p.list(part.len()),
-            p.one()
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for k in part {
-            q = q.bind(k.as_str());
-        }
-        q = q.bind(since);
-        for row in q.fetch_all(&mut *tx).await? {
-            found.insert(row.try_get("idempotency_key")?, row.try_get("id")?);
-        }
-    }
-    Ok(found)
-}
-
-async fn insert_requests(
-    tx: &mut sqlx::AnyConnection,
-    backend: Backend,
-    batch_id: &str,
-    rows: &[(String, &AcceptedRow, &str)],
-    dry_run: bool,
-    now: i64,
-) -> Result<(), StoreError> {
-    let sql = format!(
-        "INSERT INTO requests ({REQUEST_INSERT_COLUMNS}) VALUES {}",
-        Params::new(backend).tuples(rows.len(), 11)
-    );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for (id, row, key) in rows {
-        let t = &row.target;
-        q = q
-            .bind(id.as_str())
-            .bind(batch_id)
-            .bind(t.provider.as_str())
-            .bind(t.organization_id.as_str())
-            .bind(t.user_id.as_str())
-            .bind(t.transfer_to_department_id.as_ref().map(|d| d.as_str()))
-            .bind(row.reason.as_deref())
-            .bind(row.effective_at)
-            .bind(*key)
-            .bind(i64::from(dry_run))
-            .bind(now);
-    }
-    q.execute(&mut *tx).await?;
-    Ok(())
 }
