@@ -8,6 +8,7 @@
 //! On SQLite the writer is a thread with a connection of its own
 //! ([`native`]); on PostgreSQL a task on the shared pool ([`pooled`]).
 
+mod checkpoint;
 mod native;
 mod pooled;
 
@@ -256,10 +257,11 @@ impl GroupWriter {
     /// that ends when the last handle is dropped.
     pub(super) fn start_sqlite(path: &Path) -> Result<GroupWriter, StoreError> {
         let conn = native::open(path)?;
+        let checkpoints = checkpoint::Checkpoints::start(&conn, path)?;
         let (queue, inbox) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("offboard-writer".into())
-            .spawn(move || native::run(conn, inbox))
+            .spawn(move || native::run(conn, checkpoints, inbox))
             .map_err(|e| StoreError::Config(format!("cannot start the database writer: {e}")))?;
         Ok(GroupWriter { queue })
     }

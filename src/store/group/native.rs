@@ -15,6 +15,7 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::mpsc;
 
+use super::checkpoint::Checkpoints;
 use super::{
     Answer, Committed, Message, Pending, RunWrite, STEP_CONFLICT_SQL, Then, Turn, Value, closed,
     fail, gather, reply, reply_one,
@@ -66,8 +67,13 @@ fn wait_for_lock(tries: i32) -> bool {
 }
 
 /// The writer's loop, on its own thread, until every handle is dropped.
-pub(super) fn run(conn: Connection, mut inbox: mpsc::UnboundedReceiver<Message>) {
+pub(super) fn run(
+    conn: Connection,
+    checkpoints: Checkpoints,
+    mut inbox: mpsc::UnboundedReceiver<Message>,
+) {
     let mut conn = Some(conn);
+    let mut checkpoints = Some(checkpoints);
     while let Some(first) = inbox.blocking_recv() {
         let Turn { group, then } = gather(first, &mut inbox);
         match conn.as_mut() {
@@ -94,9 +100,13 @@ pub(super) fn run(conn: Connection, mut inbox: mpsc::UnboundedReceiver<Message>)
             Some(Then::Close(done)) => {
                 // The last connection to close checkpoints the WAL.
                 conn = None;
+                checkpoints = None;
                 let _ = done.send(());
             }
             None => {}
+        }
+        if let (Some(c), Some(k)) = (&conn, &checkpoints) {
+            k.after_commit(c);
         }
     }
 }
