@@ -118,35 +118,149 @@ impl<'a> ChunkPlan<'a> {
     /// `linked` maps a key to the request its rows link to; a key seen a
     /// second time in the chunk links to the request its first row made
     /// (except in a dry run, where every row stands alone).
+    ///
+    /// New requests come in key order, and their ids rise in that order:
+    /// the open-key index (a random key) is then written front to back,
+    /// each of its pages once per chunk, and the rows' own order on disk,
+    /// which the enqueue later reads in id order, is the same order.
     fn of(
         chunk: &'a IntakeChunk,
         keys: &'a [String],
         mut linked: HashMap<String, String>,
         dry_run: bool,
     ) -> ChunkPlan<'a> {
+        let mut fresh = Vec::new();
+        let mut first_rows = std::collections::HashSet::new();
+        for (i, key) in keys.iter().enumerate() {
+            if !linked.contains_key(key) && (dry_run || first_rows.insert(key.as_str())) {
+                fresh.push(i);
+            }
+        }
+        // Stable: a dry run's rows of one key keep their line order.
+        fresh.sort_by_key(|&i| keys[i].as_str());
+        let mut ids = ulid::Generator::new();
+        let mut row_ids: Vec<Option<String>> = vec![None; keys.len()];
         let mut plan = ChunkPlan {
-            new_rows: Vec::new(),
+            new_rows: Vec::with_capacity(fresh.len()),
             entries: Vec::with_capacity(keys.len()),
-            created: Vec::new(),
+            created: Vec::with_capacity(fresh.len()),
         };
-        for (row, key) in chunk.accepted.iter().zip(keys) {
-            let request_id = match linked.get(key) {
-                Some(id) => id.clone(),
-                None => {
-                    let id = ulid::Ulid::new().to_string();
-                    if !dry_run {
-                        linked.insert(key.clone(), id.clone());
-                    }
-                    plan.new_rows.push((id.clone(), row, key.as_str()));
-                    plan.created.push(NewJob {
-                        request_id: id.clone(),
-                        effective_at: row.effective_at,
-                    });
-                    id
-                }
-            };
+        for i in fresh {
+            // Past 2^80 ids in one millisecond the generator gives up.
+            let id = ids
+                .generate()
+                .unwrap_or_else(|_| ulid::Ulid::new())
+                .to_string();
+            let row = &chunk.accepted[i];
+            if !dry_run {
+                linked.insert(keys[i].clone(), id.clone());
+            }
+            plan.new_rows.push((id.clone(), row, keys[i].as_str()));
+            plan.created.push(NewJob {
+                request_id: id.clone(),
+                effective_at: row.effective_at,
+            });
+            row_ids[i] = Some(id);
+        }
+        for ((row, key), own) in chunk.accepted.iter().zip(keys).zip(row_ids) {
+            let request_id = own.unwrap_or_else(|| linked[key].clone());
             plan.entries.push((row.line, request_id));
         }
         plan
+    }
+
+    /// Links the planned new requests in `linked` (new id to the request
+    /// that already does the work) instead of creating them.
+    fn link(&mut self, linked: &HashMap<String, String>) {
+        if linked.is_empty() {
+            return;
+        }
+        for (_, id) in &mut self.entries {
+            if let Some(existing) = linked.get(id) {
+                id.clone_from(existing);
+            }
+        }
+        self.new_rows.retain(|(id, ..)| !linked.contains_key(id));
+        self.created
+            .retain(|job| !linked.contains_key(&job.request_id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{OrgId, ProviderName, UserId};
+
+    fn chunk(users: &[&str]) -> IntakeChunk {
+        IntakeChunk {
+            accepted: users
+                .iter()
+                .enumerate()
+                .map(|(i, user)| AcceptedRow {
+                    line: i as u64 + 2,
+                    target: Target {
+                        provider: ProviderName::new_unchecked("acme"),
+                        organization_id: OrgId::new_unchecked("org_a"),
+                        user_id: UserId::new_unchecked(*user),
+                        transfer_to_department_id: None,
+                    },
+                    reason: None,
+                    effective_at: None,
+                })
+                .collect(),
+            rejected: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn new_requests_come_in_key_order_with_rising_ids_and_every_line_keeps_its_own() {
+        let chunk = chunk(&["u1", "u2", "u3", "u4", "u5", "u6"]);
+        let keys = keys_of(&chunk);
+        let plan = ChunkPlan::of(&chunk, &keys, HashMap::new(), false);
+        let planned_keys: Vec<&str> = plan.new_rows.iter().map(|(_, _, k)| *k).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(planned_keys, sorted);
+        let ids: Vec<&String> = plan.new_rows.iter().map(|(id, ..)| id).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        let created: Vec<&String> = plan.created.iter().map(|j| &j.request_id).collect();
+        assert_eq!(created, ids);
+        // Entries stay in line order, each with the request its row made.
+        for ((line, id), row) in plan.entries.iter().zip(&chunk.accepted) {
+            assert_eq!(*line, row.line);
+            let (_, made, _) = plan.new_rows.iter().find(|(i, ..)| i == id).unwrap();
+            assert_eq!(made.line, row.line);
+        }
+    }
+
+    #[test]
+    fn a_key_with_work_links_and_a_repeated_key_links_to_its_first_row() {
+        let chunk = chunk(&["u1", "u2", "u1"]);
+        let keys = keys_of(&chunk);
+        let linked = HashMap::from([(keys[1].clone(), "earlier".to_owned())]);
+        let plan = ChunkPlan::of(&chunk, &keys, linked, false);
+        assert_eq!(plan.new_rows.len(), 1);
+        let made = &plan.new_rows[0].0;
+        let entries: Vec<&str> = plan.entries.iter().map(|(_, id)| id.as_str()).collect();
+        assert_eq!(entries, [made.as_str(), "earlier", made.as_str()]);
+
+        let dry = ChunkPlan::of(&chunk, &keys, HashMap::new(), true);
+        assert_eq!(dry.new_rows.len(), 3, "a dry run's rows stand alone");
+        let mut own: Vec<&String> = dry.entries.iter().map(|(_, id)| id).collect();
+        own.dedup();
+        assert_eq!(own.len(), 3);
+    }
+
+    #[test]
+    fn linking_after_the_plan_keeps_the_linked_rows_out_of_the_new_work() {
+        let chunk = chunk(&["u1", "u2"]);
+        let keys = keys_of(&chunk);
+        let mut plan = ChunkPlan::of(&chunk, &keys, HashMap::new(), false);
+        let first = plan.entries[0].1.clone();
+        plan.link(&HashMap::from([(first.clone(), "open".to_owned())]));
+        assert_eq!(plan.entries[0].1, "open");
+        assert_eq!(plan.created.len(), 1);
+        assert_ne!(plan.created[0].request_id, first);
+        assert!(plan.new_rows.iter().all(|(id, ..)| *id != first));
     }
 }

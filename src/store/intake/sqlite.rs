@@ -27,6 +27,12 @@ const REJECTED_SQL: &str =
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
 /// Stores the chunk in `tx`; returns the requests it created.
+///
+/// Each key is looked up right before its request would be inserted, in
+/// the plan's key order: the open-key index is walked once front to back,
+/// each of its pages read and dirtied once per chunk, where a lookup pass
+/// and then an insert pass read every page twice and wrote it back
+/// whenever the page cache let it go in between.
 pub(super) fn write_chunk(
     tx: &rusqlite::Transaction<'_>,
     write: &ChunkWrite,
@@ -38,18 +44,21 @@ pub(super) fn write_chunk(
         chunk,
     } = write;
     let keys = keys_of(chunk);
-    let linked = if *dry_run {
-        HashMap::new()
-    } else {
-        find_reusable(tx, batch_id, &keys, *dedupe_since)?
-    };
-    let plan = ChunkPlan::of(chunk, &keys, linked, *dry_run);
+    // Every key's first row planned as a new request; the keys that
+    // already have work are linked to it below instead.
+    let mut plan = ChunkPlan::of(chunk, &keys, HashMap::new(), *dry_run);
     let now = now_ms();
     (|| -> Result<(), rusqlite::Error> {
         let mut insert = tx.prepare_cached(&format!(
             "INSERT INTO requests ({REQUEST_INSERT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
         ))?;
+        let mut reusable = Reusable::new(tx, batch_id, *dedupe_since)?;
+        let mut linked = HashMap::new();
         for (id, row, key) in &plan.new_rows {
+            if !*dry_run && let Some(existing) = reusable.find(key)? {
+                linked.insert(id.clone(), existing);
+                continue;
+            }
             let t = &row.target;
             insert.execute(params![
                 id,
@@ -65,6 +74,7 @@ pub(super) fn write_chunk(
                 now
             ])?;
         }
+        plan.link(&linked);
         let mut entry = tx.prepare_cached(ENTRY_SQL)?;
         for (line, id) in &plan.entries {
             entry.execute(params![batch_id, *line as i64, id])?;
@@ -91,43 +101,50 @@ pub(super) fn write_chunk(
     Ok(plan.created)
 }
 
-/// For each key that already has work: the request a row links to. An open
-/// request of an unapproved batch (or of an intake that died half-way) is
-/// adopted by this batch, which then runs it.
-fn find_reusable(
-    tx: &rusqlite::Transaction<'_>,
-    batch_id: &str,
-    keys: &[String],
+/// Finds the request a key's rows link to: an open one, or (within the
+/// dedupe window) a recent success. An open request of an unapproved
+/// batch (or of an intake that died half-way) is adopted by this batch,
+/// which then runs it.
+struct Reusable<'t> {
+    batch_id: &'t str,
     dedupe_since: Option<i64>,
-) -> Result<HashMap<String, String>, rusqlite::Error> {
-    let mut found = HashMap::new();
-    let mut open = tx.prepare_cached(OPEN_SQL)?;
-    let mut adopt = tx.prepare_cached(ADOPT_SQL)?;
-    let mut recent = tx.prepare_cached(RECENT_SQL)?;
-    for key in keys {
-        if found.contains_key(key) {
-            continue;
-        }
-        let row: Option<(String, Option<String>)> = open
+    open: rusqlite::CachedStatement<'t>,
+    adopt: rusqlite::CachedStatement<'t>,
+    recent: rusqlite::CachedStatement<'t>,
+}
+
+impl<'t> Reusable<'t> {
+    fn new(
+        tx: &'t rusqlite::Transaction<'_>,
+        batch_id: &'t str,
+        dedupe_since: Option<i64>,
+    ) -> Result<Self, rusqlite::Error> {
+        Ok(Reusable {
+            batch_id,
+            dedupe_since,
+            open: tx.prepare_cached(OPEN_SQL)?,
+            adopt: tx.prepare_cached(ADOPT_SQL)?,
+            recent: tx.prepare_cached(RECENT_SQL)?,
+        })
+    }
+
+    fn find(&mut self, key: &str) -> Result<Option<String>, rusqlite::Error> {
+        let open: Option<(String, Option<String>)> = self
+            .open
             .query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        let id = match row {
-            Some((id, state)) => {
-                if matches!(state.as_deref(), Some("halted" | "intake")) {
-                    adopt.execute(params![batch_id, id])?;
-                }
-                Some(id)
+        if let Some((id, state)) = open {
+            if matches!(state.as_deref(), Some("halted" | "intake")) {
+                self.adopt.execute(params![self.batch_id, id])?;
             }
-            None => match dedupe_since {
-                Some(since) => recent
-                    .query_row(params![key, since], |r| r.get(0))
-                    .optional()?,
-                None => None,
-            },
-        };
-        if let Some(id) = id {
-            found.insert(key.clone(), id);
+            return Ok(Some(id));
+        }
+        match self.dedupe_since {
+            Some(since) => self
+                .recent
+                .query_row(params![key, since], |r| r.get(0))
+                .optional(),
+            None => Ok(None),
         }
     }
-    Ok(found)
 }
