@@ -18,6 +18,14 @@ use crate::config::DatabaseConfig;
 
 /// How long a connection waits for SQLite's write lock.
 pub(super) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Page cache of each pooled SQLite connection, in KiB when negative (the
+/// writer keeps SQLite's default 2 MB). The run's writes and the claim's
+/// reads go through the writer, so the pools' connections mostly read a
+/// few hot pages of apalis's `Jobs`; with 2 MB each, the two pools' up to
+/// 32 connections filled their caches as the database grew, and the
+/// engine's peak RSS rose from 47 to 70 MiB between 20,000 and 100,000
+/// users (43 and 52 MiB with 256 KiB; BENCHMARKS.md, "Afternoon series").
+const POOL_CACHE_SIZE: &str = "-256";
 
 /// The database engine behind the store and the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +120,8 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(SQLITE_BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .pragma("cache_size", POOL_CACHE_SIZE);
         // apalis's setup() sets per-connection PRAGMAs (synchronous=OFF among
         // them) on whatever connection runs it; we run its migrations
         // ourselves instead so every pooled connection stays durable.
@@ -217,6 +226,8 @@ async fn any_sqlite_pool(url: &str, max: u32, busy: Duration) -> Result<AnyPool,
                 conn.execute(sqlx::AssertSqlSafe(busy)).await?;
                 conn.execute("PRAGMA synchronous = NORMAL").await?;
                 conn.execute("PRAGMA foreign_keys = ON").await?;
+                let cache = format!("PRAGMA cache_size = {POOL_CACHE_SIZE}");
+                conn.execute(sqlx::AssertSqlSafe(cache)).await?;
                 Ok(())
             })
         })
@@ -253,6 +264,27 @@ mod tests {
             .map(|r| r.get::<String, _>("detail"))
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// Both pools' connections keep a small page cache (`POOL_CACHE_SIZE`);
+    /// SQLite's default would be -2000.
+    #[tokio::test]
+    async fn pooled_connections_keep_a_small_page_cache() {
+        let (_dir, _url, store) = crate::store::scratch_store().await;
+        let crate::store::QueuePool::Sqlite(queue) = store.queue_pool() else {
+            panic!("a scratch store is SQLite");
+        };
+        let queue_cache: i64 = sqlx::query_scalar("PRAGMA cache_size")
+            .fetch_one(queue)
+            .await
+            .unwrap();
+        let row = sqlx::query("PRAGMA cache_size")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        let pool_cache: i64 = row.get(0);
+        let want: i64 = super::POOL_CACHE_SIZE.parse().unwrap();
+        assert_eq!((queue_cache, pool_cache), (want, want));
     }
 
     /// apalis-sqlite 1.0's lock and orphan queries, as it sends them
