@@ -145,6 +145,24 @@ async fn wait_until_all_final(pool: &PgPool) {
     .await;
 }
 
+/// Waits until the queue has recorded every job as finished. A request
+/// turns final inside its job, before the job's ack reaches the queue; a
+/// stop in that gap leaves the job held, and the stop gives it back as
+/// pending (`queue::release_held`), which is harmless but not "finished".
+async fn wait_until_all_acked(pool: &PgPool) {
+    eventually(60, "every job to be acked", || async {
+        let unfinished: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM apalis.jobs WHERE status IN ('Pending', 'Queued', 'Running')
+                OR (status = 'Failed' AND attempts < max_attempts)",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        unfinished == 0
+    })
+    .await;
+}
+
 /// The user a provider call was about, from its path.
 fn call_user(call: &CallRecord) -> Option<&str> {
     let at = call.path.find("/members/usr_")?;
@@ -340,6 +358,8 @@ async fn two_workers_share_one_queue_without_overlap() {
     let b = h.serve(&[]).await;
     let batch = submit_all(&h).await;
     wait_until_all_final(&pool).await;
+    // The prune below counts finished jobs.
+    wait_until_all_acked(&pool).await;
     stop_ok(a).await;
     stop_ok(b).await;
 
