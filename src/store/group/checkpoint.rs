@@ -106,54 +106,59 @@ fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
 mod tests {
     use super::*;
 
-    /// A writer's connection on a new WAL database, and the database file.
-    fn writer(dir: &tempfile::TempDir) -> (Connection, std::path::PathBuf) {
+    /// What one commit of `bytes` random bytes leaves, on a writer's
+    /// connection to a new WAL database with the checkpoint thread running:
+    /// the WAL pages counted, the file's length right after the commit, and
+    /// its length once the thread has run whatever it was woken for.
+    struct OneCommit {
+        wal_pages: i32,
+        len_after_commit: u64,
+        len_after_thread: u64,
+    }
+
+    fn one_commit(bytes: i64) -> OneCommit {
+        let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal.db");
         let conn = Connection::open(&path).unwrap();
         conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
             .unwrap();
         conn.execute("CREATE TABLE t (b BLOB)", []).unwrap();
-        (conn, path)
-    }
-
-    fn file_len(path: &Path) -> u64 {
-        std::fs::metadata(path).unwrap().len()
-    }
-
-    /// Commits a blob of `bytes` random bytes on `conn`.
-    fn commit_blob(conn: &Connection, bytes: i64) {
+        let checkpoints = Checkpoints::start(&conn, &path).unwrap();
         conn.execute("INSERT INTO t VALUES (randomblob(?1))", [bytes])
             .unwrap();
+        let wal_pages = WAL_PAGES.get();
+        let file_len = || std::fs::metadata(&path).unwrap().len();
+        let len_after_commit = file_len();
+        checkpoints.after_commit(&conn);
+        // Joins the thread once it has run the checkpoint it was woken for.
+        drop(checkpoints);
+        OneCommit {
+            wal_pages,
+            len_after_commit,
+            len_after_thread: file_len(),
+        }
     }
 
     #[test]
     fn a_long_wal_is_copied_into_the_database_by_the_checkpoint_thread() {
-        let dir = tempfile::tempdir().unwrap();
-        let (conn, path) = writer(&dir);
-        let checkpoints = Checkpoints::start(&conn, &path).unwrap();
         // About 1,500 pages of 4 KiB in one commit.
-        commit_blob(&conn, 6_000_000);
-        assert!(WAL_PAGES.get() >= CHECKPOINT_PAGES, "{}", WAL_PAGES.get());
+        let c = one_commit(6_000_000);
+        assert!(c.wal_pages >= CHECKPOINT_PAGES, "{}", c.wal_pages);
         assert!(
-            file_len(&path) < 1_000_000,
+            c.len_after_commit < 1_000_000,
             "nothing is copied in the commit"
         );
-        checkpoints.after_commit(&conn);
-        // Joins the thread once it has run the checkpoint it was woken for.
-        drop(checkpoints);
-        assert!(file_len(&path) >= 6_000_000, "{}", file_len(&path));
+        assert!(c.len_after_thread >= 6_000_000, "{}", c.len_after_thread);
     }
 
     #[test]
     fn a_short_wal_waits_for_more_commits() {
-        let dir = tempfile::tempdir().unwrap();
-        let (conn, path) = writer(&dir);
-        let checkpoints = Checkpoints::start(&conn, &path).unwrap();
-        commit_blob(&conn, 400_000);
-        let pages = WAL_PAGES.get();
-        assert!(pages > 0 && pages < CHECKPOINT_PAGES, "{pages}");
-        checkpoints.after_commit(&conn);
-        drop(checkpoints);
-        assert!(file_len(&path) < 400_000, "{}", file_len(&path));
+        let c = one_commit(400_000);
+        assert!(
+            c.wal_pages > 0 && c.wal_pages < CHECKPOINT_PAGES,
+            "{}",
+            c.wal_pages
+        );
+        assert!(c.len_after_thread < 400_000, "{}", c.len_after_thread);
     }
 }

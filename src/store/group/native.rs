@@ -98,7 +98,9 @@ pub(super) fn run(
         match then {
             Some(Then::Run(work)) => work(conn.as_mut()),
             Some(Then::Close(done)) => {
-                // The last connection to close checkpoints the WAL.
+                // The checkpoint thread's connection closes last (dropping
+                // `Checkpoints` joins that thread), and SQLite's last
+                // connection to close checkpoints the WAL into the file.
                 conn = None;
                 checkpoints = None;
                 let _ = done.send(());
