@@ -104,17 +104,20 @@ async fn take_rows<R: Read>(
         halted: None,
     };
     while let Some(chunk) = csv.next_chunk(CHUNK_ROWS)? {
-        let jobs = store
-            .write_intake_chunk(batch_id, options.dry_run, dedupe_since, &chunk)
-            .await?;
-        summary.accepted_rows += chunk.accepted.len() as u64;
-        summary.rejected_count += chunk.rejected.len() as u64;
-        summary.new_requests += jobs.len() as u64;
-        crate::metrics::rows(chunk.accepted.len() as u64, chunk.rejected.len() as u64);
+        let (accepted, rejected) = (chunk.accepted.len() as u64, chunk.rejected.len() as u64);
+        // The summary keeps the first rejections; the chunk itself moves to
+        // the store.
         let room = MAX_REJECTIONS_KEPT.saturating_sub(summary.rejected_rows.len());
         summary
             .rejected_rows
-            .extend(chunk.rejected.into_iter().take(room));
+            .extend(chunk.rejected.iter().take(room).cloned());
+        let jobs = store
+            .write_intake_chunk(batch_id, options.dry_run, dedupe_since, chunk)
+            .await?;
+        summary.accepted_rows += accepted;
+        summary.rejected_count += rejected;
+        summary.new_requests += jobs.len() as u64;
+        crate::metrics::rows(accepted, rejected);
     }
     Ok(summary)
 }

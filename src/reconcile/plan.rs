@@ -129,7 +129,9 @@ pub async fn reconcile(
         })
         .await?;
     store.mark_intake(&batch_id).await?;
-    let rows: Vec<AcceptedRow> = removals
+    // Built as the chunks are written, so the plan's rows never sit in
+    // memory all at once.
+    let mut rows = removals
         .iter()
         .map(|u| (u, "not in the roster"))
         .chain(
@@ -151,16 +153,19 @@ pub async fn reconcile(
             },
             reason: Some(why.into()),
             effective_at: None,
-        })
-        .collect();
+        });
     let since = now_ms() - engine.config().intake.dedupe_window().as_millis() as i64;
-    for chunk in rows.chunks(2_000) {
+    loop {
+        let accepted: Vec<AcceptedRow> = rows.by_ref().take(2_000).collect();
+        if accepted.is_empty() {
+            break;
+        }
         let chunk = IntakeChunk {
-            accepted: chunk.to_vec(),
+            accepted,
             rejected: Vec::new(),
         };
         store
-            .write_intake_chunk(&batch_id, dry_run, Some(since), &chunk)
+            .write_intake_chunk(&batch_id, dry_run, Some(since), chunk)
             .await?;
     }
     match &halted {

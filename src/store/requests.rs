@@ -481,7 +481,7 @@ mod tests {
             rejected: Vec::new(),
         };
         let jobs = store
-            .write_intake_chunk(&batch, false, None, &chunk)
+            .write_intake_chunk(&batch, false, None, chunk)
             .await
             .unwrap();
         let id = jobs[0].request_id.clone();
