@@ -12,3 +12,4 @@ mod pipeline;
 mod postgres;
 mod reconcile;
 mod resume;
+mod upgrade;

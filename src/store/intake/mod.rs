@@ -100,7 +100,7 @@ fn keys_of(chunk: &IntakeChunk) -> Vec<String> {
     chunk
         .accepted
         .iter()
-        .map(|r| IdempotencyKey::of(&r.target).as_str().to_owned())
+        .map(|r| IdempotencyKey::of(&r.target).into_string())
         .collect()
 }
 
@@ -120,9 +120,10 @@ impl<'a> ChunkPlan<'a> {
     /// (except in a dry run, where every row stands alone).
     ///
     /// New requests come in key order, and their ids rise in that order:
-    /// the open-key index (a random key) is then written front to back,
-    /// each of its pages once per chunk, and the rows' own order on disk,
-    /// which the enqueue later reads in id order, is the same order.
+    /// the open-key index is then written front to back, each of its pages
+    /// once per chunk (and for a file sorted by user, only its last pages),
+    /// and the rows' own order on disk, which the enqueue later reads in id
+    /// order, is the same order.
     fn of(
         chunk: &'a IntakeChunk,
         keys: &'a [String],
@@ -214,7 +215,7 @@ mod tests {
 
     #[test]
     fn new_requests_come_in_key_order_with_rising_ids_and_every_line_keeps_its_own() {
-        let chunk = chunk(&["u1", "u2", "u3", "u4", "u5", "u6"]);
+        let chunk = chunk(&["u3", "u1", "u6", "u2", "u5", "u4"]);
         let keys = keys_of(&chunk);
         let plan = ChunkPlan::of(&chunk, &keys, HashMap::new(), false);
         let planned_keys: Vec<&str> = plan.new_rows.iter().map(|(_, _, k)| *k).collect();
