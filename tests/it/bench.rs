@@ -81,7 +81,20 @@ async fn ingest_reports_rows_per_second() {
         f["detail"]
             .as_str()
             .unwrap()
-            .contains("10000 rows accepted")
+            .contains("10000 rows accepted (sorted by user)"),
+        "{f}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_takes_a_scattered_roster_too() {
+    let f = bench(&["ingest", "--users", "10000", "--shuffled"]).await;
+    assert!(
+        f["detail"]
+            .as_str()
+            .unwrap()
+            .contains("10000 rows accepted (scattered), 10000 requests"),
+        "{f}"
     );
 }
 

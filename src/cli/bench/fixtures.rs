@@ -172,16 +172,33 @@ impl WorkerProcess {
 }
 
 /// A CSV of `users` leavers, `usr_000002` onward (`usr_000001` is the
-/// simulated org's only owner and stays).
+/// simulated org's only owner and stays), sorted by user id.
 pub(super) fn leavers_csv(dir: &Path, users: usize) -> anyhow::Result<PathBuf> {
+    leavers_csv_in(dir, users, false)
+}
+
+/// The same leavers, or with `shuffled` the same rows scattered: row `j`
+/// is user `j × stride mod users`, a stride coprime to the count, so every
+/// user comes once and neighbouring rows are far apart in id order.
+pub(super) fn leavers_csv_in(dir: &Path, users: usize, shuffled: bool) -> anyhow::Result<PathBuf> {
     let path = dir.join("leavers.csv");
     let mut csv = std::io::BufWriter::new(std::fs::File::create(&path)?);
     writeln!(csv, "user_id,organization_id,transfer_to_department_id")?;
-    for i in 2..=users + 1 {
+    let stride = if shuffled { coprime_stride(users) } else { 1 };
+    for j in 0..users {
+        let i = (j as u64 * stride % users as u64) as usize + 2;
         writeln!(csv, "usr_{i:06},org_acme,dept_offboarded")?;
     }
     csv.flush()?;
     Ok(path)
+}
+
+/// The first number from a large prime up that shares no factor with `n`.
+fn coprime_stride(n: usize) -> u64 {
+    fn gcd(a: u64, b: u64) -> u64 {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    (1_000_003..).find(|s| gcd(*s, n as u64) == 1).unwrap_or(1)
 }
 
 /// An engine on a scratch database whose one provider connection, `sim`,
@@ -304,4 +321,31 @@ pub(super) fn backend(args: &BenchArgs) -> &'static str {
 
 pub(super) fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shuffled_roster_names_every_leaver_once_out_of_order() {
+        let dir = tempfile::tempdir().unwrap();
+        for users in [1, 7, 1_000] {
+            let text =
+                std::fs::read_to_string(leavers_csv_in(dir.path(), users, true).unwrap()).unwrap();
+            let ids: Vec<&str> = text
+                .lines()
+                .skip(1)
+                .map(|l| l.split(',').next().unwrap())
+                .collect();
+            let mut sorted = ids.clone();
+            sorted.sort();
+            sorted.dedup();
+            assert_eq!(sorted.len(), users, "each of {users} once");
+            assert_eq!(sorted[0], "usr_000002");
+            if users > 2 {
+                assert_ne!(ids, sorted, "scattered");
+            }
+        }
+    }
 }

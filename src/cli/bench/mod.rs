@@ -53,6 +53,10 @@ pub struct BenchArgs {
     /// serve` processes started for the run.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
+    /// ingest: write the CSV's rows scattered over the user ids instead of
+    /// sorted by them, as a roster in no particular order would come.
+    #[arg(long)]
+    pub shuffled: bool,
 }
 
 #[derive(Debug, serde::Serialize)]
