@@ -172,15 +172,11 @@ impl WorkerProcess {
 }
 
 /// A CSV of `users` leavers, `usr_000002` onward (`usr_000001` is the
-/// simulated org's only owner and stays), sorted by user id.
-pub(super) fn leavers_csv(dir: &Path, users: usize) -> anyhow::Result<PathBuf> {
-    leavers_csv_in(dir, users, false)
-}
-
-/// The same leavers, or with `shuffled` the same rows scattered: row `j`
-/// is user `j × stride mod users`, a stride coprime to the count, so every
-/// user comes once and neighbouring rows are far apart in id order.
-pub(super) fn leavers_csv_in(dir: &Path, users: usize, shuffled: bool) -> anyhow::Result<PathBuf> {
+/// simulated org's only owner and stays), sorted by user id; with
+/// `shuffled` the same rows scattered: row `j` is user `j × stride mod
+/// users`, a stride coprime to the count, so every user comes once and
+/// neighbouring rows are far apart in id order.
+pub(super) fn leavers_csv(dir: &Path, users: usize, shuffled: bool) -> anyhow::Result<PathBuf> {
     let path = dir.join("leavers.csv");
     let mut csv = std::io::BufWriter::new(std::fs::File::create(&path)?);
     writeln!(csv, "user_id,organization_id,transfer_to_department_id")?;
@@ -283,7 +279,7 @@ pub(super) async fn offboard_users(
     pacing: Pacing,
 ) -> anyhow::Result<f64> {
     let bench = BenchEngine::start(&sim.url, &token, args, pacing).await?;
-    let csv = leavers_csv(bench.dir.path(), users)?;
+    let csv = leavers_csv(bench.dir.path(), users, false)?;
     let extra = bench.worker_processes(args.workers.max(1) - 1)?;
     let started = Instant::now();
     let result = run_batch(
@@ -332,7 +328,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for users in [1, 7, 1_000] {
             let text =
-                std::fs::read_to_string(leavers_csv_in(dir.path(), users, true).unwrap()).unwrap();
+                std::fs::read_to_string(leavers_csv(dir.path(), users, true).unwrap()).unwrap();
             let ids: Vec<&str> = text
                 .lines()
                 .skip(1)

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::anyhow;
 
-use super::fixtures::{BenchEngine, Pacing, backend, cores, leavers_csv_in, peak_rss_mb};
+use super::fixtures::{BenchEngine, Pacing, backend, cores, leavers_csv, peak_rss_mb};
 use super::{BenchArgs, Figure};
 use crate::cli::run::{RunOptions, intake};
 
@@ -13,7 +13,7 @@ pub(super) async fn ingest(args: &BenchArgs) -> anyhow::Result<Figure> {
     let rows = args.users.unwrap_or(1_000_000);
     // Intake calls no provider: the connection points at a closed port.
     let bench = BenchEngine::start("http://127.0.0.1:9", "unused", args, Pacing::default()).await?;
-    let csv = leavers_csv_in(bench.dir.path(), rows, args.shuffled)?;
+    let csv = leavers_csv(bench.dir.path(), rows, args.shuffled)?;
     let started = Instant::now();
     let summary = intake(
         &bench.engine,
