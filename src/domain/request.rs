@@ -58,6 +58,22 @@ impl IdempotencyKey {
     pub fn into_string(self) -> String {
         self.0
     }
+
+    /// The key without its department: who is offboarded, wherever their
+    /// resources go. Rows of one file with the same person conflict.
+    pub fn person(&self) -> &str {
+        self.split().0
+    }
+
+    /// The department part (escaped as in the key; empty when none).
+    pub fn department(&self) -> &str {
+        self.split().1
+    }
+
+    fn split(&self) -> (&str, &str) {
+        // The department is the last part, and no part holds a bare `/`.
+        self.0.rsplit_once('/').unwrap_or((&self.0, ""))
+    }
 }
 
 #[cfg(test)]
@@ -100,6 +116,18 @@ mod tests {
     }
 
     #[test]
+    fn the_person_is_the_key_without_its_department() {
+        let moved = IdempotencyKey::of(&target(Some("dept_x")));
+        let kept = IdempotencyKey::of(&target(None));
+        assert_eq!(moved.person(), kept.person());
+        assert_eq!(moved.department(), "dept_x");
+        assert_eq!(kept.department(), "");
+        let mut other = target(Some("dept_x"));
+        other.user_id = UserId::new_unchecked("usr_2");
+        assert_ne!(IdempotencyKey::of(&other).person(), moved.person());
+    }
+
+    #[test]
     fn a_separator_inside_an_id_cannot_forge_another_key() {
         let mut slashed = target(None);
         slashed.user_id = UserId::new_unchecked("usr_1/dept_x");
@@ -130,5 +158,21 @@ impl Rejection {
             code,
             message: message.into(),
         }
+    }
+
+    /// A row that repeats an earlier row of the same file.
+    pub fn duplicate_of(first_line: u64) -> Self {
+        Self::new("duplicate_row", format!("duplicate of line {first_line}"))
+    }
+
+    /// A row that offboards the person of an earlier row of the same file
+    /// to another department: which one is meant is not ours to guess.
+    pub fn conflicting_with(first_line: u64) -> Self {
+        Self::new(
+            "conflicting_row",
+            format!(
+                "line {first_line} already offboards this user with a different transfer department"
+            ),
+        )
     }
 }

@@ -1,14 +1,12 @@
 //! Streaming CSV reader: header detection, then records in chunks, each
 //! record either accepted or rejected with its line number. A file is never
-//! held in memory whole; duplicate detection keeps one small hash per row.
+//! held in memory whole; the people it names so far are kept on disk
+//! ([`super::people`]).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{BufRead, BufReader, Cursor, Read};
 
-use sha2::{Digest, Sha256};
-
 use super::header::{Column, ColumnMap, detect_delimiter};
+use super::people::{PeopleError, SeenPeople};
 use super::row::{ProviderCatalog, RowFields, truncate};
 use crate::domain::Rejection;
 use crate::store::{IntakeChunk, RejectedRow};
@@ -26,6 +24,8 @@ pub enum IntakeError {
     Header(String),
     #[error("CSV parse error at line {line}: {message}")]
     Parse { line: u64, message: String },
+    #[error(transparent)]
+    People(#[from] PeopleError),
 }
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -39,10 +39,8 @@ pub struct CsvIntake<'c, R: Read> {
     columns: ColumnMap,
     catalog: &'c ProviderCatalog,
     record: csv::ByteRecord,
-    /// Every accepted row so far: who it offboards → (first line,
-    /// department). The one structure that grows with the file, so it is
-    /// kept small: 20 bytes a row.
-    seen: SeenRows,
+    /// Every person an accepted row names, to refuse a second row for them.
+    people: SeenPeople,
     done: bool,
 }
 
@@ -79,7 +77,7 @@ impl<'c, R: Read> CsvIntake<'c, R> {
             columns,
             catalog,
             record: csv::ByteRecord::new(),
-            seen: SeenRows::default(),
+            people: SeenPeople::new()?,
             done: false,
         })
     }
@@ -118,16 +116,16 @@ impl<'c, R: Read> CsvIntake<'c, R> {
                 continue; // blank rows are layout, not requests
             }
             rows += 1;
-            match self.check_record(line) {
-                Ok(row) => chunk.accepted.push(row),
-                Err((rejection, fields)) => chunk.rejected.push(RejectedRow {
-                    line,
-                    code: rejection.code.to_owned(),
-                    message: rejection.message,
-                    provider: fields.0,
-                    organization_id: fields.1,
-                    user_id: fields.2,
-                }),
+            let (row, echo) = match self.check_record(line) {
+                Ok(checked) => checked,
+                Err((rejection, echo)) => {
+                    chunk.rejected.push(rejected_row(line, rejection, echo));
+                    continue;
+                }
+            };
+            match self.people.refusal(&row.target, line)? {
+                None => chunk.accepted.push(row),
+                Some(repeat) => chunk.rejected.push(rejected_row(line, repeat, echo)),
             }
         }
         if rows == 0 && self.done {
@@ -136,14 +134,12 @@ impl<'c, R: Read> CsvIntake<'c, R> {
         Ok(Some(chunk))
     }
 
-    #[allow(clippy::type_complexity)]
+    /// The record as a row, or why it is refused; either way with the ids
+    /// it gave, as a report echoes them.
     fn check_record(
-        &mut self,
+        &self,
         line: u64,
-    ) -> Result<
-        crate::store::AcceptedRow,
-        (Rejection, (Option<String>, Option<String>, Option<String>)),
-    > {
+    ) -> Result<(crate::store::AcceptedRow, Echo), (Rejection, Echo)> {
         let record = &self.record;
         let cell = |col: Column| -> Result<Option<&str>, Rejection> {
             let Some(i) = self.columns.get(col) else {
@@ -182,42 +178,24 @@ impl<'c, R: Read> CsvIntake<'c, R> {
             echo(fields.organization_id),
             echo(fields.user_id.or(fields.email)),
         );
-        let accepted = match self.catalog.accept(line, &fields) {
-            Ok(a) => a,
-            Err(r) => return Err((r, context)),
-        };
-        let t = &accepted.target;
-        let who = digest::<12>(&[
-            t.provider.as_str(),
-            t.organization_id.as_str(),
-            t.user_id.as_str(),
-        ]);
-        let dept = t
-            .transfer_to_department_id
-            .as_ref()
-            .map_or(0, |d| u32::from_le_bytes(digest::<4>(&[d.as_str()])));
-        match self.seen.get(&who) {
-            Some(&(first, first_dept)) if first_dept == dept => Err((
-                Rejection::new("duplicate_row", format!("duplicate of line {first}")),
-                context,
-            )),
-            Some(&(first, _)) => Err((
-                Rejection::new(
-                    "conflicting_row",
-                    format!(
-                        "line {first} already offboards this user with a different transfer department"
-                    ),
-                ),
-                context,
-            )),
-            None => {
-                // A line past u32::MAX (a 4-billion-row file) is named as
-                // that maximum in a later duplicate's message.
-                self.seen
-                    .insert(who, (u32::try_from(line).unwrap_or(u32::MAX), dept));
-                Ok(accepted)
-            }
+        match self.catalog.accept(line, &fields) {
+            Ok(row) => Ok((row, context)),
+            Err(r) => Err((r, context)),
         }
+    }
+}
+
+/// A row's provider, organization and user (or e-mail) as given, cut short.
+type Echo = (Option<String>, Option<String>, Option<String>);
+
+fn rejected_row(line: u64, rejection: Rejection, echo: Echo) -> RejectedRow {
+    RejectedRow {
+        line,
+        code: rejection.code.to_owned(),
+        message: rejection.message,
+        provider: echo.0,
+        organization_id: echo.1,
+        user_id: echo.2,
     }
 }
 
@@ -274,69 +252,6 @@ impl<R: Read> Read for LineIndex<R> {
         }
         self.read += n as u64;
         Ok(n)
-    }
-}
-
-/// The first `N` bytes of the SHA-256 of `parts`, NUL-separated. 96 bits
-/// keep the chance that two different people of one file collide below
-/// 10⁻¹⁶ even at ten million rows.
-fn digest<const N: usize>(parts: &[&str]) -> [u8; N] {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update(p.as_bytes());
-        h.update([0u8]);
-    }
-    let digest = h.finalize();
-    let mut bytes = [0u8; N];
-    bytes.copy_from_slice(&digest[..N]);
-    bytes
-}
-
-/// Keys are already uniform (a SHA-256 prefix): hashing them again would
-/// only cost time, so the table uses their first eight bytes as they are.
-#[derive(Default)]
-struct PrefixHasher(u64);
-
-impl Hasher for PrefixHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut word = [0u8; 8];
-        let n = bytes.len().min(8);
-        word[..n].copy_from_slice(&bytes[..n]);
-        self.0 ^= u64::from_le_bytes(word);
-    }
-}
-
-type Shard = HashMap<[u8; 12], (u32, u32), BuildHasherDefault<PrefixHasher>>;
-
-/// The accepted people of one file, by the digest of who they are, with the
-/// line and transfer department of their row. Split into 256 shards by the
-/// digest's last byte (the hasher reads only the first eight): a shard
-/// doubles on its own, so growing never holds two copies of the whole
-/// table at once, which at a million rows was a 22 MB old table beside
-/// the 44 MB new one.
-struct SeenRows {
-    shards: Vec<Shard>,
-}
-
-impl Default for SeenRows {
-    fn default() -> Self {
-        SeenRows {
-            shards: (0..256).map(|_| Shard::default()).collect(),
-        }
-    }
-}
-
-impl SeenRows {
-    fn get(&self, who: &[u8; 12]) -> Option<&(u32, u32)> {
-        self.shards[usize::from(who[11])].get(who)
-    }
-
-    fn insert(&mut self, who: [u8; 12], row: (u32, u32)) {
-        self.shards[usize::from(who[11])].insert(who, row);
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod csv;
 pub mod dropfolder;
 pub mod header;
+pub mod people;
 pub mod row;
 pub mod submit;
 

@@ -45,14 +45,27 @@ pub struct IntakeSummary {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
+    /// The file cannot be used: the caller's to fix.
     #[error(transparent)]
-    Input(#[from] IntakeError),
+    Input(IntakeError),
+    /// Keeping track of the file's people failed: ours, not the file's.
+    #[error(transparent)]
+    People(super::people::PeopleError),
     #[error("the CSV has no valid row ({rejected} rejected)")]
     NoValidRow { rejected: u64, batch_id: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+}
+
+impl From<IntakeError> for SubmitError {
+    fn from(e: IntakeError) -> Self {
+        match e {
+            IntakeError::People(e) => SubmitError::People(e),
+            e => SubmitError::Input(e),
+        }
+    }
 }
 
 /// Reads `input`, stores the batch and enqueues its new requests.

@@ -164,6 +164,57 @@ pub async fn core_scenario(database_url: Option<String>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_far_down_a_long_file_is_refused_with_the_first_line() {
+    repeats_across_chunks_scenario(None).await;
+}
+
+/// Repeats thousands of lines after the row they repeat, past the intake's
+/// first chunk of 5,000 rows: one the same, one to another department.
+pub async fn repeats_across_chunks_scenario(database_url: Option<String>) {
+    let h = Harness::start_with(
+        directory(),
+        Options {
+            database_url,
+            ..Options::default()
+        },
+    )
+    .await;
+    let mut text = crate::helpers::users_csv(2, 6_001);
+    text.push_str("usr_000002,org_acme,dept_offboarded\n");
+    text.push_str("usr_000003,org_acme,dept_other\n");
+    text.push_str("usr_000003,org_acme,dept_other\n");
+    let csv = h.write_csv("long.csv", &text);
+    // 6,000 requests exceed the harness's cap, so the batch waits: nothing runs.
+    let out = h.offboard(&["submit", csv.to_str().unwrap()], &[]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let batch = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(!batch.is_empty(), "no batch id; stderr: {stderr}");
+    let rows = h.report(&batch).await;
+    let rejected: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .filter(|r| r["outcome"] == "rejected")
+        .map(|r| {
+            (
+                r["line"].as_str(),
+                r["error_code"].as_str(),
+                r["error_message"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(rejected.len(), 3, "{rejected:?}");
+    assert_eq!(rejected[0].0, "6002");
+    assert_eq!(rejected[0].1, "duplicate_row");
+    assert!(rejected[0].2.contains("line 2"), "{rejected:?}");
+    assert_eq!(rejected[1].0, "6003");
+    assert_eq!(rejected[1].1, "conflicting_row");
+    assert!(rejected[1].2.contains("line 3"), "{rejected:?}");
+    // A repeat of a refused row is still a repeat of the first one.
+    assert_eq!(rejected[2].1, "conflicting_row");
+    assert!(rejected[2].2.contains("line 3"), "{rejected:?}");
+    assert_eq!(rows.len() - rejected.len(), 6_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_csv_twice_makes_no_second_removal() {
     let h = Harness::start(directory()).await;
     let csv = h.write_csv("leavers.csv", &leavers_csv(false));

@@ -299,6 +299,10 @@ same_as_sqlite!(
     crate::reconcile::approve_only_scenario
 );
 same_as_sqlite!(
+    repeats_across_chunks_on_postgres,
+    crate::pipeline::repeats_across_chunks_scenario
+);
+same_as_sqlite!(
     retry_of_dead_requests_on_postgres,
     crate::faults::exhausted_budget_scenario
 );
