@@ -116,7 +116,8 @@ async fn take_rows<R: Read>(
         new_requests: 0,
         halted: None,
     };
-    while let Some(chunk) = csv.next_chunk(CHUNK_ROWS)? {
+    let mut next = csv.next_chunk(CHUNK_ROWS)?;
+    while let Some(chunk) = next {
         let (accepted, rejected) = (chunk.accepted.len() as u64, chunk.rejected.len() as u64);
         // The summary keeps the first rejections; the chunk itself moves to
         // the store.
@@ -124,13 +125,18 @@ async fn take_rows<R: Read>(
         summary
             .rejected_rows
             .extend(chunk.rejected.iter().take(room).cloned());
-        let jobs = store
-            .write_intake_chunk(batch_id, options.dry_run, dedupe_since, chunk)
-            .await?;
+        let write = store.write_intake_chunk(batch_id, options.dry_run, dedupe_since, chunk);
+        // The next chunk is read while this one is written: `join` polls
+        // the write first, which hands the chunk to SQLite's writer thread,
+        // then reads on this one. (On PostgreSQL the write waits for the
+        // read instead, as it did before.)
+        let (jobs, read) = futures::future::join(write, async { csv.next_chunk(CHUNK_ROWS) }).await;
+        let jobs = jobs?;
         summary.accepted_rows += accepted;
         summary.rejected_count += rejected;
         summary.new_requests += jobs.len() as u64;
         crate::metrics::rows(accepted, rejected);
+        next = read?;
     }
     Ok(summary)
 }
