@@ -54,6 +54,19 @@ impl Harness {
         Self::start_with(directory, Options::default()).await
     }
 
+    /// The default harness on SQLite (`None`) or the PostgreSQL database
+    /// at the URL.
+    pub async fn on_database(directory: Directory, database_url: Option<String>) -> Harness {
+        Self::start_with(
+            directory,
+            Options {
+                database_url,
+                ..Options::default()
+            },
+        )
+        .await
+    }
+
     pub async fn start_with(directory: Directory, o: Options) -> Harness {
         let token = format!("it-{:032x}", rand::random::<u128>());
         let sim_token = if o.wrong_token {

@@ -18,14 +18,7 @@ async fn setup(job_extra: &str) -> Setup {
 
 /// As [`setup`], on the PostgreSQL database at `database_url` when given.
 async fn setup_on(job_extra: &str, database_url: Option<String>) -> Setup {
-    let h = Harness::start_with(
-        offboard::sim::Directory::generate(100, 5),
-        Options {
-            database_url,
-            ..Options::default()
-        },
-    )
-    .await;
+    let h = Harness::on_database(offboard::sim::Directory::generate(100, 5), database_url).await;
     let jobs = h.dir.path().join("jobs");
     std::fs::create_dir_all(&jobs).unwrap();
     let roster = h.dir.path().join("roster.csv");
