@@ -60,7 +60,8 @@ impl IdempotencyKey {
     }
 
     /// The key without its department: who is offboarded, wherever their
-    /// resources go. Rows of one file with the same person conflict.
+    /// resources go. A file names each person once: a second row is a
+    /// duplicate, or a conflict when it names another department.
     pub fn person(&self) -> &str {
         self.split().0
     }

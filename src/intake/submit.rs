@@ -128,8 +128,9 @@ async fn take_rows<R: Read>(
         let write = store.write_intake_chunk(batch_id, options.dry_run, dedupe_since, chunk);
         // The next chunk is read while this one is written: `join` polls
         // the write first, which hands the chunk to SQLite's writer thread,
-        // then reads on this one. (On PostgreSQL the write waits for the
-        // read instead, as it did before.)
+        // then reads on this one. On PostgreSQL the write's first poll only
+        // takes a connection and begins; its statements wait for the read,
+        // so the two take as long as one after the other did.
         let (jobs, read) = futures::future::join(write, async { csv.next_chunk(CHUNK_ROWS) }).await;
         let jobs = jobs?;
         summary.accepted_rows += accepted;
