@@ -11,7 +11,9 @@ use super::row::{ProviderCatalog, RowFields, truncate};
 use crate::domain::Rejection;
 use crate::store::{IntakeChunk, RejectedRow};
 
-/// The input as a whole cannot be used (exit code 2).
+/// The input as a whole cannot be used (exit code 2), or, for `People`
+/// only, intake's own scratch database failed (`SubmitError::People`, an
+/// internal error).
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
     #[error("cannot read the CSV input: {0}")]
@@ -24,6 +26,7 @@ pub enum IntakeError {
     Header(String),
     #[error("CSV parse error at line {line}: {message}")]
     Parse { line: u64, message: String },
+    /// Not the input's fault; `SubmitError`'s `From` keeps it apart.
     #[error(transparent)]
     People(#[from] PeopleError),
 }
