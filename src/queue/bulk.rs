@@ -30,6 +30,15 @@ const APALIS_DEFAULT_MAX_ATTEMPTS: usize = 25;
 const INSERT_JOB_SQL: &str = "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority, metadata, idempotency_key)
      VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(job_type, idempotency_key) DO NOTHING";
 const MARK_ENQUEUED_SQL: &str = "UPDATE requests SET enqueued = 1 WHERE id = ?1";
+/// Marks a page of a batch read by `UNENQUEUED_OF_SQL` in one statement:
+/// in the transaction that read it, the page is exactly the batch's
+/// unqueued requests up to its last id. Walking `requests_batch_unqueued`
+/// once replaces a primary-key lookup and a statement per request (a
+/// sixth of an intake's writer time; BENCHMARKS.md, "Evening").
+/// `INDEXED BY` turns a plan that lost the index into an error, not a
+/// scan of the whole batch per page.
+const MARK_PAGE_OF_SQL: &str = "UPDATE requests INDEXED BY requests_batch_unqueued SET enqueued = 1
+     WHERE batch_id = ?1 AND enqueued = 0 AND outcome IS NULL AND id <= ?2";
 
 /// One job row as apalis-sqlite's sink would write it.
 struct JobRow {
@@ -61,14 +70,33 @@ impl JobRow {
     }
 }
 
+/// Which requests a write marks enqueued.
+enum Marks {
+    /// These, one by one.
+    Each(Vec<String>),
+    /// A batch's unqueued requests up to and including this id.
+    OfBatchThrough { batch: String, last: String },
+}
+
 /// The jobs of `tasks` and their requests' marks, ready to write.
 struct JobsOf {
     rows: Vec<JobRow>,
-    request_ids: Vec<String>,
+    marks: Marks,
 }
 
 impl JobsOf {
+    /// The jobs of `tasks`, which mark each of their requests.
     fn new(tasks: &[Task<RequestJob>]) -> Result<JobsOf, StoreError> {
+        let marks = Marks::Each(
+            tasks
+                .iter()
+                .flat_map(|t| t.args.ids().map(str::to_owned))
+                .collect(),
+        );
+        JobsOf::marking(tasks, marks)
+    }
+
+    fn marking(tasks: &[Task<RequestJob>], marks: Marks) -> Result<JobsOf, StoreError> {
         let now_secs = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -77,10 +105,7 @@ impl JobsOf {
                 .iter()
                 .map(|t| JobRow::of(t, now_secs))
                 .collect::<Result<_, _>>()?,
-            request_ids: tasks
-                .iter()
-                .flat_map(|t| t.args.ids().map(str::to_owned))
-                .collect(),
+            marks,
         })
     }
 
@@ -99,9 +124,17 @@ impl JobsOf {
                 row.idempotency_key
             ])?;
         }
-        let mut mark = tx.prepare_cached(MARK_ENQUEUED_SQL)?;
-        for id in &self.request_ids {
-            mark.execute(params![id])?;
+        match &self.marks {
+            Marks::Each(ids) => {
+                let mut mark = tx.prepare_cached(MARK_ENQUEUED_SQL)?;
+                for id in ids {
+                    mark.execute(params![id])?;
+                }
+            }
+            Marks::OfBatchThrough { batch, last } => {
+                tx.prepare_cached(MARK_PAGE_OF_SQL)?
+                    .execute(params![batch, last])?;
+            }
         }
         Ok(())
     }
@@ -146,7 +179,15 @@ pub(super) async fn enqueue_page(
                     .query_map(params![limit as i64], job)?
                     .collect::<Result<_, _>>()?,
             };
-            JobsOf::new(&super::slices(&page, now_ms()))?.write(tx)?;
+            let tasks = super::slices(&page, now_ms());
+            let jobs = match (batch, page.last()) {
+                (Some(batch), Some(last)) => {
+                    let last = last.request_id.clone();
+                    JobsOf::marking(&tasks, Marks::OfBatchThrough { batch, last })?
+                }
+                _ => JobsOf::new(&tasks)?,
+            };
+            jobs.write(tx)?;
             Ok(page.len())
         })
         .await
@@ -160,6 +201,108 @@ mod tests {
 
     use super::*;
     use crate::store::QueuePool;
+
+    /// A batch of five requests as an intake stores them, next to another
+    /// batch of two; returns both batches' ids.
+    async fn two_batches(store: &Store) -> (String, String) {
+        use crate::domain::{OrgId, ProviderName, Target, UserId};
+        use crate::store::{AcceptedRow, IntakeChunk, NewBatch};
+        let mut ids = Vec::new();
+        for (name, users) in [("a.csv", 5), ("b.csv", 2)] {
+            let batch = store
+                .create_batch(&NewBatch {
+                    source: "cli".into(),
+                    source_name: Some(name.into()),
+                    dry_run: false,
+                })
+                .await
+                .unwrap();
+            let accepted = (0..users)
+                .map(|i| AcceptedRow {
+                    line: i as u64 + 2,
+                    target: Target {
+                        provider: ProviderName::new_unchecked("acme"),
+                        organization_id: OrgId::new_unchecked("org_1"),
+                        user_id: UserId::new_unchecked(format!("{name}_usr_{i}")),
+                        transfer_to_department_id: None,
+                    },
+                    reason: None,
+                    effective_at: None,
+                })
+                .collect();
+            let chunk = IntakeChunk {
+                accepted,
+                rejected: Vec::new(),
+            };
+            store
+                .write_intake_chunk(&batch, false, None, chunk)
+                .await
+                .unwrap();
+            ids.push(batch);
+        }
+        (ids.remove(0), ids.remove(0))
+    }
+
+    /// The page marked in one statement is exactly the page read: the
+    /// batch's first unqueued requests in id order, no more, and nothing of
+    /// another batch; the pages together mark the batch once.
+    #[tokio::test]
+    async fn a_batch_s_pages_mark_exactly_their_own_requests() {
+        let (_dir, _url, store) = crate::store::scratch_store().await;
+        let (a, b) = two_batches(&store).await;
+        let QueuePool::Sqlite(pool) = store.queue_pool().clone() else {
+            unreachable!("a sqlite URL")
+        };
+        let enqueued = |batch: String| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_scalar::<_, String>(
+                    "SELECT id FROM requests WHERE batch_id = ?1 AND enqueued = 1 ORDER BY id",
+                )
+                .bind(batch)
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+            }
+        };
+        let all_of_a: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM requests WHERE batch_id = ?1 ORDER BY id")
+                .bind(&a)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let mut pages = Vec::new();
+        loop {
+            let n = enqueue_page(&store, Unqueued::OfBatch(&a), 2)
+                .await
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+            pages.push(n);
+            let marked = enqueued(a.clone()).await;
+            assert_eq!(marked, all_of_a[..marked.len()], "a prefix in id order");
+            assert_eq!(marked.len(), pages.iter().sum::<usize>());
+            assert!(enqueued(b.clone()).await.is_empty(), "the other batch");
+        }
+        assert_eq!(pages, [2, 2, 1]);
+        let jobs: Vec<String> = sqlx::query_scalar("SELECT CAST(job AS TEXT) FROM Jobs")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        let in_jobs: Vec<String> = jobs
+            .iter()
+            .flat_map(|j| {
+                serde_json::from_str::<RequestJob>(j)
+                    .unwrap()
+                    .ids()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(in_jobs, all_of_a, "one job each, in order");
+        store.close().await;
+    }
 
     /// A job written here must be the row apalis's own sink writes for the
     /// same task: every column but the generated id. This is the guard on
