@@ -1,14 +1,16 @@
 //! An intake chunk on SQLite, written on the group writer's thread and
-//! connection: one prepared statement per row instead of multi-row
-//! statements through sqlx, whose every statement is a round trip to its
-//! connection's thread (BENCHMARKS.md, "Late morning series"). The same
-//! rows as the PostgreSQL path writes, through the same plan (`ChunkPlan`).
+//! connection with prepared multi-row statements, not through sqlx, whose
+//! every statement is a round trip to its connection's thread
+//! (BENCHMARKS.md, "Late morning series"). The same rows as the PostgreSQL
+//! path writes, through the same plan (`ChunkPlan`).
 
 use std::collections::HashMap;
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{CachedStatement, OptionalExtension, Statement, params};
 
-use super::{ADD_REJECTED_SQL, ChunkPlan, ChunkWrite, REQUEST_INSERT_COLUMNS, keys_of};
+use super::{
+    ADD_REJECTED_SQL, AcceptedRow, ChunkPlan, ChunkWrite, REQUEST_INSERT_COLUMNS, keys_of,
+};
 use crate::store::{NewJob, StoreError, now_ms};
 
 const OPEN_SQL: &str =
@@ -20,8 +22,7 @@ const RECENT_SQL: &str = "SELECT id FROM requests
      WHERE idempotency_key = ?1 AND dry_run = 0
        AND outcome IN ('succeeded', 'already_done') AND finished_at >= ?2
      ORDER BY finished_at DESC LIMIT 1";
-const ENTRY_SQL: &str =
-    "INSERT INTO batch_entries (batch_id, line, request_id) VALUES (?1, ?2, ?3)";
+const ENTRY_INSERT: &str = "INSERT INTO batch_entries (batch_id, line, request_id)";
 const REJECTED_SQL: &str =
     "INSERT INTO rejected_rows (batch_id, line, code, message, provider, organization_id, user_id)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
@@ -49,36 +50,56 @@ pub(super) fn write_chunk(
     let mut plan = ChunkPlan::of(chunk, &keys, HashMap::new(), *dry_run);
     let now = now_ms();
     (|| -> Result<(), rusqlite::Error> {
-        let mut insert = tx.prepare_cached(&format!(
-            "INSERT INTO requests ({REQUEST_INSERT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-        ))?;
+        let mut insert = Rows::new(
+            tx,
+            &format!("INSERT INTO requests ({REQUEST_INSERT_COLUMNS})"),
+            11,
+            |s: &mut Statement<'_>, at: usize, new_row: &&(String, &AcceptedRow, &str)| {
+                let (id, row, key) = new_row;
+                let t = &row.target;
+                s.raw_bind_parameter(at, id)?;
+                s.raw_bind_parameter(at + 1, batch_id)?;
+                s.raw_bind_parameter(at + 2, t.provider.as_str())?;
+                s.raw_bind_parameter(at + 3, t.organization_id.as_str())?;
+                s.raw_bind_parameter(at + 4, t.user_id.as_str())?;
+                s.raw_bind_parameter(
+                    at + 5,
+                    t.transfer_to_department_id.as_ref().map(|d| d.as_str()),
+                )?;
+                s.raw_bind_parameter(at + 6, &row.reason)?;
+                s.raw_bind_parameter(at + 7, row.effective_at)?;
+                s.raw_bind_parameter(at + 8, *key)?;
+                s.raw_bind_parameter(at + 9, i64::from(*dry_run))?;
+                s.raw_bind_parameter(at + 10, now)
+            },
+        )?;
         let mut reusable = Reusable::new(tx, batch_id, *dedupe_since)?;
         let mut linked = HashMap::new();
-        for (id, row, key) in &plan.new_rows {
+        for new_row in &plan.new_rows {
+            let (id, _, key) = new_row;
             if !*dry_run && let Some(existing) = reusable.find(key)? {
                 linked.insert(id.clone(), existing);
                 continue;
             }
-            let t = &row.target;
-            insert.execute(params![
-                id,
-                batch_id,
-                t.provider.as_str(),
-                t.organization_id.as_str(),
-                t.user_id.as_str(),
-                t.transfer_to_department_id.as_ref().map(|d| d.as_str()),
-                row.reason,
-                row.effective_at,
-                key,
-                i64::from(*dry_run),
-                now
-            ])?;
+            insert.push(new_row)?;
         }
+        insert.finish()?;
         plan.link(&linked);
-        let mut entry = tx.prepare_cached(ENTRY_SQL)?;
-        for (line, id) in &plan.entries {
-            entry.execute(params![batch_id, *line as i64, id])?;
+        let mut entry = Rows::new(
+            tx,
+            ENTRY_INSERT,
+            3,
+            |s: &mut Statement<'_>, at: usize, entry: &&(u64, String)| {
+                let (line, id) = entry;
+                s.raw_bind_parameter(at, batch_id)?;
+                s.raw_bind_parameter(at + 1, *line as i64)?;
+                s.raw_bind_parameter(at + 2, id)
+            },
+        )?;
+        for e in &plan.entries {
+            entry.push(e)?;
         }
+        entry.finish()?;
         let mut rejected = tx.prepare_cached(REJECTED_SQL)?;
         for r in &chunk.rejected {
             rejected.execute(params![
@@ -99,6 +120,68 @@ pub(super) fn write_chunk(
     })()
     .map_err(StoreError::from)?;
     Ok(plan.created)
+}
+
+/// Rows per multi-row `INSERT`. SQLite binds, steps and resets a
+/// statement once for all of them, where one statement per row paid that,
+/// and rusqlite's call, for each (BENCHMARKS.md, "Evening").
+const ROWS_PER_INSERT: usize = 64;
+
+/// Inserts rows into one table, [`ROWS_PER_INSERT`] to a statement and
+/// the last few one by one, so that only two statements are ever prepared
+/// (the writer's statement cache is small).
+struct Rows<'t, T, B> {
+    many: CachedStatement<'t>,
+    one: CachedStatement<'t>,
+    columns: usize,
+    /// Binds a row's values from the given one-based parameter index on.
+    bind: B,
+    pending: Vec<T>,
+}
+
+impl<'t, T, B> Rows<'t, T, B>
+where
+    B: Fn(&mut Statement<'_>, usize, &T) -> Result<(), rusqlite::Error>,
+{
+    /// `head` is `INSERT INTO table (columns…)`, with `columns` of them.
+    fn new(
+        tx: &'t rusqlite::Transaction<'_>,
+        head: &str,
+        columns: usize,
+        bind: B,
+    ) -> Result<Self, rusqlite::Error> {
+        let values = |rows: usize| {
+            let row = format!("({})", vec!["?"; columns].join(", "));
+            format!("{head} VALUES {}", vec![row; rows].join(", "))
+        };
+        Ok(Rows {
+            many: tx.prepare_cached(&values(ROWS_PER_INSERT))?,
+            one: tx.prepare_cached(&values(1))?,
+            columns,
+            bind,
+            pending: Vec::with_capacity(ROWS_PER_INSERT),
+        })
+    }
+
+    fn push(&mut self, row: T) -> Result<(), rusqlite::Error> {
+        self.pending.push(row);
+        if self.pending.len() == ROWS_PER_INSERT {
+            for (i, row) in self.pending.iter().enumerate() {
+                (self.bind)(&mut self.many, 1 + i * self.columns, row)?;
+            }
+            self.many.raw_execute()?;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<(), rusqlite::Error> {
+        for row in &self.pending {
+            (self.bind)(&mut self.one, 1, row)?;
+            self.one.raw_execute()?;
+        }
+        Ok(())
+    }
 }
 
 /// Finds the request a key's rows link to: an open one, or (within the
