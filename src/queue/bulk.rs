@@ -205,37 +205,19 @@ mod tests {
     /// A batch of five requests as an intake stores them, next to another
     /// batch of two; returns both batches' ids.
     async fn two_batches(store: &Store) -> (String, String) {
-        use crate::domain::{OrgId, ProviderName, Target, UserId};
-        use crate::store::{AcceptedRow, IntakeChunk, NewBatch};
+        use crate::store::{NewBatch, chunk_of};
         let mut ids = Vec::new();
-        for (name, users) in [("a.csv", 5), ("b.csv", 2)] {
+        for users in [&["a0", "a1", "a2", "a3", "a4"][..], &["b0", "b1"]] {
             let batch = store
                 .create_batch(&NewBatch {
                     source: "cli".into(),
-                    source_name: Some(name.into()),
+                    source_name: Some("t.csv".into()),
                     dry_run: false,
                 })
                 .await
                 .unwrap();
-            let accepted = (0..users)
-                .map(|i| AcceptedRow {
-                    line: i as u64 + 2,
-                    target: Target {
-                        provider: ProviderName::new_unchecked("acme"),
-                        organization_id: OrgId::new_unchecked("org_1"),
-                        user_id: UserId::new_unchecked(format!("{name}_usr_{i}")),
-                        transfer_to_department_id: None,
-                    },
-                    reason: None,
-                    effective_at: None,
-                })
-                .collect();
-            let chunk = IntakeChunk {
-                accepted,
-                rejected: Vec::new(),
-            };
             store
-                .write_intake_chunk(&batch, false, None, chunk)
+                .write_intake_chunk(&batch, false, None, chunk_of(users))
                 .await
                 .unwrap();
             ids.push(batch);

@@ -18,6 +18,8 @@ pub use audit::AuditEvent;
 pub use batches::{BatchRow, NewBatch};
 pub(crate) use connect::QueuePool;
 pub use connect::{Backend, Store};
+#[cfg(test)]
+pub(crate) use intake::chunk_of;
 pub use intake::{AcceptedRow, IntakeChunk, NewJob, RejectedRow};
 pub(crate) use rails::UNENQUEUED_OF_SQL;
 pub use report::{FIRST_REJECTED, ReportRow, ReportWindow};

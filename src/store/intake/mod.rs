@@ -187,35 +187,38 @@ impl<'a> ChunkPlan<'a> {
     }
 }
 
+/// A chunk of one accepted row per user (provider `acme`, organization
+/// `org_a`, lines from 2), for tests.
+#[cfg(test)]
+pub(crate) fn chunk_of(users: &[&str]) -> IntakeChunk {
+    use crate::domain::{OrgId, ProviderName, UserId};
+    IntakeChunk {
+        accepted: users
+            .iter()
+            .enumerate()
+            .map(|(i, user)| AcceptedRow {
+                line: i as u64 + 2,
+                target: Target {
+                    provider: ProviderName::new_unchecked("acme"),
+                    organization_id: OrgId::new_unchecked("org_a"),
+                    user_id: UserId::new_unchecked(*user),
+                    transfer_to_department_id: None,
+                },
+                reason: None,
+                effective_at: None,
+            })
+            .collect(),
+        rejected: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{OrgId, ProviderName, UserId};
-
-    fn chunk(users: &[&str]) -> IntakeChunk {
-        IntakeChunk {
-            accepted: users
-                .iter()
-                .enumerate()
-                .map(|(i, user)| AcceptedRow {
-                    line: i as u64 + 2,
-                    target: Target {
-                        provider: ProviderName::new_unchecked("acme"),
-                        organization_id: OrgId::new_unchecked("org_a"),
-                        user_id: UserId::new_unchecked(*user),
-                        transfer_to_department_id: None,
-                    },
-                    reason: None,
-                    effective_at: None,
-                })
-                .collect(),
-            rejected: Vec::new(),
-        }
-    }
 
     #[test]
     fn new_requests_come_in_key_order_with_rising_ids_and_every_line_keeps_its_own() {
-        let chunk = chunk(&["u3", "u1", "u6", "u2", "u5", "u4"]);
+        let chunk = chunk_of(&["u3", "u1", "u6", "u2", "u5", "u4"]);
         let keys = keys_of(&chunk);
         let plan = ChunkPlan::of(&chunk, &keys, HashMap::new(), false);
         let planned_keys: Vec<&str> = plan.new_rows.iter().map(|(_, _, k)| *k).collect();
@@ -236,7 +239,7 @@ mod tests {
 
     #[test]
     fn a_key_with_work_links_and_a_repeated_key_links_to_its_first_row() {
-        let chunk = chunk(&["u1", "u2", "u1"]);
+        let chunk = chunk_of(&["u1", "u2", "u1"]);
         let keys = keys_of(&chunk);
         let linked = HashMap::from([(keys[1].clone(), "earlier".to_owned())]);
         let plan = ChunkPlan::of(&chunk, &keys, linked, false);
@@ -254,7 +257,7 @@ mod tests {
 
     #[test]
     fn linking_after_the_plan_keeps_the_linked_rows_out_of_the_new_work() {
-        let chunk = chunk(&["u1", "u2"]);
+        let chunk = chunk_of(&["u1", "u2"]);
         let keys = keys_of(&chunk);
         let mut plan = ChunkPlan::of(&chunk, &keys, HashMap::new(), false);
         let first = plan.entries[0].1.clone();

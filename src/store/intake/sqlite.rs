@@ -11,7 +11,8 @@ use rusqlite::{CachedStatement, OptionalExtension, Statement, params};
 use super::{
     ADD_REJECTED_SQL, AcceptedRow, ChunkPlan, ChunkWrite, REQUEST_INSERT_COLUMNS, keys_of,
 };
-use crate::store::{NewJob, StoreError, now_ms};
+use crate::store::sql::Params;
+use crate::store::{Backend, NewJob, StoreError, now_ms};
 
 const OPEN_SQL: &str =
     "SELECT r.id, b.stored_state FROM requests r JOIN batches b ON b.id = r.batch_id
@@ -22,7 +23,7 @@ const RECENT_SQL: &str = "SELECT id FROM requests
      WHERE idempotency_key = ?1 AND dry_run = 0
        AND outcome IN ('succeeded', 'already_done') AND finished_at >= ?2
      ORDER BY finished_at DESC LIMIT 1";
-const ENTRY_INSERT: &str = "INSERT INTO batch_entries (batch_id, line, request_id)";
+const ENTRY_COLUMNS: &str = "batch_id, line, request_id";
 const REJECTED_SQL: &str =
     "INSERT INTO rejected_rows (batch_id, line, code, message, provider, organization_id, user_id)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
@@ -52,8 +53,8 @@ pub(super) fn write_chunk(
     (|| -> Result<(), rusqlite::Error> {
         let mut insert = Rows::new(
             tx,
-            &format!("INSERT INTO requests ({REQUEST_INSERT_COLUMNS})"),
-            11,
+            "requests",
+            REQUEST_INSERT_COLUMNS,
             |s: &mut Statement<'_>, at: usize, new_row: &&(String, &AcceptedRow, &str)| {
                 let (id, row, key) = new_row;
                 let t = &row.target;
@@ -87,8 +88,8 @@ pub(super) fn write_chunk(
         plan.link(&linked);
         let mut entry = Rows::new(
             tx,
-            ENTRY_INSERT,
-            3,
+            "batch_entries",
+            ENTRY_COLUMNS,
             |s: &mut Statement<'_>, at: usize, entry: &&(u64, String)| {
                 let (line, id) = entry;
                 s.raw_bind_parameter(at, batch_id)?;
@@ -143,21 +144,23 @@ impl<'t, T, B> Rows<'t, T, B>
 where
     B: Fn(&mut Statement<'_>, usize, &T) -> Result<(), rusqlite::Error>,
 {
-    /// `head` is `INSERT INTO table (columns…)`, with `columns` of them.
+    /// Rows of `table`'s `columns` (a comma-separated list, in the order
+    /// `bind` binds them).
     fn new(
         tx: &'t rusqlite::Transaction<'_>,
-        head: &str,
-        columns: usize,
+        table: &str,
+        columns: &str,
         bind: B,
     ) -> Result<Self, rusqlite::Error> {
+        let count = columns.split(',').count();
         let values = |rows: usize| {
-            let row = format!("({})", vec!["?"; columns].join(", "));
-            format!("{head} VALUES {}", vec![row; rows].join(", "))
+            let tuples = Params::new(Backend::Sqlite).tuples(rows, count);
+            format!("INSERT INTO {table} ({columns}) VALUES {tuples}")
         };
         Ok(Rows {
             many: tx.prepare_cached(&values(ROWS_PER_INSERT))?,
             one: tx.prepare_cached(&values(1))?,
-            columns,
+            columns: count,
             bind,
             pending: Vec::with_capacity(ROWS_PER_INSERT),
         })
