@@ -10,6 +10,15 @@
 //! "request marked enqueued" one atomic step, so a crash can no longer
 //! leave duplicate jobs behind.
 //!
+//! An intake on SQLite stores its new requests already marked enqueued and
+//! holds their jobs back until the batch may run ([`push_held_page`]): a
+//! mark written afterwards rewrote every row and moved it in and out of
+//! `requests_batch_unqueued` (BENCHMARKS.md, "Night"). The push reads the
+//! held requests back by rowid and records how far it got in the
+//! transaction that writes their jobs, so a crash resumes it without a
+//! duplicate, and a request another intake adopts in the meantime (it is
+//! then unqueued, in the other batch) is left to that batch.
+//!
 //! It knows apalis-sqlite's `Jobs` schema: re-check it against
 //! `queries/task/sink.sql` on every apalis upgrade. Every test that runs a
 //! batch on SQLite runs its jobs through this path. apalis-postgres already
@@ -18,7 +27,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use apalis::prelude::Task;
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use super::{QUEUE_NAME, RequestJob, Unqueued};
 use crate::store::{NewJob, Store, StoreError, UNENQUEUED_OF_SQL, UNENQUEUED_PAGE, now_ms};
@@ -39,6 +48,22 @@ const MARK_ENQUEUED_SQL: &str = "UPDATE requests SET enqueued = 1 WHERE id = ?1"
 /// scan of the whole batch per page.
 const MARK_PAGE_OF_SQL: &str = "UPDATE requests INDEXED BY requests_batch_unqueued SET enqueued = 1
      WHERE batch_id = ?1 AND enqueued = 0 AND outcome IS NULL AND id <= ?2";
+
+/// How far a batch's push has got, while it holds requests with no job.
+const PUSH_CURSOR_SQL: &str =
+    "SELECT pushed_through FROM batches WHERE id = ?1 AND push_pending = 1";
+/// The next held requests of a batch, in the order intake stored them.
+/// `enqueued = 1` leaves out a request adopted from another batch, which
+/// comes unqueued and gets its job from [`enqueue_page`].
+const HELD_PAGE_SQL: &str = "SELECT rowid, id, effective_at FROM requests INDEXED BY requests_batch
+     WHERE batch_id = ?1 AND rowid > ?2 AND enqueued = 1 AND outcome IS NULL
+     ORDER BY rowid LIMIT ?3";
+const PUSHED_THROUGH_SQL: &str = "UPDATE batches SET pushed_through = ?2 WHERE id = ?1";
+const PUSHED_ALL_SQL: &str = "UPDATE batches SET push_pending = 0 WHERE id = ?1";
+/// Batches holding jobs that may run now, oldest first.
+const HELD_BATCHES_SQL: &str = "SELECT id FROM batches WHERE push_pending = 1
+       AND (stored_state IS NULL OR stored_state NOT IN ('intake', 'halted', 'cancelled'))
+     ORDER BY id";
 
 /// One job row as apalis-sqlite's sink would write it.
 struct JobRow {
@@ -76,6 +101,8 @@ enum Marks {
     Each(Vec<String>),
     /// A batch's unqueued requests up to and including this id.
     OfBatchThrough { batch: String, last: String },
+    /// None: intake stored them marked.
+    Held,
 }
 
 /// The jobs of `tasks` and their requests' marks, ready to write.
@@ -135,6 +162,7 @@ impl JobsOf {
                 tx.prepare_cached(MARK_PAGE_OF_SQL)?
                     .execute(params![batch, last])?;
             }
+            Marks::Held => {}
         }
         Ok(())
     }
@@ -193,6 +221,63 @@ pub(super) async fn enqueue_page(
         .await
 }
 
+/// Pushes the jobs of the next `limit` requests `batch` holds, in the
+/// transaction that reads them and moves the batch's cursor past them;
+/// returns how many (0 once the batch holds none, which it then records).
+pub(super) async fn push_held_page(
+    store: &Store,
+    batch: &str,
+    limit: usize,
+) -> Result<usize, StoreError> {
+    let batch = batch.to_owned();
+    store
+        .on_sqlite_writer(move |tx| {
+            let Some(after) = tx
+                .prepare_cached(PUSH_CURSOR_SQL)?
+                .query_row(params![batch], |r| r.get::<_, i64>(0))
+                .optional()?
+            else {
+                return Ok(0);
+            };
+            let held: Vec<(i64, NewJob)> = tx
+                .prepare_cached(HELD_PAGE_SQL)?
+                .query_map(params![batch, after, limit as i64], |r| {
+                    Ok((
+                        r.get(0)?,
+                        NewJob {
+                            request_id: r.get(1)?,
+                            effective_at: r.get(2)?,
+                        },
+                    ))
+                })?
+                .collect::<Result<_, _>>()?;
+            let Some(&(last, _)) = held.last() else {
+                tx.prepare_cached(PUSHED_ALL_SQL)?.execute(params![batch])?;
+                return Ok(0);
+            };
+            let page: Vec<NewJob> = held.into_iter().map(|(_, job)| job).collect();
+            let tasks = super::slices(&page, now_ms());
+            JobsOf::marking(&tasks, Marks::Held)?.write(tx)?;
+            tx.prepare_cached(PUSHED_THROUGH_SQL)?
+                .execute(params![batch, last])?;
+            Ok(page.len())
+        })
+        .await
+}
+
+/// The batches whose held requests may run now and still need jobs (an
+/// intake or approval that stopped before its push finished).
+pub(super) async fn held_batches(store: &Store) -> Result<Vec<String>, StoreError> {
+    store
+        .on_sqlite_writer(|tx| {
+            Ok(tx
+                .prepare_cached(HELD_BATCHES_SQL)?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?)
+        })
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use apalis::prelude::{TaskBuilder, TaskSink};
@@ -200,59 +285,84 @@ mod tests {
     use sqlx::Row;
 
     use super::*;
+    use crate::queue::Queue;
     use crate::store::QueuePool;
 
-    /// A batch of five requests as an intake stores them, next to another
-    /// batch of two; returns both batches' ids.
-    async fn two_batches(store: &Store) -> (String, String) {
+    /// A batch of requests as an intake stores them; returns its id.
+    async fn batch_of(store: &Store, users: &[&str]) -> String {
         use crate::store::{NewBatch, chunk_of};
-        let mut ids = Vec::new();
-        for users in [&["a0", "a1", "a2", "a3", "a4"][..], &["b0", "b1"]] {
-            let batch = store
-                .create_batch(&NewBatch {
-                    source: "cli".into(),
-                    source_name: Some("t.csv".into()),
-                    dry_run: false,
-                })
-                .await
-                .unwrap();
-            store
-                .write_intake_chunk(&batch, false, None, chunk_of(users))
-                .await
-                .unwrap();
-            ids.push(batch);
-        }
-        (ids.remove(0), ids.remove(0))
+        let batch = store
+            .create_batch(&NewBatch {
+                source: "cli".into(),
+                source_name: Some("t.csv".into()),
+                dry_run: false,
+            })
+            .await
+            .unwrap();
+        store
+            .write_intake_chunk(&batch, false, None, chunk_of(users))
+            .await
+            .unwrap();
+        batch
     }
 
-    /// The page marked in one statement is exactly the page read: the
-    /// batch's first unqueued requests in id order, no more, and nothing of
-    /// another batch; the pages together mark the batch once.
-    #[tokio::test]
-    async fn a_batch_s_pages_mark_exactly_their_own_requests() {
-        let (_dir, _url, store) = crate::store::scratch_store().await;
-        let (a, b) = two_batches(&store).await;
+    fn sqlite_pool(store: &Store) -> sqlx::SqlitePool {
         let QueuePool::Sqlite(pool) = store.queue_pool().clone() else {
             unreachable!("a sqlite URL")
         };
-        let enqueued = |batch: String| {
-            let pool = pool.clone();
-            async move {
-                sqlx::query_scalar::<_, String>(
-                    "SELECT id FROM requests WHERE batch_id = ?1 AND enqueued = 1 ORDER BY id",
-                )
-                .bind(batch)
-                .fetch_all(&pool)
-                .await
-                .unwrap()
-            }
-        };
-        let all_of_a: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM requests WHERE batch_id = ?1 ORDER BY id")
-                .bind(&a)
-                .fetch_all(&pool)
+        pool
+    }
+
+    async fn ids_of(pool: &sqlx::SqlitePool, sql: &str, batch: &str) -> Vec<String> {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .bind(batch)
+            .fetch_all(pool)
+            .await
+            .unwrap()
+    }
+
+    /// The requests of every job in the queue, in the order pushed.
+    async fn requests_in_jobs(pool: &sqlx::SqlitePool) -> Vec<String> {
+        let jobs: Vec<String> =
+            sqlx::query_scalar("SELECT CAST(job AS TEXT) FROM Jobs ORDER BY rowid")
+                .fetch_all(pool)
                 .await
                 .unwrap();
+        jobs.iter()
+            .flat_map(|j| {
+                serde_json::from_str::<RequestJob>(j)
+                    .unwrap()
+                    .ids()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    const ALL_OF_SQL: &str = "SELECT id FROM requests WHERE batch_id = ?1 ORDER BY id";
+
+    /// The page marked in one statement is exactly the page read: the
+    /// batch's first unqueued requests in id order, no more, and nothing of
+    /// another batch; the pages together mark the batch once. (Intake holds
+    /// its requests marked, so they are unmarked here, as adopted ones or
+    /// those of an older version come.)
+    #[tokio::test]
+    async fn a_batch_s_pages_mark_exactly_their_own_requests() {
+        let (_dir, _url, store) = crate::store::scratch_store().await;
+        let a = batch_of(&store, &["a0", "a1", "a2", "a3", "a4"]).await;
+        let b = batch_of(&store, &["b0", "b1"]).await;
+        let pool = sqlite_pool(&store);
+        sqlx::query("UPDATE requests SET enqueued = 0")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE batches SET push_pending = 0")
+            .execute(&pool)
+            .await
+            .unwrap();
+        const MARKED_SQL: &str =
+            "SELECT id FROM requests WHERE batch_id = ?1 AND enqueued = 1 ORDER BY id";
+        let all_of_a = ids_of(&pool, ALL_OF_SQL, &a).await;
         let mut pages = Vec::new();
         loop {
             let n = enqueue_page(&store, Unqueued::OfBatch(&a), 2)
@@ -262,27 +372,90 @@ mod tests {
                 break;
             }
             pages.push(n);
-            let marked = enqueued(a.clone()).await;
+            let marked = ids_of(&pool, MARKED_SQL, &a).await;
             assert_eq!(marked, all_of_a[..marked.len()], "a prefix in id order");
             assert_eq!(marked.len(), pages.iter().sum::<usize>());
-            assert!(enqueued(b.clone()).await.is_empty(), "the other batch");
+            assert!(
+                ids_of(&pool, MARKED_SQL, &b).await.is_empty(),
+                "the other batch"
+            );
         }
         assert_eq!(pages, [2, 2, 1]);
-        let jobs: Vec<String> = sqlx::query_scalar("SELECT CAST(job AS TEXT) FROM Jobs")
+        assert_eq!(
+            requests_in_jobs(&pool).await,
+            all_of_a,
+            "one job each, in order"
+        );
+        store.close().await;
+    }
+
+    /// Intake holds its requests' jobs; the push writes them page by page,
+    /// each request once and in order, only for its own batch, and records
+    /// that the batch holds no more. A second push finds nothing; the
+    /// start-up sweep pushes a batch that may run and still holds jobs.
+    #[tokio::test]
+    async fn a_batch_s_held_requests_are_pushed_once_in_order() {
+        let (_dir, _url, store) = crate::store::scratch_store().await;
+        let a = batch_of(&store, &["a0", "a1", "a2", "a3", "a4"]).await;
+        let b = batch_of(&store, &["b0", "b1"]).await;
+        let pool = sqlite_pool(&store);
+        assert!(requests_in_jobs(&pool).await.is_empty(), "held, not pushed");
+        assert_eq!(held_batches(&store).await.unwrap(), [a.clone(), b.clone()]);
+        let mut pages = Vec::new();
+        loop {
+            let n = push_held_page(&store, &a, 2).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            pages.push(n);
+            let pushed = requests_in_jobs(&pool).await;
+            assert_eq!(pushed.len(), pages.iter().sum::<usize>());
+        }
+        assert_eq!(pages, [2, 2, 1]);
+        assert_eq!(
+            requests_in_jobs(&pool).await,
+            ids_of(&pool, ALL_OF_SQL, &a).await
+        );
+        assert_eq!(push_held_page(&store, &a, 2).await.unwrap(), 0);
+        assert_eq!(held_batches(&store).await.unwrap(), [b], "a holds none now");
+        // What a start-up sweep finds after a crash before b's push.
+        let queue = Queue::new(&store, &crate::config::WorkerConfig::default());
+        assert_eq!(queue.enqueue_missing(&store).await.unwrap(), 2);
+        assert!(held_batches(&store).await.unwrap().is_empty());
+        store.close().await;
+    }
+
+    /// A request of a halted batch that a later intake adopts gets one job,
+    /// from the adopting batch; the halted batch, once approved, pushes
+    /// only what it still holds. Held batches that may not run are not
+    /// offered to the start-up sweep.
+    #[tokio::test]
+    async fn an_adopted_request_gets_one_job() {
+        let (_dir, _url, store) = crate::store::scratch_store().await;
+        let queue = Queue::new(&store, &crate::config::WorkerConfig::default());
+        let pool = sqlite_pool(&store);
+        let halted = batch_of(&store, &["x", "y"]).await;
+        store.halt_batch(&halted, "over the cap").await.unwrap();
+        let later = batch_of(&store, &["x", "z"]).await;
+        assert!(held_batches(&store).await.unwrap().contains(&later));
+        assert!(!held_batches(&store).await.unwrap().contains(&halted));
+        assert_eq!(queue.enqueue_batch(&store, &later).await.unwrap(), 2);
+        assert_eq!(
+            ids_of(&pool, ALL_OF_SQL, &later).await.len(),
+            2,
+            "x moved to the later batch"
+        );
+        assert!(store.release_batch(&halted).await.unwrap());
+        assert_eq!(queue.enqueue_batch(&store, &halted).await.unwrap(), 1);
+        let mut pushed = requests_in_jobs(&pool).await;
+        pushed.sort();
+        let mut all: Vec<String> = sqlx::query_scalar("SELECT id FROM requests ORDER BY id")
             .fetch_all(&pool)
             .await
             .unwrap();
-        let in_jobs: Vec<String> = jobs
-            .iter()
-            .flat_map(|j| {
-                serde_json::from_str::<RequestJob>(j)
-                    .unwrap()
-                    .ids()
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        assert_eq!(in_jobs, all_of_a, "one job each, in order");
+        all.sort();
+        assert_eq!(pushed, all, "x, y and z, each once");
+        assert_eq!(queue.enqueue_missing(&store).await.unwrap(), 0);
         store.close().await;
     }
 
@@ -292,9 +465,7 @@ mod tests {
     #[tokio::test]
     async fn writes_the_row_apalis_writes() {
         let (_dir, _url, store) = crate::store::scratch_store().await;
-        let QueuePool::Sqlite(pool) = store.queue_pool().clone() else {
-            unreachable!("a sqlite URL")
-        };
+        let pool = sqlite_pool(&store);
         let task = |id: &str| {
             TaskBuilder::new(RequestJob::of(vec![id.to_owned()]))
                 .max_attempts(3)

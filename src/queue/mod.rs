@@ -170,9 +170,25 @@ impl Queue {
     /// Enqueues `which` requests a page at a time, until a page comes back
     /// empty: each page's requests leave the next one as they are marked
     /// enqueued. On SQLite a page is read, pushed and marked in one
-    /// transaction on the store's writer ([`bulk::enqueue_page`]).
+    /// transaction on the store's writer ([`bulk::enqueue_page`]), after
+    /// the jobs that intake held for those batches ([`bulk::push_held_page`]).
     async fn enqueue_pages(&self, store: &Store, which: Unqueued<'_>) -> Result<u64, QueueError> {
         let mut total = 0;
+        if let Storage::Sqlite(_) = self.storage {
+            let batches = match which {
+                Unqueued::OfBatch(batch) => vec![batch.to_owned()],
+                Unqueued::Any => bulk::held_batches(store).await?,
+            };
+            for batch in &batches {
+                loop {
+                    let pushed = bulk::push_held_page(store, batch, ENQUEUE_PAGE).await?;
+                    if pushed == 0 {
+                        break;
+                    }
+                    total += pushed as u64;
+                }
+            }
+        }
         loop {
             let enqueued = match self.storage {
                 Storage::Sqlite(_) => bulk::enqueue_page(store, which, ENQUEUE_PAGE).await?,

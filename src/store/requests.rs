@@ -286,8 +286,11 @@ impl Store {
         Ok(())
     }
 
-    /// Open requests that never got a queue job (an intake interrupted
-    /// between storing rows and enqueueing them).
+    /// Open requests that never got a queue job (on PostgreSQL an intake
+    /// interrupted between storing rows and enqueueing them; on either
+    /// engine a request adopted or reopened when that stopped half-way).
+    /// SQLite's intake stores its requests marked and holds their jobs
+    /// instead (`queue::bulk`).
     /// The oldest `limit` of them (batch and request ids are ULIDs), read
     /// through `requests_batch_unqueued`: enqueueing a page takes it out of
     /// the next one.

@@ -2,7 +2,9 @@
 //! connection with prepared multi-row statements, not through sqlx, whose
 //! every statement is a round trip to its connection's thread
 //! (BENCHMARKS.md, "Late morning series"). The same rows as the PostgreSQL
-//! path writes, through the same plan (`ChunkPlan`).
+//! path writes, through the same plan (`ChunkPlan`), except that new
+//! requests are stored as enqueued and their batch as holding jobs to push
+//! (`queue::bulk`), where PostgreSQL stores them unqueued.
 
 use std::collections::HashMap;
 
@@ -24,6 +26,10 @@ const RECENT_SQL: &str = "SELECT id FROM requests
        AND outcome IN ('succeeded', 'already_done') AND finished_at >= ?2
      ORDER BY finished_at DESC LIMIT 1";
 const ENTRY_COLUMNS: &str = "batch_id, line, request_id";
+/// The batch's new requests wait for the push that gives them jobs once
+/// the batch may run.
+const HOLD_JOBS_SQL: &str =
+    "UPDATE batches SET push_pending = 1 WHERE id = ?1 AND push_pending = 0";
 const REJECTED_SQL: &str =
     "INSERT INTO rejected_rows (batch_id, line, code, message, provider, organization_id, user_id)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
@@ -50,11 +56,12 @@ pub(super) fn write_chunk(
     // already have work are linked to it below instead.
     let mut plan = ChunkPlan::of(chunk, &keys, HashMap::new(), *dry_run);
     let now = now_ms();
+    let columns = format!("{REQUEST_INSERT_COLUMNS}, enqueued");
     (|| -> Result<(), rusqlite::Error> {
         let mut insert = Rows::new(
             tx,
             "requests",
-            REQUEST_INSERT_COLUMNS,
+            &columns,
             |s: &mut Statement<'_>, at: usize, new_row: &&(String, &AcceptedRow, &str)| {
                 let (id, row, key) = new_row;
                 let t = &row.target;
@@ -71,7 +78,9 @@ pub(super) fn write_chunk(
                 s.raw_bind_parameter(at + 7, row.effective_at)?;
                 s.raw_bind_parameter(at + 8, *key)?;
                 s.raw_bind_parameter(at + 9, i64::from(*dry_run))?;
-                s.raw_bind_parameter(at + 10, now)
+                s.raw_bind_parameter(at + 10, now)?;
+                // Held: the batch's push gives it a job (`queue::bulk`).
+                s.raw_bind_parameter(at + 11, 1)
             },
         )?;
         let mut reusable = Reusable::new(tx, batch_id, *dedupe_since)?;
@@ -86,6 +95,10 @@ pub(super) fn write_chunk(
         }
         insert.finish()?;
         plan.link(&linked);
+        if !plan.created.is_empty() {
+            tx.prepare_cached(HOLD_JOBS_SQL)?
+                .execute(params![batch_id])?;
+        }
         let mut entry = Rows::new(
             tx,
             "batch_entries",
