@@ -290,15 +290,8 @@ mod tests {
 
     /// A batch of requests as an intake stores them; returns its id.
     async fn batch_of(store: &Store, users: &[&str]) -> String {
-        use crate::store::{NewBatch, chunk_of};
-        let batch = store
-            .create_batch(&NewBatch {
-                source: "cli".into(),
-                source_name: Some("t.csv".into()),
-                dry_run: false,
-            })
-            .await
-            .unwrap();
+        use crate::store::{chunk_of, scratch_batch};
+        let batch = scratch_batch(store).await;
         store
             .write_intake_chunk(&batch, false, None, chunk_of(users))
             .await

@@ -18,9 +18,9 @@ pub use audit::AuditEvent;
 pub use batches::{BatchRow, NewBatch};
 pub(crate) use connect::QueuePool;
 pub use connect::{Backend, Store};
-#[cfg(test)]
-pub(crate) use intake::chunk_of;
 pub use intake::{AcceptedRow, IntakeChunk, NewJob, RejectedRow};
+#[cfg(test)]
+pub(crate) use intake::{chunk_of, scratch_batch};
 pub(crate) use rails::UNENQUEUED_OF_SQL;
 pub use report::{FIRST_REJECTED, ReportRow, ReportWindow};
 pub(crate) use requests::UNENQUEUED_PAGE;

@@ -453,7 +453,7 @@ pub(crate) async fn set_enqueued(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{AcceptedRow, IntakeChunk, NewBatch};
+    use crate::store::{AcceptedRow, IntakeChunk};
 
     /// On SQLite the writer reads a claimed request in the claim's own
     /// transaction; it must read what the pool reads: the row, the batch
@@ -461,14 +461,7 @@ mod tests {
     #[tokio::test]
     async fn the_writer_s_claim_read_is_the_pool_s() {
         let (_dir, _url, store) = crate::store::scratch_store().await;
-        let batch = store
-            .create_batch(&NewBatch {
-                source: "cli".into(),
-                source_name: Some("t.csv".into()),
-                dry_run: false,
-            })
-            .await
-            .unwrap();
+        let batch = crate::store::scratch_batch(&store).await;
         let chunk = IntakeChunk {
             accepted: vec![AcceptedRow {
                 line: 2,

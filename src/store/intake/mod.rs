@@ -187,6 +187,19 @@ impl<'a> ChunkPlan<'a> {
     }
 }
 
+/// A batch as `offboard submit t.csv` creates it, for tests.
+#[cfg(test)]
+pub(crate) async fn scratch_batch(store: &Store) -> String {
+    store
+        .create_batch(&super::NewBatch {
+            source: "cli".into(),
+            source_name: Some("t.csv".into()),
+            dry_run: false,
+        })
+        .await
+        .unwrap()
+}
+
 /// A chunk of one accepted row per user (provider `acme`, organization
 /// `org_a`, lines from 2), for tests.
 #[cfg(test)]
