@@ -1,4 +1,4 @@
--- On SQLite an intake stores its new requests as enqueued and leaves their
+-- On SQLite an intake stores its new requests held (enqueued = 2) and leaves their
 -- jobs to be pushed when the batch may run (`src/queue/bulk.rs`), reading
 -- them back through `requests_batch` by rowid. Marking each request
 -- afterwards rewrote every row and took it out of

@@ -10,14 +10,17 @@
 //! "request marked enqueued" one atomic step, so a crash can no longer
 //! leave duplicate jobs behind.
 //!
-//! An intake on SQLite stores its new requests already marked enqueued and
-//! holds their jobs back until the batch may run ([`push_held_page`]): a
-//! mark written afterwards rewrote every row and moved it in and out of
-//! `requests_batch_unqueued` (BENCHMARKS.md, "Night"). The push reads the
-//! held requests back by rowid and records how far it got in the
-//! transaction that writes their jobs, so a crash resumes it without a
-//! duplicate, and a request another intake adopts in the meantime (it is
-//! then unqueued, in the other batch) is left to that batch.
+//! An intake on SQLite stores its new requests held (`enqueued = 2`, so no
+//! sweep for unqueued requests takes them) and holds their jobs back until
+//! the batch may run ([`push_held_page`]): a mark written afterwards
+//! rewrote every row and moved it in and out of `requests_batch_unqueued`
+//! (BENCHMARKS.md, "Night"). The push reads the held requests back by
+//! rowid and records how far it got in the transaction that writes their
+//! jobs, so a crash resumes it without a duplicate. A request adopted by
+//! an intake (it is then unqueued, `enqueued = 0`) and marked by a sweep
+//! (`1`) is never held again, so the push leaves it alone. The cursor is a
+//! rowid, which `VACUUM` may renumber: vacuum a database only while no
+//! batch holds jobs (`SELECT id FROM batches WHERE push_pending = 1`).
 //!
 //! It knows apalis-sqlite's `Jobs` schema: re-check it against
 //! `queries/task/sink.sql` on every apalis upgrade. Every test that runs a
@@ -49,14 +52,17 @@ const MARK_ENQUEUED_SQL: &str = "UPDATE requests SET enqueued = 1 WHERE id = ?1"
 const MARK_PAGE_OF_SQL: &str = "UPDATE requests INDEXED BY requests_batch_unqueued SET enqueued = 1
      WHERE batch_id = ?1 AND enqueued = 0 AND outcome IS NULL AND id <= ?2";
 
-/// How far a batch's push has got, while it holds requests with no job.
+/// How far a batch's push has got, while it holds requests with no job
+/// and may run (the same states as [`HELD_BATCHES_SQL`]).
 const PUSH_CURSOR_SQL: &str =
-    "SELECT pushed_through FROM batches WHERE id = ?1 AND push_pending = 1";
+    "SELECT pushed_through FROM batches WHERE id = ?1 AND push_pending = 1
+       AND (stored_state IS NULL OR stored_state NOT IN ('intake', 'halted', 'cancelled'))";
 /// The next held requests of a batch, in the order intake stored them.
-/// `enqueued = 1` leaves out a request adopted from another batch, which
-/// comes unqueued and gets its job from [`enqueue_page`].
+/// `enqueued = 2` (intake's `HELD`) leaves out an adopted request (from
+/// another batch or an earlier chunk of this one), which comes unqueued
+/// and gets its job from [`enqueue_page`], and a reopened one.
 const HELD_PAGE_SQL: &str = "SELECT rowid, id, effective_at FROM requests INDEXED BY requests_batch
-     WHERE batch_id = ?1 AND rowid > ?2 AND enqueued = 1 AND outcome IS NULL
+     WHERE batch_id = ?1 AND rowid > ?2 AND enqueued = 2 AND outcome IS NULL
      ORDER BY rowid LIMIT ?3";
 const PUSHED_THROUGH_SQL: &str = "UPDATE batches SET pushed_through = ?2 WHERE id = ?1";
 const PUSHED_ALL_SQL: &str = "UPDATE batches SET push_pending = 0 WHERE id = ?1";
@@ -101,7 +107,7 @@ enum Marks {
     Each(Vec<String>),
     /// A batch's unqueued requests up to and including this id.
     OfBatchThrough { batch: String, last: String },
-    /// None: intake stored them marked.
+    /// None: intake stored them held.
     Held,
 }
 
@@ -410,18 +416,31 @@ mod tests {
             ids_of(&pool, ALL_OF_SQL, &a).await
         );
         assert_eq!(push_held_page(&store, &a, 2).await.unwrap(), 0);
-        assert_eq!(held_batches(&store).await.unwrap(), [b], "a holds none now");
+        assert_eq!(
+            held_batches(&store).await.unwrap(),
+            std::slice::from_ref(&b),
+            "a holds none now"
+        );
         // What a start-up sweep finds after a crash before b's push.
         let queue = Queue::new(&store, &crate::config::WorkerConfig::default());
         assert_eq!(queue.enqueue_missing(&store).await.unwrap(), 2);
         assert!(held_batches(&store).await.unwrap().is_empty());
+        let mut all = ids_of(&pool, ALL_OF_SQL, &a).await;
+        all.extend(ids_of(&pool, ALL_OF_SQL, &b).await);
+        assert_eq!(
+            requests_in_jobs(&pool).await,
+            all,
+            "b's jobs too, once each"
+        );
         store.close().await;
     }
 
     /// A request of a halted batch that a later intake adopts gets one job,
-    /// from the adopting batch; the halted batch, once approved, pushes
-    /// only what it still holds. Held batches that may not run are not
-    /// offered to the start-up sweep.
+    /// from the adopting batch, even when a sweep for unqueued requests
+    /// marks it before that batch's push; the halted batch, once approved,
+    /// pushes only what it still holds. Held batches that may not run (in
+    /// intake, halted, cancelled) are neither offered to the start-up sweep
+    /// nor pushed.
     #[tokio::test]
     async fn an_adopted_request_gets_one_job() {
         let (_dir, _url, store) = crate::store::scratch_store().await;
@@ -430,9 +449,20 @@ mod tests {
         let halted = batch_of(&store, &["x", "y"]).await;
         store.halt_batch(&halted, "over the cap").await.unwrap();
         let later = batch_of(&store, &["x", "z"]).await;
-        assert!(held_batches(&store).await.unwrap().contains(&later));
-        assert!(!held_batches(&store).await.unwrap().contains(&halted));
-        assert_eq!(queue.enqueue_batch(&store, &later).await.unwrap(), 2);
+        let taking_in = batch_of(&store, &["t"]).await;
+        store.mark_intake(&taking_in).await.unwrap();
+        let cancelled = batch_of(&store, &["c"]).await;
+        store.cancel_batch(&cancelled, "by a test").await.unwrap();
+        assert_eq!(
+            held_batches(&store).await.unwrap(),
+            std::slice::from_ref(&later)
+        );
+        for batch in [&halted, &taking_in, &cancelled] {
+            assert_eq!(push_held_page(&store, batch, 10).await.unwrap(), 0);
+        }
+        // A sweep (another process's start) marks the adopted x first.
+        assert_eq!(enqueue_page(&store, Unqueued::Any, 10).await.unwrap(), 1);
+        assert_eq!(queue.enqueue_batch(&store, &later).await.unwrap(), 1);
         assert_eq!(
             ids_of(&pool, ALL_OF_SQL, &later).await.len(),
             2,
@@ -442,10 +472,13 @@ mod tests {
         assert_eq!(queue.enqueue_batch(&store, &halted).await.unwrap(), 1);
         let mut pushed = requests_in_jobs(&pool).await;
         pushed.sort();
-        let mut all: Vec<String> = sqlx::query_scalar("SELECT id FROM requests ORDER BY id")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+        let mut all: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM requests WHERE batch_id IN (?1, ?2) ORDER BY id")
+                .bind(&halted)
+                .bind(&later)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
         all.sort();
         assert_eq!(pushed, all, "x, y and z, each once");
         assert_eq!(queue.enqueue_missing(&store).await.unwrap(), 0);

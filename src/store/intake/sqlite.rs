@@ -3,8 +3,9 @@
 //! every statement is a round trip to its connection's thread
 //! (BENCHMARKS.md, "Late morning series"). The same rows as the PostgreSQL
 //! path writes, through the same plan (`ChunkPlan`), except that new
-//! requests are stored as enqueued and their batch as holding jobs to push
-//! (`queue::bulk`), where PostgreSQL stores them unqueued.
+//! requests are stored held (`enqueued = 2`: not unqueued, and not marked
+//! by a sweep) and their batch as holding jobs to push (`queue::bulk`),
+//! where PostgreSQL stores them unqueued.
 
 use std::collections::HashMap;
 
@@ -26,6 +27,9 @@ const RECENT_SQL: &str = "SELECT id FROM requests
        AND outcome IN ('succeeded', 'already_done') AND finished_at >= ?2
      ORDER BY finished_at DESC LIMIT 1";
 const ENTRY_COLUMNS: &str = "batch_id, line, request_id";
+/// `requests.enqueued` of a request whose job its batch's push writes
+/// (`HELD_PAGE_SQL` in `queue::bulk` reads exactly this value).
+const HELD: i64 = 2;
 /// The batch's new requests wait for the push that gives them jobs once
 /// the batch may run.
 const HOLD_JOBS_SQL: &str =
@@ -80,7 +84,7 @@ pub(super) fn write_chunk(
                 s.raw_bind_parameter(at + 9, i64::from(*dry_run))?;
                 s.raw_bind_parameter(at + 10, now)?;
                 // Held: the batch's push gives it a job (`queue::bulk`).
-                s.raw_bind_parameter(at + 11, 1)
+                s.raw_bind_parameter(at + 11, HELD)
             },
         )?;
         let mut reusable = Reusable::new(tx, batch_id, *dedupe_since)?;
