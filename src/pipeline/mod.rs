@@ -64,11 +64,22 @@ async fn run_claimed(
     } = claimed;
     match (batch_state.as_deref(), cancel_requested) {
         (Some("halted" | "intake"), false) => {
-            // Waits for approval, which enqueues it again.
-            engine
-                .store()
-                .postpone(&request.id, &request.claim, None, 0, &[])
-                .await?;
+            // Waits for the batch's release (an approval, the end of its
+            // intake), whose sweep enqueues what is marked unqueued. A
+            // release between the claim and the park has swept already, so
+            // then the sweep runs here.
+            let store = engine.store();
+            store.park(&request.id, &request.claim).await?;
+            let released = store
+                .batch(&request.batch_id)
+                .await?
+                .is_some_and(|b| !matches!(b.stored_state.as_deref(), Some("halted" | "intake")));
+            if released {
+                engine
+                    .queue()
+                    .enqueue_batch(store, &request.batch_id)
+                    .await?;
+            }
             return Ok(());
         }
         (Some("cancelled"), _) | (_, true) => {
@@ -182,4 +193,39 @@ async fn settle_error(
         )
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::store::{chunk_of, scratch_batch, scratch_store};
+
+    /// A request whose job runs while its batch is halted waits without a
+    /// job and gets exactly one again when the batch is approved.
+    #[tokio::test]
+    async fn a_request_met_in_a_halted_batch_runs_after_its_approval() {
+        let (_dir, _url, store) = scratch_store().await;
+        let engine = Engine::with_store(crate::config::Config::default(), Vec::new(), store)
+            .expect("an engine with no provider");
+        let (store, queue) = (engine.store(), engine.queue());
+        let batch = scratch_batch(store).await;
+        let jobs = store
+            .write_intake_chunk(&batch, false, None, chunk_of(&["u1"]))
+            .await
+            .unwrap();
+        assert_eq!(queue.enqueue_batch(store, &batch).await.unwrap(), 1);
+        // Halted after its push: the job is already in the queue.
+        store.halt_batch(&batch, "by a test").await.unwrap();
+        run_job(&engine, &jobs[0].request_id).await.unwrap();
+        let request = store.request(&jobs[0].request_id).await.unwrap().unwrap();
+        assert_eq!(request.outcome, None, "still open");
+        assert_eq!(queue.enqueue_missing(store).await.unwrap(), 0, "halted");
+        let approval = rails::approve(&engine, &batch, None, &HashSet::new())
+            .await
+            .unwrap();
+        assert_eq!(approval.enqueued, 1, "the approval enqueues it again");
+        assert_eq!(queue.enqueue_missing(store).await.unwrap(), 0, "once");
+    }
 }

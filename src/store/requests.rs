@@ -210,8 +210,9 @@ impl Store {
             .map(|_| ())
     }
 
-    /// Leaves the request open for a later attempt: records the error that
-    /// made it wait (if any) and releases the claim.
+    /// Leaves the request open for a later attempt, whose job the caller
+    /// schedules: records the error that made it wait (if any) and releases
+    /// the claim.
     pub async fn postpone(
         &self,
         id: &str,
@@ -220,6 +221,26 @@ impl Store {
         retries: u32,
         events: &[AuditEvent],
     ) -> Result<(), StoreError> {
+        self.write_postpone(id, owner, error, retries, events, false)
+            .await
+    }
+
+    /// Leaves the request open with no queue job, marked unqueued, so the
+    /// sweep of its batch's release (an approval, the end of its intake)
+    /// enqueues it again; releases the claim.
+    pub async fn park(&self, id: &str, owner: &str) -> Result<(), StoreError> {
+        self.write_postpone(id, owner, None, 0, &[], true).await
+    }
+
+    async fn write_postpone(
+        &self,
+        id: &str,
+        owner: &str,
+        error: Option<(&str, &str)>,
+        retries: u32,
+        events: &[AuditEvent],
+        unqueued: bool,
+    ) -> Result<(), StoreError> {
         self.group
             .write(
                 RunWrite::Postpone {
@@ -227,6 +248,7 @@ impl Store {
                     owner: owner.to_owned(),
                     error: error.map(|(code, message)| (code.to_owned(), message.to_owned())),
                     retries,
+                    unqueued,
                 },
                 events,
             )

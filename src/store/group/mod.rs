@@ -39,9 +39,11 @@ const FINISH_SQL: &str =
     "UPDATE requests SET outcome = $1, roles_removed = $2, error_code = $3, error_message = $4,
          finished_at = $5, claim_owner = NULL, claim_expires_at = NULL, attempts = attempts + $6
      WHERE id = $7 AND claim_owner = $8 AND outcome IS NULL";
+/// `$4 = 1` also marks it unqueued, for the sweep of a batch's release.
 const POSTPONE_SQL: &str = "UPDATE requests SET error_code = COALESCE($1, error_code), error_message = COALESCE($2, error_message),
-         claim_owner = NULL, claim_expires_at = NULL, attempts = attempts + $3
-     WHERE id = $4 AND claim_owner = $5 AND outcome IS NULL";
+         claim_owner = NULL, claim_expires_at = NULL, attempts = attempts + $3,
+         enqueued = CASE WHEN $4 = 1 THEN 0 ELSE enqueued END
+     WHERE id = $5 AND claim_owner = $6 AND outcome IS NULL";
 /// Tail of a checkpoint insert: a step run again replaces its checkpoint.
 const STEP_CONFLICT_SQL: &str = " ON CONFLICT (request_id, step) DO UPDATE SET data = excluded.data, finished_at = excluded.finished_at";
 
@@ -76,12 +78,14 @@ pub(super) enum RunWrite {
         finish: Finish,
         retries: u32,
     },
-    /// Left open for later; the claim is dropped.
+    /// Left open for later; the claim is dropped. `unqueued` marks it as
+    /// having no queue job, when none was scheduled for it.
     Postpone {
         id: String,
         owner: String,
         error: Option<(String, String)>,
         retries: u32,
+        unqueued: bool,
     },
 }
 
@@ -170,12 +174,14 @@ impl RunWrite {
                 owner,
                 error,
                 retries,
+                unqueued,
             } => (
                 POSTPONE_SQL,
                 vec![
                     opt(error.as_ref().map(|e| e.0.as_str())),
                     opt(error.as_ref().map(|e| e.1.as_str())),
                     Int(i64::from(*retries)),
+                    Int(i64::from(*unqueued)),
                     text(id),
                     text(owner),
                 ],
