@@ -19,9 +19,10 @@ use rusqlite::Connection;
 
 use crate::store::StoreError;
 
-/// WAL pages past which a checkpoint is due: SQLite's own default.
+/// WAL pages written since a checkpoint was last asked for past which
+/// another is due (SQLite's `wal_autocheckpoint` default, as a length).
 const CHECKPOINT_PAGES: i32 = 1_000;
-/// WAL pages past which the writer checkpoints itself, so the WAL stays
+/// WAL length past which the writer checkpoints itself, so the WAL stays
 /// bounded if the checkpoint thread falls behind or is held off by readers.
 const WRITER_CHECKPOINT_PAGES: i32 = 16 * CHECKPOINT_PAGES;
 
@@ -37,6 +38,8 @@ fn note_wal_pages(_: &rusqlite::hooks::Wal, pages: std::ffi::c_int) -> rusqlite:
 
 /// The checkpoint thread of one writer; dropping it stops the thread.
 pub(super) struct Checkpoints {
+    /// WAL length when a checkpoint was last asked for.
+    asked_at: Cell<i32>,
     wake: Option<mpsc::SyncSender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -63,27 +66,62 @@ impl Checkpoints {
             })
             .map_err(|e| StoreError::Config(format!("cannot start the checkpoint thread: {e}")))?;
         Ok(Checkpoints {
+            asked_at: Cell::new(0),
             wake: Some(wake),
             thread: Some(thread),
         })
     }
 
-    /// After a commit on `writer`'s thread: wakes the checkpoint thread
-    /// when the WAL is long, or checkpoints right here when it is far too
+    /// After a commit on `writer`'s thread: once the WAL has grown by
+    /// `CHECKPOINT_PAGES` since the last checkpoint was asked for, wakes the
+    /// checkpoint thread, or checkpoints right here when the WAL is far too
     /// long.
+    ///
+    /// Growth, not length, is the trigger: a PASSIVE checkpoint never
+    /// restarts the WAL, and while apalis's connections read and write
+    /// without pause it is seldom back at its start. Asking whenever it was
+    /// long (SQLite's own rule) ran a checkpoint, with its two fsyncs, after
+    /// almost every commit, copying the same hot pages again each time
+    /// (BENCHMARKS.md, "Morning, 2026-12-04").
     pub(super) fn after_commit(&self, writer: &Connection) {
-        let pages = WAL_PAGES.get();
-        if pages >= WRITER_CHECKPOINT_PAGES {
-            WAL_PAGES.set(0);
-            if let Err(e) = checkpoint(writer) {
-                tracing::warn!(error = %e, "WAL checkpoint failed; the next commit retries it");
+        match due(&self.asked_at, WAL_PAGES.get()) {
+            Due::No => {}
+            Due::Writer => {
+                if let Err(e) = checkpoint(writer) {
+                    tracing::warn!(error = %e, "WAL checkpoint failed; a later commit retries it");
+                }
             }
-        } else if pages >= CHECKPOINT_PAGES
-            && let Some(wake) = &self.wake
-        {
-            // Full: a wake-up is pending already.
-            let _ = wake.try_send(());
+            Due::Thread => {
+                if let Some(wake) = &self.wake {
+                    // Full: a wake-up is pending already.
+                    let _ = wake.try_send(());
+                }
+            }
         }
+    }
+}
+
+/// Who checkpoints after a commit that left `pages` in the WAL.
+#[derive(Debug, PartialEq)]
+enum Due {
+    No,
+    Thread,
+    Writer,
+}
+
+fn due(asked_at: &Cell<i32>, pages: i32) -> Due {
+    if pages < asked_at.get() {
+        // The WAL restarted from its beginning.
+        asked_at.set(0);
+    }
+    if pages - asked_at.get() < CHECKPOINT_PAGES {
+        return Due::No;
+    }
+    asked_at.set(pages);
+    if pages >= WRITER_CHECKPOINT_PAGES {
+        Due::Writer
+    } else {
+        Due::Thread
     }
 }
 
@@ -149,6 +187,27 @@ mod tests {
             "nothing is copied in the commit"
         );
         assert!(c.len_after_thread >= 6_000_000, "{}", c.len_after_thread);
+    }
+
+    #[test]
+    fn a_checkpoint_is_asked_for_once_per_growth_of_the_wal() {
+        let asked_at = Cell::new(0);
+        let step = CHECKPOINT_PAGES;
+        assert_eq!(due(&asked_at, step - 1), Due::No);
+        assert_eq!(due(&asked_at, step + 500), Due::Thread);
+        // Still long, but grown by less than a step since: no checkpoint
+        // after every commit.
+        assert_eq!(due(&asked_at, step + 510), Due::No);
+        assert_eq!(due(&asked_at, 2 * step + 499), Due::No);
+        assert_eq!(due(&asked_at, 2 * step + 500), Due::Thread);
+        // Restarted from its beginning: every page in it is new.
+        assert_eq!(due(&asked_at, 40), Due::No);
+        assert_eq!(due(&asked_at, step - 1), Due::No);
+        assert_eq!(due(&asked_at, step), Due::Thread);
+        // Far too long: the writer checkpoints, again once per step.
+        assert_eq!(due(&asked_at, WRITER_CHECKPOINT_PAGES), Due::Writer);
+        assert_eq!(due(&asked_at, WRITER_CHECKPOINT_PAGES + 1), Due::No);
+        assert_eq!(due(&asked_at, WRITER_CHECKPOINT_PAGES + step), Due::Writer);
     }
 
     #[test]
