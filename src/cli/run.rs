@@ -5,7 +5,7 @@
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use clap::Args;
@@ -229,17 +229,40 @@ async fn wait_for_batch(
         );
         bar
     });
+    // Entries before this line had no request left to run when last read.
+    let mut from_line = 0;
+    let mut bar_counted: Option<(Instant, Duration)> = None;
     loop {
-        let counts = store.batch_counts(&batch).await.map_err(Failure::other)?;
-        if let Some(bar) = &bar {
-            bar.set_length(counts.requests());
-            bar.set_position(counts.finished() + counts.scheduled);
-        }
-        if counts.open == 0 {
-            if let Some(bar) = bar {
-                bar.finish_and_clear();
+        match store
+            .first_open_entry(batch_id, from_line)
+            .await
+            .map_err(Failure::other)?
+        {
+            Some(line) => from_line = line,
+            None => {
+                // Nothing open from here on; the full count decides, since
+                // a `retry` may have reopened an earlier entry meanwhile.
+                let counts = store.batch_counts(&batch).await.map_err(Failure::other)?;
+                if counts.open == 0 {
+                    if let Some(bar) = bar {
+                        bar.finish_and_clear();
+                    }
+                    return Ok(counts);
+                }
+                from_line = 0;
             }
-            return Ok(counts);
+        }
+        if let Some(bar) = &bar {
+            // The bar's count reads every entry: at most a tenth of the time.
+            let due = bar_counted
+                .is_none_or(|(at, took)| at.elapsed() >= (took * 10).max(PROGRESS_INTERVAL));
+            if due {
+                let started = Instant::now();
+                let counts = store.batch_counts(&batch).await.map_err(Failure::other)?;
+                bar_counted = Some((started, started.elapsed()));
+                bar.set_length(counts.requests());
+                bar.set_position(counts.finished() + counts.scheduled);
+            }
         }
         if worker.is_finished() {
             return Err(Failure::other(anyhow!(

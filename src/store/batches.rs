@@ -70,6 +70,32 @@ impl Store {
         Ok(rows.iter().map(batch_from_row).collect())
     }
 
+    /// The line of the batch's first entry at or after `from_line` whose
+    /// request is still to run (no outcome, not scheduled for later): one
+    /// that [`Store::batch_counts`] counts as open. A waiter that keeps
+    /// the line it got reads only the entries from there on, where
+    /// `batch_counts` reads every entry of the batch; at 20,000 entries a
+    /// count every 100 ms took a tenth of the CPU of the run it watched.
+    pub async fn first_open_entry(
+        &self,
+        batch_id: &str,
+        from_line: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query(
+            "SELECT e.line AS line
+             FROM batch_entries e JOIN requests r ON r.id = e.request_id
+             WHERE e.batch_id = $1 AND e.line >= $2 AND r.outcome IS NULL
+               AND (r.effective_at IS NULL OR r.effective_at <= $3)
+             ORDER BY e.line LIMIT 1",
+        )
+        .bind(batch_id)
+        .bind(from_line)
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get("line")).transpose()?)
+    }
+
     /// Counts of the batch's entries by their request's outcome.
     pub async fn batch_counts(&self, batch: &BatchRow) -> Result<OutcomeCounts, StoreError> {
         let rows = sqlx::query(
@@ -125,5 +151,60 @@ fn batch_from_row(r: &sqlx::any::AnyRow) -> BatchRow {
         halt_reason: r.get("halt_reason"),
         rejected_rows: r.get::<i64, _>("rejected_rows") as u64,
         created_at: r.get("created_at"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::domain::Outcome;
+    use crate::store::{ClaimResult, Finish, chunk_of, scratch_batch, scratch_store};
+
+    #[tokio::test]
+    async fn the_first_open_entry_is_what_the_counts_call_open() {
+        let (_dir, _url, store) = scratch_store().await;
+        let batch = scratch_batch(&store).await;
+        let mut chunk = chunk_of(&["u1", "u2", "u3", "u4"]);
+        // u4 (line 5) may run only in an hour.
+        chunk.accepted[3].effective_at = Some(crate::store::now_ms() + 3_600_000);
+        let jobs = store
+            .write_intake_chunk(&batch, false, None, chunk)
+            .await
+            .unwrap();
+        let mut by_user = std::collections::HashMap::new();
+        for job in &jobs {
+            let request = store.request(&job.request_id).await.unwrap().unwrap();
+            by_user.insert(request.target.user_id.as_str().to_owned(), request.id);
+        }
+        let finish = |user: &str| {
+            let (store, id) = (store.clone(), by_user[user].clone());
+            async move {
+                let lease = Duration::from_secs(60);
+                let ClaimResult::Claimed(_) = store.claim(&id, "w:1", lease).await.unwrap() else {
+                    panic!("not claimed");
+                };
+                let done = Finish {
+                    outcome: Outcome::Succeeded,
+                    roles_removed: Vec::new(),
+                    error_code: None,
+                    error_message: None,
+                };
+                store.finish(&id, "w:1", &done, 0, &[]).await.unwrap();
+            }
+        };
+        let row = store.batch(&batch).await.unwrap().unwrap();
+        assert_eq!(store.first_open_entry(&batch, 0).await.unwrap(), Some(2));
+        finish("u2").await;
+        assert_eq!(store.first_open_entry(&batch, 0).await.unwrap(), Some(2));
+        assert_eq!(store.first_open_entry(&batch, 3).await.unwrap(), Some(4));
+        finish("u1").await;
+        assert_eq!(store.first_open_entry(&batch, 0).await.unwrap(), Some(4));
+        assert_eq!(store.batch_counts(&row).await.unwrap().open, 1);
+        finish("u3").await;
+        assert_eq!(store.first_open_entry(&batch, 0).await.unwrap(), None);
+        let counts = store.batch_counts(&row).await.unwrap();
+        assert_eq!((counts.open, counts.scheduled), (0, 1), "u4 waits");
+        store.close().await;
     }
 }
