@@ -82,7 +82,7 @@ impl Checkpoints {
     /// without pause it is seldom back at its start. Asking whenever it was
     /// long (SQLite's own rule) ran a checkpoint, with its two fsyncs, after
     /// almost every commit, copying the same hot pages again each time
-    /// (BENCHMARKS.md, "Morning, 2026-12-04").
+    /// (BENCHMARKS.md, "2026-12-04: checkpoints on growth, a cheaper wait").
     pub(super) fn after_commit(&self, writer: &Connection) {
         match due(&self.asked_at, WAL_PAGES.get()) {
             Due::No => {}
