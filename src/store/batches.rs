@@ -30,6 +30,15 @@ pub struct BatchRow {
     pub created_at: i64,
 }
 
+/// A request of `r` held for later (`effective_at` still to come), with the
+/// time now as `$1`: the counts call it scheduled and the cursor of
+/// [`Store::first_open_entry`] skips it, so both read "open" alike.
+macro_rules! held_sql {
+    () => {
+        "(r.outcome IS NULL AND COALESCE(r.effective_at, 0) > $1)"
+    };
+}
+
 impl Store {
     pub async fn create_batch(&self, batch: &NewBatch) -> Result<String, StoreError> {
         let id = ulid::Ulid::new().to_string();
@@ -81,16 +90,16 @@ impl Store {
         batch_id: &str,
         from_line: i64,
     ) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query(
+        let row = sqlx::query(concat!(
             "SELECT e.line AS line
              FROM batch_entries e JOIN requests r ON r.id = e.request_id
-             WHERE e.batch_id = $1 AND e.line >= $2 AND r.outcome IS NULL
-               AND (r.effective_at IS NULL OR r.effective_at <= $3)
-             ORDER BY e.line LIMIT 1",
-        )
+             WHERE e.batch_id = $2 AND e.line >= $3 AND r.outcome IS NULL AND NOT (",
+            held_sql!(),
+            ") ORDER BY e.line LIMIT 1"
+        ))
+        .bind(now_ms())
         .bind(batch_id)
         .bind(from_line)
-        .bind(now_ms())
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|r| r.try_get("line")).transpose()?)
@@ -98,14 +107,14 @@ impl Store {
 
     /// Counts of the batch's entries by their request's outcome.
     pub async fn batch_counts(&self, batch: &BatchRow) -> Result<OutcomeCounts, StoreError> {
-        let rows = sqlx::query(
-            "SELECT r.outcome AS outcome,
-                    CASE WHEN r.outcome IS NULL AND r.effective_at > $1 THEN 1 ELSE 0 END AS held,
-                    COUNT(*) AS n
+        let rows = sqlx::query(concat!(
+            "SELECT r.outcome AS outcome, CASE WHEN ",
+            held_sql!(),
+            " THEN 1 ELSE 0 END AS held, COUNT(*) AS n
              FROM batch_entries e JOIN requests r ON r.id = e.request_id
              WHERE e.batch_id = $2
-             GROUP BY 1, 2",
-        )
+             GROUP BY 1, 2"
+        ))
         .bind(now_ms())
         .bind(&batch.id)
         .fetch_all(&self.pool)
