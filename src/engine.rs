@@ -1,12 +1,12 @@
 //! Everything a worker needs, built once per process: the store, the
 //! queue, one connector per provider connection, and the safety lists.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::{Config, ResolvedProvider};
 use crate::connectors::{self, Connector};
-use crate::domain::Step;
+use crate::domain::{Protection, Step};
 use crate::queue::Queue;
 use crate::store::{Store, StoreError};
 
@@ -28,7 +28,7 @@ pub struct Engine {
     store: Store,
     queue: Queue,
     connectors: HashMap<String, Arc<dyn Connector>>,
-    protected: HashMap<String, HashSet<String>>,
+    protected: HashMap<String, Protection>,
     worker_name: String,
     crash_after: Option<Step>,
 }
@@ -71,9 +71,7 @@ impl Engine {
                 })?;
             connectors.insert(p.name.clone(), connector);
             // The connector's own account is never offboarded either.
-            let mut set: HashSet<String> = p.config.protected_users.iter().cloned().collect();
-            set.extend(p.config.service_account_id.iter().cloned());
-            protected.insert(p.name.clone(), set);
+            protected.insert(p.name.clone(), p.config.protection());
         }
         let queue = Queue::new(&store, &config.worker);
         let crash_after = std::env::var(CRASH_AFTER_STEP_ENV)
@@ -118,10 +116,18 @@ impl Engine {
         }
     }
 
-    pub fn is_protected(&self, provider: &str, user: &str) -> bool {
+    /// Whether the person named `user` on `provider` (an id, or an email
+    /// where the kind resolves one), whom the provider also knows by
+    /// `emails`, must never be offboarded.
+    pub fn is_protected<'a>(
+        &self,
+        provider: &str,
+        user: &str,
+        emails: impl IntoIterator<Item = &'a str>,
+    ) -> bool {
         self.protected
             .get(provider)
-            .is_some_and(|set| set.contains(user))
+            .is_some_and(|p| p.covers(user, emails))
     }
 
     /// Unique per process, so the queue can tell a dead worker's jobs apart.

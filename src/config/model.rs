@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::{ConfigError, parse_duration};
 use crate::domain::ids::check_safe;
+use crate::domain::{IdCase, protection};
 
 /// The whole worker configuration (`config/offboard.example.toml`).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -259,6 +260,20 @@ impl ProviderKind {
             ProviderKind::Scim => "scim",
         }
     }
+
+    /// How this kind compares user ids (Recoup's UUIDs ignore case).
+    pub fn id_case(self) -> IdCase {
+        match self {
+            ProviderKind::Recoup => IdCase::Insensitive,
+            _ => IdCase::Exact,
+        }
+    }
+
+    /// Whether this kind can look a person up by email (SCIM's `userName`),
+    /// so that an email can name a person to protect.
+    pub fn finds_by_email(self) -> bool {
+        self == ProviderKind::Scim
+    }
 }
 
 /// What the SCIM connector does to a leaver's account after removing them
@@ -472,6 +487,50 @@ impl ProviderConfig {
     }
 }
 
+impl ProviderConfig {
+    /// A protected person named by email is recognised only where the
+    /// provider can tell who has that email; elsewhere the entry would
+    /// protect nobody, silently.
+    fn validate_protection(&self, key: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+        let entries = self
+            .protected_users
+            .iter()
+            .map(|u| ("protected_users", u))
+            .chain(
+                self.service_account_id
+                    .iter()
+                    .map(|u| ("service_account_id", u)),
+            );
+        for (field, entry) in entries {
+            if entry.trim().is_empty() {
+                return Err(ConfigError::invalid(key(field), "holds an empty entry"));
+            }
+            if protection::is_email(entry) && !self.kind.finds_by_email() {
+                return Err(ConfigError::invalid(
+                    key(field),
+                    format!(
+                        "{entry:?} is an email, but {} cannot look a person up by email: give the user id",
+                        self.kind.as_str()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Everyone this connection must never offboard: `protected_users` and
+    /// its own `service_account_id`.
+    pub fn protection(&self) -> protection::Protection {
+        protection::Protection::new(
+            self.kind.id_case(),
+            self.protected_users
+                .iter()
+                .chain(self.service_account_id.iter())
+                .map(String::as_str),
+        )
+    }
+}
+
 impl Config {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         if !self.database.url.starts_with("sqlite:") && !self.database.is_postgres() {
@@ -589,6 +648,7 @@ impl ProviderConfig {
             }
         }
         self.validate_kind_options(&key)?;
+        self.validate_protection(&key)?;
         if self.timeout_ms == 0 || self.connect_timeout_ms == 0 {
             return Err(ConfigError::invalid(
                 key("timeout_ms"),

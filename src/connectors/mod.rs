@@ -36,6 +36,11 @@ pub struct Plan {
     /// way (a SCIM user found by email); checked like any id before use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// Emails the provider holds for the user (SCIM's `userName` and
+    /// `emails`), so that a person protected by email is recognised
+    /// whatever the CSV called them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub emails: Vec<String>,
 }
 
 impl Plan {
@@ -44,6 +49,7 @@ impl Plan {
             is_member: true,
             role_ids,
             subject: None,
+            emails: Vec::new(),
         }
     }
 
@@ -52,6 +58,7 @@ impl Plan {
             is_member: false,
             role_ids: Vec::new(),
             subject: None,
+            emails: Vec::new(),
         }
     }
 }

@@ -3,10 +3,12 @@
 
 pub mod ids;
 pub mod outcome;
+pub mod protection;
 pub mod request;
 pub mod step;
 
 pub use ids::{DepartmentId, IdError, OrgId, ProviderName, RoleId, UserId};
 pub use outcome::{BatchState, Outcome, OutcomeCounts};
+pub use protection::{IdCase, Protection};
 pub use request::{IdempotencyKey, Rejection, Target};
 pub use step::Step;

@@ -59,7 +59,7 @@ pub async fn run(
 ) -> Result<(), Stopped> {
     let store = engine.store();
     let t = &request.target;
-    if engine.is_protected(t.provider.as_str(), t.user_id.as_str()) {
+    if engine.is_protected(t.provider.as_str(), t.user_id.as_str(), []) {
         let message = format!(
             "{} is protected (providers.{}.protected_users or service_account_id); no call was made",
             t.user_id, t.provider
@@ -98,18 +98,47 @@ pub async fn run(
         retries: cx.drain_retries(),
     };
 
-    let plan: Plan = match checkpoints.get(&Step::Plan) {
-        Some(v) => decode(v)?,
-        None => {
-            // The claim just checked for a cancel; the plan is the first step.
-            let plan = connector
+    let (plan, fresh): (Plan, bool) = match checkpoints.get(&Step::Plan) {
+        Some(v) => (decode(v)?, false),
+        // The claim just checked for a cancel; the plan is the first step.
+        None => (
+            connector
                 .plan(&cx, t)
                 .await
-                .map_err(|e| stop(e, Vec::new()))?;
-            save(engine, request, Step::Plan, &plan, &cx).await?;
-            plan
-        }
+                .map_err(|e| stop(e, Vec::new()))?,
+            true,
+        ),
     };
+    // The row's spelling was checked above; the person the provider
+    // resolved is checked here, before any call that changes anything.
+    let subject = plan.subject.as_deref().unwrap_or(t.user_id.as_str());
+    if engine.is_protected(
+        t.provider.as_str(),
+        subject,
+        plan.emails.iter().map(String::as_str),
+    ) {
+        let who = if subject == t.user_id.as_str() {
+            subject.to_owned()
+        } else {
+            format!("{} (at the provider {subject})", t.user_id)
+        };
+        let message = format!(
+            "{who} is protected (providers.{}.protected_users or service_account_id); nothing was changed",
+            t.provider
+        );
+        return finish(
+            engine,
+            request,
+            Outcome::Skipped,
+            Vec::new(),
+            Some(("protected_user", message)),
+            &cx,
+        )
+        .await;
+    }
+    if fresh {
+        save(engine, request, Step::Plan, &plan, &cx).await?;
+    }
     let planned: Vec<String> = plan.role_ids.iter().map(|r| r.to_string()).collect();
     if request.dry_run {
         let message = if plan.is_member {

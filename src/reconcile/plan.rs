@@ -112,7 +112,7 @@ pub async fn reconcile(
         if present {
             continue;
         }
-        if engine.is_protected(&spec.provider, &m.user_id) {
+        if engine.is_protected(&spec.provider, &m.user_id, m.email.as_deref()) {
             protected.push(m.user_id.clone());
         } else {
             removals.push(m.user_id.clone());

@@ -43,6 +43,31 @@ struct User {
     active: bool,
     #[serde(default)]
     groups: Vec<Ref>,
+    #[serde(default, rename = "userName")]
+    user_name: Option<String>,
+    #[serde(default)]
+    emails: Vec<Email>,
+}
+
+#[derive(Deserialize)]
+struct Email {
+    #[serde(default)]
+    value: Option<String>,
+}
+
+impl User {
+    /// Every email the provider holds for the user: a `userName` that is
+    /// one, and the `emails` values.
+    fn emails(&self) -> Vec<String> {
+        let mut all: Vec<String> = Vec::new();
+        let names = self.user_name.iter().filter(|n| n.contains('@'));
+        for e in names.chain(self.emails.iter().filter_map(|e| e.value.as_ref())) {
+            if !all.iter().any(|a| a.eq_ignore_ascii_case(e)) {
+                all.push(e.clone());
+            }
+        }
+        all
+    }
 }
 
 fn yes() -> bool {
@@ -258,6 +283,7 @@ impl Connector for Scim {
             is_member: present,
             role_ids: roles,
             subject: Some(id),
+            emails: user.emails(),
         })
     }
 

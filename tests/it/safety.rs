@@ -1,0 +1,107 @@
+//! Safety that holds by default: protection by identity, one request per
+//! person, caps on every path, retries that plan again, halts on record
+//! and held previews, through the real binary against the simulator.
+
+use std::collections::HashMap;
+
+use offboard::sim::Directory;
+
+use crate::helpers::{Harness, Options};
+
+const RC_ORG: &str = "00000000-0000-4000-8000-000000000001";
+
+fn rc_account(i: usize) -> String {
+    format!("00000000-0000-4000-9000-{i:012}")
+}
+
+/// Every provider against the simulator, with `sc_extra` in the SCIM
+/// connection's section and `rc_extra` in Recoup's.
+async fn all_providers(sc_extra: &str, rc_extra: &str) -> Harness {
+    let h = Harness::start_with(
+        Directory::generate(10, 4),
+        Options {
+            all_providers: Some(String::new()),
+            extra_config: sc_extra.to_owned(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let config = std::fs::read_to_string(&h.config).unwrap();
+    let config = config.replacen(
+        "[providers.rc]\n",
+        &format!("[providers.rc]\n{rc_extra}\n"),
+        1,
+    );
+    std::fs::write(&h.config, config).unwrap();
+    h
+}
+
+/// Calls that change something at the provider (anything but a read).
+fn destructive_calls(h: &Harness) -> Vec<String> {
+    h.sim
+        .calls()
+        .into_iter()
+        .filter(|c| c.method != "GET")
+        .map(|c| format!("{} {} {}", c.method, c.path, c.query.unwrap_or_default()))
+        .collect()
+}
+
+fn by_user(rows: &[HashMap<String, String>]) -> HashMap<String, HashMap<String, String>> {
+    rows.iter()
+        .map(|r| (r["user_id"].clone(), r.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protection_holds_whatever_the_spelling() {
+    let h = all_providers(
+        "service_account_id = \"u-000002\"\nprotected_users = [\"u-000001\"]",
+        &format!("protected_users = [\"{}\"]", rc_account(3).to_uppercase()),
+    )
+    .await;
+    let csv = format!(
+        "provider,user_id,organization_id\n\
+         sc,user000002@acme.example,acme\n\
+         sc,User000001@ACME.example,acme\n\
+         rc,{},{RC_ORG}\n",
+        rc_account(3)
+    );
+    let (code, batch, out) = h.run(&h.write_csv("p.csv", &csv)).await;
+    assert_eq!(code, Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows = by_user(&h.report(&batch).await);
+    for user in [
+        "user000002@acme.example",
+        "User000001@ACME.example",
+        &rc_account(3),
+    ] {
+        assert_eq!(rows[user]["outcome"], "skipped", "{user}: {:?}", rows[user]);
+        assert_eq!(rows[user]["error_code"], "protected_user", "{user}");
+    }
+    assert_eq!(destructive_calls(&h), Vec::<String>::new());
+    let scim = h.sim.state().scim;
+    assert!(
+        scim.users
+            .iter()
+            .filter(|u| u.id == "u-000001" || u.id == "u-000002")
+            .all(|u| u.active)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_cannot_protect_where_the_provider_cannot_look_it_up() {
+    let h = Harness::start_with(
+        Directory::generate(10, 4),
+        Options {
+            extra_config: "service_account_id = \"boss@acme.example\"\n".into(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let out = h.offboard(&["check"], &[]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("providers.acme.service_account_id") && err.contains("boss@acme.example"),
+        "{err}"
+    );
+}
