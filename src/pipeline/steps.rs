@@ -10,7 +10,7 @@ use super::PipelineError;
 use crate::connectors::{CallContext, Change, Plan, StepError};
 use crate::domain::{Outcome, Step};
 use crate::engine::Engine;
-use crate::store::{AuditEvent, Finish, RequestRow};
+use crate::store::{AuditEvent, Finish, RequestRow, SubjectClaim};
 
 /// Why the loop stopped before an outcome was stored.
 pub enum Stopped {
@@ -137,6 +137,27 @@ pub async fn run(
         .await;
     }
     if fresh {
+        // One person, one request: a second open request that resolved to
+        // someone another one already acts for makes no call.
+        if !request.dry_run
+            && let SubjectClaim::HeldBy(other) = store
+                .claim_subject(&request.id, &request.claim, subject)
+                .await?
+        {
+            let message = format!(
+                "{} is {subject} at the provider, whom request {other} already offboards; nothing was changed",
+                t.user_id
+            );
+            return finish(
+                engine,
+                request,
+                Outcome::Skipped,
+                Vec::new(),
+                Some(("duplicate_person", message)),
+                &cx,
+            )
+            .await;
+        }
         save(engine, request, Step::Plan, &plan, &cx).await?;
     }
     let planned: Vec<String> = plan.role_ids.iter().map(|r| r.to_string()).collect();

@@ -342,4 +342,21 @@ mod tests {
         assert!(!page.contains("TEMP B-TREE"), "{page}");
         store.close().await;
     }
+
+    /// Claiming the person a plan resolved looks for another holder through
+    /// the two subject indexes, never by walking the requests.
+    #[tokio::test]
+    async fn a_subject_claim_reads_only_the_subject_indexes() {
+        let (_dir, url, store) = crate::store::scratch_store().await;
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let mut sql = super::super::group::SUBJECT_SQL.to_owned();
+        for n in (1..=7).rev() {
+            sql = sql.replace(&format!("${n}"), &format!("?{n}"));
+        }
+        let claim = plan(&mut conn, &sql, 7).await;
+        assert!(claim.contains("requests_open_subject"), "{claim}");
+        assert!(claim.contains("requests_batch_subject"), "{claim}");
+        assert!(!claim.contains("SCAN"), "{claim}");
+        store.close().await;
+    }
 }

@@ -24,7 +24,7 @@ pub(crate) use intake::{chunk_of, scratch_batch};
 pub(crate) use rails::UNENQUEUED_OF_SQL;
 pub use report::{FIRST_REJECTED, ReportRow, ReportWindow};
 pub(crate) use requests::UNENQUEUED_PAGE;
-pub use requests::{ClaimResult, Claimed, Finish, RequestRow};
+pub use requests::{ClaimResult, Claimed, Finish, RequestRow, SubjectClaim};
 pub use surfaces::{DropFile, IdempotentAnswer};
 
 /// A failure of the database itself, never of a provider.

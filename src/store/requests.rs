@@ -58,6 +58,15 @@ pub struct Claimed {
     pub checkpoints: HashMap<Step, serde_json::Value>,
 }
 
+/// Whether a request may act for the person its plan resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubjectClaim {
+    /// No other open request acts for them: this one does now.
+    Taken,
+    /// This open request already acts for the same person.
+    HeldBy(String),
+}
+
 /// How a request ended.
 #[derive(Debug, Clone)]
 pub struct Finish {
@@ -186,6 +195,44 @@ impl Store {
             .await
     }
 
+    /// Records the person the plan resolved as `subject` (the provider's
+    /// id), unless another open request of the same connection and
+    /// organization already acts for them, or another request of this
+    /// batch did: one person, one request.
+    pub async fn claim_subject(
+        &self,
+        id: &str,
+        owner: &str,
+        subject: &str,
+    ) -> Result<SubjectClaim, StoreError> {
+        // A holder found taken may finish before it is read: look again.
+        for _ in 0..3 {
+            let write = RunWrite::Subject {
+                id: id.to_owned(),
+                owner: owner.to_owned(),
+                subject: subject.to_owned(),
+            };
+            if self.group.write(write, &[]).await? {
+                return Ok(SubjectClaim::Taken);
+            }
+            let holder: Option<String> = sqlx::query_scalar(
+                "SELECT o.id FROM requests r JOIN requests o
+                   ON o.provider = r.provider AND o.organization_id = r.organization_id
+                 WHERE r.id = $1 AND o.subject = $2 AND o.dry_run = 0 AND o.id <> r.id
+                   AND (o.outcome IS NULL OR o.batch_id = r.batch_id)
+                 LIMIT 1",
+            )
+            .bind(id)
+            .bind(subject)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(holder) = holder {
+                return Ok(SubjectClaim::HeldBy(holder));
+            }
+        }
+        Err(StoreError::ClaimLost(id.to_owned()))
+    }
+
     /// Gives the request its outcome and drops the claim. `retries` are the
     /// in-place retries of this run, added to the request's attempts.
     pub async fn finish(
@@ -275,7 +322,7 @@ impl Store {
         );
         let sql = format!(
             "UPDATE requests SET outcome = NULL, attempts = 0, error_code = NULL, error_message = NULL,
-                 finished_at = NULL, enqueued = 0, cancel_requested = 0
+                 finished_at = NULL, enqueued = 0, cancel_requested = 0, subject = NULL
              WHERE {}
                AND outcome IN ({})
                AND NOT EXISTS (SELECT 1 FROM requests o

@@ -105,3 +105,47 @@ async fn an_email_cannot_protect_where_the_provider_cannot_look_it_up() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_person_named_twice_is_offboarded_once() {
+    let h = all_providers("", "").await;
+    let csv = "provider,user_id,organization_id\n\
+               sc,u-000005,acme\n\
+               sc,user000005@acme.example,acme\n\
+               sc,USER000006@acme.example,acme\n\
+               sc,user000006@ACME.EXAMPLE,acme\n";
+    let (code, batch, out) = h.run(&h.write_csv("twice.csv", csv)).await;
+    assert_eq!(code, Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows = h.report(&batch).await;
+    for person in ["u-000005", "u-000006"] {
+        let deactivations = h
+            .sim
+            .calls()
+            .iter()
+            .filter(|c| c.method == "PATCH" && c.path.ends_with(&format!("/Users/{person}")))
+            .count();
+        assert_eq!(deactivations, 1, "{person} deactivated once");
+    }
+    let outcomes: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r["outcome"].as_str(), r["error_code"].as_str()))
+        .collect();
+    assert_eq!(
+        outcomes.iter().filter(|o| o.0 == "succeeded").count(),
+        2,
+        "{outcomes:?}"
+    );
+    let duplicates: Vec<&HashMap<String, String>> = rows
+        .iter()
+        .filter(|r| r["error_code"] == "duplicate_person")
+        .collect();
+    assert_eq!(duplicates.len(), 2, "{outcomes:?}");
+    for d in duplicates {
+        assert_eq!(d["outcome"], "skipped");
+        let other = rows
+            .iter()
+            .find(|r| r["outcome"] == "succeeded" && d["error_message"].contains(&r["request_id"]))
+            .unwrap_or_else(|| panic!("{d:?} names no succeeded request"));
+        assert_ne!(other["line"], d["line"]);
+    }
+}

@@ -44,6 +44,22 @@ const POSTPONE_SQL: &str = "UPDATE requests SET error_code = COALESCE($1, error_
          claim_owner = NULL, claim_expires_at = NULL, attempts = attempts + $3,
          enqueued = CASE WHEN $4 = 1 THEN 0 ELSE enqueued END
      WHERE id = $5 AND claim_owner = $6 AND outcome IS NULL";
+/// Claims the person the plan resolved, unless another open request of the
+/// same connection and organization holds them, or another request of the
+/// same batch did (`requests_open_subject` makes a race between two
+/// writers an error, re-run one write at a time).
+pub(in crate::store) const SUBJECT_SQL: &str = "UPDATE requests SET subject = $1
+     WHERE id = $2 AND claim_owner = $3 AND outcome IS NULL
+       AND NOT EXISTS (SELECT 1 FROM requests o
+                       WHERE o.provider = requests.provider
+                         AND o.organization_id = requests.organization_id
+                         AND o.subject = $4 AND o.outcome IS NULL AND o.dry_run = 0
+                         AND o.id <> $5)
+       AND NOT EXISTS (SELECT 1 FROM requests b
+                       WHERE b.batch_id = requests.batch_id AND b.subject = $6
+                         AND b.provider = requests.provider
+                         AND b.organization_id = requests.organization_id
+                         AND b.dry_run = 0 AND b.id <> $7)";
 /// Tail of a checkpoint insert: a step run again replaces its checkpoint.
 const STEP_CONFLICT_SQL: &str = " ON CONFLICT (request_id, step) DO UPDATE SET data = excluded.data, finished_at = excluded.finished_at";
 
@@ -71,6 +87,13 @@ pub(super) enum RunWrite {
         step: Step,
         data: String,
     },
+    /// The person the plan resolved; answers whether this request holds
+    /// them (false: another open request does, or the claim was lost).
+    Subject {
+        id: String,
+        owner: String,
+        subject: String,
+    },
     /// The request's outcome; the claim is dropped.
     Finish {
         id: String,
@@ -95,6 +118,7 @@ impl RunWrite {
             RunWrite::Claim { id, .. }
             | RunWrite::Renew { id, .. }
             | RunWrite::Step { id, .. }
+            | RunWrite::Subject { id, .. }
             | RunWrite::Finish { id, .. }
             | RunWrite::Postpone { id, .. } => id,
         }
@@ -150,6 +174,19 @@ impl RunWrite {
                 false,
             ),
             RunWrite::Step { .. } => return None,
+            RunWrite::Subject { id, owner, subject } => (
+                SUBJECT_SQL,
+                vec![
+                    text(subject),
+                    text(id),
+                    text(owner),
+                    text(subject),
+                    text(id),
+                    text(subject),
+                    text(id),
+                ],
+                false,
+            ),
             RunWrite::Finish {
                 id,
                 owner,
