@@ -140,12 +140,17 @@ impl Engine {
     }
 }
 
-fn worker_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+/// This machine's name, as workers and the CLI's actor show it.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".into());
+        .unwrap_or_else(|| "host".into())
+}
+
+fn worker_name() -> String {
+    let host = host_name();
     let suffix: u32 = rand::random::<u32>() % 0x10000;
     format!("offboard-{host}-{}-{suffix:04x}", std::process::id())
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::config::Config;
 use crate::intake::dropfolder::DropFolderSpec;
-use crate::reconcile::{ReconcileSpec, RosterSource};
+use crate::reconcile::{JobRails, Rail, ReconcileSpec, RosterSource};
 
 /// Every job of a jobs folder.
 #[derive(Debug, Default)]
@@ -42,9 +42,27 @@ struct SpecFile {
     organization_id: Option<String>,
     roster: Option<RosterSource>,
     transfer_to_department_id: Option<String>,
-    max_removals: Option<u64>,
-    max_removal_percent: Option<f64>,
-    min_roster_rows: Option<u64>,
+    max_removals: Option<Rail<u64>>,
+    max_removal_percent: Option<Rail<f64>>,
+    min_roster_rows: Option<Rail<u64>>,
+    min_roster_ratio: Option<Rail<f64>>,
+    max_unmatched_percent: Option<Rail<f64>>,
+}
+
+impl SpecFile {
+    /// The job's rails: each key given, or its default.
+    fn rails(&self) -> JobRails {
+        let d = JobRails::default();
+        JobRails {
+            max_removals: self.max_removals.unwrap_or(d.max_removals),
+            max_removal_percent: self.max_removal_percent.unwrap_or(d.max_removal_percent),
+            min_roster_rows: self.min_roster_rows.unwrap_or(d.min_roster_rows),
+            min_roster_ratio: self.min_roster_ratio.unwrap_or(d.min_roster_ratio),
+            max_unmatched_percent: self
+                .max_unmatched_percent
+                .unwrap_or(d.max_unmatched_percent),
+        }
+    }
 }
 
 /// Loads and validates every `*.toml` in `dir`; a missing folder means no
@@ -104,6 +122,7 @@ pub fn load(dir: &Path, config: &Config) -> Result<Jobs, String> {
                 });
             }
             (None, Some(schedule)) => {
+                let rails = spec.rails();
                 let r = ReconcileSpec::build(
                     name,
                     schedule,
@@ -112,9 +131,7 @@ pub fn load(dir: &Path, config: &Config) -> Result<Jobs, String> {
                     spec.organization_id,
                     spec.roster,
                     spec.transfer_to_department_id,
-                    spec.max_removals,
-                    spec.max_removal_percent,
-                    spec.min_roster_rows,
+                    rails,
                     spec.dry_run,
                     config,
                 )

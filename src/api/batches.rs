@@ -9,8 +9,8 @@ use serde_json::json;
 
 use super::error::Params;
 use super::{ApiError, ApiState};
-use crate::domain::Outcome;
-use crate::report::status::describe;
+use crate::domain::{Actor, Outcome};
+use crate::report::status::{describe, describe_one};
 use crate::report::{JsonReport, csv_parts, json_parts};
 use crate::store::{BatchRow, ReportWindow, Store};
 
@@ -74,7 +74,7 @@ pub async fn get(
     let store = state.engine.store();
     let b = batch(store, &id).await?;
     Ok(axum::Json(
-        describe(store, b).await.map_err(ApiError::internal)?,
+        describe_one(store, b).await.map_err(ApiError::internal)?,
     ))
 }
 
@@ -138,13 +138,8 @@ pub async fn report(
         ));
     }
     let counts = store.batch_counts(&b).await.map_err(ApiError::internal)?;
-    let state_name = Store::batch_state(&b, &counts);
-    let head = JsonReport {
-        batch_id: &b.id,
-        state: state_name.as_str(),
-        counts: &counts,
-        rows: &[],
-    };
+    let events = store.events(&b.id).await.map_err(ApiError::internal)?;
+    let head = JsonReport::head(&b, &counts, &events);
     let parts =
         json_parts(store.clone(), b.id.clone(), &head, false).map_err(ApiError::internal)?;
     Ok((
@@ -207,9 +202,11 @@ fn rail_error(e: crate::pipeline::rails::RailError) -> ApiError {
     match e {
         RailError::NotFound(id) => ApiError::batch_not_found(&id),
         RailError::NotHalted(_) => ApiError::new(StatusCode::CONFLICT, "not_halted", e.to_string()),
-        RailError::UnknownOnly(_) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.to_string())
-        }
+        RailError::NotInBatch(_) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_in_batch",
+            e.to_string(),
+        ),
         other => ApiError::internal(other),
     }
 }
@@ -230,9 +227,15 @@ pub async fn approve(
         .await
         .map_err(ApiError::internal)?
         .unwrap_or_default();
-    let approval = crate::pipeline::rails::approve(&state.engine, &id, only.as_deref(), &keep)
-        .await
-        .map_err(rail_error)?;
+    let approval = crate::pipeline::rails::approve(
+        &state.engine,
+        &id,
+        only.as_deref(),
+        &keep,
+        &Actor::bootstrap(),
+    )
+    .await
+    .map_err(rail_error)?;
     Ok((StatusCode::ACCEPTED, axum::Json(approval)))
 }
 
@@ -240,7 +243,7 @@ pub async fn cancel(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let c = crate::pipeline::rails::cancel(&state.engine, &id)
+    let c = crate::pipeline::rails::cancel(&state.engine, &id, &Actor::bootstrap())
         .await
         .map_err(rail_error)?;
     Ok((StatusCode::ACCEPTED, axum::Json(c)))

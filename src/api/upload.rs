@@ -209,6 +209,8 @@ async fn take_in(
         dry_run: query.dry_run,
         dedupe_window: (!query.force).then(|| config.intake.dedupe_window()),
         max_requests: Some(config.safety.max_batch_requests),
+        actor: crate::domain::Actor::bootstrap(),
+        origin: "upload",
     };
     let file = upload.file.reopen().map_err(ApiError::internal)?;
     let (status, body, batch_id) = match submit_csv(

@@ -21,6 +21,14 @@ pub async fn check(config: Option<&Path>) -> Result<u8, Failure> {
         jobs.dropfolders.len(),
         jobs.reconciles.len()
     );
+    for job in &jobs.reconciles {
+        for rail in job.rails.off() {
+            println!(
+                "warning: job {}: {rail} = \"off\": that rail will not halt a wrong roster",
+                job.name
+            );
+        }
+    }
     let mut failed = 0;
     let mut names: Vec<_> = engine.connectors().collect();
     names.sort_by(|a, b| a.0.cmp(b.0));

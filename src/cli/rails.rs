@@ -49,9 +49,15 @@ pub async fn approve(config: Option<&Path>, args: ApproveArgs) -> Result<u8, Fai
         .await
         .map_err(|e| Failure::other(anyhow!(e)))?
         .unwrap_or_default();
-    let approval = rails::approve(&engine, &args.batch, args.only.as_deref(), &keep)
-        .await
-        .map_err(rail_failure)?;
+    let approval = rails::approve(
+        &engine,
+        &args.batch,
+        args.only.as_deref(),
+        &keep,
+        &setup::actor(),
+    )
+    .await
+    .map_err(rail_failure)?;
     eprintln!(
         "batch {}: approved, {} request(s) queued, {} left out",
         approval.batch_id, approval.enqueued, approval.cancelled
@@ -67,7 +73,7 @@ pub async fn approve(config: Option<&Path>, args: ApproveArgs) -> Result<u8, Fai
 
 pub async fn cancel(config: Option<&Path>, args: CancelArgs) -> Result<u8, Failure> {
     let engine = setup::engine(config).await?;
-    let c = rails::cancel(&engine, &args.id)
+    let c = rails::cancel(&engine, &args.id, &setup::actor())
         .await
         .map_err(rail_failure)?;
     println!("{} {}: {} request(s) cancelled", c.kind, c.id, c.cancelled);

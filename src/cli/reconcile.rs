@@ -35,16 +35,21 @@ pub async fn reconcile(config: Option<&Path>, args: ReconcileArgs) -> Result<u8,
             dir.display()
         ))
     })?;
-    let result = crate::reconcile::reconcile(&engine, spec, args.dry_run)
+    let trigger = crate::reconcile::Trigger {
+        actor: setup::actor(),
+        origin: "cli",
+    };
+    let result = crate::reconcile::reconcile(&engine, spec, args.dry_run, &trigger)
         .await
         .map_err(Failure::other)?;
     eprintln!(
-        "job {}: {} members, {} roster rows, {} planned removals, {} protected",
+        "job {}: {} members, {} roster rows, {} planned removals, {} protected, {} unmatched",
         spec.name,
         result.members,
         result.roster_rows,
         result.removals.len(),
-        result.protected.len()
+        result.protected.len(),
+        result.unmatched.len()
     );
     let verb = if result.dry_run {
         "would remove"
@@ -57,8 +62,14 @@ pub async fn reconcile(config: Option<&Path>, args: ReconcileArgs) -> Result<u8,
     for user in &result.protected {
         eprintln!("  skip {user}: not in the roster, but protected");
     }
-    if let Some(reason) = &result.halted {
-        eprintln!("batch {} is halted: {reason}", result.batch_id);
+    for user in &result.unmatched {
+        eprintln!("  skip {user}: no email to match the roster on");
+    }
+    if let Some(halt) = &result.halted {
+        eprintln!(
+            "batch {} is halted ({}): {}",
+            result.batch_id, halt.code, halt.reason
+        );
         eprintln!(
             "review it with `offboard report {}`, then `offboard approve {}`",
             result.batch_id, result.batch_id

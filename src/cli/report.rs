@@ -9,7 +9,6 @@ use futures::StreamExt;
 
 use super::{Failure, exit, setup};
 use crate::report::{JsonReport, ReportFile, csv_parts, json_parts, until_error, write_parts};
-use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -38,13 +37,8 @@ pub async fn report(config: Option<&Path>, args: ReportArgs) -> Result<u8, Failu
         Format::Csv => csv_parts(store.clone(), batch.id.clone()),
         Format::Json => {
             let counts = store.batch_counts(&batch).await.map_err(Failure::other)?;
-            let state = Store::batch_state(&batch, &counts);
-            let head = JsonReport {
-                batch_id: &batch.id,
-                state: state.as_str(),
-                counts: &counts,
-                rows: &[],
-            };
+            let events = store.events(&batch.id).await.map_err(Failure::other)?;
+            let head = JsonReport::head(&batch, &counts, &events);
             let json =
                 json_parts(store.clone(), batch.id.clone(), &head, true).map_err(Failure::other)?;
             until_error(json.chain(futures::stream::once(async { Ok(b"\n".to_vec()) })))

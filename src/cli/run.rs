@@ -142,6 +142,8 @@ pub async fn intake<R: Read>(
         dry_run: opts.dry_run,
         dedupe_window: (!opts.force).then(|| engine.config().intake.dedupe_window()),
         max_requests: (!opts.yes).then_some(engine.config().safety.max_batch_requests),
+        actor: setup::actor(),
+        origin: "cli",
     };
     submit_csv(engine.store(), engine.queue(), &catalog, input, &options)
         .await

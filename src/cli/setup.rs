@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::Failure;
 use crate::config::{Config, resolve_providers};
+use crate::domain::Actor;
 use crate::engine::Engine;
 use crate::store::Store;
 
@@ -30,6 +31,16 @@ pub async fn engine(path: Option<&Path>) -> Result<Arc<Engine>, Failure> {
     Engine::start(config, providers)
         .await
         .map_err(Failure::other)
+}
+
+/// The person at this shell, as every decision they take is recorded:
+/// `cli:USER@HOST`.
+pub fn actor() -> Actor {
+    let user = ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "unknown".into());
+    Actor::cli(&user, &crate::engine::host_name())
 }
 
 /// Only the database, for read-only commands that need no tokens.

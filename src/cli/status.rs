@@ -21,10 +21,13 @@ pub struct StatusArgs {
     pub limit: u32,
 }
 
-async fn describe(store: &Store, batch: BatchRow) -> Result<BatchStatus, Failure> {
-    crate::report::status::describe(store, batch)
-        .await
-        .map_err(Failure::other)
+async fn describe(store: &Store, batch: BatchRow, one: bool) -> Result<BatchStatus, Failure> {
+    let status = if one {
+        crate::report::status::describe_one(store, batch).await
+    } else {
+        crate::report::status::describe(store, batch).await
+    };
+    status.map_err(Failure::other)
 }
 
 pub async fn status(config: Option<&Path>, args: StatusArgs) -> Result<u8, Failure> {
@@ -44,7 +47,7 @@ pub async fn status(config: Option<&Path>, args: StatusArgs) -> Result<u8, Failu
     };
     let mut out = Vec::with_capacity(batches.len());
     for b in batches {
-        out.push(describe(&store, b).await?);
+        out.push(describe(&store, b, args.batch.is_some()).await?);
     }
     if args.json {
         let text = if args.batch.is_some() {
@@ -75,13 +78,25 @@ pub async fn status(config: Option<&Path>, args: StatusArgs) -> Result<u8, Failu
             if s.batch.dry_run { " (dry run)" } else { "" }
         );
     }
-    // One batch asked for: say why it waits, and how to go on.
-    if args.batch.is_some()
-        && let Some(s) = out.first()
-        && s.state == "halted"
-        && let Some(reason) = &s.batch.halt_reason
-    {
-        println!("halted: {reason}");
+    // One batch asked for: say why it waits, and who did what to it.
+    if let Some(s) = out.first().filter(|_| args.batch.is_some()) {
+        if s.state == "halted"
+            && let Some(reason) = &s.batch.halt_reason
+        {
+            println!("halted: {reason}");
+            if let Some(code) = s.batch.halt_code {
+                println!("halt code: {code}");
+            }
+        }
+        for e in s.events.iter().flatten() {
+            println!(
+                "event {}  {:<10} {}  {}",
+                e.at,
+                e.action.as_str(),
+                e.actor,
+                e.detail
+            );
+        }
     }
     Ok(exit::OK)
 }

@@ -1,12 +1,14 @@
 //! The offboarding domain: identifiers, outcomes, steps and the shape of a
 //! request. Nothing here knows about HTTP, SQL or files.
 
+pub mod batch;
 pub mod ids;
 pub mod outcome;
 pub mod protection;
 pub mod request;
 pub mod step;
 
+pub use batch::{Actor, BatchEvent, EventAction, Halt, HaltCode};
 pub use ids::{DepartmentId, IdError, OrgId, ProviderName, RoleId, UserId};
 pub use outcome::{BatchState, Outcome, OutcomeCounts};
 pub use protection::{IdCase, Protection};

@@ -311,6 +311,8 @@ async fn intake(
         dry_run: spec.dry_run,
         dedupe_window: Some(config.intake.dedupe_window()),
         max_requests: Some(config.safety.max_batch_requests),
+        actor: crate::domain::Actor::dropfolder(&spec.name),
+        origin: "dropfolder",
     };
     let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
     match submit_csv(store, engine.queue(), &catalog, file, &options).await {
@@ -387,6 +389,7 @@ async fn finish_if_done(
     };
     let target = unique(dest, name);
     write_report_file(store, batch_id, &sidecar(&target, "report.csv")).await?;
+    write_events_file(store, batch_id, &sidecar(&target, "events.json")).await?;
     std::fs::rename(folders.processing.join(name), &target).map_err(|e| e.to_string())?;
     store
         .update_drop_file(sha, None, if failed { "failed" } else { "done" })
@@ -399,6 +402,17 @@ async fn finish_if_done(
 /// Writes the batch's CSV report to `path` whole or not at all.
 async fn write_report_file(store: &Store, batch_id: &str, path: &Path) -> Result<(), String> {
     let parts = csv_parts(store.clone(), batch_id.to_owned());
+    let written = async { ReportFile::create(path)?.write(parts).await }.await;
+    written.map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Writes the batch's events (who submitted, halted, approved it) to
+/// `path` as a JSON array, whole or not at all.
+async fn write_events_file(store: &Store, batch_id: &str, path: &Path) -> Result<(), String> {
+    let events = store.events(batch_id).await.map_err(|e| e.to_string())?;
+    let mut json = serde_json::to_vec_pretty(&events).map_err(|e| e.to_string())?;
+    json.push(b'\n');
+    let parts: crate::report::Parts = Box::pin(futures::stream::once(async { Ok(json) }));
     let written = async { ReportFile::create(path)?.write(parts).await }.await;
     written.map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

@@ -4,6 +4,7 @@
 use std::io::Read;
 
 use super::{CsvIntake, IntakeError, ProviderCatalog};
+use crate::domain::{Actor, Halt, HaltCode};
 use crate::queue::{Queue, QueueError};
 use crate::store::{NewBatch, RejectedRow, Store, StoreError, now_ms};
 
@@ -27,6 +28,11 @@ pub struct IntakeOptions {
     /// (`[safety] max_batch_requests`); `None` when already approved
     /// (`run --yes`).
     pub max_requests: Option<u64>,
+    /// Who submits it.
+    pub actor: Actor,
+    /// Where it came from, as its `submitted` event says: `upload`, `cli`,
+    /// `dropfolder`.
+    pub origin: &'static str,
 }
 
 /// What an intake did.
@@ -82,6 +88,8 @@ pub async fn submit_csv<R: Read>(
             source: options.source.clone(),
             source_name: options.source_name.clone(),
             dry_run: options.dry_run,
+            actor: options.actor.clone(),
+            origin: options.origin,
         })
         .await?;
     // Nothing of the batch runs until the whole file is in and checked
@@ -92,7 +100,11 @@ pub async fn submit_csv<R: Read>(
         Err(e) => {
             // A file that broke off half-way leaves nothing runnable behind.
             store
-                .cancel_batch(&batch_id, "the intake of this batch failed")
+                .cancel_batch(
+                    &batch_id,
+                    "the intake of this batch failed",
+                    &Actor::system(),
+                )
                 .await?;
             Err(e)
         }
@@ -162,12 +174,15 @@ async fn finish_intake(
         .max_requests
         .filter(|cap| summary.accepted_rows > *cap)
     {
-        let reason = format!(
-            "{} requests exceed [safety] max_batch_requests = {cap}; run `offboard approve {batch_id}` to apply them",
-            summary.accepted_rows
+        let halt = Halt::new(
+            HaltCode::MaxBatchRequests,
+            format!(
+                "{} requests exceed [safety] max_batch_requests = {cap}; run `offboard approve {batch_id}` to apply them",
+                summary.accepted_rows
+            ),
         );
-        store.halt_batch(&batch_id, &reason).await?;
-        summary.halted = Some(reason);
+        store.halt_batch(&batch_id, &halt).await?;
+        summary.halted = Some(halt.reason);
         return Ok(summary);
     }
     store.end_intake(&batch_id).await?;

@@ -217,14 +217,21 @@ mod tests {
             .unwrap();
         assert_eq!(queue.enqueue_batch(store, &batch).await.unwrap(), 1);
         // Halted after its push: the job is already in the queue.
-        store.halt_batch(&batch, "by a test").await.unwrap();
+        let halt = crate::domain::Halt::new(crate::domain::HaltCode::MaxBatchRequests, "by a test");
+        store.halt_batch(&batch, &halt).await.unwrap();
         run_job(&engine, &jobs[0].request_id).await.unwrap();
         let request = store.request(&jobs[0].request_id).await.unwrap().unwrap();
         assert_eq!(request.outcome, None, "still open");
         assert_eq!(queue.enqueue_missing(store).await.unwrap(), 0, "halted");
-        let approval = rails::approve(&engine, &batch, None, &HashSet::new())
-            .await
-            .unwrap();
+        let approval = rails::approve(
+            &engine,
+            &batch,
+            None,
+            &HashSet::new(),
+            &crate::domain::Actor::named("approver"),
+        )
+        .await
+        .unwrap();
         assert_eq!(approval.enqueued, 1, "the approval enqueues it again");
         assert_eq!(queue.enqueue_missing(store).await.unwrap(), 0, "once");
     }

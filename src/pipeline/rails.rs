@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use crate::domain::Actor;
 use crate::engine::Engine;
 use crate::store::StoreError;
 
@@ -12,8 +13,8 @@ pub enum RailError {
     NotFound(String),
     #[error("batch {0} is not halted: there is nothing to approve")]
     NotHalted(String),
-    #[error("--only names {0}, which the batch does not plan to offboard")]
-    UnknownOnly(String),
+    #[error("--only names {0}, who is not in the batch's plan")]
+    NotInBatch(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -36,6 +37,7 @@ pub async fn approve(
     batch_id: &str,
     only: Option<&[String]>,
     keep: &HashSet<String>,
+    actor: &Actor,
 ) -> Result<Approval, RailError> {
     let store = engine.store();
     let batch = store
@@ -49,9 +51,7 @@ pub async fn approve(
     if let Some(only) = only {
         let planned: HashSet<&str> = open.iter().map(|(_, u)| u.as_str()).collect();
         if let Some(unknown) = only.iter().find(|u| !planned.contains(u.as_str())) {
-            return Err(RailError::UnknownOnly(crate::intake::row::truncate(
-                unknown,
-            )));
+            return Err(RailError::NotInBatch(crate::intake::row::truncate(unknown)));
         }
     }
     let mut approval = Approval {
@@ -60,18 +60,24 @@ pub async fn approve(
     };
     for (id, user) in &open {
         let why = if keep.contains(user) {
-            Some("not removed: back in the roster when the plan was approved")
+            Some((
+                "back_in_roster",
+                "not removed: back in the roster when the plan was approved",
+            ))
         } else if only.is_some_and(|o| !o.contains(user)) {
-            Some("not removed: left out of the approval (--only)")
+            Some((
+                "cancelled",
+                "not removed: left out of the approval (--only)",
+            ))
         } else {
             None
         };
-        if let Some(why) = why {
-            store.cancel_request(id, why).await?;
+        if let Some((code, why)) = why {
+            store.cancel_request(id, code, why).await?;
             approval.cancelled += 1;
         }
     }
-    store.release_batch(&batch.id).await?;
+    store.release_batch(&batch.id, actor, only).await?;
     approval.enqueued = engine.queue().enqueue_batch(store, &batch.id).await?;
     tracing::info!(batch = %batch.id, enqueued = approval.enqueued, cancelled = approval.cancelled, "batch approved");
     Ok(approval)
@@ -88,11 +94,11 @@ pub struct Cancellation {
 }
 
 /// Cancels a batch (every open request it created) or a single request.
-pub async fn cancel(engine: &Engine, id: &str) -> Result<Cancellation, RailError> {
+pub async fn cancel(engine: &Engine, id: &str, actor: &Actor) -> Result<Cancellation, RailError> {
     let store = engine.store();
-    let message = "cancelled by a person";
+    let message = format!("cancelled by {actor}");
     if let Some(batch) = store.batch(id).await? {
-        let n = store.cancel_batch(&batch.id, message).await?;
+        let n = store.cancel_batch(&batch.id, &message, actor).await?;
         return Ok(Cancellation {
             kind: "batch",
             id: batch.id,
@@ -100,7 +106,7 @@ pub async fn cancel(engine: &Engine, id: &str) -> Result<Cancellation, RailError
         });
     }
     if store.request(id).await?.is_some() {
-        let n = u64::from(store.cancel_request(id, message).await?);
+        let n = u64::from(store.cancel_request(id, "cancelled", &message).await?);
         return Ok(Cancellation {
             kind: "request",
             id: id.to_owned(),

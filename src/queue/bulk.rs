@@ -447,12 +447,21 @@ mod tests {
         let queue = Queue::new(&store, &crate::config::WorkerConfig::default());
         let pool = sqlite_pool(&store);
         let halted = batch_of(&store, &["x", "y"]).await;
-        store.halt_batch(&halted, "over the cap").await.unwrap();
+        let halt =
+            crate::domain::Halt::new(crate::domain::HaltCode::MaxBatchRequests, "over the cap");
+        store.halt_batch(&halted, &halt).await.unwrap();
         let later = batch_of(&store, &["x", "z"]).await;
         let taking_in = batch_of(&store, &["t"]).await;
         store.mark_intake(&taking_in).await.unwrap();
         let cancelled = batch_of(&store, &["c"]).await;
-        store.cancel_batch(&cancelled, "by a test").await.unwrap();
+        store
+            .cancel_batch(
+                &cancelled,
+                "by a test",
+                &crate::domain::Actor::named("test"),
+            )
+            .await
+            .unwrap();
         assert_eq!(
             held_batches(&store).await.unwrap(),
             std::slice::from_ref(&later)
@@ -468,7 +477,12 @@ mod tests {
             2,
             "x moved to the later batch"
         );
-        assert!(store.release_batch(&halted).await.unwrap());
+        assert!(
+            store
+                .release_batch(&halted, &crate::domain::Actor::named("approver"), None)
+                .await
+                .unwrap()
+        );
         assert_eq!(queue.enqueue_batch(&store, &halted).await.unwrap(), 1);
         let mut pushed = requests_in_jobs(&pool).await;
         pushed.sort();

@@ -3,6 +3,7 @@
 //! rails that halt before the first change when the plan looks wrong.
 
 mod plan;
+pub mod rails;
 mod roster;
 pub mod schedule;
 
@@ -16,8 +17,9 @@ use crate::config::{Config, ProviderKind};
 use crate::domain::ids::check_safe;
 use crate::engine::Engine;
 
-pub use plan::{ReconcileError, ReconcileResult, reconcile};
-pub use roster::read_roster;
+pub use plan::{ReconcileError, ReconcileResult, Trigger, reconcile};
+pub use rails::{JobRails, Rail};
+pub use roster::{RosterError, read_roster};
 
 /// Which member field the roster lists.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -50,9 +52,7 @@ pub struct ReconcileSpec {
     pub organization_id: String,
     pub roster: RosterSource,
     pub transfer_to_department_id: Option<String>,
-    pub max_removals: Option<u64>,
-    pub max_removal_percent: Option<f64>,
-    pub min_roster_rows: Option<u64>,
+    pub rails: JobRails,
     pub dry_run: bool,
 }
 
@@ -68,9 +68,7 @@ impl ReconcileSpec {
         organization_id: Option<String>,
         roster: Option<RosterSource>,
         transfer_to_department_id: Option<String>,
-        max_removals: Option<u64>,
-        max_removal_percent: Option<f64>,
-        min_roster_rows: Option<u64>,
+        rails: JobRails,
         dry_run: bool,
         config: &Config,
     ) -> Result<Self, SpecError> {
@@ -114,11 +112,7 @@ impl ReconcileSpec {
             crate::domain::ids::check_prefixed(d, "dept_")
                 .map_err(|e| ("transfer_to_department_id", format!("{d:?} {e}")))?;
         }
-        if let Some(p) = max_removal_percent
-            && !(p.is_finite() && (0.0..=100.0).contains(&p))
-        {
-            return Err(("max_removal_percent", "must be between 0 and 100".into()));
-        }
+        rails.validate()?;
         Ok(Self {
             name,
             schedule,
@@ -127,9 +121,7 @@ impl ReconcileSpec {
             organization_id,
             roster,
             transfer_to_department_id,
-            max_removals,
-            max_removal_percent,
-            min_roster_rows,
+            rails,
             dry_run,
         })
     }

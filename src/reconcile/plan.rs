@@ -3,12 +3,13 @@
 
 use std::collections::HashSet;
 
+use super::rails::PlanFacts;
 use super::roster::read_roster;
 use super::{MatchOn, ReconcileSpec};
-use crate::connectors::CallContext;
-use crate::domain::{DepartmentId, OrgId, ProviderName, Target, UserId};
+use crate::connectors::{CallContext, Member};
+use crate::domain::{Actor, DepartmentId, Halt, OrgId, Outcome, ProviderName, Target, UserId};
 use crate::engine::Engine;
-use crate::store::{AcceptedRow, IntakeChunk, NewBatch, now_ms};
+use crate::store::{AcceptedRow, IntakeChunk, NewBatch, Store, now_ms};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -28,54 +29,67 @@ pub struct ReconcileResult {
     pub batch_id: String,
     pub members: usize,
     pub roster_rows: usize,
-    /// Members to offboard (not counting protected ones).
+    /// Members to offboard (not counting protected or unmatched ones).
     pub removals: Vec<String>,
     /// Protected members missing from the roster: planned as skipped.
     pub protected: Vec<String>,
+    /// Members the roster cannot match (no email under `match_on =
+    /// "email"`): planned as skipped, never removed.
+    pub unmatched: Vec<String>,
     /// Why the batch waits for approval, when it does.
-    pub halted: Option<String>,
+    pub halted: Option<Halt>,
     pub dry_run: bool,
 }
 
-/// Every reason to stop before the first change, in the order checked.
-fn rail(
+/// Who asked for a reconciliation and how: its `submitted` event.
+#[derive(Debug, Clone)]
+pub struct Trigger {
+    pub actor: Actor,
+    /// `schedule` or `cli`.
+    pub origin: &'static str,
+}
+
+/// How the plan treats each member missing from the roster.
+struct Drift {
+    removals: Vec<String>,
+    protected: Vec<String>,
+    unmatched: Vec<String>,
+}
+
+fn drift(
+    engine: &Engine,
     spec: &ReconcileSpec,
-    roster: &Result<HashSet<String>, String>,
-    removals: usize,
-    members: usize,
-) -> Option<String> {
-    let roster = match roster {
-        Err(e) => return Some(format!("{e}; nothing was removed")),
-        Ok(r) => r,
+    members: &[Member],
+    keys: &HashSet<String>,
+) -> Drift {
+    let mut d = Drift {
+        removals: Vec::new(),
+        protected: Vec::new(),
+        unmatched: Vec::new(),
     };
-    if roster.is_empty() {
-        return Some("the roster is empty: an empty roster never means \"remove everyone\"".into());
+    for m in members {
+        let email = m.email.as_deref().map(str::trim).filter(|e| !e.is_empty());
+        let present = match spec.roster.match_on {
+            MatchOn::UserId => keys.contains(&m.user_id),
+            MatchOn::Email => match email {
+                Some(e) => keys.contains(&e.to_ascii_lowercase()),
+                // Nothing to match on: never "missing from the roster".
+                None => {
+                    d.unmatched.push(m.user_id.clone());
+                    continue;
+                }
+            },
+        };
+        if present {
+            continue;
+        }
+        if engine.is_protected(&spec.provider, &m.user_id, email) {
+            d.protected.push(m.user_id.clone());
+        } else {
+            d.removals.push(m.user_id.clone());
+        }
     }
-    if let Some(floor) = spec.min_roster_rows
-        && (roster.len() as u64) < floor
-    {
-        return Some(format!(
-            "the roster has {} rows, fewer than min_roster_rows = {floor}",
-            roster.len()
-        ));
-    }
-    if let Some(cap) = spec.max_removals
-        && removals as u64 > cap
-    {
-        return Some(format!(
-            "{removals} planned removals exceed max_removals = {cap}"
-        ));
-    }
-    if let Some(pct) = spec.max_removal_percent
-        && members > 0
-        && (removals as f64) * 100.0 / (members as f64) > pct
-    {
-        return Some(format!(
-            "{removals} planned removals are {:.1}% of {members} members, over max_removal_percent = {pct}",
-            removals as f64 * 100.0 / members as f64
-        ));
-    }
-    None
+    d
 }
 
 /// Plans and stores one reconciliation batch; enqueues it unless a rail
@@ -84,6 +98,7 @@ pub async fn reconcile(
     engine: &Engine,
     spec: &ReconcileSpec,
     dry_run: bool,
+    trigger: &Trigger,
 ) -> Result<ReconcileResult, ReconcileError> {
     let connector = engine
         .connector(&spec.provider)
@@ -97,41 +112,49 @@ pub async fn reconcile(
             org: spec.organization_id.clone(),
             error: format!("{}: {}", e.code, e.message),
         })?;
-    let roster = read_roster(&spec.roster).await.map_err(|e| e.to_string());
+    let roster = read_roster(&spec.roster).await;
     let empty = HashSet::new();
     let keys = roster.as_ref().unwrap_or(&empty);
-    let (mut removals, mut protected) = (Vec::new(), Vec::new());
-    for m in &members {
-        let present = match spec.roster.match_on {
-            MatchOn::UserId => keys.contains(&m.user_id),
-            MatchOn::Email => m
-                .email
-                .as_ref()
-                .is_some_and(|e| keys.contains(&e.to_ascii_lowercase())),
-        };
-        if present {
-            continue;
-        }
-        if engine.is_protected(&spec.provider, &m.user_id, m.email.as_deref()) {
-            protected.push(m.user_id.clone());
-        } else {
-            removals.push(m.user_id.clone());
-        }
-    }
-    let halted = rail(spec, &roster, removals.len(), members.len());
-    let dry_run = dry_run || spec.dry_run;
+    let Drift {
+        removals,
+        protected,
+        unmatched,
+    } = drift(engine, spec, &members, keys);
     let store = engine.store();
+    let facts = PlanFacts {
+        roster: roster.as_ref().map(HashSet::len),
+        last_good_roster: store.last_good_roster_rows(&spec.name).await?,
+        members: members.len(),
+        removals: removals.len(),
+        unmatched: unmatched.len(),
+        max_batch_requests: engine.config().safety.max_batch_requests,
+    };
+    let halted = spec.rails.halt(&facts);
+    let dry_run = dry_run || spec.dry_run;
     let batch_id = store
         .create_batch(&NewBatch {
             source: "reconcile".into(),
             source_name: Some(spec.name.clone()),
             dry_run,
+            actor: trigger.actor.clone(),
+            origin: trigger.origin,
         })
         .await?;
     store.mark_intake(&batch_id).await?;
-    // Built as the chunks are written, so the plan's rows never sit in
-    // memory all at once.
-    let mut rows = removals
+    if let Ok(r) = &roster {
+        store.set_roster_rows(&batch_id, r.len() as u64).await?;
+    }
+    let target = |user: &str| Target {
+        provider: ProviderName::new_unchecked(spec.provider.clone()),
+        organization_id: org.clone(),
+        user_id: UserId::new_unchecked(user),
+        transfer_to_department_id: spec
+            .transfer_to_department_id
+            .clone()
+            .map(DepartmentId::new_unchecked),
+    };
+    let since = now_ms() - engine.config().intake.dedupe_window().as_millis() as i64;
+    let planned = removals
         .iter()
         .map(|u| (u, "not in the roster"))
         .chain(
@@ -139,39 +162,30 @@ pub async fn reconcile(
                 .iter()
                 .map(|u| (u, "not in the roster (protected)")),
         )
-        .enumerate()
-        .map(|(i, (user, why))| AcceptedRow {
-            line: i as u64 + 1,
-            target: Target {
-                provider: ProviderName::new_unchecked(spec.provider.clone()),
-                organization_id: org.clone(),
-                user_id: UserId::new_unchecked(user.clone()),
-                transfer_to_department_id: spec
-                    .transfer_to_department_id
-                    .clone()
-                    .map(DepartmentId::new_unchecked),
-            },
-            reason: Some(why.into()),
-            effective_at: None,
-        });
-    let since = now_ms() - engine.config().intake.dedupe_window().as_millis() as i64;
-    loop {
-        let accepted: Vec<AcceptedRow> = rows.by_ref().take(2_000).collect();
-        if accepted.is_empty() {
-            break;
-        }
-        let chunk = IntakeChunk {
-            accepted,
-            rejected: Vec::new(),
-        };
-        store
-            .write_intake_chunk(&batch_id, dry_run, Some(since), chunk)
-            .await?;
-    }
+        .chain(
+            unmatched
+                .iter()
+                .map(|u| (u, "no email to match the roster on")),
+        );
+    // Built as the chunks are written, so the plan's rows never sit in
+    // memory all at once.
+    let rows = planned.enumerate().map(|(i, (user, why))| AcceptedRow {
+        line: i as u64 + 1,
+        target: target(user),
+        reason: Some(why.into()),
+        effective_at: None,
+    });
+    let unmatched_from = (removals.len() + protected.len()) as u64 + 1;
+    let created = write_rows(store, &batch_id, dry_run, since, rows, unmatched_from).await?;
+    // Unmatched members are settled before any job could run them.
+    let message = "the member has no email, so the roster cannot say whether they still belong; a reconciliation never removes them";
+    store
+        .settle_unrun(&created, Outcome::Skipped, "unmatched_member", message)
+        .await?;
     match &halted {
-        Some(reason) => {
-            tracing::warn!(job = %spec.name, batch = %batch_id, reason = %reason, "reconciliation halted");
-            store.halt_batch(&batch_id, reason).await?;
+        Some(halt) => {
+            tracing::warn!(job = %spec.name, batch = %batch_id, code = %halt.code, reason = %halt.reason, "reconciliation halted");
+            store.halt_batch(&batch_id, halt).await?;
         }
         None => {
             store.end_intake(&batch_id).await?;
@@ -184,7 +198,45 @@ pub async fn reconcile(
         roster_rows: keys.len(),
         removals,
         protected,
+        unmatched,
         halted,
         dry_run,
     })
+}
+
+/// Stores `rows` 2,000 at a time; the requests created for lines from
+/// `settled_from` on, which must never run.
+async fn write_rows(
+    store: &Store,
+    batch_id: &str,
+    dry_run: bool,
+    since: i64,
+    mut rows: impl Iterator<Item = AcceptedRow>,
+    settled_from: u64,
+) -> Result<Vec<String>, ReconcileError> {
+    let mut settled = Vec::new();
+    loop {
+        let accepted: Vec<AcceptedRow> = rows.by_ref().take(2_000).collect();
+        if accepted.is_empty() {
+            return Ok(settled);
+        }
+        // The unmatched lines come last, in chunks of their own.
+        let (run, unrun): (Vec<_>, Vec<_>) =
+            accepted.into_iter().partition(|r| r.line < settled_from);
+        for (part, keep) in [(run, false), (unrun, true)] {
+            if part.is_empty() {
+                continue;
+            }
+            let chunk = IntakeChunk {
+                accepted: part,
+                rejected: Vec::new(),
+            };
+            let jobs = store
+                .write_intake_chunk(batch_id, dry_run, Some(since), chunk)
+                .await?;
+            if keep {
+                settled.extend(jobs.into_iter().map(|j| j.request_id));
+            }
+        }
+    }
 }

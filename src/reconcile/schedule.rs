@@ -8,7 +8,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-use super::{ReconcileSpec, reconcile};
+use super::{ReconcileSpec, Trigger, reconcile};
+use crate::domain::Actor;
 use crate::engine::Engine;
 
 /// The latest scheduled time at or before `now`, after `since`.
@@ -42,13 +43,17 @@ async fn fire(engine: &Engine, spec: &ReconcileSpec, at: DateTime<Utc>) {
             return;
         }
     }
-    match reconcile(engine, spec, false).await {
+    let trigger = Trigger {
+        actor: Actor::schedule(&spec.name),
+        origin: "schedule",
+    };
+    match reconcile(engine, spec, false, &trigger).await {
         Ok(r) => {
             let _ = engine
                 .store()
                 .set_tick_batch(&spec.name, at_ms, &r.batch_id)
                 .await;
-            tracing::info!(job = %spec.name, batch = %r.batch_id, removals = r.removals.len(), halted = r.halted.is_some(), "reconciliation planned");
+            tracing::info!(job = %spec.name, batch = %r.batch_id, removals = r.removals.len(), halted = r.halted.as_ref().map(|h| h.code.as_str()), "reconciliation planned");
         }
         Err(e) => tracing::error!(job = %spec.name, error = %e, "reconciliation failed"),
     }

@@ -7,8 +7,8 @@ pub use stream::{Parts, ReportFile, csv_parts, json_parts, until_error, write_pa
 
 use std::io::Write;
 
-use crate::domain::OutcomeCounts;
-use crate::store::ReportRow;
+use crate::domain::{BatchEvent, HaltCode, OutcomeCounts};
+use crate::store::{BatchRow, ReportRow, Store};
 
 /// Report CSV columns, in order (the ten, then conventions.md's).
 pub const COLUMNS: [&str; 14] = [
@@ -92,14 +92,38 @@ impl<W: Write> CsvReport<W> {
     }
 }
 
-/// The JSON report: batch, state, counts and rows (`json_parts` streams
-/// the rows into it).
+/// The JSON report: batch, state, counts, the halt and events, and rows
+/// (`json_parts` streams the rows into it; they come last).
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct JsonReport<'a> {
     pub batch_id: &'a str,
     pub state: &'a str,
     pub counts: &'a OutcomeCounts,
+    /// The rail a halted batch waits on.
+    pub halt_code: Option<HaltCode>,
+    pub halt_reason: Option<&'a str>,
+    /// Who did what to the batch, oldest first.
+    pub events: &'a [BatchEvent],
     pub rows: &'a [ReportRow],
+}
+
+impl<'a> JsonReport<'a> {
+    /// The report's head for `batch`, without rows.
+    pub fn head(
+        batch: &'a BatchRow,
+        counts: &'a OutcomeCounts,
+        events: &'a [BatchEvent],
+    ) -> JsonReport<'a> {
+        JsonReport {
+            batch_id: &batch.id,
+            state: Store::batch_state(batch, counts).as_str(),
+            counts,
+            halt_code: batch.halt_code,
+            halt_reason: batch.halt_reason.as_deref(),
+            events,
+            rows: &[],
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! A batch's status as people and the API see it: state, counts, progress
 //! and an estimate of the time left.
 
-use crate::domain::OutcomeCounts;
+use crate::domain::{BatchEvent, OutcomeCounts};
 use crate::store::{BatchRow, Store, StoreError, now_ms};
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -14,6 +14,17 @@ pub struct BatchStatus {
     pub progress: f64,
     /// Seconds left at the pace so far; absent before any progress.
     pub eta_seconds: Option<f64>,
+    /// Who did what to the batch, oldest first (one batch asked for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<BatchEvent>>,
+}
+
+/// One batch as [`describe`] gives it, with its events.
+pub async fn describe_one(store: &Store, batch: BatchRow) -> Result<BatchStatus, StoreError> {
+    let events = store.events(&batch.id).await?;
+    let mut status = describe(store, batch).await?;
+    status.events = Some(events);
+    Ok(status)
 }
 
 pub async fn describe(store: &Store, batch: BatchRow) -> Result<BatchStatus, StoreError> {
@@ -35,5 +46,6 @@ pub async fn describe(store: &Store, batch: BatchRow) -> Result<BatchStatus, Sto
         counts,
         progress,
         eta_seconds,
+        events: None,
     })
 }

@@ -267,10 +267,20 @@ mod tests {
         let counts = OutcomeCounts::default();
         for n in [0, 1, 3] {
             let rows: Vec<ReportRow> = (2..2 + n).map(row).collect();
+            // An event whose detail holds brackets, before the rows.
+            let events = [crate::domain::BatchEvent {
+                at: "2026-12-06T00:00:00.000Z".into(),
+                actor: "cli:a@h".into(),
+                action: crate::domain::EventAction::Approved,
+                detail: serde_json::json!({"only": ["[x]"]}),
+            }];
             let report = JsonReport {
                 batch_id: "b",
                 state: "done",
                 counts: &counts,
+                halt_code: None,
+                halt_reason: None,
+                events: &events,
                 rows: &rows,
             };
             for pretty in [true, false] {

@@ -2,8 +2,8 @@
 
 use sqlx::Row;
 
-use super::{Store, StoreError, now_ms};
-use crate::domain::{BatchState, Outcome, OutcomeCounts};
+use super::{Store, StoreError, events, now_ms};
+use crate::domain::{Actor, BatchState, EventAction, HaltCode, Outcome, OutcomeCounts};
 
 /// What a new batch records about its origin.
 #[derive(Debug, Clone)]
@@ -13,6 +13,11 @@ pub struct NewBatch {
     /// The file or job the batch came from.
     pub source_name: Option<String>,
     pub dry_run: bool,
+    /// Who submitted it; recorded as its `submitted` event.
+    pub actor: Actor,
+    /// The event's `detail.source`: `upload`, `cli`, `dropfolder`,
+    /// `schedule`.
+    pub origin: &'static str,
 }
 
 /// A stored batch.
@@ -24,6 +29,8 @@ pub struct BatchRow {
     pub dry_run: bool,
     /// Only `halted` and `cancelled` are stored; other states are derived.
     pub stored_state: Option<String>,
+    /// Which rail halted it, while it waits for approval.
+    pub halt_code: Option<HaltCode>,
     /// Why a halted batch waits for approval.
     pub halt_reason: Option<String>,
     pub rejected_rows: u64,
@@ -42,6 +49,7 @@ macro_rules! held_sql {
 impl Store {
     pub async fn create_batch(&self, batch: &NewBatch) -> Result<String, StoreError> {
         let id = ulid::Ulid::new().to_string();
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO batches (id, source, source_name, dry_run, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -50,14 +58,21 @@ impl Store {
         .bind(&batch.source_name)
         .bind(i64::from(batch.dry_run))
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        let detail = serde_json::json!({
+            "source": batch.origin,
+            "name": batch.source_name,
+            "dry_run": batch.dry_run,
+        });
+        events::insert(&mut tx, &id, &batch.actor, EventAction::Submitted, &detail).await?;
+        tx.commit().await?;
         Ok(id)
     }
 
     pub async fn batch(&self, id: &str) -> Result<Option<BatchRow>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, source, source_name, dry_run, stored_state, halt_reason, rejected_rows, created_at
+            "SELECT id, source, source_name, dry_run, stored_state, halt_code, halt_reason, rejected_rows, created_at
              FROM batches WHERE id = $1",
         )
         .bind(id)
@@ -69,7 +84,7 @@ impl Store {
     /// Newest first.
     pub async fn list_batches(&self, limit: u32, offset: u64) -> Result<Vec<BatchRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, source, source_name, dry_run, stored_state, halt_reason, rejected_rows, created_at
+            "SELECT id, source, source_name, dry_run, stored_state, halt_code, halt_reason, rejected_rows, created_at
              FROM batches ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2",
         )
         .bind(i64::from(limit))
@@ -157,6 +172,10 @@ fn batch_from_row(r: &sqlx::any::AnyRow) -> BatchRow {
         source_name: r.get("source_name"),
         dry_run: r.get::<i64, _>("dry_run") != 0,
         stored_state: r.get("stored_state"),
+        halt_code: r
+            .get::<Option<String>, _>("halt_code")
+            .as_deref()
+            .and_then(HaltCode::parse),
         halt_reason: r.get("halt_reason"),
         rejected_rows: r.get::<i64, _>("rejected_rows") as u64,
         created_at: r.get("created_at"),

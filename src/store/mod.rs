@@ -6,6 +6,7 @@
 mod audit;
 mod batches;
 mod connect;
+mod events;
 mod group;
 mod intake;
 mod rails;

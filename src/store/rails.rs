@@ -2,17 +2,32 @@
 
 use sqlx::Row;
 
-use super::{NewJob, Store, StoreError, now_ms};
+use super::{NewJob, Store, StoreError, events, now_ms};
+use crate::domain::{Actor, EventAction, Halt, Outcome};
 
 impl Store {
-    /// Marks a batch halted with a reason; its requests get no job until
-    /// it is approved.
-    pub async fn halt_batch(&self, batch_id: &str, reason: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE batches SET stored_state = 'halted', halt_reason = $1 WHERE id = $2")
-            .bind(reason)
-            .bind(batch_id)
-            .execute(&self.pool)
-            .await?;
+    /// Marks a batch halted by a rail, with its code and reason and a
+    /// `halted` event; its requests get no job until it is approved.
+    pub async fn halt_batch(&self, batch_id: &str, halt: &Halt) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE batches SET stored_state = 'halted', halt_code = $1, halt_reason = $2 WHERE id = $3",
+        )
+        .bind(halt.code.as_str())
+        .bind(&halt.reason)
+        .bind(batch_id)
+        .execute(&mut *tx)
+        .await?;
+        let detail = serde_json::json!({"code": halt.code, "reason": halt.reason});
+        events::insert(
+            &mut tx,
+            batch_id,
+            &Actor::system(),
+            EventAction::Halted,
+            &detail,
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -37,15 +52,28 @@ impl Store {
         Ok(())
     }
 
-    /// Lifts a halt (the caller then enqueues the batch).
-    pub async fn release_batch(&self, batch_id: &str) -> Result<bool, StoreError> {
+    /// Lifts a halt with an `approved` event naming `actor` and `only`
+    /// (the caller then enqueues the batch). The halt's own event stays.
+    pub async fn release_batch(
+        &self,
+        batch_id: &str,
+        actor: &Actor,
+        only: Option<&[String]>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
         let n = sqlx::query(
-            "UPDATE batches SET stored_state = NULL, halt_reason = NULL WHERE id = $1 AND stored_state = 'halted'",
+            "UPDATE batches SET stored_state = NULL, halt_code = NULL, halt_reason = NULL
+             WHERE id = $1 AND stored_state = 'halted'",
         )
         .bind(batch_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        if n == 1 {
+            let detail = serde_json::json!({"only": only});
+            events::insert(&mut tx, batch_id, actor, EventAction::Approved, &detail).await?;
+        }
+        tx.commit().await?;
         Ok(n == 1)
     }
 
@@ -88,7 +116,12 @@ impl Store {
 
     /// Cancels a request: at once when no worker holds it, else by asking
     /// the holder to stop before its next step. Returns whether it was open.
-    pub async fn cancel_request(&self, id: &str, message: &str) -> Result<bool, StoreError> {
+    pub async fn cancel_request(
+        &self,
+        id: &str,
+        code: &str,
+        message: &str,
+    ) -> Result<bool, StoreError> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         // Flag first: a worker holding the request stops before its next
@@ -101,9 +134,10 @@ impl Store {
         .await?
         .rows_affected();
         let ended = sqlx::query(
-            "UPDATE requests SET outcome = 'cancelled', error_code = 'cancelled', error_message = $1, finished_at = $2
-             WHERE id = $3 AND outcome IS NULL AND (claim_owner IS NULL OR claim_expires_at < $4)",
+            "UPDATE requests SET outcome = 'cancelled', error_code = $1, error_message = $2, finished_at = $3
+             WHERE id = $4 AND outcome IS NULL AND (claim_owner IS NULL OR claim_expires_at < $5)",
         )
+        .bind(code)
         .bind(message)
         .bind(now)
         .bind(id)
@@ -116,20 +150,92 @@ impl Store {
         Ok(flagged > 0)
     }
 
-    /// Cancels a batch: stored state `cancelled`, every open request it
-    /// created cancelled (running ones before their next step).
-    pub async fn cancel_batch(&self, batch_id: &str, message: &str) -> Result<u64, StoreError> {
+    /// Cancels a batch: stored state `cancelled` with a `cancelled` event
+    /// naming `actor`, every open request it created cancelled (running
+    /// ones before their next step).
+    pub async fn cancel_batch(
+        &self,
+        batch_id: &str,
+        message: &str,
+        actor: &Actor,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE batches SET stored_state = 'cancelled' WHERE id = $1")
             .bind(batch_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        let detail = serde_json::json!({"reason": message});
+        events::insert(&mut tx, batch_id, actor, EventAction::Cancelled, &detail).await?;
+        tx.commit().await?;
         let mut n = 0;
         for (id, _) in self.open_requests_of(batch_id).await? {
-            if self.cancel_request(&id, message).await? {
+            if self.cancel_request(&id, "cancelled", message).await? {
                 n += 1;
             }
         }
         Ok(n)
+    }
+
+    /// Records how many rows a reconciliation's roster had.
+    pub async fn set_roster_rows(&self, batch_id: &str, rows: u64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE batches SET roster_rows = $1 WHERE id = $2")
+            .bind(rows as i64)
+            .bind(batch_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The roster size of the job's last run that reached a final state:
+    /// applied (not a dry run), not halted, held or cancelled, with no
+    /// request still open.
+    pub async fn last_good_roster_rows(&self, job: &str) -> Result<Option<u64>, StoreError> {
+        let rows: Option<i64> = sqlx::query_scalar(
+            "SELECT b.roster_rows FROM batches b
+             WHERE b.source = 'reconcile' AND b.source_name = $1 AND b.dry_run = 0
+               AND b.roster_rows IS NOT NULL AND b.stored_state IS NULL
+               AND NOT EXISTS (SELECT 1 FROM batch_entries e JOIN requests r ON r.id = e.request_id
+                               WHERE e.batch_id = b.id AND r.outcome IS NULL)
+             ORDER BY b.created_at DESC, b.id DESC LIMIT 1",
+        )
+        .bind(job)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(rows.map(|r| r as u64))
+    }
+
+    /// Gives requests that must never run their outcome before any job
+    /// claims them (a reconciliation's unmatched members).
+    pub async fn settle_unrun(
+        &self,
+        ids: &[String],
+        outcome: Outcome,
+        code: &str,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        for part in ids.chunks(500) {
+            let mut p = super::sql::Params::new(self.backend());
+            let head = format!(
+                "UPDATE requests SET outcome = {}, error_code = {}, error_message = {}, finished_at = {}
+                 WHERE outcome IS NULL AND ",
+                p.one(),
+                p.one(),
+                p.one(),
+                p.one()
+            );
+            let sql = head + &super::sql::requests_in_id_order(self.backend(), &p.list(part.len()));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(outcome.as_str())
+                .bind(code)
+                .bind(message)
+                .bind(now);
+            for id in part {
+                q = q.bind(id.as_str());
+            }
+            q.execute(&self.pool).await?;
+        }
+        Ok(())
     }
 
     /// Records a reconciliation tick; false when another process already

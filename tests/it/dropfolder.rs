@@ -71,6 +71,11 @@ async fn files_are_taken_once_complete_and_once_only() {
         exists(&done.join("slow.csv.report.csv")) && exists(&done.join("crashed.csv.report.csv"))
     })
     .await;
+    let events = std::fs::read_to_string(done.join("slow.csv.events.json")).unwrap();
+    let events: serde_json::Value = serde_json::from_str(&events).unwrap();
+    assert_eq!(events[0]["action"], "submitted", "{events}");
+    assert_eq!(events[0]["actor"], "dropfolder:hris-dropfolder");
+    assert_eq!(events[0]["detail"]["source"], "dropfolder");
     let report = std::fs::read_to_string(done.join("slow.csv.report.csv")).unwrap();
     assert_eq!(
         report.lines().count(),

@@ -19,6 +19,23 @@ async fn setup(job_extra: &str) -> Setup {
 /// As [`setup`], on the PostgreSQL database at `database_url` when given.
 async fn setup_on(job_extra: &str, database_url: Option<String>) -> Setup {
     let h = Harness::on_database(offboard::sim::Directory::generate(100, 5), database_url).await;
+    with_job(h, job_extra)
+}
+
+/// As [`setup`], with the members of `directory` and more `config`.
+async fn setup_with(job_extra: &str, directory: offboard::sim::Directory, config: &str) -> Setup {
+    let h = Harness::start_with(
+        directory,
+        Options {
+            extra_config: config.to_owned(),
+            ..Options::default()
+        },
+    )
+    .await;
+    with_job(h, job_extra)
+}
+
+fn with_job(h: Harness, job_extra: &str) -> Setup {
     let jobs = h.dir.path().join("jobs");
     std::fs::create_dir_all(&jobs).unwrap();
     let roster = h.dir.path().join("roster.csv");
@@ -407,4 +424,99 @@ async fn a_dry_run_reconciliation_changes_nothing() {
             .all(|r| r["outcome"] == "skipped" && !r["roles_removed"].is_empty())
     );
     assert_eq!(state(&s.h, "usr_000070"), "active");
+}
+
+async fn halt_code(s: &Setup, batch: &str) -> String {
+    let status = s.h.offboard(&["status", batch, "--json"], &[]).await;
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    v["halt_code"].as_str().unwrap_or_default().to_owned()
+}
+
+/// A one-row roster with no rail set in the job halts before any change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_row_roster_halts_with_no_rail_set() {
+    let s = setup("").await;
+    std::fs::write(&s.roster, "email\nuser000001@acme.example\n").unwrap();
+    let (code, batch, err) = s.reconcile(&[]).await;
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("max_removal_percent"), "{err}");
+    // The member listing is Aitronos's one POST that reads.
+    let writes: Vec<_> =
+        s.h.sim
+            .calls()
+            .into_iter()
+            .filter(|c| c.method != "GET" && !c.path.ends_with("/users"))
+            .collect();
+    assert!(writes.is_empty(), "no destructive call: {writes:?}");
+    assert_eq!(halt_code(&s, &batch).await, "max_removal_percent");
+}
+
+/// Members with no email cannot be matched against an email roster: they
+/// are planned skipped, never removed, and too many of them halt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_with_no_email_are_never_removed() {
+    let mut dir = offboard::sim::Directory::generate(100, 5);
+    for m in &mut dir.aitronos.organizations[0].members {
+        if m.user_id == "usr_000005" {
+            m.email.clear();
+        }
+    }
+    let s = setup_with("", dir, "").await;
+    write_roster(&s.roster, &[]);
+    let (code, batch, err) = s.reconcile(&[]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(removal_calls(&s.h.sim), 0);
+    let rows = s.h.report(&batch).await;
+    let row = rows.iter().find(|r| r["user_id"] == "usr_000005").unwrap();
+    assert_eq!(row["outcome"], "skipped", "{row:?}");
+    assert_eq!(row["error_code"], "unmatched_member");
+    assert_eq!(state(&s.h, "usr_000005"), "active");
+
+    let mut dir = offboard::sim::Directory::generate(100, 5);
+    for m in &mut dir.aitronos.organizations[0].members[..3] {
+        m.email.clear();
+    }
+    let s = setup_with("", dir, "").await;
+    write_roster(&s.roster, &[50]);
+    let (code, batch, err) = s.reconcile(&[]).await;
+    assert_eq!(code, Some(3), "{err}");
+    assert_eq!(halt_code(&s, &batch).await, "unmatched_members");
+    assert_eq!(removal_calls(&s.h.sim), 0);
+}
+
+/// A roster far smaller than the last good run's halts; `[safety]
+/// max_batch_requests` caps a reconciliation too; `check` warns about a
+/// rail turned off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shrunk_roster_and_the_batch_cap_halt_a_reconciliation() {
+    let s = setup_with(
+        "max_removal_percent = \"off\"\n",
+        offboard::sim::Directory::generate(100, 5),
+        "[safety]\nmax_batch_requests = 5\n",
+    )
+    .await;
+    let check =
+        s.h.offboard(
+            &["check"],
+            &[("OFFBOARD__JOBS__DIR", s.jobs.to_str().unwrap())],
+        )
+        .await;
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        said.contains("warning: job nightly: max_removal_percent = \"off\""),
+        "{said}"
+    );
+
+    write_roster(&s.roster, &[]);
+    let (code, _, err) = s.reconcile(&[]).await;
+    assert_eq!(code, Some(0), "a good run: {err}");
+    write_roster(&s.roster, &(1..=60).collect::<Vec<_>>());
+    let (code, batch, err) = s.reconcile(&[]).await;
+    assert_eq!(code, Some(3), "{err}");
+    assert_eq!(halt_code(&s, &batch).await, "roster_shrunk");
+    write_roster(&s.roster, &(1..=6).collect::<Vec<_>>());
+    let (code, batch, err) = s.reconcile(&[]).await;
+    assert_eq!(code, Some(3), "{err}");
+    assert_eq!(halt_code(&s, &batch).await, "max_batch_requests");
+    assert_eq!(removal_calls(&s.h.sim), 0);
 }

@@ -149,3 +149,76 @@ async fn one_person_named_twice_is_offboarded_once() {
         assert_ne!(other["line"], d["line"]);
     }
 }
+
+/// The batch's JSON status: `status BATCH --json`.
+async fn status_json(h: &Harness, batch: &str) -> serde_json::Value {
+    let out = h.offboard(&["status", batch, "--json"], &[]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The batch id on the `batch <id> is halted` line of a command's stderr.
+fn halted_batch(out: &std::process::Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr);
+    err.lines()
+        .find_map(|l| l.strip_prefix("batch "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or_else(|| panic!("no halted batch in {err}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_halt_and_its_approval_stay_on_record() {
+    let h = Harness::start_with(Directory::generate(601, 9), Options::default()).await;
+    let csv = h.write_csv("600.csv", &crate::helpers::users_csv(2, 601));
+    let out = h.offboard(&["run", csv.to_str().unwrap()], &[]).await;
+    assert_eq!(out.status.code(), Some(3));
+    let batch = halted_batch(&out);
+    let halted = status_json(&h, &batch).await;
+    assert_eq!(halted["halt_code"], "max_batch_requests");
+    let out = h
+        .offboard(&["approve", &batch, "--no-wait"], &[("USER", "alice")])
+        .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let after = status_json(&h, &batch).await;
+    assert!(after["halt_code"].is_null(), "the current halt is cleared");
+    let events = after["events"].as_array().unwrap();
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["submitted", "halted", "approved"], "{events:?}");
+    assert_eq!(events[0]["detail"]["source"], "cli");
+    assert!(events[0]["actor"].as_str().unwrap().starts_with("cli:"));
+    assert_eq!(events[1]["actor"], "system");
+    assert_eq!(events[1]["detail"]["code"], "max_batch_requests");
+    assert!(
+        events[1]["detail"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("600 requests exceed"),
+        "{events:?}"
+    );
+    assert!(
+        events[2]["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("cli:alice@")
+    );
+
+    let out = h
+        .offboard(&["report", &batch, "--format", "json"], &[])
+        .await;
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["events"].as_array().unwrap().len(), 3);
+}

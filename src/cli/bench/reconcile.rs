@@ -43,15 +43,17 @@ pub(super) async fn reconcile(args: &BenchArgs) -> anyhow::Result<Figure> {
             match_on: MatchOn::UserId,
         }),
         Some("dept_offboarded".into()),
-        None,
-        None,
-        None,
+        crate::reconcile::JobRails::default(),
         true,
         bench.engine.config(),
     )
     .map_err(|(key, e)| anyhow!("{key}: {e}"))?;
     let started = Instant::now();
-    let result = crate::reconcile::reconcile(&bench.engine, &spec, true).await?;
+    let trigger = crate::reconcile::Trigger {
+        actor: crate::domain::Actor::named("bench"),
+        origin: "cli",
+    };
+    let result = crate::reconcile::reconcile(&bench.engine, &spec, true, &trigger).await?;
     let seconds = started.elapsed().as_secs_f64();
     bench.finish().await?;
     // The simulator's own extra accounts count as drift too.

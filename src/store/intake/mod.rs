@@ -195,6 +195,8 @@ pub(crate) async fn scratch_batch(store: &Store) -> String {
             source: "cli".into(),
             source_name: Some("t.csv".into()),
             dry_run: false,
+            actor: crate::domain::Actor::named("test"),
+            origin: "cli",
         })
         .await
         .unwrap()
