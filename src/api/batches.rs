@@ -153,6 +153,9 @@ pub async fn report(
 pub struct RetryQuery {
     /// Comma-separated outcomes to run again (default `dead`).
     outcome: Option<String>,
+    /// Reopen a CSV batch older than `[safety] retry_max_age` anyway.
+    #[serde(default)]
+    force: bool,
 }
 
 pub async fn retry(
@@ -175,20 +178,32 @@ pub async fn retry(
             }
         }
     }
-    let jobs = store
-        .reopen(&b.id, &outcomes)
-        .await
-        .map_err(ApiError::internal)?;
-    state
-        .engine
-        .queue()
-        .enqueue(store, &jobs)
-        .await
-        .map_err(ApiError::internal)?;
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(json!({"batch_id": b.id, "requeued": jobs.len()})),
-    ))
+    let keep = still_wanted(&state, &b.id).await?;
+    let retried = crate::pipeline::rails::retry(
+        &state.engine,
+        &b.id,
+        &outcomes,
+        q.force,
+        &keep,
+        &Actor::bootstrap(),
+    )
+    .await
+    .map_err(rail_error)?;
+    Ok((StatusCode::ACCEPTED, axum::Json(retried)))
+}
+
+/// A reconciliation's roster read again: the members it wants now.
+async fn still_wanted(
+    state: &ApiState,
+    batch_id: &str,
+) -> Result<std::collections::HashSet<String>, ApiError> {
+    let dir = std::path::PathBuf::from(&state.engine.config().jobs.dir);
+    Ok(
+        crate::reconcile::still_wanted(&state.engine, batch_id, &dir)
+            .await
+            .map_err(ApiError::internal)?
+            .unwrap_or_default(),
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -222,11 +237,7 @@ pub async fn approve(
             .filter(|s| !s.is_empty())
             .collect()
     });
-    let dir = std::path::PathBuf::from(&state.engine.config().jobs.dir);
-    let keep = crate::reconcile::still_wanted(&state.engine, &id, &dir)
-        .await
-        .map_err(ApiError::internal)?
-        .unwrap_or_default();
+    let keep = still_wanted(&state, &id).await?;
     let approval = crate::pipeline::rails::approve(
         &state.engine,
         &id,

@@ -32,7 +32,7 @@ pub struct CancelArgs {
     pub id: String,
 }
 
-fn rail_failure(e: RailError) -> Failure {
+pub(super) fn rail_failure(e: RailError) -> Failure {
     match e {
         RailError::Store(_) | RailError::Queue(_) => Failure::other(e),
         _ => Failure::usage(e),

@@ -8,9 +8,11 @@ use std::path::Path;
 use anyhow::anyhow;
 use clap::{Args, ValueEnum};
 
+use super::rails::rail_failure;
 use super::run::process_batch;
 use super::{Failure, exit, setup};
 use crate::domain::Outcome;
+use crate::pipeline::rails;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RetryOutcome {
@@ -35,38 +37,61 @@ pub struct RetryArgs {
     /// Which outcomes to run again (repeatable; default: dead).
     #[arg(long, value_enum)]
     pub outcome: Vec<RetryOutcome>,
+    /// Reopen a CSV batch older than [safety] retry_max_age anyway.
+    #[arg(long)]
+    pub force: bool,
     /// Only re-queue; a running `offboard serve` picks the requests up.
     #[arg(long)]
     pub no_wait: bool,
+    /// Folder of job specs, to re-read a reconciliation's roster (default:
+    /// [jobs] dir).
+    #[arg(long, value_name = "DIR")]
+    pub jobs: Option<std::path::PathBuf>,
 }
 
 pub async fn retry(config: Option<&Path>, args: RetryArgs) -> Result<u8, Failure> {
     let engine = setup::engine(config).await?;
-    let store = engine.store();
-    let batch = store
-        .batch(&args.batch)
-        .await
-        .map_err(Failure::other)?
-        .ok_or_else(|| Failure::usage(anyhow!("no batch {}", args.batch)))?;
     let outcomes: Vec<Outcome> = if args.outcome.is_empty() {
         vec![Outcome::Dead]
     } else {
         args.outcome.iter().map(|o| (*o).into()).collect()
     };
-    let jobs = store
-        .reopen(&batch.id, &outcomes)
+    let dir = args
+        .jobs
+        .clone()
+        .unwrap_or_else(|| engine.config().jobs.dir.clone().into());
+    let keep = crate::reconcile::still_wanted(&engine, &args.batch, &dir)
         .await
-        .map_err(Failure::other)?;
-    engine
-        .queue()
-        .enqueue(store, &jobs)
-        .await
-        .map_err(Failure::other)?;
-    eprintln!("re-queued {} request(s) of batch {}", jobs.len(), batch.id);
+        .map_err(|e| Failure::other(anyhow!(e)))?
+        .unwrap_or_default();
+    let retried = rails::retry(
+        &engine,
+        &args.batch,
+        &outcomes,
+        args.force,
+        &keep,
+        &setup::actor(),
+    )
+    .await
+    .map_err(rail_failure)?;
+    eprintln!(
+        "re-queued {} request(s) of batch {}",
+        retried.requeued, retried.batch_id
+    );
+    if retried.back_in_roster > 0 {
+        eprintln!(
+            "{} request(s) not run again: back in the roster",
+            retried.back_in_roster
+        );
+    }
+    if let Some(halt) = &retried.halted {
+        eprintln!("batch {} is halted: {}", retried.batch_id, halt.reason);
+        return Ok(exit::NEEDS_ATTENTION);
+    }
     if args.no_wait {
         return Ok(exit::OK);
     }
-    let counts = process_batch(&engine, &batch.id, std::io::stderr().is_terminal()).await?;
-    println!("batch {}: {}", batch.id, counts.summary());
+    let counts = process_batch(&engine, &retried.batch_id, std::io::stderr().is_terminal()).await?;
+    println!("batch {}: {}", retried.batch_id, counts.summary());
     Ok(exit::for_counts(&counts))
 }

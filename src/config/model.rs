@@ -215,16 +215,35 @@ impl Default for HttpConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SafetyConfig {
-    /// A CSV batch with more requests than this is created `halted` and
-    /// waits for `offboard approve`.
+    /// A batch with more requests than this (a CSV, a reconciliation, the
+    /// requests a retry reopens, a released preview) is `halted` and waits
+    /// for `offboard approve`.
     pub max_batch_requests: u64,
+    /// A CSV batch older than this is not retried without `--force`: the
+    /// people in it may have come back meanwhile.
+    pub retry_max_age: String,
+    /// A held preview not released within this is cancelled.
+    pub hold_ttl: String,
 }
 
 impl Default for SafetyConfig {
     fn default() -> Self {
         Self {
             max_batch_requests: 500,
+            retry_max_age: "72h".into(),
+            hold_ttl: "7d".into(),
         }
+    }
+}
+
+impl SafetyConfig {
+    pub fn retry_max_age(&self) -> Duration {
+        // Validated at load time.
+        parse_duration(&self.retry_max_age).unwrap_or(Duration::from_secs(72 * 3600))
+    }
+
+    pub fn hold_ttl(&self) -> Duration {
+        parse_duration(&self.hold_ttl).unwrap_or(Duration::from_secs(7 * 86_400))
     }
 }
 
@@ -580,6 +599,10 @@ impl Config {
         }
         parse_duration(&self.intake.dedupe_window)
             .map_err(|m| ConfigError::invalid("intake.dedupe_window", m))?;
+        parse_duration(&self.safety.retry_max_age)
+            .map_err(|m| ConfigError::invalid("safety.retry_max_age", m))?;
+        parse_duration(&self.safety.hold_ttl)
+            .map_err(|m| ConfigError::invalid("safety.hold_ttl", m))?;
         self.http
             .listen
             .parse::<std::net::SocketAddr>()

@@ -91,9 +91,20 @@ pub async fn run(
     };
     let cx = CallContext::for_request(&request.id, &request.batch_id);
     cx.lap();
+    // Roles an earlier attempt removed before a retry reopened the request
+    // stay on its record.
+    let with_earlier = |roles: Vec<String>| {
+        let mut all = request.roles_removed.clone();
+        all.extend(
+            roles
+                .into_iter()
+                .filter(|r| !request.roles_removed.contains(r)),
+        );
+        all
+    };
     let stop = |error: StepError, roles: Vec<String>| Stopped::Step {
         error,
-        finish_roles: roles,
+        finish_roles: with_earlier(roles),
         events: cx.drain_audit(),
         retries: cx.drain_retries(),
     };
@@ -251,14 +262,15 @@ pub async fn run(
         .verify(&cx, t, &plan)
         .await
         .map_err(|e| stop(e, strip.removed.clone()))?;
-    let outcome = if strip.removed.is_empty() && membership.change == Change::Unchanged {
+    let removed = with_earlier(strip.removed);
+    let outcome = if removed.is_empty() && membership.change == Change::Unchanged {
         Outcome::AlreadyDone
     } else {
         Outcome::Succeeded
     };
     // A role left alone by pruning is worth a note, not a failure.
     let note = (!prune.notes.is_empty()).then(|| ("", prune.notes.join("; ")));
-    finish(engine, request, outcome, strip.removed, note, &cx).await
+    finish(engine, request, outcome, removed, note, &cx).await
 }
 
 async fn save<T: Serialize>(

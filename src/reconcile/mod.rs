@@ -127,9 +127,9 @@ impl ReconcileSpec {
     }
 }
 
-/// For a halted reconciliation batch: the planned users who are back in
-/// the roster now and must not be touched by an approval. `None` for other
-/// batches.
+/// For a reconciliation batch: the members the job's roster wants, read
+/// again now (as user ids), so that an approval or a retry leaves them
+/// alone. `None` for other batches.
 pub async fn still_wanted(
     engine: &Engine,
     batch_id: &str,
@@ -152,16 +152,8 @@ pub async fn still_wanted(
         )
     })?;
     let roster = read_roster(&spec.roster).await.map_err(|e| e.to_string())?;
-    let planned = store
-        .open_requests_of(batch_id)
-        .await
-        .map_err(|e| e.to_string())?;
     let wanted: HashSet<String> = match spec.roster.match_on {
-        MatchOn::UserId => planned
-            .into_iter()
-            .map(|(_, u)| u)
-            .filter(|u| roster.contains(u))
-            .collect(),
+        MatchOn::UserId => roster,
         MatchOn::Email => {
             // The plan holds provider ids: read their emails again.
             let connector = engine
@@ -178,7 +170,7 @@ pub async fn still_wanted(
                 .filter(|m| {
                     m.email
                         .as_deref()
-                        .is_some_and(|e| roster.contains(&e.to_ascii_lowercase()))
+                        .is_some_and(|e| roster.contains(&e.trim().to_ascii_lowercase()))
                 })
                 .map(|m| m.user_id)
                 .collect()

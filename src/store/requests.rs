@@ -303,34 +303,26 @@ impl Store {
             .map(|_| ())
     }
 
-    /// Reopens a batch's requests that ended with one of `outcomes`, so they
-    /// run again from their first unfinished step with a fresh attempt
-    /// budget. A request whose key already has another open request is left
-    /// alone. Returns the reopened requests, which need queue jobs.
-    pub async fn reopen(
+    /// The requests of a batch that ended with one of `outcomes` and that
+    /// a retry may reopen (no other open request has their key), as
+    /// (request id, user id), in id order.
+    pub async fn reopenable(
         &self,
         batch_id: &str,
         outcomes: &[Outcome],
-    ) -> Result<Vec<super::NewJob>, StoreError> {
+    ) -> Result<Vec<(String, String)>, StoreError> {
         if outcomes.is_empty() {
             return Ok(Vec::new());
         }
         let mut p = super::sql::Params::new(self.backend());
-        let of_batch = format!(
-            "SELECT request_id FROM batch_entries WHERE batch_id = {}",
-            p.one()
-        );
         let sql = format!(
-            "UPDATE requests SET outcome = NULL, attempts = 0, error_code = NULL, error_message = NULL,
-                 finished_at = NULL, enqueued = 0, cancel_requested = 0, subject = NULL
-             WHERE {}
-               AND outcome IN ({})
-               AND NOT EXISTS (SELECT 1 FROM requests o
-                               WHERE o.idempotency_key = requests.idempotency_key
-                                 AND o.outcome IS NULL AND o.dry_run = 0 AND requests.dry_run = 0)
-             RETURNING id, effective_at",
-            super::sql::requests_in_id_order(self.backend(), &of_batch),
-            p.list(outcomes.len())
+            "SELECT r.id AS id, r.user_id AS user_id
+             FROM batch_entries e JOIN requests r ON r.id = e.request_id
+             WHERE e.batch_id = {} AND r.outcome IN ({}){}
+             ORDER BY r.id",
+            p.one(),
+            p.list(outcomes.len()),
+            reopenable_sql("r")
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(batch_id);
         for o in outcomes {
@@ -339,11 +331,65 @@ impl Store {
         let rows = query.fetch_all(&self.pool).await?;
         Ok(rows
             .iter()
-            .map(|r| super::NewJob {
+            .map(|r| (r.get("id"), r.get("user_id")))
+            .collect())
+    }
+
+    /// Reopens the given requests (those that still ended with one of
+    /// `outcomes`) with a fresh attempt budget and no checkpoint: they plan
+    /// again, since what they planned may be long out of date. What they
+    /// removed before stays in `roles_removed`. Returns the reopened
+    /// requests, which need queue jobs.
+    pub async fn reopen(
+        &self,
+        ids: &[String],
+        outcomes: &[Outcome],
+    ) -> Result<Vec<super::NewJob>, StoreError> {
+        let mut reopened = Vec::new();
+        if outcomes.is_empty() {
+            return Ok(reopened);
+        }
+        let backend = self.backend();
+        let mut tx = self.begin_write().await?;
+        for part in ids.chunks(500) {
+            let mut p = super::sql::Params::new(backend);
+            let listed = p.list(part.len());
+            let sql = format!(
+                "UPDATE requests SET outcome = NULL, attempts = 0, error_code = NULL, error_message = NULL,
+                     finished_at = NULL, enqueued = 0, cancel_requested = 0, subject = NULL
+                 WHERE {} AND outcome IN ({}){}
+                 RETURNING id, effective_at",
+                super::sql::requests_in_id_order(backend, &listed),
+                p.list(outcomes.len()),
+                reopenable_sql("requests")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in part {
+                query = query.bind(id.as_str());
+            }
+            for o in outcomes {
+                query = query.bind(o.as_str());
+            }
+            let rows = query.fetch_all(&mut *tx).await?;
+            let done: Vec<String> = rows.iter().map(|r| r.get("id")).collect();
+            if !done.is_empty() {
+                let sql = format!(
+                    "DELETE FROM step_checkpoints WHERE request_id IN ({})",
+                    super::sql::Params::new(backend).list(done.len())
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for id in &done {
+                    query = query.bind(id.as_str());
+                }
+                query.execute(&mut *tx).await?;
+            }
+            reopened.extend(rows.iter().map(|r| super::NewJob {
                 request_id: r.get("id"),
                 effective_at: r.get("effective_at"),
-            })
-            .collect())
+            }));
+        }
+        tx.commit().await?;
+        Ok(reopened)
     }
 
     /// Marks requests as having a queue job.
@@ -376,6 +422,17 @@ impl Store {
             })
             .collect())
     }
+}
+
+/// A finished request (`r`, as the query names `requests`) may be
+/// reopened only while no other open request does its work (same key).
+fn reopenable_sql(r: &str) -> String {
+    format!(
+        "
+       AND NOT EXISTS (SELECT 1 FROM requests o
+                       WHERE o.idempotency_key = {r}.idempotency_key
+                         AND o.outcome IS NULL AND o.dry_run = 0 AND {r}.dry_run = 0)"
+    )
 }
 
 /// A page of open requests with no queue job, oldest first.
@@ -523,6 +580,49 @@ pub(crate) async fn set_enqueued(
 mod tests {
     use super::*;
     use crate::store::{AcceptedRow, IntakeChunk};
+
+    /// A retry plans again: a reopened request has no checkpoint left, and
+    /// keeps the roles its earlier attempt removed on its record.
+    #[tokio::test]
+    async fn a_reopened_request_plans_again() {
+        let (_dir, _url, store) = crate::store::scratch_store().await;
+        let batch = crate::store::scratch_batch(&store).await;
+        let jobs = store
+            .write_intake_chunk(&batch, false, None, crate::store::chunk_of(&["u1"]))
+            .await
+            .unwrap();
+        let id = jobs[0].request_id.clone();
+        let lease = Duration::from_secs(60);
+        let ClaimResult::Claimed(_) = store.claim(&id, "w:1", lease).await.unwrap() else {
+            panic!("not claimed");
+        };
+        let plan = serde_json::json!({"role_ids": ["role_a", "role_b"], "is_member": true});
+        store
+            .save_step(&id, "w:1", Step::Plan, &plan, &[])
+            .await
+            .unwrap();
+        let dead = Finish {
+            outcome: Outcome::Dead,
+            roles_removed: vec!["role_a".into()],
+            error_code: Some("http_503".into()),
+            error_message: Some("gave up".into()),
+        };
+        store.finish(&id, "w:1", &dead, 0, &[]).await.unwrap();
+        let reopenable = store.reopenable(&batch, &[Outcome::Dead]).await.unwrap();
+        assert_eq!(reopenable, [(id.clone(), "u1".to_owned())]);
+        let reopened = store
+            .reopen(std::slice::from_ref(&id), &[Outcome::Dead])
+            .await
+            .unwrap();
+        assert_eq!(reopened.len(), 1);
+        let ClaimResult::Claimed(again) = store.claim(&id, "w:2", lease).await.unwrap() else {
+            panic!("not claimed again");
+        };
+        assert!(again.checkpoints.is_empty(), "{:?}", again.checkpoints);
+        assert_eq!(again.request.roles_removed, ["role_a"]);
+        assert_eq!(again.request.outcome, None);
+        store.close().await;
+    }
 
     /// On SQLite the writer reads a claimed request in the claim's own
     /// transaction; it must read what the pool reads: the row, the batch

@@ -24,15 +24,19 @@ async fn setup_on(job_extra: &str, database_url: Option<String>) -> Setup {
 
 /// As [`setup`], with the members of `directory` and more `config`.
 async fn setup_with(job_extra: &str, directory: offboard::sim::Directory, config: &str) -> Setup {
-    let h = Harness::start_with(
-        directory,
-        Options {
-            extra_config: config.to_owned(),
-            ..Options::default()
-        },
-    )
-    .await;
-    with_job(h, job_extra)
+    let options = Options {
+        extra_config: config.to_owned(),
+        ..Options::default()
+    };
+    setup_options(job_extra, directory, options).await
+}
+
+async fn setup_options(
+    job_extra: &str,
+    directory: offboard::sim::Directory,
+    options: Options,
+) -> Setup {
+    with_job(Harness::start_with(directory, options).await, job_extra)
 }
 
 fn with_job(h: Harness, job_extra: &str) -> Setup {
@@ -519,4 +523,53 @@ async fn a_shrunk_roster_and_the_batch_cap_halt_a_reconciliation() {
     assert_eq!(code, Some(3), "{err}");
     assert_eq!(halt_code(&s, &batch).await, "max_batch_requests");
     assert_eq!(removal_calls(&s.h.sim), 0);
+}
+
+/// A reconciliation request that died is not run again once its member is
+/// back in the roster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_leaves_a_member_back_in_the_roster_alone() {
+    let faults = offboard::sim::FaultConfig {
+        fail_next: vec![offboard::sim::FailNext {
+            user_id: "usr_000050".into(),
+            count: 1_000,
+            status: 503,
+            ..offboard::sim::FailNext::default()
+        }],
+        ..offboard::sim::FaultConfig::default()
+    };
+    let options = Options {
+        faults,
+        max_attempts: 2,
+        ..Options::default()
+    };
+    let s = setup_options("", offboard::sim::Directory::generate(100, 5), options).await;
+    write_roster(&s.roster, &[50]);
+    let (code, batch, err) = s.reconcile(&[]).await;
+    assert_eq!(code, Some(3), "{err}");
+    let rows = s.h.report(&batch).await;
+    assert_eq!(rows[0]["outcome"], "dead", "{rows:?}");
+    // Re-hired, and the provider answers again.
+    write_roster(&s.roster, &[]);
+    reqwest::Client::new()
+        .post(format!("{}/_sim/faults", s.h.sim.url()))
+        .json(&offboard::sim::FaultConfig::default())
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let jobs = s.jobs.to_str().unwrap();
+    let out = s.h.offboard(&["retry", &batch, "--jobs", jobs], &[]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = s.h.report(&batch).await;
+    assert_eq!(rows[0]["outcome"], "cancelled", "{rows:?}");
+    assert_eq!(rows[0]["error_code"], "back_in_roster");
+    assert_eq!(removal_calls(&s.h.sim), 0);
+    assert_eq!(state(&s.h, "usr_000050"), "active");
 }

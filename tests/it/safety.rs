@@ -222,3 +222,115 @@ async fn the_halt_and_its_approval_stay_on_record() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["events"].as_array().unwrap().len(), 3);
 }
+
+/// Sets the batch's intake time `days` back, as if it were that old.
+async fn age_batch(h: &Harness, batch: &str, days: i64) {
+    let db = format!("sqlite://{}", h.dir.path().join("offboard.db").display());
+    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+    sqlx::query("UPDATE batches SET created_at = created_at - ?1 WHERE id = ?2")
+        .bind(days * 86_400_000)
+        .bind(batch)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+}
+
+async fn provider_answers_again(h: &Harness) {
+    reqwest::Client::new()
+        .post(format!("{}/_sim/faults", h.sim.url()))
+        .json(&offboard::sim::FaultConfig::default())
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+}
+
+/// A retry is a path that removes people: it passes the batch cap, it
+/// does not reopen an old CSV batch without --force, and an approval of
+/// what it halted names only people in the plan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_passes_the_rails() {
+    let h = Harness::start_with(
+        Directory::generate(601, 9),
+        Options {
+            faults: offboard::sim::FaultConfig {
+                error_rate: 1.0,
+                ..offboard::sim::FaultConfig::default()
+            },
+            max_attempts: 1,
+            concurrency: 32,
+            ..Options::default()
+        },
+    )
+    .await;
+    let csv = h.write_csv("600.csv", &crate::helpers::users_csv(2, 601));
+    let out = h
+        .offboard(&["run", "--yes", csv.to_str().unwrap()], &[])
+        .await;
+    assert_eq!(out.status.code(), Some(3));
+    let batch = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_start_matches("batch ")
+        .split(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(status_json(&h, &batch).await["counts"]["dead"], 600);
+    provider_answers_again(&h).await;
+
+    // Four days later, a retry needs --force.
+    age_batch(&h, &batch, 4).await;
+    let out = h.offboard(&["retry", &batch], &[]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("retry_max_age"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(status_json(&h, &batch).await["counts"]["dead"], 600);
+
+    // 600 reopened requests are over the cap: they wait for approval.
+    let calls = h.sim.calls().len();
+    let out = h.offboard(&["retry", &batch, "--force"], &[]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let halted = status_json(&h, &batch).await;
+    assert_eq!(halted["state"], "halted");
+    assert_eq!(halted["halt_code"], "max_batch_requests");
+    assert_eq!(h.sim.calls().len(), calls, "nothing ran");
+    let actions: Vec<&str> = halted["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["submitted", "retried", "halted"]);
+
+    let out = h
+        .offboard(&["approve", &batch, "--only", "usr_000002,usr_999999"], &[])
+        .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("usr_999999"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = h
+        .offboard(&["approve", &batch, "--only", "usr_000002,usr_000003"], &[])
+        .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done = status_json(&h, &batch).await;
+    assert_eq!(done["counts"]["succeeded"], 2, "{done}");
+    assert_eq!(done["counts"]["cancelled"], 598, "{done}");
+}
