@@ -36,6 +36,9 @@ struct SpecFile {
     provider: Option<String>,
     #[serde(default)]
     dry_run: bool,
+    /// Drop folders: each file a held preview.
+    #[serde(default)]
+    hold: bool,
     // Reconciliations.
     schedule: Option<String>,
     timezone: Option<String>,
@@ -113,15 +116,25 @@ pub fn load(dir: &Path, config: &Config) -> Result<Jobs, String> {
                 if watch.as_os_str().is_empty() {
                     return Err(err("watch", "is empty"));
                 }
+                if spec.hold && spec.dry_run {
+                    return Err(err("hold", "a spec has `hold` or `dry_run`, not both"));
+                }
                 jobs.dropfolders.push(DropFolderSpec {
                     name,
                     watch: watch.clone(),
                     provider: spec.provider,
                     dry_run: spec.dry_run,
+                    hold: spec.hold,
                     poll: Duration::from_millis(spec.poll_ms.unwrap_or(1000).clamp(50, 60_000)),
                 });
             }
             (None, Some(schedule)) => {
+                if spec.hold {
+                    return Err(err(
+                        "hold",
+                        "applies to drop folders; a reconciliation over a rail halts for approval",
+                    ));
+                }
                 let rails = spec.rails();
                 let r = ReconcileSpec::build(
                     name,

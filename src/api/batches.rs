@@ -88,7 +88,7 @@ pub async fn requests(
     let limit = page_limit(page.limit)?;
     if let Some(o) = &page.outcome {
         let known = o.parse::<Outcome>().is_ok()
-            || matches!(o.as_str(), "rejected" | "scheduled" | "pending");
+            || matches!(o.as_str(), "rejected" | "scheduled" | "pending" | "held");
         if !known {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,

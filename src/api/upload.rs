@@ -26,6 +26,10 @@ pub struct UploadQuery {
     /// Plan every row afresh, even ones that succeeded recently.
     #[serde(default)]
     force: bool,
+    /// Store a preview for review: plan every row, remove nothing until
+    /// `approve` releases it.
+    #[serde(default)]
+    hold: bool,
 }
 
 /// The spooled upload.
@@ -201,12 +205,20 @@ async fn take_in(
 ) -> Result<(StatusCode, serde_json::Value, String), ApiError> {
     let store = state.engine.store();
     let config = state.engine.config();
+    if query.hold && query.dry_run {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "hold and dry_run exclude each other: a held batch is a preview already",
+        ));
+    }
     let catalog = ProviderCatalog::new(config, query.provider.as_deref())
         .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "unknown_provider", m))?;
     let options = IntakeOptions {
         source: "api".into(),
         source_name: upload.name.clone(),
         dry_run: query.dry_run,
+        hold: query.hold,
         dedupe_window: (!query.force).then(|| config.intake.dedupe_window()),
         max_requests: Some(config.safety.max_batch_requests),
         actor: crate::domain::Actor::bootstrap(),
@@ -235,6 +247,8 @@ async fn take_in(
                 "rejected_rows": rejected,
                 // Why the batch waits for `approve`, when it does.
                 "halted": summary.halted,
+                // A preview waiting for its release.
+                "held": summary.held,
             });
             (StatusCode::ACCEPTED, body, summary.batch_id)
         }

@@ -58,6 +58,10 @@ pub async fn approve(config: Option<&Path>, args: ApproveArgs) -> Result<u8, Fai
     )
     .await
     .map_err(rail_failure)?;
+    if let Some(halt) = &approval.halted {
+        eprintln!("batch {} is halted: {}", approval.batch_id, halt.reason);
+        return Ok(exit::NEEDS_ATTENTION);
+    }
     eprintln!(
         "batch {}: approved, {} request(s) queued, {} left out",
         approval.batch_id, approval.enqueued, approval.cancelled

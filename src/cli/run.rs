@@ -36,6 +36,10 @@ pub struct SubmitArgs {
     /// (for scripted use).
     #[arg(long)]
     pub yes: bool,
+    /// Store a preview: plan every row (reads only), remove nothing, and
+    /// wait for `offboard approve BATCH` to apply exactly that plan.
+    #[arg(long, conflicts_with_all = ["dry_run", "yes"])]
+    pub hold: bool,
 }
 
 #[derive(Debug, Args)]
@@ -53,6 +57,8 @@ pub struct RunOptions {
     pub force: bool,
     /// Approve beyond the batch-size cap.
     pub yes: bool,
+    /// A held preview.
+    pub hold: bool,
     /// Draw a progress bar on stderr.
     pub progress: bool,
 }
@@ -90,6 +96,7 @@ fn options(args: &SubmitArgs, progress: bool) -> RunOptions {
         provider: args.provider.clone(),
         force: args.force,
         yes: args.yes,
+        hold: args.hold,
         progress,
     }
 }
@@ -99,6 +106,20 @@ pub async fn submit(config: Option<&Path>, args: SubmitArgs) -> Result<u8, Failu
     let file = open(&args.file)?;
     let summary = intake(&engine, file, &options(&args, false)).await?;
     print_rejections(&summary);
+    if summary.held {
+        // The preview's plan steps read the providers here, then wait.
+        let counts =
+            process_batch(&engine, &summary.batch_id, std::io::stderr().is_terminal()).await?;
+        eprintln!(
+            "batch {} is held for review: {}; see `offboard report {}`, then `offboard approve {}`",
+            summary.batch_id,
+            counts.summary(),
+            summary.batch_id,
+            summary.batch_id
+        );
+        println!("{}", summary.batch_id);
+        return Ok(exit::OK);
+    }
     if let Some(reason) = &summary.halted {
         eprintln!("batch {} is halted: {reason}", summary.batch_id);
     }
@@ -140,6 +161,7 @@ pub async fn intake<R: Read>(
         source: "cli".into(),
         source_name: opts.source_name.clone(),
         dry_run: opts.dry_run,
+        hold: opts.hold,
         dedupe_window: (!opts.force).then(|| engine.config().intake.dedupe_window()),
         max_requests: (!opts.yes).then_some(engine.config().safety.max_batch_requests),
         actor: setup::actor(),

@@ -123,7 +123,7 @@ pub async fn serve(config: Option<&Path>, args: ServeArgs) -> Result<u8, Failure
             tracing::info!(requests = missing, "enqueued requests left without a job");
         }
         let w = spawn_worker(engine.clone());
-        intake_tasks.push(tokio::spawn(prune_queue(engine.clone(), stop_rx.clone())));
+        intake_tasks.push(tokio::spawn(housekeeping(engine.clone(), stop_rx.clone())));
         workers_running.store(true, Ordering::SeqCst);
         tracing::info!(worker = w.name(), "worker started");
         // On stdout too: an operator (or a test) can tell which process is
@@ -156,13 +156,22 @@ pub async fn serve(config: Option<&Path>, args: ServeArgs) -> Result<u8, Failure
     Ok(exit::OK)
 }
 
-/// Deletes old finished queue jobs every [`PRUNE_EVERY`] until stopped.
-async fn prune_queue(engine: Arc<crate::engine::Engine>, mut stop: watch::Receiver<bool>) {
+/// Every [`PRUNE_EVERY`] until stopped: deletes old finished queue jobs
+/// and cancels held previews whose hold ran out.
+async fn housekeeping(engine: Arc<crate::engine::Engine>, mut stop: watch::Receiver<bool>) {
     loop {
         match prune_finished(engine.store(), KEEP_FINISHED).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(jobs = n, "pruned finished queue jobs"),
             Err(e) => tracing::warn!(error = %e, "cannot prune finished queue jobs"),
+        }
+        match crate::pipeline::rails::expire_holds(&engine).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                batches = n,
+                "cancelled held previews past [safety] hold_ttl"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot cancel expired holds"),
         }
         tokio::select! {
             _ = tokio::time::sleep(PRUNE_EVERY) => {}

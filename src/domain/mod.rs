@@ -12,5 +12,5 @@ pub use batch::{Actor, BatchEvent, EventAction, Halt, HaltCode};
 pub use ids::{DepartmentId, IdError, OrgId, ProviderName, RoleId, UserId};
 pub use outcome::{BatchState, Outcome, OutcomeCounts};
 pub use protection::{IdCase, Protection};
-pub use request::{IdempotencyKey, Rejection, Target};
+pub use request::{IdempotencyKey, Rejection, RunMode, Target};
 pub use step::Step;

@@ -96,6 +96,8 @@ pub struct OutcomeCounts {
     pub scheduled: u64,
     /// Not final yet (queued or running).
     pub open: u64,
+    /// Previewed in a held batch, waiting for its release.
+    pub held: u64,
 }
 
 impl OutcomeCounts {
@@ -124,7 +126,7 @@ impl OutcomeCounts {
 
     /// Requests (not rejected rows) in the batch.
     pub fn requests(&self) -> u64 {
-        self.finished() + self.open + self.scheduled
+        self.finished() + self.open + self.scheduled + self.held
     }
 
     pub fn failures(&self) -> u64 {
@@ -165,6 +167,9 @@ impl OutcomeCounts {
         if self.scheduled > 0 {
             line.push_str(&format!(", {} scheduled", self.scheduled));
         }
+        if self.held > 0 {
+            line.push_str(&format!(", {} held", self.held));
+        }
         line
     }
 }
@@ -175,6 +180,8 @@ impl OutcomeCounts {
 pub enum BatchState {
     Queued,
     Running,
+    /// A preview waiting for its submitter to release it.
+    Held,
     Halted,
     Completed,
     CompletedWithFailures,
@@ -186,6 +193,7 @@ impl BatchState {
         match self {
             BatchState::Queued => "queued",
             BatchState::Running => "running",
+            BatchState::Held => "held",
             BatchState::Halted => "halted",
             BatchState::Completed => "completed",
             BatchState::CompletedWithFailures => "completed_with_failures",

@@ -13,6 +13,44 @@ pub struct Target {
     pub transfer_to_department_id: Option<DepartmentId>,
 }
 
+/// How a request runs (`requests.dry_run`): for real, as a dry run that
+/// reports what it would remove, or as a held preview that plans, waits
+/// for its batch's release and then applies what it previewed. Only live
+/// requests take part in deduplication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RunMode {
+    #[default]
+    Live,
+    DryRun,
+    Preview,
+}
+
+impl RunMode {
+    /// The stored value.
+    pub fn as_int(self) -> i64 {
+        match self {
+            RunMode::Live => 0,
+            RunMode::DryRun => 1,
+            RunMode::Preview => 2,
+        }
+    }
+
+    pub fn from_int(v: i64) -> Option<RunMode> {
+        match v {
+            0 => Some(RunMode::Live),
+            1 => Some(RunMode::DryRun),
+            2 => Some(RunMode::Preview),
+            _ => None,
+        }
+    }
+
+    /// Whether each row stands alone: neither linked to other work nor
+    /// linked to by it.
+    pub fn stands_alone(self) -> bool {
+        self != RunMode::Live
+    }
+}
+
 /// Identity of a request for deduplication across submissions:
 /// `(provider, organization_id, user_id, transfer department)`, the ids
 /// themselves joined by `/`.

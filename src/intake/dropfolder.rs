@@ -26,6 +26,9 @@ pub struct DropFolderSpec {
     pub watch: PathBuf,
     pub provider: Option<String>,
     pub dry_run: bool,
+    /// Each file becomes a held preview, released by `offboard approve`;
+    /// the file stays in `processing/` until its batch has run.
+    pub hold: bool,
     pub poll: Duration,
 }
 
@@ -309,6 +312,7 @@ async fn intake(
         source: "dropfolder".into(),
         source_name: Some(format!("{}/{name}", spec.name)),
         dry_run: spec.dry_run,
+        hold: spec.hold,
         dedupe_window: Some(config.intake.dedupe_window()),
         max_requests: Some(config.safety.max_batch_requests),
         actor: crate::domain::Actor::dropfolder(&spec.name),
@@ -378,7 +382,8 @@ async fn finish_if_done(
         .batch_counts(&batch)
         .await
         .map_err(|e| e.to_string())?;
-    if counts.open > 0 {
+    // A preview waits for its release, and then runs: done only after.
+    if counts.open > 0 || counts.held > 0 {
         return Ok(());
     }
     let failed = counts.failures() > 0 || counts.rejected > 0;

@@ -4,7 +4,7 @@
 use std::io::Read;
 
 use super::{CsvIntake, IntakeError, ProviderCatalog};
-use crate::domain::{Actor, Halt, HaltCode};
+use crate::domain::{Actor, Halt, HaltCode, RunMode};
 use crate::queue::{Queue, QueueError};
 use crate::store::{NewBatch, RejectedRow, Store, StoreError, now_ms};
 
@@ -21,6 +21,9 @@ pub struct IntakeOptions {
     pub source: String,
     pub source_name: Option<String>,
     pub dry_run: bool,
+    /// Store a preview: plan every request, remove nothing, and wait for
+    /// the submitter to release it (`offboard approve`).
+    pub hold: bool,
     /// Successful requests younger than this answer for a resubmission;
     /// `None` (`--force`) plans every row afresh.
     pub dedupe_window: Option<std::time::Duration>,
@@ -35,6 +38,19 @@ pub struct IntakeOptions {
     pub origin: &'static str,
 }
 
+impl IntakeOptions {
+    /// How the batch's requests run.
+    pub fn mode(&self) -> RunMode {
+        if self.dry_run {
+            RunMode::DryRun
+        } else if self.hold {
+            RunMode::Preview
+        } else {
+            RunMode::Live
+        }
+    }
+}
+
 /// What an intake did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct IntakeSummary {
@@ -47,6 +63,8 @@ pub struct IntakeSummary {
     pub new_requests: u64,
     /// Why the batch waits for approval, when it does.
     pub halted: Option<String>,
+    /// Stored as a preview that waits for its release.
+    pub held: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +145,7 @@ async fn take_rows<R: Read>(
         rejected_rows: Vec::new(),
         new_requests: 0,
         halted: None,
+        held: false,
     };
     let mut next = csv.next_chunk(CHUNK_ROWS)?;
     while let Some(chunk) = next {
@@ -137,7 +156,7 @@ async fn take_rows<R: Read>(
         summary
             .rejected_rows
             .extend(chunk.rejected.iter().take(room).cloned());
-        let write = store.write_intake_chunk(batch_id, options.dry_run, dedupe_since, chunk);
+        let write = store.write_intake_chunk(batch_id, options.mode(), dedupe_since, chunk);
         // The next chunk is read while this one is written: `join` polls
         // the write first, which hands the chunk to SQLite's writer thread,
         // then reads on this one. On PostgreSQL the write's first poll only
@@ -167,6 +186,13 @@ async fn finish_intake(
             rejected: summary.rejected_count,
             batch_id,
         });
+    }
+    // A preview only plans; the cap is checked when it is released.
+    if options.mode() == RunMode::Preview {
+        store.hold_batch(&batch_id, &options.actor).await?;
+        queue.enqueue_batch(store, &batch_id).await?;
+        summary.held = true;
+        return Ok(summary);
     }
     // Checked before the first job exists: a wrong 20,000-row file does
     // nothing until a person approves it.

@@ -3,6 +3,7 @@
 //! fail the queue job: they become outcomes or a rescheduled attempt.
 
 mod lease;
+mod preview;
 pub mod rails;
 mod steps;
 
@@ -212,7 +213,12 @@ mod tests {
         let (store, queue) = (engine.store(), engine.queue());
         let batch = scratch_batch(store).await;
         let jobs = store
-            .write_intake_chunk(&batch, false, None, chunk_of(&["u1"]))
+            .write_intake_chunk(
+                &batch,
+                crate::domain::RunMode::Live,
+                None,
+                chunk_of(&["u1"]),
+            )
             .await
             .unwrap();
         assert_eq!(queue.enqueue_batch(store, &batch).await.unwrap(), 1);

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::PipelineError;
-use crate::connectors::{CallContext, Change, Plan, StepError};
-use crate::domain::{Outcome, Step};
+use super::preview::{self, Left, PlanCheckpoint};
+use crate::connectors::{CallContext, Change, StepError};
+use crate::domain::{Outcome, RunMode, Step};
 use crate::engine::Engine;
 use crate::store::{AuditEvent, Finish, RequestRow, SubjectClaim};
 
@@ -109,14 +110,26 @@ pub async fn run(
         retries: cx.drain_retries(),
     };
 
-    let (plan, fresh): (Plan, bool) = match checkpoints.get(&Step::Plan) {
-        Some(v) => (decode(v)?, false),
+    let stored: Option<PlanCheckpoint> = checkpoints.get(&Step::Plan).map(decode).transpose()?;
+    let (plan, left, fresh) = match stored {
+        // A released preview reads the provider again before its first
+        // destructive call, and applies no more than was previewed.
+        Some(cp) if cp.preview && request.mode == RunMode::Live => {
+            let current = connector
+                .plan(&cx, t)
+                .await
+                .map_err(|e| stop(e, Vec::new()))?;
+            let (plan, left) = preview::applied(&cp.plan, current);
+            (plan, left, true)
+        }
+        Some(cp) => (cp.plan, cp.left, false),
         // The claim just checked for a cancel; the plan is the first step.
         None => (
             connector
                 .plan(&cx, t)
                 .await
                 .map_err(|e| stop(e, Vec::new()))?,
+            Left::default(),
             true,
         ),
     };
@@ -150,7 +163,7 @@ pub async fn run(
     if fresh {
         // One person, one request: a second open request that resolved to
         // someone another one already acts for makes no call.
-        if !request.dry_run
+        if request.mode == RunMode::Live
             && let SubjectClaim::HeldBy(other) = store
                 .claim_subject(&request.id, &request.claim, subject)
                 .await?
@@ -169,27 +182,48 @@ pub async fn run(
             )
             .await;
         }
-        save(engine, request, Step::Plan, &plan, &cx).await?;
+        let checkpoint = PlanCheckpoint {
+            plan: plan.clone(),
+            preview: request.mode == RunMode::Preview,
+            left: left.clone(),
+        };
+        save(engine, request, Step::Plan, &checkpoint, &cx).await?;
     }
     let planned: Vec<String> = plan.role_ids.iter().map(|r| r.to_string()).collect();
-    if request.dry_run {
-        let message = if plan.is_member {
-            format!(
-                "dry run: would remove {} role(s) and the membership",
-                planned.len()
+    let would = if plan.is_member {
+        format!("would remove {} role(s) and the membership", planned.len())
+    } else {
+        "not a member, nothing to remove".to_owned()
+    };
+    match request.mode {
+        RunMode::Live => {}
+        RunMode::Preview => {
+            // Waits for its batch's release, with what it would remove.
+            let message = format!("held for review: {would}");
+            store
+                .preview(
+                    &request.id,
+                    &request.claim,
+                    &planned,
+                    &message,
+                    cx.drain_retries(),
+                    &cx.drain_audit(),
+                )
+                .await?;
+            return Ok(());
+        }
+        RunMode::DryRun => {
+            let message = format!("dry run: {would}");
+            return finish(
+                engine,
+                request,
+                Outcome::Skipped,
+                planned,
+                Some(("dry_run", message)),
+                &cx,
             )
-        } else {
-            "dry run: not a member, nothing to remove".to_owned()
-        };
-        return finish(
-            engine,
-            request,
-            Outcome::Skipped,
-            planned,
-            Some(("dry_run", message)),
-            &cx,
-        )
-        .await;
+            .await;
+        }
     }
 
     let mut strip: StripCheckpoint = match checkpoints.get(&Step::StripRoles) {
@@ -258,11 +292,27 @@ pub async fn run(
             }
         }
     };
-    connector
-        .verify(&cx, t, &plan)
-        .await
-        .map_err(|e| stop(e, strip.removed.clone()))?;
+    // A membership that appeared after a preview stays, so it is no
+    // failure to find it still there.
+    if !left.keeps_membership() {
+        connector
+            .verify(&cx, t, &plan)
+            .await
+            .map_err(|e| stop(e, strip.removed.clone()))?;
+    }
     let removed = with_earlier(strip.removed);
+    if !left.is_empty() {
+        let message = left.describe();
+        return finish(
+            engine,
+            request,
+            Outcome::NeedsAttention,
+            removed,
+            Some(("plan_changed", message)),
+            &cx,
+        )
+        .await;
+    }
     let outcome = if removed.is_empty() && membership.change == Change::Unchanged {
         Outcome::AlreadyDone
     } else {

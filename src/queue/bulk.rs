@@ -299,7 +299,7 @@ mod tests {
         use crate::store::{chunk_of, scratch_batch};
         let batch = scratch_batch(store).await;
         store
-            .write_intake_chunk(&batch, false, None, chunk_of(users))
+            .write_intake_chunk(&batch, crate::domain::RunMode::Live, None, chunk_of(users))
             .await
             .unwrap();
         batch

@@ -7,7 +7,9 @@ use super::rails::PlanFacts;
 use super::roster::read_roster;
 use super::{MatchOn, ReconcileSpec};
 use crate::connectors::{CallContext, Member};
-use crate::domain::{Actor, DepartmentId, Halt, OrgId, Outcome, ProviderName, Target, UserId};
+use crate::domain::{
+    Actor, DepartmentId, Halt, OrgId, Outcome, ProviderName, RunMode, Target, UserId,
+};
 use crate::engine::Engine;
 use crate::store::{AcceptedRow, IntakeChunk, NewBatch, Store, now_ms};
 
@@ -176,7 +178,12 @@ pub async fn reconcile(
         effective_at: None,
     });
     let unmatched_from = (removals.len() + protected.len()) as u64 + 1;
-    let created = write_rows(store, &batch_id, dry_run, since, rows, unmatched_from).await?;
+    let mode = if dry_run {
+        RunMode::DryRun
+    } else {
+        RunMode::Live
+    };
+    let created = write_rows(store, &batch_id, mode, since, rows, unmatched_from).await?;
     // Unmatched members are settled before any job could run them.
     let message = "the member has no email, so the roster cannot say whether they still belong; a reconciliation never removes them";
     store
@@ -209,7 +216,7 @@ pub async fn reconcile(
 async fn write_rows(
     store: &Store,
     batch_id: &str,
-    dry_run: bool,
+    mode: RunMode,
     since: i64,
     mut rows: impl Iterator<Item = AcceptedRow>,
     settled_from: u64,
@@ -232,7 +239,7 @@ async fn write_rows(
                 rejected: Vec::new(),
             };
             let jobs = store
-                .write_intake_chunk(batch_id, dry_run, Some(since), chunk)
+                .write_intake_chunk(batch_id, mode, Some(since), chunk)
                 .await?;
             if keep {
                 settled.extend(jobs.into_iter().map(|j| j.request_id));

@@ -209,6 +209,16 @@ impl SimServer {
         self.state.directory()
     }
 
+    /// Gives an Aitronos member another role out of band, as an admin in
+    /// the vendor's own console would.
+    pub fn grant_aitronos_role(&self, org: &str, user: &str, role: &str) -> Result<(), String> {
+        self.state
+            .aitronos()
+            .org_mut(org)
+            .and_then(|o| o.grant_role(role, user))
+            .map_err(|p| format!("{p:?}"))
+    }
+
     /// A snapshot of the call log, in arrival order.
     pub fn calls(&self) -> Vec<CallRecord> {
         self.state.calls.snapshot()

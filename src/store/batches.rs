@@ -46,6 +46,14 @@ macro_rules! held_sql {
     };
 }
 
+/// A request of `r` that a held batch previewed: it waits for the batch's
+/// release, planned, so a waiter no longer counts it as work to do.
+macro_rules! previewed_sql {
+    () => {
+        "(r.outcome IS NULL AND r.dry_run = 2 AND r.finished_at IS NOT NULL)"
+    };
+}
+
 impl Store {
     pub async fn create_batch(&self, batch: &NewBatch) -> Result<String, StoreError> {
         let id = ulid::Ulid::new().to_string();
@@ -110,7 +118,9 @@ impl Store {
              FROM batch_entries e JOIN requests r ON r.id = e.request_id
              WHERE e.batch_id = $2 AND e.line >= $3 AND r.outcome IS NULL AND NOT (",
             held_sql!(),
-            ") ORDER BY e.line LIMIT 1"
+            ") AND NOT ",
+            previewed_sql!(),
+            " ORDER BY e.line LIMIT 1"
         ))
         .bind(now_ms())
         .bind(batch_id)
@@ -125,7 +135,9 @@ impl Store {
         let rows = sqlx::query(concat!(
             "SELECT r.outcome AS outcome, CASE WHEN ",
             held_sql!(),
-            " THEN 1 ELSE 0 END AS held, COUNT(*) AS n
+            " THEN 1 WHEN ",
+            previewed_sql!(),
+            " THEN 2 ELSE 0 END AS held, COUNT(*) AS n
              FROM batch_entries e JOIN requests r ON r.id = e.request_id
              WHERE e.batch_id = $2
              GROUP BY 1, 2"
@@ -141,13 +153,14 @@ impl Store {
         for row in rows {
             let n: i64 = row.try_get("n")?;
             let outcome: Option<String> = row.try_get("outcome")?;
-            let held = row.try_get::<i64, _>("held")? != 0;
+            let held = row.try_get::<i64, _>("held")?;
             match outcome {
                 Some(o) => {
                     let o: Outcome = o.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))?;
                     counts.add(o, n as u64);
                 }
-                None if held => counts.scheduled += n as u64,
+                None if held == 1 => counts.scheduled += n as u64,
+                None if held == 2 => counts.held += n as u64,
                 None => counts.open += n as u64,
             }
         }
@@ -158,6 +171,7 @@ impl Store {
     pub fn batch_state(batch: &BatchRow, counts: &OutcomeCounts) -> BatchState {
         match batch.stored_state.as_deref() {
             Some("halted") => BatchState::Halted,
+            Some("held") => BatchState::Held,
             Some("cancelled") => BatchState::Cancelled,
             Some("intake") => BatchState::Queued,
             _ => counts.derived_state(),
@@ -197,7 +211,7 @@ mod tests {
         // u4 (line 5) may run only in an hour.
         chunk.accepted[3].effective_at = Some(crate::store::now_ms() + 3_600_000);
         let jobs = store
-            .write_intake_chunk(&batch, false, None, chunk)
+            .write_intake_chunk(&batch, crate::domain::RunMode::Live, None, chunk)
             .await
             .unwrap();
         let mut by_user = std::collections::HashMap::new();

@@ -22,6 +22,7 @@ pub use connect::{Backend, Store};
 pub use intake::{AcceptedRow, IntakeChunk, NewJob, RejectedRow};
 #[cfg(test)]
 pub(crate) use intake::{chunk_of, scratch_batch};
+pub use rails::Released;
 pub(crate) use rails::UNENQUEUED_OF_SQL;
 pub use report::{FIRST_REJECTED, ReportRow, ReportWindow};
 pub(crate) use requests::UNENQUEUED_PAGE;

@@ -2,7 +2,16 @@
 
 use sqlx::Row;
 
-use super::{NewJob, Store, StoreError, events, now_ms};
+use super::{Backend, NewJob, Store, StoreError, events, now_ms};
+
+/// What releasing a held preview did.
+#[derive(Debug)]
+pub struct Released {
+    /// Requests whose person another open request offboards: skipped.
+    pub duplicates: u64,
+    /// Set when the release went over the cap and halted the batch.
+    pub halted: Option<Halt>,
+}
 use crate::domain::{Actor, EventAction, Halt, Outcome};
 
 impl Store {
@@ -41,6 +50,22 @@ impl Store {
         Ok(())
     }
 
+    /// Ends intake as a held preview, with a `held` event: its requests
+    /// plan and then wait for its release.
+    pub async fn hold_batch(&self, batch_id: &str, actor: &Actor) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE batches SET stored_state = 'held' WHERE id = $1 AND stored_state = 'intake'",
+        )
+        .bind(batch_id)
+        .execute(&mut *tx)
+        .await?;
+        let detail = serde_json::json!({});
+        events::insert(&mut tx, batch_id, actor, EventAction::Held, &detail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Ends intake: the batch's requests may run.
     pub async fn end_intake(&self, batch_id: &str) -> Result<(), StoreError> {
         sqlx::query(
@@ -75,6 +100,96 @@ impl Store {
         }
         tx.commit().await?;
         Ok(n == 1)
+    }
+
+    /// Releases a held preview: its planned requests become live (a
+    /// request whose person another open request offboards meanwhile ends
+    /// `skipped` / `duplicate_person`), with a `released` event naming
+    /// `actor`. More than `cap` of them halt the batch with `over(n)`
+    /// instead of letting it run; either way the caller then enqueues it.
+    pub async fn release_hold(
+        &self,
+        batch_id: &str,
+        actor: &Actor,
+        only: Option<&[String]>,
+        cap: u64,
+        over: impl Fn(u64) -> Halt,
+    ) -> Result<Released, StoreError> {
+        let mut tx = self.begin_write().await?;
+        if self.backend() == Backend::Postgres {
+            // Intakes take turns with this (`write_intake_chunk`): a row
+            // stored meanwhile links to, or is linked from, what is live.
+            sqlx::query(
+                "SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock(hashtext('offboard.intake'))) AS l",
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        let live = sqlx::query(
+            "UPDATE requests SET dry_run = 0, roles_removed = '', error_message = NULL,
+                 finished_at = NULL, enqueued = 0
+             WHERE batch_id = $1 AND dry_run = 2 AND outcome IS NULL
+               AND NOT EXISTS (SELECT 1 FROM requests o
+                               WHERE o.idempotency_key = requests.idempotency_key
+                                 AND o.outcome IS NULL AND o.dry_run = 0)",
+        )
+        .bind(batch_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let duplicates = sqlx::query(
+            "UPDATE requests SET outcome = 'skipped', error_code = 'duplicate_person',
+                 error_message = 'another open request offboards this person; nothing was changed',
+                 finished_at = $1
+             WHERE batch_id = $2 AND dry_run = 2 AND outcome IS NULL",
+        )
+        .bind(now_ms())
+        .bind(batch_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let detail = serde_json::json!({"only": only, "requests": live});
+        events::insert(&mut tx, batch_id, actor, EventAction::Released, &detail).await?;
+        let halted = (live > cap).then(|| over(live));
+        match &halted {
+            Some(halt) => {
+                sqlx::query(
+                    "UPDATE batches SET stored_state = 'halted', halt_code = $1, halt_reason = $2 WHERE id = $3",
+                )
+                .bind(halt.code.as_str())
+                .bind(&halt.reason)
+                .bind(batch_id)
+                .execute(&mut *tx)
+                .await?;
+                let detail = serde_json::json!({"code": halt.code, "reason": halt.reason});
+                events::insert(
+                    &mut tx,
+                    batch_id,
+                    &Actor::system(),
+                    EventAction::Halted,
+                    &detail,
+                )
+                .await?;
+            }
+            None => {
+                sqlx::query("UPDATE batches SET stored_state = NULL WHERE id = $1")
+                    .bind(batch_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(Released { duplicates, halted })
+    }
+
+    /// Held previews taken in before `before` (unix ms): their hold ran out.
+    pub async fn expired_holds(&self, before: i64) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM batches WHERE stored_state = 'held' AND created_at < $1 ORDER BY id",
+        )
+        .bind(before)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// The open requests a batch created, as (request id, user id).

@@ -14,7 +14,7 @@ pub struct ReportRow {
     pub provider: String,
     pub organization_id: String,
     pub user_id: String,
-    /// An outcome, or `rejected`, `scheduled`, `pending`.
+    /// An outcome, or `rejected`, `scheduled`, `pending`, `held`.
     pub outcome: String,
     pub roles_removed: Vec<String>,
     pub transfer_to_department_id: String,
@@ -97,7 +97,7 @@ impl Store {
             binds.push(Bind::Int(now));
             // Open requests are `scheduled` before their effective time.
             format!(
-                "COALESCE(r.outcome, CASE WHEN r.effective_at > {} THEN 'scheduled' ELSE 'pending' END)",
+                "COALESCE(r.outcome, CASE WHEN r.dry_run = 2 THEN 'held' WHEN r.effective_at > {} THEN 'scheduled' ELSE 'pending' END)",
                 p.one()
             )
         };

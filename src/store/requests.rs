@@ -10,7 +10,7 @@ use sqlx::Row;
 
 use super::group::RunWrite;
 use super::{AuditEvent, Store, StoreError, now_ms};
-use crate::domain::{DepartmentId, OrgId, Outcome, ProviderName, Step, Target, UserId};
+use crate::domain::{DepartmentId, OrgId, Outcome, ProviderName, RunMode, Step, Target, UserId};
 
 /// A stored request.
 #[derive(Debug, Clone)]
@@ -20,7 +20,7 @@ pub struct RequestRow {
     pub target: Target,
     pub reason: Option<String>,
     pub effective_at: Option<i64>,
-    pub dry_run: bool,
+    pub mode: RunMode,
     pub outcome: Option<Outcome>,
     pub attempts: u32,
     pub roles_removed: Vec<String>,
@@ -249,6 +249,33 @@ impl Store {
                     id: id.to_owned(),
                     owner: owner.to_owned(),
                     finish: finish.clone(),
+                    retries,
+                },
+                events,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Stores a held preview's plan on the request (the roles it would
+    /// remove, and a note) and drops the claim; the request stays open
+    /// until its batch is released.
+    pub async fn preview(
+        &self,
+        id: &str,
+        owner: &str,
+        roles: &[String],
+        message: &str,
+        retries: u32,
+        events: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        self.group
+            .write(
+                RunWrite::Preview {
+                    id: id.to_owned(),
+                    owner: owner.to_owned(),
+                    roles: roles.join(";"),
+                    message: message.to_owned(),
                     retries,
                 },
                 events,
@@ -537,7 +564,8 @@ pub(super) fn request_from_row(r: &impl Columns) -> Result<RequestRow, StoreErro
         },
         reason: r.text("reason")?,
         effective_at: r.int("effective_at")?,
-        dry_run: r.required_int("dry_run")? != 0,
+        mode: RunMode::from_int(r.required_int("dry_run")?)
+            .ok_or_else(|| StoreError::Corrupt("requests.dry_run out of range".into()))?,
         outcome,
         attempts: r.required_int("attempts")? as u32,
         roles_removed: roles
@@ -588,7 +616,12 @@ mod tests {
         let (_dir, _url, store) = crate::store::scratch_store().await;
         let batch = crate::store::scratch_batch(&store).await;
         let jobs = store
-            .write_intake_chunk(&batch, false, None, crate::store::chunk_of(&["u1"]))
+            .write_intake_chunk(
+                &batch,
+                crate::domain::RunMode::Live,
+                None,
+                crate::store::chunk_of(&["u1"]),
+            )
             .await
             .unwrap();
         let id = jobs[0].request_id.clone();
@@ -646,7 +679,7 @@ mod tests {
             rejected: Vec::new(),
         };
         let jobs = store
-            .write_intake_chunk(&batch, false, None, chunk)
+            .write_intake_chunk(&batch, crate::domain::RunMode::Live, None, chunk)
             .await
             .unwrap();
         let id = jobs[0].request_id.clone();

@@ -407,3 +407,51 @@ async fn a_long_report_streams_whole_as_csv_and_json() {
     assert_eq!(lines.len(), 2_400);
     assert!(lines.windows(2).all(|w| w[0] < w[1]), "line order");
 }
+
+/// `?hold=true` stores a preview that the workers plan and that waits;
+/// `approve` releases it, and `--only` outside the plan is 422.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_upload_waits_for_its_release() {
+    let h = Harness::start_with(directory(), options()).await;
+    let serve = h.serve(&[]).await;
+    let c = serve.client();
+    let res = serve
+        .authed(c.post(format!("{}/v1/batches?hold=true", serve.url)))
+        .header("content-type", "text/csv")
+        .body(users_csv(2, 3))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["held"], true, "{body}");
+    let id = body["batch_id"].as_str().unwrap().to_owned();
+    eventually(30, "the preview to be planned", || async {
+        let s = batch_state(&serve, &id).await;
+        s["state"] == "held" && s["counts"]["held"] == 2
+    })
+    .await;
+    assert!(
+        h.sim.calls().iter().all(|c| c.method == "GET"),
+        "reads only"
+    );
+    let events = batch_state(&serve, &id).await["events"].clone();
+    assert_eq!(events[0]["detail"]["source"], "upload", "{events}");
+    assert_eq!(events[1]["action"], "held", "{events}");
+
+    let approve = |only: &'static str| {
+        serve
+            .authed(c.post(format!("{}/v1/batches/{id}/approve?only={only}", serve.url)))
+            .send()
+    };
+    let res = approve("usr_999999").await.unwrap();
+    assert_eq!(res.status(), 422);
+    assert_envelope(&res.json().await.unwrap(), "not_in_batch");
+    let res = approve("usr_000002").await.unwrap();
+    assert_eq!(res.status(), 202);
+    wait_done(&serve, &id).await;
+    let s = batch_state(&serve, &id).await;
+    assert_eq!(s["counts"]["succeeded"], 1, "{s}");
+    assert_eq!(s["counts"]["cancelled"], 1, "{s}");
+    serve.stop().await;
+}

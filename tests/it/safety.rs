@@ -334,3 +334,134 @@ async fn a_retry_passes_the_rails() {
     assert_eq!(done["counts"]["succeeded"], 2, "{done}");
     assert_eq!(done["counts"]["cancelled"], 598, "{done}");
 }
+
+/// `submit --hold` on `csv`: the batch id it prints.
+async fn submit_held(h: &Harness, csv: &std::path::Path) -> String {
+    let out = h
+        .offboard(&["submit", "--hold", csv.to_str().unwrap()], &[])
+        .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A held preview plans with reads only; its release applies exactly that
+/// plan, and what appeared since the preview is left for a person.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_preview_is_the_plan_applied() {
+    let h = Harness::start(crate::helpers::directory()).await;
+    let csv = h.write_csv("held.csv", &crate::helpers::users_csv(2, 5));
+    let before = crate::helpers::member(&h.sim, "usr_000003").role_ids;
+    let batch = submit_held(&h, &csv).await;
+    assert_eq!(destructive_calls(&h), Vec::<String>::new(), "reads only");
+    let status = status_json(&h, &batch).await;
+    assert_eq!(status["state"], "held", "{status}");
+    assert_eq!(status["counts"]["held"], 4);
+    let rows = by_user(&h.report(&batch).await);
+    assert_eq!(rows["usr_000003"]["outcome"], "held");
+    assert_eq!(rows["usr_000003"]["roles_removed"], before.join(";"));
+    assert_eq!(
+        rows["usr_000003"]["transfer_to_department_id"],
+        "dept_offboarded"
+    );
+
+    // A later upload of the same person does not link to the preview.
+    let again = h.write_csv("again.csv", &crate::helpers::users_csv(5, 5));
+    let (code, other, out) = h.run(&again).await;
+    assert_eq!(code, Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_ne!(other, batch);
+    assert_eq!(
+        crate::helpers::member(&h.sim, "usr_000005").account_state,
+        "deleted"
+    );
+
+    // usr_000004 is given another role after the preview.
+    h.sim
+        .grant_aitronos_role("org_acme", "usr_000004", "role_custom_3")
+        .unwrap();
+    let out = h.offboard(&["approve", &batch], &[]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = by_user(&h.report(&batch).await);
+    assert_eq!(rows["usr_000002"]["outcome"], "succeeded");
+    assert_eq!(rows["usr_000003"]["outcome"], "succeeded");
+    assert_eq!(rows["usr_000003"]["roles_removed"], before.join(";"));
+    // The later upload offboarded usr_000005 already: nothing is left.
+    assert_eq!(rows["usr_000005"]["outcome"], "already_done");
+    let changed = &rows["usr_000004"];
+    assert_eq!(changed["outcome"], "needs_attention", "{changed:?}");
+    assert_eq!(changed["error_code"], "plan_changed");
+    assert!(
+        changed["error_message"].contains("role_custom_3"),
+        "{changed:?}"
+    );
+    let m = crate::helpers::member(&h.sim, "usr_000004");
+    assert_eq!(m.role_ids, ["role_custom_3"], "only the new role is left");
+    let actions: Vec<String> = status_json(&h, &batch).await["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(actions, ["submitted", "held", "released"]);
+}
+
+/// Releasing a preview over the cap halts it for an approval; a preview
+/// past its hold_ttl is cancelled instead of released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_preview_passes_the_cap_and_a_stale_one_expires() {
+    let h = Harness::start_with(
+        crate::helpers::directory(),
+        Options {
+            extra_config: "[safety]\nmax_batch_requests = 3\n".into(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let csv = h.write_csv("held.csv", &crate::helpers::users_csv(2, 6));
+    let batch = submit_held(&h, &csv).await;
+    let out = h.offboard(&["approve", &batch], &[]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = status_json(&h, &batch).await;
+    assert_eq!(status["state"], "halted");
+    assert_eq!(status["halt_code"], "max_batch_requests");
+    assert_eq!(destructive_calls(&h), Vec::<String>::new());
+    let out = h.offboard(&["approve", &batch], &[]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(status_json(&h, &batch).await["counts"]["succeeded"], 5);
+
+    let csv = h.write_csv("stale.csv", &crate::helpers::users_csv(20, 21));
+    let stale = submit_held(&h, &csv).await;
+    age_batch(&h, &stale, 8).await;
+    let out = h.offboard(&["approve", &stale], &[]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("hold_ttl"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = status_json(&h, &stale).await;
+    assert_eq!(status["state"], "cancelled");
+    assert_eq!(
+        crate::helpers::member(&h.sim, "usr_000020").account_state,
+        "active"
+    );
+}

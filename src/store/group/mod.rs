@@ -39,6 +39,12 @@ const FINISH_SQL: &str =
     "UPDATE requests SET outcome = $1, roles_removed = $2, error_code = $3, error_message = $4,
          finished_at = $5, claim_owner = NULL, claim_expires_at = NULL, attempts = attempts + $6
      WHERE id = $7 AND claim_owner = $8 AND outcome IS NULL";
+/// A held preview's plan: what it would remove, kept on the request while
+/// it waits for its batch's release; `finished_at` says when it was made.
+const PREVIEW_SQL: &str =
+    "UPDATE requests SET roles_removed = $1, error_message = $2, finished_at = $3,
+         claim_owner = NULL, claim_expires_at = NULL, attempts = attempts + $4
+     WHERE id = $5 AND claim_owner = $6 AND outcome IS NULL AND dry_run = 2";
 /// `$4 = 1` also marks it unqueued, for the sweep of a batch's release.
 const POSTPONE_SQL: &str = "UPDATE requests SET error_code = COALESCE($1, error_code), error_message = COALESCE($2, error_message),
          claim_owner = NULL, claim_expires_at = NULL, attempts = attempts + $3,
@@ -101,6 +107,14 @@ pub(super) enum RunWrite {
         finish: Finish,
         retries: u32,
     },
+    /// A held preview planned; the claim is dropped.
+    Preview {
+        id: String,
+        owner: String,
+        roles: String,
+        message: String,
+        retries: u32,
+    },
     /// Left open for later; the claim is dropped. `unqueued` marks it as
     /// having no queue job, when none was scheduled for it.
     Postpone {
@@ -119,6 +133,7 @@ impl RunWrite {
             | RunWrite::Renew { id, .. }
             | RunWrite::Step { id, .. }
             | RunWrite::Subject { id, .. }
+            | RunWrite::Preview { id, .. }
             | RunWrite::Finish { id, .. }
             | RunWrite::Postpone { id, .. } => id,
         }
@@ -199,6 +214,24 @@ impl RunWrite {
                     Text(Some(Cow::Owned(finish.roles_removed.join(";")))),
                     opt(finish.error_code.as_deref()),
                     opt(finish.error_message.as_deref()),
+                    Int(now),
+                    Int(i64::from(*retries)),
+                    text(id),
+                    text(owner),
+                ],
+                true,
+            ),
+            RunWrite::Preview {
+                id,
+                owner,
+                roles,
+                message,
+                retries,
+            } => (
+                PREVIEW_SQL,
+                vec![
+                    text(roles),
+                    text(message),
                     Int(now),
                     Int(i64::from(*retries)),
                     text(id),

@@ -7,7 +7,7 @@ mod sqlite;
 use std::collections::HashMap;
 
 use super::{Backend, Store, StoreError};
-use crate::domain::{IdempotencyKey, Target};
+use crate::domain::{IdempotencyKey, RunMode, Target};
 
 /// The columns a new request is inserted with, in bind order.
 const REQUEST_INSERT_COLUMNS: &str = "id, batch_id, provider, organization_id, user_id,
@@ -61,7 +61,7 @@ impl Store {
     pub async fn write_intake_chunk(
         &self,
         batch_id: &str,
-        dry_run: bool,
+        mode: RunMode,
         dedupe_since: Option<i64>,
         chunk: IntakeChunk,
     ) -> Result<Vec<NewJob>, StoreError> {
@@ -69,7 +69,7 @@ impl Store {
             Backend::Sqlite => {
                 let write = ChunkWrite {
                     batch_id: batch_id.to_owned(),
-                    dry_run,
+                    mode,
                     dedupe_since,
                     chunk,
                 };
@@ -78,7 +78,7 @@ impl Store {
                     .await
             }
             Backend::Postgres => {
-                postgres::write_chunk(self, batch_id, dry_run, dedupe_since, &chunk).await
+                postgres::write_chunk(self, batch_id, mode, dedupe_since, &chunk).await
             }
         }
     }
@@ -87,7 +87,7 @@ impl Store {
 /// A chunk handed to SQLite's writer thread.
 struct ChunkWrite {
     batch_id: String,
-    dry_run: bool,
+    mode: RunMode,
     dedupe_since: Option<i64>,
     chunk: IntakeChunk,
 }
@@ -117,7 +117,7 @@ struct ChunkPlan<'a> {
 impl<'a> ChunkPlan<'a> {
     /// `linked` maps a key to the request its rows link to; a key seen a
     /// second time in the chunk links to the request its first row made
-    /// (except in a dry run, where every row stands alone).
+    /// (except in a dry run or a preview, where every row stands alone).
     ///
     /// New requests come in key order, and their ids rise in that order:
     /// the open-key index is then written front to back, each of its pages
@@ -128,12 +128,12 @@ impl<'a> ChunkPlan<'a> {
         chunk: &'a IntakeChunk,
         keys: &'a [String],
         mut linked: HashMap<String, String>,
-        dry_run: bool,
+        alone: bool,
     ) -> ChunkPlan<'a> {
         let mut fresh = Vec::new();
         let mut first_rows = std::collections::HashSet::new();
         for (i, key) in keys.iter().enumerate() {
-            if !linked.contains_key(key) && (dry_run || first_rows.insert(key.as_str())) {
+            if !linked.contains_key(key) && (alone || first_rows.insert(key.as_str())) {
                 fresh.push(i);
             }
         }
@@ -153,7 +153,7 @@ impl<'a> ChunkPlan<'a> {
                 .unwrap_or_else(|_| ulid::Ulid::new())
                 .to_string();
             let row = &chunk.accepted[i];
-            if !dry_run {
+            if !alone {
                 linked.insert(keys[i].clone(), id.clone());
             }
             plan.new_rows.push((id.clone(), row, keys[i].as_str()));

@@ -8,6 +8,7 @@ use sqlx::Row;
 use super::{
     ADD_REJECTED_SQL, AcceptedRow, ChunkPlan, IntakeChunk, NewJob, REQUEST_INSERT_COLUMNS, keys_of,
 };
+use crate::domain::RunMode;
 use crate::store::sql::{Params, requests_in_id_order};
 use crate::store::{Backend, Store, StoreError, now_ms};
 
@@ -21,10 +22,11 @@ const ROWS_PER_STATEMENT: usize = 500;
 pub(super) async fn write_chunk(
     store: &Store,
     batch_id: &str,
-    dry_run: bool,
+    mode: RunMode,
     dedupe_since: Option<i64>,
     chunk: &IntakeChunk,
 ) -> Result<Vec<NewJob>, StoreError> {
+    let alone = mode.stands_alone();
     let mut tx = store.begin_write().await?;
     // Intakes take turns (see `Store::write_intake_chunk`). Wrapped so
     // the row holds a bigint: `Any` cannot read `void`.
@@ -35,14 +37,14 @@ pub(super) async fn write_chunk(
     .await?;
     let now = now_ms();
     let keys = keys_of(chunk);
-    let linked = if dry_run {
+    let linked = if alone {
         HashMap::new()
     } else {
         find_reusable(&mut tx, batch_id, &keys, dedupe_since).await?
     };
-    let plan = ChunkPlan::of(chunk, &keys, linked, dry_run);
+    let plan = ChunkPlan::of(chunk, &keys, linked, alone);
     for part in plan.new_rows.chunks(ROWS_PER_STATEMENT) {
-        insert_requests(&mut tx, batch_id, part, dry_run, now).await?;
+        insert_requests(&mut tx, batch_id, part, mode, now).await?;
     }
     for part in plan.entries.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
@@ -159,7 +161,7 @@ async fn insert_requests(
     tx: &mut sqlx::AnyConnection,
     batch_id: &str,
     rows: &[(String, &AcceptedRow, &str)],
-    dry_run: bool,
+    mode: RunMode,
     now: i64,
 ) -> Result<(), StoreError> {
     let sql = format!(
@@ -179,7 +181,7 @@ async fn insert_requests(
             .bind(row.reason.as_deref())
             .bind(row.effective_at)
             .bind(*key)
-            .bind(i64::from(dry_run))
+            .bind(mode.as_int())
             .bind(now);
     }
     q.execute(&mut *tx).await?;

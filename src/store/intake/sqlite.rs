@@ -51,14 +51,15 @@ pub(super) fn write_chunk(
 ) -> Result<Vec<NewJob>, StoreError> {
     let ChunkWrite {
         batch_id,
-        dry_run,
+        mode,
         dedupe_since,
         chunk,
     } = write;
+    let alone = mode.stands_alone();
     let keys = keys_of(chunk);
     // Every key's first row planned as a new request; the keys that
     // already have work are linked to it below instead.
-    let mut plan = ChunkPlan::of(chunk, &keys, HashMap::new(), *dry_run);
+    let mut plan = ChunkPlan::of(chunk, &keys, HashMap::new(), alone);
     let now = now_ms();
     let columns = format!("{REQUEST_INSERT_COLUMNS}, enqueued");
     (|| -> Result<(), rusqlite::Error> {
@@ -81,7 +82,7 @@ pub(super) fn write_chunk(
                 s.raw_bind_parameter(at + 6, &row.reason)?;
                 s.raw_bind_parameter(at + 7, row.effective_at)?;
                 s.raw_bind_parameter(at + 8, *key)?;
-                s.raw_bind_parameter(at + 9, i64::from(*dry_run))?;
+                s.raw_bind_parameter(at + 9, mode.as_int())?;
                 s.raw_bind_parameter(at + 10, now)?;
                 // Held: the batch's push gives it a job (`queue::bulk`).
                 s.raw_bind_parameter(at + 11, HELD)
@@ -91,7 +92,7 @@ pub(super) fn write_chunk(
         let mut linked = HashMap::new();
         for new_row in &plan.new_rows {
             let (id, _, key) = new_row;
-            if !*dry_run && let Some(existing) = reusable.find(key)? {
+            if !alone && let Some(existing) = reusable.find(key)? {
                 linked.insert(id.clone(), existing);
                 continue;
             }

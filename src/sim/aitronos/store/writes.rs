@@ -37,6 +37,21 @@ impl OrgStore {
         Ok(())
     }
 
+    /// Give a current member a role, as an admin in the vendor's console
+    /// would: no API call of an offboarding does this, but tests need a
+    /// directory that changes under a held plan.
+    pub(crate) fn grant_role(&mut self, role_id: &str, user_id: &str) -> Result<(), Problem> {
+        self.role(role_id)?;
+        let pos = self.current_position(user_id)?;
+        if !self.members[pos].role_ids.iter().any(|r| r == role_id) {
+            self.members[pos].role_ids.push(role_id.to_owned());
+        }
+        if let Some(holders) = self.holders.get_mut(role_id) {
+            holders.insert(pos);
+        }
+        Ok(())
+    }
+
     /// Soft-delete a membership, optionally handing the member's resources to a department.
     pub(crate) fn remove_member(
         &mut self,

@@ -1,0 +1,126 @@
+//! Approving a halted batch, and releasing a held preview.
+
+use std::collections::HashSet;
+
+use super::RailError;
+use crate::domain::{Actor, Halt, HaltCode};
+use crate::engine::Engine;
+use crate::store::{BatchRow, now_ms};
+
+/// What an approval did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Approval {
+    pub batch_id: String,
+    pub enqueued: u64,
+    /// Requests left out (not in `--only`, or no longer to be removed).
+    pub cancelled: u64,
+    /// A released preview over `[safety] max_batch_requests` waits for an
+    /// approval like any halted batch.
+    pub halted: Option<Halt>,
+}
+
+/// Applies a halted batch, or releases a held preview: requests for users
+/// in `only` (all when `None`) and not in `keep` run; the others end
+/// `cancelled`.
+pub async fn approve(
+    engine: &Engine,
+    batch_id: &str,
+    only: Option<&[String]>,
+    keep: &HashSet<String>,
+    actor: &Actor,
+) -> Result<Approval, RailError> {
+    let store = engine.store();
+    let batch = store
+        .batch(batch_id)
+        .await?
+        .ok_or_else(|| RailError::NotFound(batch_id.to_owned()))?;
+    let held = match batch.stored_state.as_deref() {
+        Some("halted") => false,
+        Some("held") => true,
+        _ => return Err(RailError::NotHalted(batch.id)),
+    };
+    if held {
+        check_hold(engine, &batch).await?;
+    }
+    let open = store.open_requests_of(&batch.id).await?;
+    if let Some(only) = only {
+        let planned: HashSet<&str> = open.iter().map(|(_, u)| u.as_str()).collect();
+        if let Some(unknown) = only.iter().find(|u| !planned.contains(u.as_str())) {
+            return Err(RailError::NotInBatch(crate::intake::row::truncate(unknown)));
+        }
+    }
+    let mut approval = Approval {
+        batch_id: batch.id.clone(),
+        ..Approval::default()
+    };
+    for (id, user) in &open {
+        let why = if keep.contains(user) {
+            Some((
+                "back_in_roster",
+                "not removed: back in the roster when the plan was approved",
+            ))
+        } else if only.is_some_and(|o| !o.contains(user)) {
+            Some((
+                "cancelled",
+                "not removed: left out of the approval (--only)",
+            ))
+        } else {
+            None
+        };
+        if let Some((code, why)) = why {
+            store.cancel_request(id, code, why).await?;
+            approval.cancelled += 1;
+        }
+    }
+    if held {
+        let cap = engine.config().safety.max_batch_requests;
+        let over = |n: u64| {
+            Halt::new(
+                HaltCode::MaxBatchRequests,
+                format!(
+                    "{n} requests exceed [safety] max_batch_requests = {cap}; the preview was released and needs an approval: run `offboard approve {}`",
+                    batch.id
+                ),
+            )
+        };
+        let released = store
+            .release_hold(&batch.id, actor, only, cap, over)
+            .await?;
+        approval.cancelled += released.duplicates;
+        if released.halted.is_some() {
+            approval.halted = released.halted;
+            tracing::info!(batch = %batch.id, "preview released over the cap: halted");
+            return Ok(approval);
+        }
+    } else {
+        store.release_batch(&batch.id, actor, only).await?;
+    }
+    approval.enqueued = engine.queue().enqueue_batch(store, &batch.id).await?;
+    tracing::info!(batch = %batch.id, enqueued = approval.enqueued, cancelled = approval.cancelled, "batch approved");
+    Ok(approval)
+}
+
+/// A preview may be released once every request is planned, and only
+/// within `[safety] hold_ttl`; an expired one is cancelled here.
+async fn check_hold(engine: &Engine, batch: &BatchRow) -> Result<(), RailError> {
+    let store = engine.store();
+    let ttl = &engine.config().safety.hold_ttl;
+    if now_ms() - batch.created_at > engine.config().safety.hold_ttl().as_millis() as i64 {
+        let why = format!("the hold expired: not released within [safety] hold_ttl = {ttl}");
+        store
+            .cancel_batch(&batch.id, &why, &Actor::system())
+            .await?;
+        return Err(RailError::HoldExpired {
+            batch: batch.id.clone(),
+            ttl: ttl.clone(),
+        });
+    }
+    let counts = store.batch_counts(batch).await?;
+    if counts.open > 0 {
+        return Err(RailError::PreviewNotReady {
+            batch: batch.id.clone(),
+            open: counts.open,
+        });
+    }
+    Ok(())
+}
