@@ -201,7 +201,7 @@ async fn take_in(
 ) -> Result<(StatusCode, serde_json::Value, String), ApiError> {
     let store = state.engine.store();
     let config = state.engine.config();
-    let catalog = ProviderCatalog::new(config, query.provider.as_deref())
+    let catalog = ProviderCatalog::new(config, query.provider.as_deref(), "?provider=NAME")
         .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "unknown_provider", m))?;
     let options = IntakeOptions {
         source: "api".into(),

@@ -16,6 +16,8 @@ use crate::domain::Outcome;
 pub enum RetryOutcome {
     Dead,
     Failed,
+    /// Also spelt as the outcome is in reports: `needs_attention`.
+    #[value(alias = "needs_attention")]
     NeedsAttention,
 }
 

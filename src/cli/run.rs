@@ -65,7 +65,7 @@ pub struct RunResult {
 }
 
 impl RunResult {
-    /// Exit code for the run (conventions.md).
+    /// Exit code for the run (`../shared/conventions.md`).
     pub fn exit_code(&self) -> u8 {
         if self.intake.halted.is_some() {
             exit::NEEDS_ATTENTION
@@ -129,8 +129,9 @@ pub async fn intake<R: Read>(
     input: R,
     opts: &RunOptions,
 ) -> Result<IntakeSummary, Failure> {
-    let catalog = ProviderCatalog::new(engine.config(), opts.provider.as_deref())
-        .map_err(|e| Failure::usage(anyhow!(e)))?;
+    let catalog =
+        ProviderCatalog::new(engine.config(), opts.provider.as_deref(), "--provider NAME")
+            .map_err(|e| Failure::usage(anyhow!(e)))?;
     if catalog.is_empty() {
         return Err(Failure::usage(anyhow!(
             "no provider connections are configured ([providers.NAME] in the config file)"

@@ -80,6 +80,21 @@ fn errors_name_the_key() {
 }
 
 #[test]
+fn a_misspelt_variable_is_named_as_written() {
+    let err = Config::from_toml_str(
+        EXAMPLE,
+        "t",
+        &vars(&[
+            ("OFFBOARD__WORKER__CONCURRENCY", "4"),
+            ("OFFBOARD__WORKER__CONCURENCY", "4"),
+        ]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("OFFBOARD__WORKER__CONCURENCY"), "{err}");
+}
+
+#[test]
 fn missing_token_names_variable_not_value() {
     let c = Config::from_toml_str(EXAMPLE, "t", &[]).unwrap();
     let err = resolve_providers(&c, |_| None).unwrap_err().to_string();

@@ -1,5 +1,5 @@
 //! The classification every provider shares: status first, then the
-//! provider's error code (api-contracts.md). A connector supplies how to read
+//! provider's error code (`../shared/api-contracts.md`). A connector supplies how to read
 //! its error body and its own table of exceptions; what is left is common:
 //! 2xx done, 408/425/429/5xx transient, any other status permanent.
 

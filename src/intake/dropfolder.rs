@@ -295,7 +295,11 @@ async fn intake(
         std::fs::write(sidecar(&target, "errors.txt"), format!("{why}\n"))
             .map_err(|e| e.to_string())
     };
-    let catalog = match ProviderCatalog::new(config, spec.provider.as_deref()) {
+    let catalog = match ProviderCatalog::new(
+        config,
+        spec.provider.as_deref(),
+        "provider = \"NAME\" in the job spec",
+    ) {
         Ok(c) => c,
         Err(e) => {
             fail(format!("job {}: {e}", spec.name))?;

@@ -8,7 +8,6 @@ pub mod schedule;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use serde::Deserialize;
 
@@ -75,10 +74,10 @@ impl ReconcileSpec {
         config: &Config,
     ) -> Result<Self, SpecError> {
         check_safe(&name, &['.']).map_err(|e| ("name", format!("the job name {e}")))?;
-        let schedule = cron::Schedule::from_str(schedule).map_err(|e| {
+        let schedule = schedule::parse_cron(schedule).map_err(|e| {
             (
                 "schedule",
-                format!("not a cron expression (seconds field first): {e}"),
+                format!("not a cron expression (5 fields, or 6 with seconds first): {e}"),
             )
         })?;
         let timezone = match timezone.as_deref() {

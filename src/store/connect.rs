@@ -205,7 +205,7 @@ impl Store {
 /// apalis-sqlite 1.0 indexes that make its worker's queries scan instead
 /// of looking jobs up by id, so a drain slows as the table grows:
 /// - `LIdx(lock_by)`: the ack query walks every row this worker ever
-///   locked (apalis-notes.md §5.1).
+///   locked (`../shared/apalis-notes.md` §5.1).
 /// - `idx_jobs_status_run_at`: the lock query (`status = 'Queued' OR …`
 ///   with `id IN json_each(?)`) walks every pending job, on every fetch.
 ///

@@ -12,4 +12,5 @@ mod pipeline;
 mod postgres;
 mod reconcile;
 mod resume;
+mod small_things;
 mod upgrade;

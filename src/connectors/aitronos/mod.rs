@@ -1,4 +1,4 @@
-//! Aitronos organization API (api-contracts.md, "Aitronos"): plan from
+//! Aitronos organization API (`../shared/api-contracts.md`, "Aitronos"): plan from
 //! effective permissions, one DELETE per role, removal with resource
 //! transfer, verification by reading the member.
 

@@ -1,4 +1,4 @@
-//! Auth0 Management API v2 (api-contracts.md, "Auth0"): plan from the
+//! Auth0 Management API v2 (`../shared/api-contracts.md`, "Auth0"): plan from the
 //! member's organization roles (both response shapes, paged), one bulk role
 //! DELETE of exactly what is held, membership DELETE, optional block, and a
 //! read-back that allows for Auth0's few seconds of eventual consistency.

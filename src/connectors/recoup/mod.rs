@@ -1,4 +1,4 @@
-//! Recoup (api-contracts.md, "Recoup"): membership removal by query
+//! Recoup (`../shared/api-contracts.md`, "Recoup"): membership removal by query
 //! parameters, idempotent by contract; no roles, no transfer, no member
 //! listing. Plan and verify read the account's organizations.
 

@@ -1,4 +1,4 @@
-//! How SCIM 2.0 answers map to outcomes (RFC 7644 §3.12; api-contracts.md).
+//! How SCIM 2.0 answers map to outcomes (RFC 7644 §3.12; `../shared/api-contracts.md`).
 
 use serde::Deserialize;
 

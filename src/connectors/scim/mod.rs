@@ -1,4 +1,4 @@
-//! SCIM 2.0 service providers (RFC 7643/7644; api-contracts.md, "SCIM"):
+//! SCIM 2.0 service providers (RFC 7643/7644; `../shared/api-contracts.md`, "SCIM"):
 //! find the user (by id, or by `userName` for an email), remove them from
 //! each group with the RFC PATCH (falling back to the `members` list form
 //! when the server rejects value filters), then deactivate or delete.

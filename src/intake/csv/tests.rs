@@ -13,7 +13,7 @@ token_env = "T"
         &[],
     )
     .unwrap();
-    ProviderCatalog::new(&config, None).unwrap()
+    ProviderCatalog::new(&config, None, "--provider NAME").unwrap()
 }
 
 fn read(input: &[u8]) -> Result<IntakeChunk, IntakeError> {
