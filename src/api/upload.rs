@@ -231,6 +231,8 @@ async fn take_in(
                 "accepted_rows": summary.accepted_rows,
                 "rejected_count": summary.rejected_count,
                 "rejected_rows": rejected,
+                // Rows of only delimiters (`,,,`), skipped but counted.
+                "blank_lines_ignored": summary.blank_lines_ignored,
                 // Why the batch waits for `approve`, when it does.
                 "halted": summary.halted,
             });

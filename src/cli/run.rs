@@ -275,6 +275,9 @@ async fn wait_for_batch(
 }
 
 fn print_rejections(summary: &IntakeSummary) {
+    if summary.blank_lines_ignored > 0 {
+        eprintln!("{} blank lines ignored", summary.blank_lines_ignored);
+    }
     for r in &summary.rejected_rows {
         eprintln!("line {}: {}: {}", r.line, r.code, r.message);
     }

@@ -41,6 +41,8 @@ pub struct IntakeSummary {
     pub new_requests: u64,
     /// Why the batch waits for approval, when it does.
     pub halted: Option<String>,
+    /// Rows of only delimiters and spaces (`,,,`), skipped.
+    pub blank_lines_ignored: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +117,7 @@ async fn take_rows<R: Read>(
         rejected_rows: Vec::new(),
         new_requests: 0,
         halted: None,
+        blank_lines_ignored: 0,
     };
     let mut next = csv.next_chunk(CHUNK_ROWS)?;
     while let Some(chunk) = next {
@@ -139,6 +142,7 @@ async fn take_rows<R: Read>(
         crate::metrics::rows(accepted, rejected);
         next = read?;
     }
+    summary.blank_lines_ignored = csv.blank_rows();
     Ok(summary)
 }
 

@@ -8,6 +8,7 @@ mod connectors;
 mod dropfolder;
 mod faults;
 mod helpers;
+mod intake_edges;
 mod pipeline;
 mod postgres;
 mod reconcile;
