@@ -26,7 +26,11 @@ pub async fn check(config: Option<&Path>) -> Result<u8, Failure> {
     names.sort_by(|a, b| a.0.cmp(b.0));
     for (name, connector) in names {
         match connector.probe().await {
-            Ok(detail) => println!("provider {name}: {detail}"),
+            Ok(crate::connectors::Probe::Passed(detail)) => println!("provider {name}: {detail}"),
+            // Not a failure (exit 0), but not a pass either.
+            Ok(crate::connectors::Probe::Warning(detail)) => {
+                println!("provider {name}: WARNING: {detail}")
+            }
             Err(e) => {
                 failed += 1;
                 println!("provider {name}: FAILED: {}: {}", e.code, e.message);

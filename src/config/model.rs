@@ -327,6 +327,12 @@ pub struct ProviderConfig {
     /// SCIM: deactivate (default) or delete the account.
     #[serde(default)]
     pub deprovision: Option<Deprovision>,
+    /// Recoup: read the account's organizations in plan and verify (the
+    /// default). `false` sends the documented removal alone, for a server
+    /// without that read; the request then succeeds with the note
+    /// `membership_unverified`.
+    #[serde(default)]
+    pub membership_read: Option<bool>,
     /// The connector's own account at the provider: never offboarded, and
     /// skipped by reconciliation.
     #[serde(default)]
@@ -387,6 +393,7 @@ impl ProviderConfig {
             prune_custom_roles: false,
             block_user: false,
             deprovision: None,
+            membership_read: None,
             service_account_id: None,
             client_id_env: None,
             client_secret_env: None,
@@ -440,6 +447,11 @@ impl ProviderConfig {
             "deprovision",
             self.deprovision.is_some(),
             ProviderKind::Scim,
+        )?;
+        only(
+            "membership_read",
+            self.membership_read.is_some(),
+            ProviderKind::Recoup,
         )?;
         let cc = self.auth == Some(AuthScheme::ClientCredentials);
         only("auth", cc, ProviderKind::Auth0)?;

@@ -170,12 +170,17 @@ pub trait Connector: Send + Sync {
         Ok(None)
     }
 
-    /// Reads back: the user holds no membership any more.
-    async fn verify(&self, cx: &CallContext, target: &Target, plan: &Plan)
-    -> Result<(), StepError>;
+    /// Reads back: the user holds no membership any more. A note, when
+    /// the provider could not show that (the request still succeeds).
+    async fn verify(
+        &self,
+        cx: &CallContext,
+        target: &Target,
+        plan: &Plan,
+    ) -> Result<Option<Note>, StepError>;
 
     /// Checks that the provider answers and accepts our credentials.
-    async fn probe(&self) -> Result<String, StepError>;
+    async fn probe(&self) -> Result<Probe, StepError>;
 
     /// Every current member of `org` (reconciliation), paged through.
     /// Providers that cannot list members say so.
@@ -191,15 +196,40 @@ pub trait Connector: Send + Sync {
     }
 }
 
-/// A harmless authenticated read: any answer but 401/403, 429 or 5xx
-/// shows the base URL and the credentials work (`offboard check`).
-pub async fn probe_with(client: &ProviderClient, call: http::Call) -> Result<String, StepError> {
+/// What a succeeded request's report row says beside its outcome (the
+/// `error_code` and `error_message` columns carry it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// What `offboard check` learnt from a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// A documented read answered: the base URL and credentials work.
+    Passed(String),
+    /// Nothing failed, but nothing proved the credentials either.
+    Warning(String),
+}
+
+/// A harmless authenticated read of a documented route (`offboard
+/// check`): a 2xx answer, or a 404 in the provider's own error envelope
+/// (`own_error` recognises it), proves the base URL and the credentials.
+/// Any other 404 is a wrong base URL, not a pass.
+pub async fn probe_with(
+    client: &ProviderClient,
+    call: http::Call,
+    own_error: fn(&[u8]) -> bool,
+) -> Result<Probe, StepError> {
     let cx = CallContext::default();
-    let (answer, _) = client.send(&cx, &call, classify::probe).await?;
-    Ok(format!(
+    let (answer, _) = client
+        .send(&cx, &call, |a| classify::probe(a, own_error))
+        .await?;
+    Ok(Probe::Passed(format!(
         "reachable, credentials accepted (HTTP {})",
         answer.status
-    ))
+    )))
 }
 
 /// Validates a CSV row's ids for a provider kind (intake).
@@ -228,7 +258,10 @@ pub fn build(
     Ok(match cfg.kind {
         ProviderKind::Aitronos => Arc::new(aitronos::Aitronos::new(client, cfg.prune_custom_roles)),
         ProviderKind::Auth0 => Arc::new(auth0::Auth0::new(client, cfg.block_user)),
-        ProviderKind::Recoup => Arc::new(recoup::Recoup::new(client)),
+        ProviderKind::Recoup => Arc::new(recoup::Recoup::new(
+            client,
+            cfg.membership_read.unwrap_or(true),
+        )),
         ProviderKind::Scim => {
             Arc::new(scim::Scim::new(client, cfg.deprovision.unwrap_or_default()))
         }

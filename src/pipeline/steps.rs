@@ -197,7 +197,7 @@ pub async fn run(
             }
         }
     };
-    connector
+    let verified = connector
         .verify(&cx, t, &plan)
         .await
         .map_err(|e| stop(e, strip.removed.clone()))?;
@@ -206,8 +206,12 @@ pub async fn run(
     } else {
         Outcome::Succeeded
     };
-    // A role left alone by pruning is worth a note, not a failure.
-    let note = (!prune.notes.is_empty()).then(|| ("", prune.notes.join("; ")));
+    // A role left alone by pruning, or a removal the provider could not
+    // show, is worth a note, not a failure.
+    let mut notes: Vec<String> = verified.iter().map(|n| n.message.clone()).collect();
+    notes.extend(prune.notes);
+    let code = verified.map_or("", |n| n.code);
+    let note = (!notes.is_empty()).then(|| (code, notes.join("; ")));
     finish(engine, request, outcome, strip.removed, note, &cx).await
 }
 

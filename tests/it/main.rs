@@ -5,6 +5,7 @@
 mod api;
 mod bench;
 mod connectors;
+mod documented;
 mod dropfolder;
 mod faults;
 mod helpers;
