@@ -281,6 +281,8 @@ pub struct Serve {
     pub api_token: String,
     /// The queue worker's name (empty with `--no-workers`).
     pub worker: String,
+    /// Every line it wrote to stderr so far (also passed on to ours).
+    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Serve {
@@ -299,6 +301,24 @@ impl Serve {
                 .status();
         }
         self.child.wait().await.expect("serve exits")
+    }
+
+    /// The first stderr line containing `needle`, waiting up to `secs`.
+    pub async fn log_line(&self, secs: u64, needle: &str) -> String {
+        let mut found = None;
+        eventually(secs, &format!("a log line with {needle:?}"), || {
+            found = self
+                .logs
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(needle))
+                .cloned();
+            let hit = found.is_some();
+            async move { hit }
+        })
+        .await;
+        found.unwrap_or_default()
     }
 
     pub fn client(&self) -> reqwest::Client {
@@ -347,9 +367,19 @@ impl Harness {
             .env("RUST_LOG", "offboard=warn")
             .envs(extra_env.iter().copied())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
+            .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
         let mut child = cmd.spawn().expect("serve starts");
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let kept = logs.clone();
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("{line}");
+                kept.lock().unwrap().push(line);
+            }
+        });
         let stdout = child.stdout.take().unwrap();
         let mut lines = tokio::io::BufReader::new(stdout).lines();
         let mut url = String::new();
@@ -383,6 +413,7 @@ impl Harness {
             url,
             api_token,
             worker,
+            logs,
         }
     }
 }
