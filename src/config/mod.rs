@@ -7,6 +7,7 @@ mod duration;
 mod env;
 mod model;
 mod secrets;
+mod transport;
 
 use std::path::Path;
 
@@ -17,6 +18,7 @@ pub use model::{
     with_database,
 };
 pub use secrets::{ResolvedProvider, resolve_providers};
+pub use transport::check_transport;
 
 /// Why the configuration cannot be used. Every variant names the key.
 #[derive(Debug, thiserror::Error)]

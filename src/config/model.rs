@@ -72,20 +72,36 @@ pub fn with_database(url: &str, name: &str) -> String {
     format!("{server}/{name}{query}")
 }
 
-/// Drops the password of a `scheme://user:password@host` URL.
+/// Drops the password of a `scheme://user:password@host` URL, and of a
+/// `?password=` (or `&password=`) query parameter, which PostgreSQL's
+/// drivers read too.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
+    let authority = match authority.rsplit_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => url.to_owned(),
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
         },
-        None => url.to_owned(),
-    }
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", pairs.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -347,6 +363,10 @@ pub struct ProviderConfig {
     pub token_url: Option<String>,
     #[serde(default)]
     pub audience: Option<String>,
+    /// Lets `base_url` and `token_url` be `http://` to another host (the
+    /// token then travels in clear text; `offboard check` warns).
+    #[serde(default)]
+    pub allow_insecure_http: bool,
 }
 
 /// Per-connection overrides of the global retry policy.
@@ -399,6 +419,7 @@ impl ProviderConfig {
             client_secret_env: None,
             token_url: None,
             audience: None,
+            allow_insecure_http: false,
         }
     }
 
@@ -469,13 +490,10 @@ impl ProviderConfig {
                     ));
                 }
             }
-            let url = self.token_url.as_deref().unwrap_or_default();
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return Err(ConfigError::invalid(
-                    key("token_url"),
-                    "must be an http(s) URL",
-                ));
-            }
+            let url = reqwest::Url::parse(self.token_url.as_deref().unwrap_or_default())
+                .map_err(|e| ConfigError::invalid(key("token_url"), format!("not a URL: {e}")))?;
+            super::check_transport(&url, self.allow_insecure_http)
+                .map_err(|m| ConfigError::invalid(key("token_url"), m))?;
         }
         if !cc && self.token_env.is_empty() {
             return Err(ConfigError::invalid(key("token_env"), "is required"));
@@ -575,6 +593,8 @@ impl ProviderConfig {
                 "must be an http:// or https:// URL",
             ));
         }
+        super::check_transport(&url, self.allow_insecure_http)
+            .map_err(|m| ConfigError::invalid(key("base_url"), m))?;
         if url.query().is_some() || url.fragment().is_some() {
             return Err(ConfigError::invalid(
                 key("base_url"),

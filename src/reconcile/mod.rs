@@ -37,6 +37,10 @@ pub struct RosterSource {
     pub token_env: Option<String>,
     #[serde(default)]
     pub match_on: MatchOn,
+    /// Lets `url` be `http://` to another host (the roster and its token
+    /// then travel in clear text; `offboard check` warns).
+    #[serde(default)]
+    pub allow_insecure_http: bool,
 }
 
 /// A validated reconciliation job.
@@ -100,7 +104,13 @@ impl ReconcileSpec {
             .map_err(|e| ("organization_id", format!("{organization_id:?} {e}")))?;
         let roster = roster.ok_or(("roster", "is required (csv = … or url = …)".to_owned()))?;
         match (&roster.csv, &roster.url) {
-            (Some(_), None) | (None, Some(_)) => {}
+            (Some(_), None) => {}
+            (None, Some(url)) => {
+                let url = reqwest::Url::parse(url)
+                    .map_err(|e| ("roster", format!("url is not a URL: {e}")))?;
+                crate::config::check_transport(&url, roster.allow_insecure_http)
+                    .map_err(|m| ("roster", format!("url {m}")))?;
+            }
             _ => return Err(("roster", "give exactly one of csv or url".into())),
         }
         if let Some(d) = &transfer_to_department_id {

@@ -96,3 +96,24 @@ fn the_example_config_shows_the_safety_cap() {
         "[safety] max_batch_requests is missing from the example"
     );
 }
+
+/// `allow_insecure_http` lets a connection speak http:// to another host;
+/// `check` says so every time (issue 31, item 11).
+#[tokio::test]
+async fn check_warns_about_allowed_clear_text() {
+    let h = Harness::start_with(
+        directory(),
+        Options {
+            extra_config: "allow_insecure_http = true\n".into(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let out = h.offboard(&["check"], &[]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("provider acme: WARNING: allow_insecure_http = true"),
+        "{stdout}"
+    );
+}
