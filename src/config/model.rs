@@ -214,6 +214,19 @@ pub struct HttpConfig {
     pub token_env: String,
     /// Largest accepted upload, in bytes (413 beyond).
     pub max_upload_bytes: u64,
+    /// From a connection's start (or its last answer) to the end of the
+    /// next request's headers; past it the connection is closed.
+    pub header_read_timeout_ms: u64,
+    /// From a request's start to its answer's headers (408 beyond); a
+    /// streamed answer (a report) is not cut once it has started.
+    pub request_timeout_ms: u64,
+    /// Open connections at once; one more is answered 503.
+    pub max_connections: usize,
+    /// How long a stop waits for open API requests before closing them.
+    pub shutdown_grace_ms: u64,
+    /// Serve `/readyz` and `/metrics` without the token (probes and
+    /// scrapers carry none).
+    pub public_probes: bool,
 }
 
 impl Default for HttpConfig {
@@ -222,6 +235,11 @@ impl Default for HttpConfig {
             listen: "127.0.0.1:8080".into(),
             token_env: "OFFBOARD_API_TOKEN".into(),
             max_upload_bytes: 50 * 1024 * 1024,
+            header_read_timeout_ms: 10_000,
+            request_timeout_ms: 300_000,
+            max_connections: 256,
+            shutdown_grace_ms: 10_000,
+            public_probes: false,
         }
     }
 }
@@ -563,11 +581,18 @@ impl Config {
                 "must name an environment variable (letters, digits, _)",
             ));
         }
-        if self.http.max_upload_bytes == 0 {
-            return Err(ConfigError::invalid(
-                "http.max_upload_bytes",
-                "must be positive",
-            ));
+        for (key, value) in [
+            ("http.max_upload_bytes", self.http.max_upload_bytes),
+            (
+                "http.header_read_timeout_ms",
+                self.http.header_read_timeout_ms,
+            ),
+            ("http.request_timeout_ms", self.http.request_timeout_ms),
+            ("http.max_connections", self.http.max_connections as u64),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be positive"));
+            }
         }
         for (name, provider) in &self.providers {
             provider.validate(name)?;

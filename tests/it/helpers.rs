@@ -321,6 +321,26 @@ impl Serve {
         found.unwrap_or_default()
     }
 
+    /// Every stderr line so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits for the exit, failing after `secs` seconds
+    /// (a serve that does not stop is the failure, not a hang).
+    pub async fn stop_within(mut self, secs: u64) -> std::process::ExitStatus {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(secs), self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("serve did not stop within {secs} s of SIGTERM"))
+            .expect("serve exits")
+    }
+
     pub fn client(&self) -> reqwest::Client {
         reqwest::Client::new()
     }

@@ -9,6 +9,7 @@ mod documented;
 mod dropfolder;
 mod faults;
 mod helpers;
+mod http_server;
 mod intake_edges;
 mod pipeline;
 mod postgres;
