@@ -80,6 +80,25 @@ pub enum Change {
     Unchanged,
 }
 
+/// Where a run stores the audit events of its calls between checkpoints:
+/// before each destructive call, so what the previous one did is on record
+/// before the next one starts (a crash between two removals loses no
+/// record of the first).
+#[async_trait]
+pub trait AuditSink: Send + Sync {
+    async fn store(&self, events: &[AuditEvent]) -> Result<(), String>;
+}
+
+/// The sink of a context, if any (`Debug` for the context's sake).
+#[derive(Default, Clone)]
+struct Sink(Option<Arc<dyn AuditSink>>);
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Sink" } else { "None" })
+    }
+}
+
 /// Per-request context for provider calls: who is calling, and where the
 /// audit events of those calls are collected until the step is saved.
 #[derive(Debug, Default)]
@@ -88,6 +107,7 @@ pub struct CallContext {
     /// The batch the request belongs to: credential failures stop a batch.
     pub batch_id: Option<String>,
     audit: Mutex<Vec<AuditEvent>>,
+    sink: Sink,
     retries: AtomicU32,
     lap: Mutex<Option<std::time::Instant>>,
 }
@@ -99,6 +119,35 @@ impl CallContext {
             batch_id: Some(batch_id.to_owned()),
             ..Default::default()
         }
+    }
+
+    /// Stores events through `sink` before each destructive call.
+    pub fn with_audit_sink(mut self, sink: Arc<dyn AuditSink>) -> Self {
+        self.sink = Sink(Some(sink));
+        self
+    }
+
+    /// Stores the events recorded so far through the sink, if there is
+    /// one; on failure they stay here for the step's own write, and no
+    /// further call may start.
+    pub(crate) async fn flush_audit(&self) -> Result<(), StepError> {
+        let Some(sink) = &self.sink.0 else {
+            return Ok(());
+        };
+        let events = self.drain_audit();
+        if events.is_empty() {
+            return Ok(());
+        }
+        sink.store(&events).await.map_err(|e| {
+            let mut kept = self.audit.lock().unwrap_or_else(|p| p.into_inner());
+            let later = std::mem::replace(&mut *kept, events);
+            kept.extend(later);
+            StepError::transient(
+                "audit_not_stored",
+                format!("the record of the previous call could not be stored ({e}); no further call was made"),
+                None,
+            )
+        })
     }
 
     pub(crate) fn count_retry(&self) {

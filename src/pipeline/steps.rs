@@ -89,7 +89,13 @@ pub async fn run(
         )
         .await;
     };
-    let cx = CallContext::for_request(&request.id, &request.batch_id);
+    let cx = CallContext::for_request(&request.id, &request.batch_id).with_audit_sink(
+        std::sync::Arc::new(ClaimedAudit {
+            store: store.clone(),
+            id: request.id.clone(),
+            owner: request.claim.clone(),
+        }),
+    );
     cx.lap();
     let stop = |error: StepError, roles: Vec<String>| Stopped::Step {
         error,
@@ -291,4 +297,21 @@ fn decode<T: for<'de> Deserialize<'de>>(value: &serde_json::Value) -> Result<T, 
             format!("checkpoint does not decode: {e}"),
         )))
     })
+}
+
+/// A run's audit events stored between its checkpoints, under its claim.
+struct ClaimedAudit {
+    store: crate::store::Store,
+    id: String,
+    owner: String,
+}
+
+#[async_trait::async_trait]
+impl crate::connectors::AuditSink for ClaimedAudit {
+    async fn store(&self, events: &[AuditEvent]) -> Result<(), String> {
+        self.store
+            .save_audit(&self.id, &self.owner, events)
+            .await
+            .map_err(|e| e.to_string())
+    }
 }

@@ -89,7 +89,7 @@ impl Store {
     /// Cancels a request: at once when no worker holds it, else by asking
     /// the holder to stop before its next step. Returns whether it was open.
     pub async fn cancel_request(&self, id: &str, message: &str) -> Result<bool, StoreError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let mut tx = self.begin_write().await?;
         // Flag first: a worker holding the request stops before its next
         // step even if its claim is about to lapse.
@@ -100,14 +100,15 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        let ended = sqlx::query(
+        // A claim lapses by the database's clock, as it does for workers.
+        let ended = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE requests SET outcome = 'cancelled', error_code = 'cancelled', error_message = $1, finished_at = $2
-             WHERE id = $3 AND outcome IS NULL AND (claim_owner IS NULL OR claim_expires_at < $4)",
-        )
+             WHERE id = $3 AND outcome IS NULL AND (claim_owner IS NULL OR claim_expires_at < {})",
+            super::group::db_now_ms(self.backend())
+        )))
         .bind(message)
         .bind(now)
         .bind(id)
-        .bind(now)
         .execute(&mut *tx)
         .await?
         .rows_affected();

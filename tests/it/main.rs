@@ -4,6 +4,7 @@
 
 mod api;
 mod bench;
+mod claims;
 mod connectors;
 mod documented;
 mod dropfolder;

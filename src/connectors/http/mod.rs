@@ -216,6 +216,10 @@ impl ProviderClient {
                     Some(wait),
                 ));
             }
+            if !call.method.is_safe() {
+                // What earlier calls did is on record before this one.
+                cx.flush_audit().await?;
+            }
             let auth = self.credentials.header(rejected.as_ref()).await?;
             let sent = auth.1.clone();
             let permit = self.pacer.admit().await;
