@@ -46,6 +46,23 @@ fn logged<B>(response: &Response<B>, latency: Duration, _: &Span) {
     );
 }
 
+/// Drops a client's `X-Request-Id` that is not 1 to 128 of `[A-Za-z0-9._:-]`
+/// (one is made instead): it goes into every log line of the request.
+async fn keep_sane_id(mut request: axum::extract::Request) -> axum::extract::Request {
+    let sane = request.headers().get("x-request-id").is_none_or(|v| {
+        let id = v.as_bytes();
+        !id.is_empty()
+            && id.len() <= 128
+            && id
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(b))
+    });
+    if !sane {
+        request.headers_mut().remove("x-request-id");
+    }
+    request
+}
+
 /// `app` with its requests identified and logged.
 pub fn layer(app: Router) -> Router {
     app.layer(
@@ -59,4 +76,5 @@ pub fn layer(app: Router) -> Router {
     )
     .layer(PropagateRequestIdLayer::x_request_id())
     .layer(SetRequestIdLayer::x_request_id(NewId))
+    .layer(axum::middleware::map_request(keep_sane_id))
 }

@@ -222,17 +222,24 @@ async fn take_upload(
         }
         return Ok(stored(prev.status, &prev.response));
     }
-    let result = take_in(&state, &query, upload).await;
-    if let Some(key) = &key {
-        match &result {
-            Ok((status, body, batch_id)) => store
-                .remember_answer(key, batch_id, status.as_u16(), &body.to_string())
-                .await
-                .map_err(ApiError::internal)?,
-            Err(_) => store.release_key(key).await.map_err(ApiError::internal)?,
+    // The intake runs to its end in a task of its own: a client that
+    // leaves, or a request past `request_timeout_ms`, must not cut a batch
+    // off half-way (its answer is still kept for the Idempotency-Key).
+    let intake = tokio::spawn(async move {
+        let store = state.engine.store();
+        let result = take_in(&state, &query, upload).await;
+        if let Some(key) = &key {
+            match &result {
+                Ok((status, body, batch_id)) => store
+                    .remember_answer(key, batch_id, status.as_u16(), &body.to_string())
+                    .await
+                    .map_err(ApiError::internal)?,
+                Err(_) => store.release_key(key).await.map_err(ApiError::internal)?,
+            }
         }
-    }
-    let (status, body, _) = result?;
+        result
+    });
+    let (status, body, _) = intake.await.map_err(ApiError::internal)??;
     Ok((status, axum::Json(body)).into_response())
 }
 

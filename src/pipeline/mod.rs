@@ -117,6 +117,9 @@ async fn run_claimed(
     // A lost claim stops the step that is running, its provider call in
     // flight included: another worker runs the request now.
     let result = tokio::select! {
+        // A run that has ended wins: its finish may itself be what a
+        // renewal just found (the claim ends with the outcome).
+        biased;
         result = steps::run(engine, &request, checkpoints) => result,
         () = lease.lost() => {
             tracing::warn!("the claim on this request was lost to another worker; its running step was stopped");

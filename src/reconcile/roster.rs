@@ -116,10 +116,7 @@ mod tests {
                 get(|| async { "email\na@x.example\nb@x.example\n" }),
             )
             .route("/redirect", get(|| async { Redirect::to("/roster") }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        url
+        crate::sim::serve_on_loopback(app).await
     }
 
     #[tokio::test]

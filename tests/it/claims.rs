@@ -123,8 +123,8 @@ async fn aitronos(State(w): State<Witness>, request: Request) -> Response {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_removal_is_on_record_before_the_next_starts() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    let (listener, url) = crate::helpers::loopback().await;
+    let base = format!("{url}/v1");
     let witness = Witness::default();
     let app = Router::new().fallback(aitronos).with_state(witness.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });

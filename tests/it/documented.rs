@@ -122,8 +122,7 @@ impl DocumentedRecoup {
 
 /// A harness whose `rc` connection is the documented-only Recoup.
 async fn with_documented_recoup(extra: &str) -> (Harness, DocumentedRecoup) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (listener, url) = crate::helpers::loopback().await;
     let h = Harness::start_with(
         directory(),
         Options {

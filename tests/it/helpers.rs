@@ -274,6 +274,25 @@ pub fn users_csv(from: usize, to: usize) -> String {
 
 pub const API_TOKEN_ENV: &str = "OFFBOARD_IT_API_TOKEN";
 
+/// Options whose API listens on a random port, with `http` added to its
+/// `[http]` section.
+pub fn api_options(http: &str) -> Options {
+    Options {
+        extra_config: format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"{API_TOKEN_ENV}\"\n{http}"
+        ),
+        ..Options::default()
+    }
+}
+
+/// A listener on a random loopback port and its base URL, for a mock
+/// provider the harness's config must name before it serves.
+pub async fn loopback() -> (tokio::net::TcpListener, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    (listener, url)
+}
+
 /// A running `offboard serve` child process.
 pub struct Serve {
     child: tokio::process::Child,

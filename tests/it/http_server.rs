@@ -9,21 +9,12 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{API_TOKEN_ENV, Harness, Options, Serve, directory};
+use crate::helpers::{Harness, Serve, api_options, directory};
 
 /// A harness whose API listens on a random port with `http` appended to
 /// its `[http]` section.
 async fn harness(http: &str) -> Harness {
-    Harness::start_with(
-        directory(),
-        Options {
-            extra_config: format!(
-                "[http]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"{API_TOKEN_ENV}\"\n{http}"
-            ),
-            ..Options::default()
-        },
-    )
-    .await
+    Harness::start_with(directory(), api_options(http)).await
 }
 
 async fn connect(serve: &Serve) -> TcpStream {
@@ -240,15 +231,18 @@ async fn each_api_request_is_one_log_line_with_its_request_id() {
         "one line per request"
     );
 
-    // Without an id one is made, and echoed.
-    let res = serve
-        .authed(serve.client().get(format!("{}/v1/batches", serve.url)))
-        .send()
-        .await
-        .unwrap();
-    let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
-    assert!(!id.is_empty());
-    serve.log_line(30, &id).await;
+    // Without an id (or with one unfit for a log line) one is made, and
+    // echoed.
+    for given in [None, Some("two words	<and more>")] {
+        let mut rb = serve.authed(serve.client().get(format!("{}/v1/batches", serve.url)));
+        if let Some(id) = given {
+            rb = rb.header("x-request-id", id);
+        }
+        let res = rb.send().await.unwrap();
+        let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert!(!id.is_empty() && Some(id.as_str()) != given, "{id}");
+        serve.log_line(30, &id).await;
+    }
     serve.stop_within(30).await;
 }
 

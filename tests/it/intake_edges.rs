@@ -89,17 +89,7 @@ async fn submit_counts_blank_rows_on_stderr_and_keeps_stdout_the_batch_id() {
 
 #[tokio::test]
 async fn the_upload_answer_counts_blank_rows() {
-    let h = Harness::start_with(
-        directory(),
-        crate::helpers::Options {
-            extra_config: format!(
-                "[http]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"{}\"\n",
-                crate::helpers::API_TOKEN_ENV
-            ),
-            ..Default::default()
-        },
-    )
-    .await;
+    let h = Harness::start_with(directory(), crate::helpers::api_options("")).await;
     let serve = h.serve(&["--no-workers"]).await;
     let res = serve
         .authed(serve.client().post(format!("{}/v1/batches", serve.url)))

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{API_TOKEN_ENV, Harness, Options, TOKEN_ENV, directory, users_csv};
+use crate::helpers::{Harness, Options, TOKEN_ENV, api_options, directory, users_csv};
 
 #[tokio::test]
 async fn retry_accepts_the_outcome_as_reports_spell_it() {
@@ -57,11 +57,8 @@ async fn no_valid_rows_over_http_names_the_query_parameter() {
     let h = Harness::start_with(
         directory(),
         Options {
-            extra_config: format!(
-                "[http]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"{API_TOKEN_ENV}\"\n"
-            ),
             all_providers: Some(String::new()),
-            ..Options::default()
+            ..api_options("")
         },
     )
     .await;

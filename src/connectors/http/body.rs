@@ -45,15 +45,12 @@ mod tests {
                 Body::from_stream(chunks)
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        url
+        crate::sim::serve_on_loopback(app).await
     }
 
     #[tokio::test]
     async fn bodies_past_the_cap_are_refused() {
-        let url = streaming(64 * 1024).await;
+        let url = format!("{}/", streaming(64 * 1024).await);
         let get = || async { reqwest::get(&url).await.unwrap() };
         assert_eq!(
             read_capped(get().await, 64 * 1024).await.unwrap().len(),
