@@ -64,6 +64,15 @@ async fn half_sent_headers_and_bodies_are_cut_off() {
     let answer = read_until_closed(&mut stream).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("request_timeout"), "{answer}");
+
+    // A keep-alive connection left idle after its answer.
+    let mut stream = connect(&serve).await;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     serve.stop_within(30).await;
 }
 
