@@ -12,6 +12,8 @@
 //!   module per provider.
 //! - [`report`]: CSV (formula-safe) and JSON reports.
 //! - [`sim`]: the provider simulator used by tests, the demo and benchmarks.
+//! - [`safe_fs`]: files written where others can write too (drop folders,
+//!   reports): created new, never through a symbolic link.
 //! - [`cli`]: the `offboard` commands.
 
 pub mod api;
@@ -27,6 +29,7 @@ pub mod pipeline;
 pub mod queue;
 pub mod reconcile;
 pub mod report;
+pub mod safe_fs;
 pub mod sim;
 pub mod store;
 pub mod telemetry;

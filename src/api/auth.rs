@@ -20,6 +20,16 @@ fn same_secret(given: &str, expected: &str) -> bool {
         == 0
 }
 
+/// The token of an `Authorization: Bearer <token>` value; the scheme's
+/// case does not matter (RFC 9110 §11.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
 pub async fn require_token(
     State(state): State<ApiState>,
     request: Request,
@@ -29,8 +39,7 @@ pub async fn require_token(
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(bearer_token);
     match given {
         Some(token) if same_secret(token, state.token.expose_secret()) => next.run(request).await,
         _ => ApiError::new(
@@ -44,6 +53,16 @@ pub async fn require_token(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_scheme_is_case_insensitive() {
+        for value in ["Bearer abc", "bearer abc", "BEARER  abc ", "BeArEr abc"] {
+            assert_eq!(super::bearer_token(value), Some("abc"), "{value}");
+        }
+        assert_eq!(super::bearer_token("Basic abc"), None);
+        assert_eq!(super::bearer_token("Bearer "), None);
+        assert_eq!(super::bearer_token("Bearerabc"), None);
+    }
+
     #[test]
     fn compares_whole_secrets() {
         assert!(super::same_secret("abc", "abc"));

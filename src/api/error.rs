@@ -80,3 +80,26 @@ where
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))
     }
 }
+
+/// Answers 408 when the handler has not produced its answer's headers in
+/// `limit` (`[http] request_timeout_ms`): a body sent slowly, or not at
+/// all, must not hold a connection. A streamed answer is not cut once it
+/// has started.
+pub async fn request_timeout(
+    axum::extract::State(limit): axum::extract::State<std::time::Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request was not complete within {} ms (http.request_timeout_ms)",
+                limit.as_millis()
+            ),
+        )
+        .into_response(),
+    }
+}

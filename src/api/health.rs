@@ -14,7 +14,7 @@ pub async fn live() -> impl IntoResponse {
     axum::Json(json!({"status": "ok"}))
 }
 
-/// The database answers and workers run.
+/// The database answers and, where this process runs workers, they run.
 pub async fn ready(State(state): State<ApiState>) -> Result<impl IntoResponse, ApiError> {
     state.engine.store().ping().await.map_err(|_| {
         ApiError::new(
@@ -23,7 +23,12 @@ pub async fn ready(State(state): State<ApiState>) -> Result<impl IntoResponse, A
             "the database does not answer",
         )
     })?;
-    if !state.workers_running.load(Ordering::SeqCst) {
+    // Under `--no-workers` no worker is expected here.
+    if state
+        .workers_running
+        .as_ref()
+        .is_some_and(|w| !w.load(Ordering::SeqCst))
+    {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "workers_not_running",

@@ -13,7 +13,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::error::Params;
-use super::{ApiError, ApiState};
+use super::{ApiError, ApiState, body};
 use crate::intake::{IntakeOptions, ProviderCatalog, SubmitError, submit_csv};
 use crate::store::FIRST_REJECTED;
 
@@ -60,14 +60,7 @@ impl Spool {
     fn write(&mut self, chunk: &[u8]) -> Result<(), ApiError> {
         self.written += chunk.len() as u64;
         if self.written > self.limit {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!(
-                    "the upload exceeds {} bytes (http.max_upload_bytes)",
-                    self.limit
-                ),
-            ));
+            return Err(too_large(self.limit));
         }
         self.hasher.update(chunk);
         self.file.write_all(chunk).map_err(ApiError::internal)
@@ -87,17 +80,44 @@ fn bad_upload(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_upload", message)
 }
 
-async fn spool(state: &ApiState, request: Request) -> Result<Spooled, ApiError> {
-    let is_multipart = request
-        .headers()
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the upload exceeds {limit} bytes (http.max_upload_bytes)"),
+    )
+}
+
+fn is_multipart(headers: &HeaderMap) -> bool {
+    headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/form-data"));
-    let mut spool = Spool::new(state.max_upload_bytes)?;
-    if !is_multipart {
+        .is_some_and(|v| v.starts_with("multipart/form-data"))
+}
+
+/// A multipart error: the whole body's limit is a 413, anything else the
+/// form's fault.
+fn form_error(e: axum::extract::multipart::MultipartError, what: &str, limit: u64) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        too_large(limit)
+    } else {
+        bad_upload(format!("{what}: {e}"))
+    }
+}
+
+async fn spool(state: &ApiState, request: Request) -> Result<Spooled, ApiError> {
+    let limit = state.max_upload_bytes;
+    let mut spool = Spool::new(limit)?;
+    if !is_multipart(request.headers()) {
         let mut body = request.into_body().into_data_stream();
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|_| bad_upload("the request body could not be read"))?;
+            let chunk = chunk.map_err(|e| {
+                if body::is_too_large(&e) {
+                    too_large(limit)
+                } else {
+                    bad_upload("the request body could not be read")
+                }
+            })?;
             spool.write(&chunk)?;
         }
         return spool.finish(None);
@@ -108,7 +128,7 @@ async fn spool(state: &ApiState, request: Request) -> Result<Spooled, ApiError> 
     while let Some(mut field) = form
         .next_field()
         .await
-        .map_err(|e| bad_upload(format!("not a valid multipart form: {e}")))?
+        .map_err(|e| form_error(e, "not a valid multipart form", limit))?
     {
         if field.name() != Some("file") {
             continue;
@@ -117,7 +137,7 @@ async fn spool(state: &ApiState, request: Request) -> Result<Spooled, ApiError> 
         while let Some(chunk) = field
             .chunk()
             .await
-            .map_err(|e| bad_upload(format!("the file field could not be read: {e}")))?
+            .map_err(|e| form_error(e, "the file field could not be read", limit))?
         {
             spool.write(&chunk)?;
         }
@@ -153,6 +173,29 @@ pub async fn create_batch(
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, ApiError> {
+    // The whole body is bounded, not only the file: a form of endless part
+    // headers must not grow memory.
+    let limit = state.max_upload_bytes;
+    let whole = match is_multipart(&headers) {
+        true => limit + body::MULTIPART_ALLOWANCE,
+        false => limit,
+    };
+    let (parts, raw) = request.into_parts();
+    let upload = body::Upload::new(raw);
+    let request = Request::from_parts(parts, upload.limited(whole));
+    let answer = take_upload(state, query, headers, request).await;
+    // Whatever is left unread (after a 413, say) is read and dropped
+    // before the answer goes, so a client still sending can read it.
+    upload.drain(2 * limit).await;
+    answer
+}
+
+async fn take_upload(
+    state: ApiState,
+    query: UploadQuery,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
     let store = state.engine.store();
     let upload = spool(&state, request).await?;
@@ -183,17 +226,24 @@ pub async fn create_batch(
         }
         return Ok(stored(prev.status, &prev.response));
     }
-    let result = take_in(&state, &query, upload).await;
-    if let Some(key) = &key {
-        match &result {
-            Ok((status, body, batch_id)) => store
-                .remember_answer(key, batch_id, status.as_u16(), &body.to_string())
-                .await
-                .map_err(ApiError::internal)?,
-            Err(_) => store.release_key(key).await.map_err(ApiError::internal)?,
+    // The intake runs to its end in a task of its own: a client that
+    // leaves, or a request past `request_timeout_ms`, must not cut a batch
+    // off half-way (its answer is still kept for the Idempotency-Key).
+    let intake = tokio::spawn(async move {
+        let store = state.engine.store();
+        let result = take_in(&state, &query, upload).await;
+        if let Some(key) = &key {
+            match &result {
+                Ok((status, body, batch_id)) => store
+                    .remember_answer(key, batch_id, status.as_u16(), &body.to_string())
+                    .await
+                    .map_err(ApiError::internal)?,
+                Err(_) => store.release_key(key).await.map_err(ApiError::internal)?,
+            }
         }
-    }
-    let (status, body, _) = result?;
+        result
+    });
+    let (status, body, _) = intake.await.map_err(ApiError::internal)??;
     Ok((status, axum::Json(body)).into_response())
 }
 
@@ -212,7 +262,7 @@ async fn take_in(
             "hold and dry_run exclude each other: a held batch is a preview already",
         ));
     }
-    let catalog = ProviderCatalog::new(config, query.provider.as_deref())
+    let catalog = ProviderCatalog::new(config, query.provider.as_deref(), "?provider=NAME")
         .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "unknown_provider", m))?;
     let options = IntakeOptions {
         source: "api".into(),
@@ -245,6 +295,8 @@ async fn take_in(
                 "accepted_rows": summary.accepted_rows,
                 "rejected_count": summary.rejected_count,
                 "rejected_rows": rejected,
+                // Rows of only delimiters (`,,,`), skipped but counted.
+                "blank_lines_ignored": summary.blank_lines_ignored,
                 // Why the batch waits for `approve`, when it does.
                 "halted": summary.halted,
                 // A preview waiting for its release.

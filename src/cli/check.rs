@@ -29,12 +29,33 @@ pub async fn check(config: Option<&Path>) -> Result<u8, Failure> {
             );
         }
     }
+    for (name, p) in &engine.config().providers {
+        if p.allow_insecure_http {
+            println!(
+                "provider {name}: WARNING: allow_insecure_http = true: over http:// its token travels in clear text"
+            );
+        }
+    }
+    for job in jobs
+        .reconciles
+        .iter()
+        .filter(|j| j.roster.allow_insecure_http)
+    {
+        println!(
+            "job {}: WARNING: roster allow_insecure_http = true: over http:// the roster and its token travel in clear text",
+            job.name
+        );
+    }
     let mut failed = 0;
     let mut names: Vec<_> = engine.connectors().collect();
     names.sort_by(|a, b| a.0.cmp(b.0));
     for (name, connector) in names {
         match connector.probe().await {
-            Ok(detail) => println!("provider {name}: {detail}"),
+            Ok(crate::connectors::Probe::Passed(detail)) => println!("provider {name}: {detail}"),
+            // Not a failure (exit 0), but not a pass either.
+            Ok(crate::connectors::Probe::Warning(detail)) => {
+                println!("provider {name}: WARNING: {detail}")
+            }
             Err(e) => {
                 failed += 1;
                 println!("provider {name}: FAILED: {}: {}", e.code, e.message);

@@ -24,7 +24,7 @@ use crate::telemetry::{self, LogFormat};
 
 pub use run::{RunOptions, RunResult};
 
-/// Exit codes (conventions.md).
+/// Exit codes (`../shared/conventions.md`).
 pub mod exit {
     pub const OK: u8 = 0;
     pub const OTHER: u8 = 1;
@@ -72,11 +72,17 @@ impl Failure {
 pub struct Cli {
     /// Configuration file (TOML). Defaults to config/offboard.toml when it
     /// exists; OFFBOARD__SECTION__KEY variables override it.
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", env = "OFFBOARD_CONFIG")]
     pub config: Option<PathBuf>,
 
     /// Log output format on stderr.
-    #[arg(long, global = true, value_enum, default_value = "human")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "human",
+        env = "OFFBOARD_LOG_FORMAT"
+    )]
     pub log_format: LogFormat,
 
     #[command(subcommand)]

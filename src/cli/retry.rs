@@ -18,6 +18,8 @@ use crate::pipeline::rails;
 pub enum RetryOutcome {
     Dead,
     Failed,
+    /// Also spelt as the outcome is in reports: `needs_attention`.
+    #[value(alias = "needs_attention")]
     NeedsAttention,
 }
 

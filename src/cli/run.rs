@@ -71,7 +71,7 @@ pub struct RunResult {
 }
 
 impl RunResult {
-    /// Exit code for the run (conventions.md).
+    /// Exit code for the run (`../shared/conventions.md`).
     pub fn exit_code(&self) -> u8 {
         if self.intake.halted.is_some() {
             exit::NEEDS_ATTENTION
@@ -150,8 +150,9 @@ pub async fn intake<R: Read>(
     input: R,
     opts: &RunOptions,
 ) -> Result<IntakeSummary, Failure> {
-    let catalog = ProviderCatalog::new(engine.config(), opts.provider.as_deref())
-        .map_err(|e| Failure::usage(anyhow!(e)))?;
+    let catalog =
+        ProviderCatalog::new(engine.config(), opts.provider.as_deref(), "--provider NAME")
+            .map_err(|e| Failure::usage(anyhow!(e)))?;
     if catalog.is_empty() {
         return Err(Failure::usage(anyhow!(
             "no provider connections are configured ([providers.NAME] in the config file)"
@@ -298,6 +299,9 @@ async fn wait_for_batch(
 }
 
 fn print_rejections(summary: &IntakeSummary) {
+    if summary.blank_lines_ignored > 0 {
+        eprintln!("{} blank lines ignored", summary.blank_lines_ignored);
+    }
     for r in &summary.rejected_rows {
         eprintln!("line {}: {}: {}", r.line, r.code, r.message);
     }

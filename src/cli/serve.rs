@@ -80,19 +80,15 @@ pub async fn serve(config: Option<&Path>, args: ServeArgs) -> Result<u8, Failure
         let app = router(ApiState::new(
             engine.clone(),
             token,
-            workers_running.clone(),
+            (!args.no_workers).then(|| workers_running.clone()),
         ));
         let mut stop = stop_rx.clone();
+        let limits = crate::api::Limits::new(&cfg.http);
         intake_tasks.push(tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "the API server stopped");
-            }
+            crate::api::serve(listener, app, limits, shutdown).await;
         }));
     }
     if !schedules.is_empty() {

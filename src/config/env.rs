@@ -29,6 +29,26 @@ pub fn apply_overrides(
     Ok(())
 }
 
+/// The first `OFFBOARD__…` variable whose override makes `fails` true of
+/// `file`, applied in order; `None` when the file fails on its own.
+pub fn culprit(
+    file: &toml::Table,
+    vars: &[(String, String)],
+    fails: impl Fn(toml::Table) -> bool,
+) -> Option<String> {
+    if fails(file.clone()) {
+        return None;
+    }
+    let mut table = file.clone();
+    for var in vars.iter().filter(|(name, _)| name.starts_with(PREFIX)) {
+        apply_overrides(&mut table, std::slice::from_ref(var)).ok()?;
+        if fails(table.clone()) {
+            return Some(var.0.clone());
+        }
+    }
+    None
+}
+
 /// A value is read as TOML when it parses as one (numbers, booleans,
 /// arrays), otherwise as a plain string, so `OFFBOARD__DATABASE__URL=sqlite://x`
 /// needs no quoting.

@@ -7,6 +7,7 @@ mod duration;
 mod env;
 mod model;
 mod secrets;
+mod transport;
 
 use std::path::Path;
 
@@ -17,6 +18,7 @@ pub use model::{
     with_database,
 };
 pub use secrets::{ResolvedProvider, resolve_providers};
+pub use transport::check_transport;
 
 /// Why the configuration cannot be used. Every variant names the key.
 #[derive(Debug, thiserror::Error)]
@@ -82,16 +84,26 @@ impl Config {
                     path: label.to_owned(),
                     message: e.to_string(),
                 })?;
+        let file = table.clone();
         env::apply_overrides(&mut table, vars)?;
-        let config: Config =
-            toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Shape {
-                    message: e.message().to_owned(),
-                })?;
+        let config = typed(table).map_err(|message| {
+            // A misspelt variable is named as the user wrote it, not as
+            // the field it did not match.
+            match env::culprit(&file, vars, |t| typed(t).is_err()) {
+                Some(var) => ConfigError::Override { var, message },
+                None => ConfigError::Shape { message },
+            }
+        })?;
         config.validate()?;
         Ok(config)
     }
+}
+
+/// The table as typed configuration, or serde's message.
+fn typed(table: toml::Table) -> Result<Config, String> {
+    toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| e.message().to_owned())
 }
 
 #[cfg(test)]

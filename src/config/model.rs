@@ -73,20 +73,36 @@ pub fn with_database(url: &str, name: &str) -> String {
     format!("{server}/{name}{query}")
 }
 
-/// Drops the password of a `scheme://user:password@host` URL.
+/// Drops the password of a `scheme://user:password@host` URL, and of a
+/// `?password=` (or `&password=`) query parameter, which PostgreSQL's
+/// drivers read too.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
+    let authority = match authority.rsplit_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => url.to_owned(),
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
         },
-        None => url.to_owned(),
-    }
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", pairs.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -199,6 +215,19 @@ pub struct HttpConfig {
     pub token_env: String,
     /// Largest accepted upload, in bytes (413 beyond).
     pub max_upload_bytes: u64,
+    /// From a connection's start (or its last answer) to the end of the
+    /// next request's headers; past it the connection is closed.
+    pub header_read_timeout_ms: u64,
+    /// From a request's start to its answer's headers (408 beyond); a
+    /// streamed answer (a report) is not cut once it has started.
+    pub request_timeout_ms: u64,
+    /// Open connections at once; one more is answered 503.
+    pub max_connections: usize,
+    /// How long a stop waits for open API requests before closing them.
+    pub shutdown_grace_ms: u64,
+    /// Serve `/readyz` and `/metrics` without the token (probes and
+    /// scrapers carry none).
+    pub public_probes: bool,
 }
 
 impl Default for HttpConfig {
@@ -207,6 +236,11 @@ impl Default for HttpConfig {
             listen: "127.0.0.1:8080".into(),
             token_env: "OFFBOARD_API_TOKEN".into(),
             max_upload_bytes: 50 * 1024 * 1024,
+            header_read_timeout_ms: 10_000,
+            request_timeout_ms: 300_000,
+            max_connections: 256,
+            shutdown_grace_ms: 10_000,
+            public_probes: false,
         }
     }
 }
@@ -361,6 +395,12 @@ pub struct ProviderConfig {
     /// SCIM: deactivate (default) or delete the account.
     #[serde(default)]
     pub deprovision: Option<Deprovision>,
+    /// Recoup: read the account's organizations in plan and verify (the
+    /// default). `false` sends the documented removal alone, for a server
+    /// without that read; the request then succeeds with the note
+    /// `membership_unverified`.
+    #[serde(default)]
+    pub membership_read: Option<bool>,
     /// The connector's own account at the provider: never offboarded, and
     /// skipped by reconciliation.
     #[serde(default)]
@@ -375,6 +415,10 @@ pub struct ProviderConfig {
     pub token_url: Option<String>,
     #[serde(default)]
     pub audience: Option<String>,
+    /// Lets `base_url` and `token_url` be `http://` to another host (the
+    /// token then travels in clear text; `offboard check` warns).
+    #[serde(default)]
+    pub allow_insecure_http: bool,
 }
 
 /// Per-connection overrides of the global retry policy.
@@ -421,11 +465,13 @@ impl ProviderConfig {
             prune_custom_roles: false,
             block_user: false,
             deprovision: None,
+            membership_read: None,
             service_account_id: None,
             client_id_env: None,
             client_secret_env: None,
             token_url: None,
             audience: None,
+            allow_insecure_http: false,
         }
     }
 
@@ -475,6 +521,11 @@ impl ProviderConfig {
             self.deprovision.is_some(),
             ProviderKind::Scim,
         )?;
+        only(
+            "membership_read",
+            self.membership_read.is_some(),
+            ProviderKind::Recoup,
+        )?;
         let cc = self.auth == Some(AuthScheme::ClientCredentials);
         only("auth", cc, ProviderKind::Auth0)?;
         if cc {
@@ -491,13 +542,10 @@ impl ProviderConfig {
                     ));
                 }
             }
-            let url = self.token_url.as_deref().unwrap_or_default();
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return Err(ConfigError::invalid(
-                    key("token_url"),
-                    "must be an http(s) URL",
-                ));
-            }
+            let url = reqwest::Url::parse(self.token_url.as_deref().unwrap_or_default())
+                .map_err(|e| ConfigError::invalid(key("token_url"), format!("not a URL: {e}")))?;
+            super::check_transport(&url, self.allow_insecure_http)
+                .map_err(|m| ConfigError::invalid(key("token_url"), m))?;
         }
         if !cc && self.token_env.is_empty() {
             return Err(ConfigError::invalid(key("token_env"), "is required"));
@@ -615,11 +663,18 @@ impl Config {
                 "must name an environment variable (letters, digits, _)",
             ));
         }
-        if self.http.max_upload_bytes == 0 {
-            return Err(ConfigError::invalid(
-                "http.max_upload_bytes",
-                "must be positive",
-            ));
+        for (key, value) in [
+            ("http.max_upload_bytes", self.http.max_upload_bytes),
+            (
+                "http.header_read_timeout_ms",
+                self.http.header_read_timeout_ms,
+            ),
+            ("http.request_timeout_ms", self.http.request_timeout_ms),
+            ("http.max_connections", self.http.max_connections as u64),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be positive"));
+            }
         }
         for (name, provider) in &self.providers {
             provider.validate(name)?;
@@ -645,6 +700,8 @@ impl ProviderConfig {
                 "must be an http:// or https:// URL",
             ));
         }
+        super::check_transport(&url, self.allow_insecure_http)
+            .map_err(|m| ConfigError::invalid(key("base_url"), m))?;
         if url.query().is_some() || url.fragment().is_some() {
             return Err(ConfigError::invalid(
                 key("base_url"),

@@ -80,6 +80,21 @@ fn errors_name_the_key() {
 }
 
 #[test]
+fn a_misspelt_variable_is_named_as_written() {
+    let err = Config::from_toml_str(
+        EXAMPLE,
+        "t",
+        &vars(&[
+            ("OFFBOARD__WORKER__CONCURRENCY", "4"),
+            ("OFFBOARD__WORKER__CONCURENCY", "4"),
+        ]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("OFFBOARD__WORKER__CONCURENCY"), "{err}");
+}
+
+#[test]
 fn missing_token_names_variable_not_value() {
     let c = Config::from_toml_str(EXAMPLE, "t", &[]).unwrap();
     let err = resolve_providers(&c, |_| None).unwrap_err().to_string();
@@ -101,4 +116,43 @@ fn database_passwords_never_show() {
         "postgres://app@db:5432/offboard?sslmode=require"
     );
     assert_eq!(redact_url("sqlite://offboard.db"), "sqlite://offboard.db");
+    assert_eq!(
+        redact_url("postgres://db:5432/offboard?user=app&password=s3cret&sslmode=require"),
+        "postgres://db:5432/offboard?user=app&password=***&sslmode=require"
+    );
+    assert_eq!(
+        redact_url("postgres://app:a@db/x?PASSWORD=b"),
+        "postgres://app:***@db/x?PASSWORD=***"
+    );
+}
+
+#[test]
+fn clear_text_urls_are_refused_unless_loopback_or_allowed() {
+    let remote = EXAMPLE.replace("https://api.aitronos.com/v1", "http://api.aitronos.com/v1");
+    let err = Config::from_toml_str(&remote, "t", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("providers.acme.base_url"), "{err}");
+    assert!(err.contains("allow_insecure_http"), "{err}");
+    let allowed = remote.replace(
+        "protected_users",
+        "allow_insecure_http = true\nprotected_users",
+    );
+    Config::from_toml_str(&allowed, "t", &[]).unwrap();
+    let local = EXAMPLE.replace("https://api.aitronos.com/v1", "http://127.0.0.1:8081/v1");
+    Config::from_toml_str(&local, "t", &[]).unwrap();
+    let token_url = r#"
+[providers.a0]
+kind = "auth0"
+base_url = "https://t.eu.auth0.com/api/v2"
+auth = "client_credentials"
+client_id_env = "ID"
+client_secret_env = "SECRET"
+token_url = "http://t.eu.auth0.com/oauth/token"
+audience = "https://t.eu.auth0.com/api/v2/"
+"#;
+    let err = Config::from_toml_str(token_url, "t", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("providers.a0.token_url"), "{err}");
 }

@@ -1,5 +1,5 @@
 //! The classification every provider shares: status first, then the
-//! provider's error code (api-contracts.md). A connector supplies how to read
+//! provider's error code (`../shared/api-contracts.md`). A connector supplies how to read
 //! its error body and its own table of exceptions; what is left is common:
 //! 2xx done, 408/425/429/5xx transient, any other status permanent.
 
@@ -58,13 +58,19 @@ pub fn clip(text: &str) -> String {
         .collect()
 }
 
-/// Reachability checks: any answer but 401/403, 429 or 5xx means the base
-/// URL and the credentials work.
-pub fn probe(answer: &Answer) -> Classified {
-    classify(answer, ProviderError::default(), |status, _| match status {
-        401 | 403 => Some(Verdict::Permanent),
-        408 | 425 | 429 => None,
-        400..=499 => Some(Verdict::Done),
-        _ => None,
-    })
+/// Reachability checks: a 2xx answer, or a 404 in the provider's own
+/// error envelope, means the base URL and the credentials work; a 404 in
+/// any other shape is some other server's (a wrong base path).
+pub fn probe(answer: &Answer, own_error: fn(&[u8]) -> bool) -> Classified {
+    let own_404 = answer.status == 404 && own_error(&answer.body);
+    let mut c = classify(answer, ProviderError::default(), |status, _| {
+        (status == 404 && own_404).then_some(Verdict::Done)
+    });
+    if answer.status == 404 && !own_404 {
+        c.code = Some("not_the_provider_api".into());
+        c.message = Some(
+            "HTTP 404 without the provider's error format: check base_url (its path too)".into(),
+        );
+    }
+    c
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-/// What kind of failure a step met (api-contracts.md outcome classes).
+/// What kind of failure a step met (`../shared/api-contracts.md` outcome classes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ErrorClass {
     /// Retry later; `retry_after` is the provider's hint or our backoff.

@@ -87,6 +87,25 @@ pub enum Change {
     Unchanged,
 }
 
+/// Where a run stores the audit events of its calls between checkpoints:
+/// before each destructive call, so what the previous one did is on record
+/// before the next one starts (a crash between two removals loses no
+/// record of the first).
+#[async_trait]
+pub trait AuditSink: Send + Sync {
+    async fn store(&self, events: &[AuditEvent]) -> Result<(), String>;
+}
+
+/// The sink of a context, if any (`Debug` for the context's sake).
+#[derive(Default, Clone)]
+struct Sink(Option<Arc<dyn AuditSink>>);
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Sink" } else { "None" })
+    }
+}
+
 /// Per-request context for provider calls: who is calling, and where the
 /// audit events of those calls are collected until the step is saved.
 #[derive(Debug, Default)]
@@ -95,6 +114,7 @@ pub struct CallContext {
     /// The batch the request belongs to: credential failures stop a batch.
     pub batch_id: Option<String>,
     audit: Mutex<Vec<AuditEvent>>,
+    sink: Sink,
     retries: AtomicU32,
     lap: Mutex<Option<std::time::Instant>>,
 }
@@ -106,6 +126,35 @@ impl CallContext {
             batch_id: Some(batch_id.to_owned()),
             ..Default::default()
         }
+    }
+
+    /// Stores events through `sink` before each destructive call.
+    pub fn with_audit_sink(mut self, sink: Arc<dyn AuditSink>) -> Self {
+        self.sink = Sink(Some(sink));
+        self
+    }
+
+    /// Stores the events recorded so far through the sink, if there is
+    /// one; on failure they stay here for the step's own write, and no
+    /// further call may start.
+    pub(crate) async fn flush_audit(&self) -> Result<(), StepError> {
+        let Some(sink) = &self.sink.0 else {
+            return Ok(());
+        };
+        let events = self.drain_audit();
+        if events.is_empty() {
+            return Ok(());
+        }
+        sink.store(&events).await.map_err(|e| {
+            let mut kept = self.audit.lock().unwrap_or_else(|p| p.into_inner());
+            let later = std::mem::replace(&mut *kept, events);
+            kept.extend(later);
+            StepError::transient(
+                "audit_not_stored",
+                format!("the record of the previous call could not be stored ({e}); no further call was made"),
+                None,
+            )
+        })
     }
 
     pub(crate) fn count_retry(&self) {
@@ -177,12 +226,17 @@ pub trait Connector: Send + Sync {
         Ok(None)
     }
 
-    /// Reads back: the user holds no membership any more.
-    async fn verify(&self, cx: &CallContext, target: &Target, plan: &Plan)
-    -> Result<(), StepError>;
+    /// Reads back: the user holds no membership any more. A note, when
+    /// the provider could not show that (the request still succeeds).
+    async fn verify(
+        &self,
+        cx: &CallContext,
+        target: &Target,
+        plan: &Plan,
+    ) -> Result<Option<Note>, StepError>;
 
     /// Checks that the provider answers and accepts our credentials.
-    async fn probe(&self) -> Result<String, StepError>;
+    async fn probe(&self) -> Result<Probe, StepError>;
 
     /// Every current member of `org` (reconciliation), paged through.
     /// Providers that cannot list members say so.
@@ -198,15 +252,40 @@ pub trait Connector: Send + Sync {
     }
 }
 
-/// A harmless authenticated read: any answer but 401/403, 429 or 5xx
-/// shows the base URL and the credentials work (`offboard check`).
-pub async fn probe_with(client: &ProviderClient, call: http::Call) -> Result<String, StepError> {
+/// What a succeeded request's report row says beside its outcome (the
+/// `error_code` and `error_message` columns carry it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// What `offboard check` learnt from a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// A documented read answered: the base URL and credentials work.
+    Passed(String),
+    /// Nothing failed, but nothing proved the credentials either.
+    Warning(String),
+}
+
+/// A harmless authenticated read of a documented route (`offboard
+/// check`): a 2xx answer, or a 404 in the provider's own error envelope
+/// (`own_error` recognises it), proves the base URL and the credentials.
+/// Any other 404 is a wrong base URL, not a pass.
+pub async fn probe_with(
+    client: &ProviderClient,
+    call: http::Call,
+    own_error: fn(&[u8]) -> bool,
+) -> Result<Probe, StepError> {
     let cx = CallContext::default();
-    let (answer, _) = client.send(&cx, &call, classify::probe).await?;
-    Ok(format!(
+    let (answer, _) = client
+        .send(&cx, &call, |a| classify::probe(a, own_error))
+        .await?;
+    Ok(Probe::Passed(format!(
         "reachable, credentials accepted (HTTP {})",
         answer.status
-    ))
+    )))
 }
 
 /// Validates a CSV row's ids for a provider kind (intake).
@@ -235,7 +314,10 @@ pub fn build(
     Ok(match cfg.kind {
         ProviderKind::Aitronos => Arc::new(aitronos::Aitronos::new(client, cfg.prune_custom_roles)),
         ProviderKind::Auth0 => Arc::new(auth0::Auth0::new(client, cfg.block_user)),
-        ProviderKind::Recoup => Arc::new(recoup::Recoup::new(client)),
+        ProviderKind::Recoup => Arc::new(recoup::Recoup::new(
+            client,
+            cfg.membership_read.unwrap_or(true),
+        )),
         ProviderKind::Scim => {
             Arc::new(scim::Scim::new(client, cfg.deprovision.unwrap_or_default()))
         }

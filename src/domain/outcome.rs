@@ -1,4 +1,4 @@
-//! Outcomes of a request and the states of a batch (conventions.md).
+//! Outcomes of a request and the states of a batch (`../shared/conventions.md`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -133,7 +133,7 @@ impl OutcomeCounts {
         self.needs_attention + self.failed + self.dead
     }
 
-    /// The batch state derived from the counts (conventions.md); `halted`
+    /// The batch state derived from the counts (`../shared/conventions.md`); `halted`
     /// and `cancelled` are stored, not derived, and handled by the caller.
     pub fn derived_state(&self) -> BatchState {
         if self.open > 0 || self.scheduled > 0 {

@@ -44,6 +44,8 @@ pub struct CsvIntake<'c, R: Read> {
     record: csv::ByteRecord,
     /// Every person an accepted row names, to refuse a second row for them.
     people: SeenPeople,
+    /// Rows of nothing but delimiters and spaces, skipped so far.
+    blank_rows: u64,
     done: bool,
 }
 
@@ -51,8 +53,7 @@ impl<'c, R: Read> CsvIntake<'c, R> {
     /// Reads and checks the header row.
     pub fn new(input: R, catalog: &'c ProviderCatalog) -> Result<Self, IntakeError> {
         let mut buffered = BufReader::with_capacity(64 * 1024, input);
-        let mut first = Vec::new();
-        buffered.read_until(b'\n', &mut first)?;
+        let mut first = read_header_line(&mut buffered)?;
         if first.starts_with(UTF8_BOM) {
             first.drain(..UTF8_BOM.len());
         }
@@ -81,6 +82,7 @@ impl<'c, R: Read> CsvIntake<'c, R> {
             catalog,
             record: csv::ByteRecord::new(),
             people: SeenPeople::new()?,
+            blank_rows: 0,
             done: false,
         })
     }
@@ -116,7 +118,10 @@ impl<'c, R: Read> CsvIntake<'c, R> {
                 .iter()
                 .all(|c| c.iter().all(u8::is_ascii_whitespace))
             {
-                continue; // blank rows are layout, not requests
+                // Spreadsheets export empty rows as `,,,`: layout, not
+                // requests, but counted so that none vanishes unseen.
+                self.blank_rows += 1;
+                continue;
             }
             rows += 1;
             let (row, echo) = match self.check_record(line) {
@@ -135,6 +140,11 @@ impl<'c, R: Read> CsvIntake<'c, R> {
             return Ok(None);
         }
         Ok(Some(chunk))
+    }
+
+    /// Rows of only delimiters and spaces skipped so far.
+    pub fn blank_rows(&self) -> u64 {
+        self.blank_rows
     }
 
     /// The record as a row, or why it is refused; either way with the ids
@@ -157,6 +167,14 @@ impl<'c, R: Read> CsvIntake<'c, R> {
                     format!("column {} is not valid UTF-8", col.name()),
                 )
             })?;
+            // PostgreSQL's text cannot hold a NUL byte; refused here, a row
+            // never reaches the database as an error.
+            if text.contains('\0') {
+                return Err(Rejection::new(
+                    "invalid_encoding",
+                    format!("column {} contains a NUL byte", col.name()),
+                ));
+            }
             let text = text.trim();
             Ok((!text.is_empty()).then_some(text))
         };
@@ -188,6 +206,36 @@ impl<'c, R: Read> CsvIntake<'c, R> {
     }
 }
 
+/// Longest header line read; past it the input is no CSV we can use.
+const MAX_HEADER_BYTES: usize = 1024 * 1024;
+
+/// The header line up to and with its line break, which may be CR, LF or
+/// CRLF (its LF then starts the next read): a file of bare-CR rows must not
+/// be read whole as one "line".
+fn read_header_line<R: Read>(input: &mut BufReader<R>) -> Result<Vec<u8>, IntakeError> {
+    let mut line = Vec::new();
+    loop {
+        let buf = input.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(line);
+        }
+        let (take, ended) = match buf.iter().position(|b| *b == b'\n' || *b == b'\r') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        line.extend_from_slice(&buf[..take]);
+        input.consume(take);
+        if ended {
+            return Ok(line);
+        }
+        if line.len() > MAX_HEADER_BYTES {
+            return Err(IntakeError::Header(format!(
+                "the first line is longer than {MAX_HEADER_BYTES} bytes"
+            )));
+        }
+    }
+}
+
 /// A row's provider, organization and user (or e-mail) as given, cut short.
 type Echo = (Option<String>, Option<String>, Option<String>);
 
@@ -207,12 +255,19 @@ fn rejected_row(line: u64, rejection: Rejection, echo: Echo) -> RejectedRow {
 /// reports a record as starting at the line break(s) before it (CRLF, blank
 /// lines), so those are skipped. Only breaks past the last asked-for offset
 /// are kept: memory stays bounded by the read-ahead.
+///
+/// A line ends at CRLF, a bare LF or a bare CR (old Mac exports), as the
+/// CSV parser reads them, so a file mixing them still numbers every record
+/// on a line of its own.
 struct LineIndex<R> {
     inner: R,
     read: u64,
-    /// Offsets of `\r` and `\n` bytes, with whether each is a `\n`.
+    /// Offsets of `\r` and `\n` bytes, with whether each ends a line (an
+    /// LF right after a CR is the same line break).
     breaks: std::collections::VecDeque<(u64, bool)>,
     passed: u64,
+    /// The last byte read was a CR (its LF may come in the next read).
+    after_cr: bool,
 }
 
 impl<R> LineIndex<R> {
@@ -222,6 +277,7 @@ impl<R> LineIndex<R> {
             read: 0,
             breaks: std::collections::VecDeque::new(),
             passed: 0,
+            after_cr: false,
         }
     }
 
@@ -229,7 +285,7 @@ impl<R> LineIndex<R> {
     /// line break; offsets must not decrease.
     fn line_at(&mut self, offset: u64) -> u64 {
         let mut pos = offset;
-        while let Some(&(at, newline)) = self.breaks.front() {
+        while let Some(&(at, ends_line)) = self.breaks.front() {
             if at > pos {
                 break;
             }
@@ -237,7 +293,7 @@ impl<R> LineIndex<R> {
                 pos += 1;
             }
             self.breaks.pop_front();
-            if newline {
+            if ends_line {
                 self.passed += 1;
             }
         }
@@ -249,9 +305,13 @@ impl<R: Read> Read for LineIndex<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         for (i, b) in buf[..n].iter().enumerate() {
-            if *b == b'\n' || *b == b'\r' {
-                self.breaks.push_back((self.read + i as u64, *b == b'\n'));
+            let at = self.read + i as u64;
+            match *b {
+                b'\r' => self.breaks.push_back((at, true)),
+                b'\n' => self.breaks.push_back((at, !self.after_cr)),
+                _ => {}
             }
+            self.after_cr = *b == b'\r';
         }
         self.read += n as u64;
         Ok(n)

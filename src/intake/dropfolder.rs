@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use super::{IntakeOptions, ProviderCatalog, SubmitError, submit_csv};
 use crate::engine::Engine;
 use crate::report::{ReportFile, csv_parts};
+use crate::safe_fs;
 use crate::store::{FIRST_REJECTED, Store};
 
 /// A drop-folder job spec (`jobs/NAME.toml` with `watch = …`).
@@ -48,8 +49,10 @@ impl Folders {
             done: watch.join("done"),
             failed: watch.join("failed"),
         };
+        // A subfolder that is a link could lead every write of ours
+        // anywhere: refused, the folder is not served.
         for d in [&f.processing, &f.done, &f.failed] {
-            std::fs::create_dir_all(d)?;
+            safe_fs::ensure_dir(d)?;
         }
         Ok(f)
     }
@@ -175,15 +178,16 @@ fn list_files(dir: &Path) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-/// A path in `dir` for `name` that does not exist yet.
+/// A path in `dir` for `name` where nothing is yet, not even a dangling
+/// link.
 fn unique(dir: &Path, name: &str) -> PathBuf {
     let first = dir.join(name);
-    if !first.exists() {
+    if !safe_fs::occupied(&first) {
         return first;
     }
     (1..)
         .map(|n| dir.join(format!("{name}.{n}")))
-        .find(|p| !p.exists())
+        .find(|p| !safe_fs::occupied(p))
         .unwrap_or(first)
 }
 
@@ -206,13 +210,12 @@ fn refuse(folders: &Folders, path: &Path, why: &str) -> Result<(), String> {
             .map(|n| n.to_string_lossy())
             .unwrap_or_default()
     ));
-    std::fs::write(note, format!("refused: {why}\n")).map_err(|e| e.to_string())?;
+    safe_fs::write_new(&note, format!("refused: {why}\n").as_bytes()).map_err(|e| e.to_string())?;
     tracing::warn!(file = %safe, reason = why, "drop folder file refused");
     Ok(())
 }
 
-fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
+fn sha256_file(mut f: std::fs::File) -> std::io::Result<String> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -235,7 +238,16 @@ async fn advance(
     fresh: bool,
 ) -> Result<(), String> {
     let path = folders.processing.join(name);
-    let sha = sha256_file(&path).map_err(|e| e.to_string())?;
+    // The claiming rename moved whatever was at the name by then: a link
+    // swapped in after the inbox's check is refused, never read through.
+    let file = match safe_fs::open_regular(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            return refuse(folders, &path, "not a regular file (a symbolic link?)");
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let sha = sha256_file(file).map_err(|e| e.to_string())?;
     let store = engine.store();
     let record = store.drop_file(&sha).await.map_err(|e| e.to_string())?;
     match record {
@@ -247,7 +259,8 @@ async fn advance(
                 rec.file_name,
                 rec.batch_id.as_deref().unwrap_or("-")
             );
-            std::fs::write(sidecar(&target, "duplicate.txt"), note).map_err(|e| e.to_string())?;
+            safe_fs::write_new(&sidecar(&target, "duplicate.txt"), note.as_bytes())
+                .map_err(|e| e.to_string())?;
             tracing::info!(file = %name, "duplicate drop folder file");
             Ok(())
         }
@@ -295,10 +308,17 @@ async fn intake(
     let fail = |why: String| -> Result<(), String> {
         let target = unique(&folders.failed, name);
         std::fs::rename(&path, &target).map_err(|e| e.to_string())?;
-        std::fs::write(sidecar(&target, "errors.txt"), format!("{why}\n"))
-            .map_err(|e| e.to_string())
+        safe_fs::write_new(
+            &sidecar(&target, "errors.txt"),
+            format!("{why}\n").as_bytes(),
+        )
+        .map_err(|e| e.to_string())
     };
-    let catalog = match ProviderCatalog::new(config, spec.provider.as_deref()) {
+    let catalog = match ProviderCatalog::new(
+        config,
+        spec.provider.as_deref(),
+        "provider = \"NAME\" in the job spec",
+    ) {
         Ok(c) => c,
         Err(e) => {
             fail(format!("job {}: {e}", spec.name))?;
@@ -318,7 +338,7 @@ async fn intake(
         actor: crate::domain::Actor::dropfolder(&spec.name),
         origin: "dropfolder",
     };
-    let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+    let file = safe_fs::open_regular(&path).map_err(|e| e.to_string())?;
     match submit_csv(store, engine.queue(), &catalog, file, &options).await {
         Ok(summary) => {
             store

@@ -1,4 +1,4 @@
-//! Header row: delimiter detection and column aliases (conventions.md).
+//! Header row: delimiter detection and column aliases (`../shared/conventions.md`).
 
 /// The columns offboard understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

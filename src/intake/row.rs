@@ -27,15 +27,23 @@ pub struct RowFields<'a> {
 pub struct ProviderCatalog {
     kinds: BTreeMap<String, ProviderKind>,
     default: Option<String>,
+    /// How this surface names the default (`--provider NAME`,
+    /// `?provider=NAME`, a job spec's `provider`), for messages.
+    naming: &'static str,
 }
 
 /// Longest `reason` kept; it is free text that ends up in reports.
 const MAX_REASON_CHARS: usize = 1000;
 
 impl ProviderCatalog {
-    /// `default` is `--provider NAME`; without it, a lone connection is the
-    /// default (conventions.md).
-    pub fn new(config: &Config, default: Option<&str>) -> Result<Self, String> {
+    /// `default` is `--provider NAME` (or what `naming` says this surface
+    /// calls it); without it, a lone connection is the default
+    /// (`../shared/conventions.md`).
+    pub fn new(
+        config: &Config,
+        default: Option<&str>,
+        naming: &'static str,
+    ) -> Result<Self, String> {
         let kinds: BTreeMap<String, ProviderKind> = config
             .providers
             .iter()
@@ -45,7 +53,7 @@ impl ProviderCatalog {
             && !kinds.contains_key(d)
         {
             return Err(format!(
-                "--provider {d:?} is not a configured provider connection"
+                "{naming}: {d:?} is not a configured provider connection"
             ));
         }
         let default = default.map(str::to_owned).or_else(|| {
@@ -53,7 +61,11 @@ impl ProviderCatalog {
                 .then(|| kinds.keys().next().cloned())
                 .flatten()
         });
-        Ok(Self { kinds, default })
+        Ok(Self {
+            kinds,
+            default,
+            naming,
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -67,7 +79,10 @@ impl ProviderCatalog {
             None => {
                 return Err(Rejection::new(
                     "missing_provider",
-                    "no provider column value and no default provider (use --provider NAME)",
+                    format!(
+                        "no provider column value and no default provider (use {})",
+                        self.naming
+                    ),
                 ));
             }
         };

@@ -65,6 +65,8 @@ pub struct IntakeSummary {
     pub halted: Option<String>,
     /// Stored as a preview that waits for its release.
     pub held: bool,
+    /// Rows of only delimiters and spaces (`,,,`), skipped.
+    pub blank_lines_ignored: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +148,7 @@ async fn take_rows<R: Read>(
         new_requests: 0,
         halted: None,
         held: false,
+        blank_lines_ignored: 0,
     };
     let mut next = csv.next_chunk(CHUNK_ROWS)?;
     while let Some(chunk) = next {
@@ -170,6 +173,7 @@ async fn take_rows<R: Read>(
         crate::metrics::rows(accepted, rejected);
         next = read?;
     }
+    summary.blank_lines_ignored = csv.blank_rows();
     Ok(summary)
 }
 

@@ -33,10 +33,10 @@ pub async fn run_job(engine: &Engine, request_id: &str) -> Result<(), PipelineEr
     let request = match engine.store().claim(request_id, &owner, lease).await? {
         ClaimResult::Claimed(claimed) => *claimed,
         ClaimResult::Final | ClaimResult::Missing => return Ok(()),
-        ClaimResult::HeldBy { until } => {
+        ClaimResult::HeldBy { remaining_ms } => {
             // Another worker runs it (or died holding it): look again once
             // its claim would have expired, so a dead holder never strands it.
-            let wait = Duration::from_millis((until - now_ms()).max(0) as u64 + 500);
+            let wait = Duration::from_millis(remaining_ms.max(0) as u64 + 500);
             engine.queue().schedule(request_id, wait).await?;
             return Ok(());
         }
@@ -114,9 +114,20 @@ async fn run_claimed(
             .await?;
         return Ok(());
     }
-    let renewal = lease::keep_alive(engine.store().clone(), &request.id, owner, lease);
-    let result = steps::run(engine, &request, checkpoints).await;
-    renewal.abort();
+    let mut lease = lease::keep_alive(engine.store().clone(), &request.id, owner, lease);
+    // A lost claim stops the step that is running, its provider call in
+    // flight included: another worker runs the request now.
+    let result = tokio::select! {
+        // A run that has ended wins: its finish may itself be what a
+        // renewal just found (the claim ends with the outcome).
+        biased;
+        result = steps::run(engine, &request, checkpoints) => result,
+        () = lease.lost() => {
+            tracing::warn!("the claim on this request was lost to another worker; its running step was stopped");
+            return Ok(());
+        }
+    };
+    lease.stop();
     match result {
         Ok(()) | Err(steps::Stopped::Cancelled) => Ok(()),
         Err(steps::Stopped::Infra(e)) => Err(e),

@@ -90,7 +90,13 @@ pub async fn run(
         )
         .await;
     };
-    let cx = CallContext::for_request(&request.id, &request.batch_id);
+    let cx = CallContext::for_request(&request.id, &request.batch_id).with_audit_sink(
+        std::sync::Arc::new(ClaimedAudit {
+            store: store.clone(),
+            id: request.id.clone(),
+            owner: request.claim.clone(),
+        }),
+    );
     cx.lap();
     // Roles an earlier attempt removed before a retry reopened the request
     // stay on its record.
@@ -294,12 +300,14 @@ pub async fn run(
     };
     // A membership that appeared after a preview stays, so it is no
     // failure to find it still there.
-    if !left.keeps_membership() {
+    let verified = if left.keeps_membership() {
+        None
+    } else {
         connector
             .verify(&cx, t, &plan)
             .await
-            .map_err(|e| stop(e, strip.removed.clone()))?;
-    }
+            .map_err(|e| stop(e, strip.removed.clone()))?
+    };
     let removed = with_earlier(strip.removed);
     if !left.is_empty() {
         let message = left.describe();
@@ -318,8 +326,12 @@ pub async fn run(
     } else {
         Outcome::Succeeded
     };
-    // A role left alone by pruning is worth a note, not a failure.
-    let note = (!prune.notes.is_empty()).then(|| ("", prune.notes.join("; ")));
+    // A role left alone by pruning, or a removal the provider could not
+    // show, is worth a note, not a failure.
+    let mut notes: Vec<String> = verified.iter().map(|n| n.message.clone()).collect();
+    notes.extend(prune.notes);
+    let code = verified.map_or("", |n| n.code);
+    let note = (!notes.is_empty()).then(|| (code, notes.join("; ")));
     finish(engine, request, outcome, removed, note, &cx).await
 }
 
@@ -399,4 +411,21 @@ fn decode<T: for<'de> Deserialize<'de>>(value: &serde_json::Value) -> Result<T, 
             format!("checkpoint does not decode: {e}"),
         )))
     })
+}
+
+/// A run's audit events stored between its checkpoints, under its claim.
+struct ClaimedAudit {
+    store: crate::store::Store,
+    id: String,
+    owner: String,
+}
+
+#[async_trait::async_trait]
+impl crate::connectors::AuditSink for ClaimedAudit {
+    async fn store(&self, events: &[AuditEvent]) -> Result<(), String> {
+        self.store
+            .save_audit(&self.id, &self.owner, events)
+            .await
+            .map_err(|e| e.to_string())
+    }
 }

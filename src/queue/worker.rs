@@ -25,7 +25,7 @@ pub(super) const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// and notifications lost while the listener reconnects.
 const PG_POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// Longest wait for in-flight steps on shutdown; apalis can hang forever on
-/// a stop that meets a sleeping task (apalis-notes.md §5.5).
+/// a stop that meets a sleeping task (`../shared/apalis-notes.md` §5.5).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// A running worker; stop it with [`WorkerHandle::shutdown`].

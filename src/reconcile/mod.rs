@@ -9,7 +9,6 @@ pub mod schedule;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use serde::Deserialize;
 
@@ -40,6 +39,10 @@ pub struct RosterSource {
     pub token_env: Option<String>,
     #[serde(default)]
     pub match_on: MatchOn,
+    /// Lets `url` be `http://` to another host (the roster and its token
+    /// then travel in clear text; `offboard check` warns).
+    #[serde(default)]
+    pub allow_insecure_http: bool,
 }
 
 /// A validated reconciliation job.
@@ -73,10 +76,10 @@ impl ReconcileSpec {
         config: &Config,
     ) -> Result<Self, SpecError> {
         check_safe(&name, &['.']).map_err(|e| ("name", format!("the job name {e}")))?;
-        let schedule = cron::Schedule::from_str(schedule).map_err(|e| {
+        let schedule = schedule::parse_cron(schedule).map_err(|e| {
             (
                 "schedule",
-                format!("not a cron expression (seconds field first): {e}"),
+                format!("not a cron expression (5 fields, or 6 with seconds first): {e}"),
             )
         })?;
         let timezone = match timezone.as_deref() {
@@ -99,7 +102,13 @@ impl ReconcileSpec {
             .map_err(|e| ("organization_id", format!("{organization_id:?} {e}")))?;
         let roster = roster.ok_or(("roster", "is required (csv = … or url = …)".to_owned()))?;
         match (&roster.csv, &roster.url) {
-            (Some(_), None) | (None, Some(_)) => {}
+            (Some(_), None) => {}
+            (None, Some(url)) => {
+                let url = reqwest::Url::parse(url)
+                    .map_err(|e| ("roster", format!("url is not a URL: {e}")))?;
+                crate::config::check_transport(&url, roster.allow_insecure_http)
+                    .map_err(|m| ("roster", format!("url {m}")))?;
+            }
             _ => return Err(("roster", "give exactly one of csv or url".into())),
         }
         if let Some(d) = &transfer_to_department_id {

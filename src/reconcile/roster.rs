@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 
 use super::{MatchOn, RosterSource};
+use crate::connectors::http::body::{BodyError, read_capped};
 use crate::intake::header::Column;
 
 #[derive(Debug, thiserror::Error)]
@@ -21,14 +22,24 @@ pub async fn read_roster(source: &RosterSource) -> Result<HashSet<String>, Roste
         (Some(path), _) => tokio::fs::read(path)
             .await
             .map_err(|e| RosterError::Unreadable(format!("{}: {e}", path.display())))?,
-        (None, Some(url)) => fetch(url, source.token_env.as_deref()).await?,
+        (None, Some(url)) => fetch(url, source.token_env.as_deref(), MAX_ROSTER_BYTES).await?,
         (None, None) => return Err(RosterError::Unreadable("no csv or url".into())),
     };
     parse(&bytes, source.match_on)
 }
 
-async fn fetch(url: &str, token_env: Option<&str>) -> Result<Vec<u8>, RosterError> {
-    let mut request = reqwest::Client::new().get(url);
+/// Largest roster read from a URL: a million rows of e-mail addresses fit
+/// several times over.
+const MAX_ROSTER_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The roster at `url`, following no redirect: one could carry the token
+/// to another host, or swap the roster for another's.
+async fn fetch(url: &str, token_env: Option<&str>, cap: u64) -> Result<Vec<u8>, RosterError> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| RosterError::Unreadable(format!("cannot build an HTTP client: {e}")))?;
+    let mut request = client.get(url);
     if let Some(var) = token_env {
         let token = std::env::var(var).map_err(|_| {
             RosterError::Unreadable(format!("environment variable {var} is not set"))
@@ -40,17 +51,24 @@ async fn fetch(url: &str, token_env: Option<&str>) -> Result<Vec<u8>, RosterErro
         .send()
         .await
         .map_err(|_| RosterError::Unreadable("the roster URL did not answer".into()))?;
+    if answer.status().is_redirection() {
+        return Err(RosterError::Unreadable(format!(
+            "the roster URL answered HTTP {} (a redirect, which is not followed: give the final URL)",
+            answer.status().as_u16()
+        )));
+    }
     if !answer.status().is_success() {
         return Err(RosterError::Unreadable(format!(
             "the roster URL answered HTTP {}",
             answer.status().as_u16()
         )));
     }
-    answer
-        .bytes()
-        .await
-        .map(|b| b.to_vec())
-        .map_err(|_| RosterError::Unreadable("the roster download broke off".into()))
+    read_capped(answer, cap).await.map_err(|e| match e {
+        BodyError::TooLarge(cap) => {
+            RosterError::Unreadable(format!("the roster is larger than {cap} bytes"))
+        }
+        BodyError::Broken(_) => RosterError::Unreadable("the roster download broke off".into()),
+    })
 }
 
 fn parse(bytes: &[u8], match_on: MatchOn) -> Result<HashSet<String>, RosterError> {
@@ -88,6 +106,40 @@ fn parse(bytes: &[u8], match_on: MatchOn) -> Result<HashSet<String>, RosterError
 
 #[cfg(test)]
 mod tests {
+    /// A roster server: `/redirect` answers 302 to `/roster`.
+    async fn roster_server() -> String {
+        use axum::response::Redirect;
+        use axum::routing::get;
+        let app = axum::Router::new()
+            .route(
+                "/roster",
+                get(|| async { "email\na@x.example\nb@x.example\n" }),
+            )
+            .route("/redirect", get(|| async { Redirect::to("/roster") }));
+        crate::sim::serve_on_loopback(app).await
+    }
+
+    #[tokio::test]
+    async fn the_fetch_follows_no_redirect_and_is_capped() {
+        let base = roster_server().await;
+        let bytes = fetch(&format!("{base}/roster"), None, 1024).await.unwrap();
+        assert_eq!(parse(&bytes, MatchOn::Email).unwrap().len(), 2);
+        let err = fetch(&format!("{base}/redirect"), None, 1024)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("HTTP 303") || err.contains("HTTP 302"),
+            "{err}"
+        );
+        assert!(err.contains("not followed"), "{err}");
+        let err = fetch(&format!("{base}/roster"), None, 8)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("larger than 8 bytes"), "{err}");
+    }
+
     use super::*;
 
     #[test]

@@ -12,6 +12,19 @@ use super::{ReconcileSpec, Trigger, reconcile};
 use crate::domain::Actor;
 use crate::engine::Engine;
 
+/// A cron expression in the standard 5-field form (minute first), or the
+/// `cron` crate's 6- or 7-field one (seconds first, optional year): a
+/// crontab line copied as it is must mean what it means in crontab.
+pub fn parse_cron(text: &str) -> Result<cron::Schedule, cron::error::Error> {
+    use std::str::FromStr;
+    let text = text.trim();
+    if text.split_whitespace().count() == 5 {
+        cron::Schedule::from_str(&format!("0 {text}"))
+    } else {
+        cron::Schedule::from_str(text)
+    }
+}
+
 /// The latest scheduled time at or before `now`, after `since`.
 fn latest_due(
     spec: &ReconcileSpec,
@@ -95,5 +108,28 @@ pub async fn run(engine: Arc<Engine>, specs: Vec<ReconcileSpec>, stop: watch::Re
         .collect();
     for t in tasks {
         let _ = t.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_cron;
+
+    #[test]
+    fn five_field_cron_means_what_crontab_means() {
+        let five = parse_cron("30 2 * * 1-5").unwrap();
+        let six = parse_cron("0 30 2 * * 1-5").unwrap();
+        let from = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let a: Vec<_> = five.after(&from).take(5).collect();
+        let b: Vec<_> = six.after(&from).take(5).collect();
+        assert_eq!(a, b);
+        assert_eq!(a[0].to_rfc3339(), "2026-01-01T02:30:00+00:00");
+        assert!(
+            parse_cron("0 0 2 * * *").is_ok(),
+            "seconds first still works"
+        );
+        assert!(parse_cron("2 * *").is_err());
     }
 }

@@ -10,7 +10,7 @@ use std::io::Write;
 use crate::domain::{BatchEvent, HaltCode, OutcomeCounts};
 use crate::store::{BatchRow, ReportRow, Store};
 
-/// Report CSV columns, in order (the ten, then conventions.md's).
+/// Report CSV columns, in order (the ten, then `../shared/conventions.md`'s).
 pub const COLUMNS: [&str; 14] = [
     "line",
     "provider",

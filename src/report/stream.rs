@@ -183,12 +183,8 @@ pub struct ReportFile {
 
 impl ReportFile {
     pub fn create(path: &Path) -> std::io::Result<ReportFile> {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let partial = path.with_file_name(format!(".{name}.partial"));
-        let file = std::io::BufWriter::new(std::fs::File::create(&partial)?);
+        let (partial, file) = crate::safe_fs::create_partial(path)?;
+        let file = std::io::BufWriter::new(file);
         Ok(ReportFile {
             path: path.to_owned(),
             partial,

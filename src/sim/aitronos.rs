@@ -1,6 +1,6 @@
 //! The simulated Aitronos API, served under `/aitronos/v1`.
 //!
-//! It models the vendor's documented behaviour (see `api-contracts.md`,
+//! It models the vendor's documented behaviour (see `../shared/api-contracts.md`,
 //! section "Aitronos"): API-key or bearer auth on every route, the
 //! `{"success": false, "error": {…}}` envelope on every error, soft-deleted
 //! memberships, and the last-owner protection.

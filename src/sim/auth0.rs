@@ -1,7 +1,7 @@
 //! The simulated Auth0 Management API v2, served under `/auth0/api/v2`.
 //!
-//! It models what the vendor documents (see `api-contracts.md`, section
-//! "Auth0", and `specs/auth0-management-offboarding.oas.json`): bearer auth,
+//! It models what the vendor documents (see `../shared/api-contracts.md`, section
+//! "Auth0", and `../shared/specs/auth0-management-offboarding.oas.json`): bearer auth,
 //! the `{statusCode, error, message, errorCode}` error body, `X-RateLimit-*`
 //! headers on every answer, offset and checkpoint paging, and membership
 //! removals that reads see only after a while.

@@ -62,6 +62,8 @@ pub use directory::{
     Directory, RecoupDirectory, RecoupOrg, ScimBehaviour, ScimDirectory, ScimGroup, ScimUser,
 };
 pub use faults::{FailNext, FaultConfig, RateLimit, RetryHint};
+#[cfg(test)]
+pub(crate) use net::serve_on_loopback;
 pub use state::CallRecord;
 
 use net::{Connection, ResettableListener};

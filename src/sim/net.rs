@@ -118,3 +118,12 @@ pub(crate) fn drop_connection(req: &Request) -> Response {
     response.extensions_mut().insert(NoAnswer);
     response
 }
+
+/// Serves `app` on a random loopback port for a unit test; its base URL.
+#[cfg(test)]
+pub(crate) async fn serve_on_loopback(app: axum::Router) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}

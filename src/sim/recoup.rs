@@ -1,7 +1,7 @@
 //! The simulated Recoup API, served under `/recoup`.
 //!
-//! It models the vendor's documented behaviour (see `api-contracts.md`,
-//! section "Recoup", and `specs/recoup-members.openapi.yaml`) and, where the
+//! It models the vendor's documented behaviour (see `../shared/api-contracts.md`,
+//! section "Recoup", and `../shared/specs/recoup-members.openapi.yaml`) and, where the
 //! documents are silent, its public server code: exactly one of `x-api-key`
 //! or a bearer token, the `{"status": "error", "error": "…"}` envelope (some
 //! 401s say `message`), idempotent member removal, and answers limited to

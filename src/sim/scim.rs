@@ -1,6 +1,6 @@
 //! The simulated SCIM 2.0 service provider, served under `/scim/v2`.
 //!
-//! It models RFC 7643/7644 as `api-contracts.md` (section "SCIM 2.0")
+//! It models RFC 7643/7644 as `../shared/api-contracts.md` (section "SCIM 2.0")
 //! describes it: bearer auth, `application/scim+json`, RFC error bodies,
 //! ListResponse paging, PATCH with value-filtered paths, weak ETags with
 //! `If-Match`, and the optional parts real providers differ on

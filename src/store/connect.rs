@@ -56,6 +56,9 @@ pub struct Store {
     pub(crate) pool: AnyPool,
     queue_pool: QueuePool,
     pub(super) group: GroupWriter,
+    /// How far this process's clock is off (tests stand in for a host with
+    /// a wrong clock); zero otherwise.
+    clock_offset_ms: i64,
 }
 
 impl Store {
@@ -113,6 +116,7 @@ impl Store {
                 group: GroupWriter::start_postgres(pool.clone()),
                 pool,
                 queue_pool: QueuePool::Postgres(queue),
+                clock_offset_ms: 0,
             });
         }
         let options = SqliteConnectOptions::from_str(&config.url)?
@@ -141,7 +145,23 @@ impl Store {
             group,
             pool,
             queue_pool: QueuePool::Sqlite(queue),
+            clock_offset_ms: 0,
         })
+    }
+
+    /// This process's time in unix ms, for what it stamps (never for
+    /// claims, which the database's clock decides).
+    pub(crate) fn now_ms(&self) -> i64 {
+        super::now_ms() + self.clock_offset_ms
+    }
+
+    /// The same store as seen from a host whose clock is `offset_ms` off.
+    #[cfg(test)]
+    pub(crate) fn with_clock_offset(&self, offset_ms: i64) -> Store {
+        Store {
+            clock_offset_ms: offset_ms,
+            ..self.clone()
+        }
     }
 
     pub fn backend(&self) -> Backend {
@@ -205,7 +225,7 @@ impl Store {
 /// apalis-sqlite 1.0 indexes that make its worker's queries scan instead
 /// of looking jobs up by id, so a drain slows as the table grows:
 /// - `LIdx(lock_by)`: the ack query walks every row this worker ever
-///   locked (apalis-notes.md §5.1).
+///   locked (`../shared/apalis-notes.md` §5.1).
 /// - `idx_jobs_status_run_at`: the lock query (`status = 'Queued' OR …`
 ///   with `id IN json_each(?)`) walks every pending job, on every fetch.
 ///

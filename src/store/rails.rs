@@ -237,7 +237,7 @@ impl Store {
         code: &str,
         message: &str,
     ) -> Result<bool, StoreError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let mut tx = self.begin_write().await?;
         // Flag first: a worker holding the request stops before its next
         // step even if its claim is about to lapse.
@@ -248,15 +248,16 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        let ended = sqlx::query(
+        // A claim lapses by the database's clock, as it does for workers.
+        let ended = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE requests SET outcome = 'cancelled', error_code = $1, error_message = $2, finished_at = $3
-             WHERE id = $4 AND outcome IS NULL AND (claim_owner IS NULL OR claim_expires_at < $5)",
-        )
+             WHERE id = $4 AND outcome IS NULL AND (claim_owner IS NULL OR claim_expires_at < {})",
+            super::group::db_now_ms(self.backend())
+        )))
         .bind(code)
         .bind(message)
         .bind(now)
         .bind(id)
-        .bind(now)
         .execute(&mut *tx)
         .await?
         .rows_affected();

@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use super::sql::Params;
 use super::{Store, StoreError, format_ms, now_ms};
 
-/// One report line (conventions.md column order).
+/// One report line (`../shared/conventions.md` column order).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ReportRow {
     pub line: u64,

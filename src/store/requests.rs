@@ -9,7 +9,7 @@ use std::time::Duration;
 use sqlx::Row;
 
 use super::group::RunWrite;
-use super::{AuditEvent, Store, StoreError, now_ms};
+use super::{AuditEvent, Store, StoreError};
 use crate::domain::{DepartmentId, OrgId, Outcome, ProviderName, RunMode, Step, Target, UserId};
 
 /// A stored request.
@@ -39,8 +39,9 @@ pub enum ClaimResult {
     Claimed(Box<Claimed>),
     /// Nothing to do: the request already has an outcome.
     Final,
-    /// Another worker holds a live claim until this instant (unix ms).
-    HeldBy { until: i64 },
+    /// Another worker holds a live claim for this many more ms (by the
+    /// database's clock).
+    HeldBy { remaining_ms: i64 },
     /// No such request.
     Missing,
 }
@@ -98,14 +99,12 @@ impl Store {
         owner: &str,
         lease: Duration,
     ) -> Result<ClaimResult, StoreError> {
-        let now = now_ms();
         let (claimed, read) = self
             .group
             .claim(RunWrite::Claim {
                 id: id.to_owned(),
                 owner: owner.to_owned(),
-                now,
-                expires_at: now + lease.as_millis() as i64,
+                lease_ms: lease.as_millis() as i64,
             })
             .await?;
         if claimed {
@@ -122,7 +121,11 @@ impl Store {
                 None => Ok(ClaimResult::Missing),
             };
         }
-        let row = sqlx::query("SELECT outcome, claim_expires_at FROM requests WHERE id = $1")
+        let sql = format!(
+            "SELECT outcome, claim_expires_at - {} AS remaining_ms FROM requests WHERE id = $1",
+            super::group::db_now_ms(self.backend())
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -130,7 +133,7 @@ impl Store {
             None => ClaimResult::Missing,
             Some(r) if r.get::<Option<String>, _>("outcome").is_some() => ClaimResult::Final,
             Some(r) => ClaimResult::HeldBy {
-                until: r.get::<Option<i64>, _>("claim_expires_at").unwrap_or(now),
+                remaining_ms: r.get::<Option<i64>, _>("remaining_ms").unwrap_or(0),
             },
         })
     }
@@ -147,7 +150,7 @@ impl Store {
                 RunWrite::Renew {
                     id: id.to_owned(),
                     owner: owner.to_owned(),
-                    expires_at: now_ms() + lease.as_millis() as i64,
+                    lease_ms: lease.as_millis() as i64,
                 },
                 &[],
             )
@@ -231,6 +234,27 @@ impl Store {
             }
         }
         Err(StoreError::ClaimLost(id.to_owned()))
+    }
+
+    /// Stores the audit events of a run's calls so far, while it still
+    /// holds the claim: what a destructive call did is on record before
+    /// the next one starts.
+    pub async fn save_audit(
+        &self,
+        id: &str,
+        owner: &str,
+        events: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        self.group
+            .write(
+                RunWrite::Audit {
+                    id: id.to_owned(),
+                    owner: owner.to_owned(),
+                },
+                events,
+            )
+            .await
+            .map(|_| ())
     }
 
     /// Gives the request its outcome and drops the claim. `retries` are the
@@ -654,6 +678,59 @@ mod tests {
         assert!(again.checkpoints.is_empty(), "{:?}", again.checkpoints);
         assert_eq!(again.request.roles_removed, ["role_a"]);
         assert_eq!(again.request.outcome, None);
+        store.close().await;
+    }
+
+    /// Two hosts whose clocks disagree never both hold a request: a live
+    /// claim is not taken by a host whose clock runs ahead, and a lapsed
+    /// one is taken by a host whose clock runs behind.
+    #[tokio::test]
+    async fn claims_expire_by_the_database_clock() {
+        let (_dir, _url, store) = crate::store::scratch_store().await;
+        let batch = crate::store::scratch_batch(&store).await;
+        let jobs = store
+            .write_intake_chunk(
+                &batch,
+                crate::domain::RunMode::Live,
+                None,
+                crate::store::chunk_of(&["u1"]),
+            )
+            .await
+            .unwrap();
+        let id = jobs[0].request_id.clone();
+        let minute = Duration::from_secs(60);
+        let ahead = store.with_clock_offset(10 * 60_000);
+        let behind = store.with_clock_offset(-10 * 60_000);
+
+        assert!(matches!(
+            store.claim(&id, "a", minute).await.unwrap(),
+            ClaimResult::Claimed(_)
+        ));
+        match ahead.claim(&id, "b", minute).await.unwrap() {
+            ClaimResult::HeldBy { remaining_ms } => {
+                assert!(remaining_ms > 0 && remaining_ms <= 60_000, "{remaining_ms}")
+            }
+            other => panic!("a live claim was taken: {other:?}"),
+        }
+        // The claim lapses (two minutes pass, as far as the database knows).
+        sqlx::query(
+            "UPDATE requests SET claim_expires_at = claim_expires_at - 120000 WHERE id = $1",
+        )
+        .bind(&id)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        assert!(
+            matches!(
+                behind.claim(&id, "c", minute).await.unwrap(),
+                ClaimResult::Claimed(_)
+            ),
+            "a lapsed claim is free whatever the taker's clock says"
+        );
+        assert!(
+            !store.renew_claim(&id, "a", minute).await.unwrap(),
+            "a lost it"
+        );
         store.close().await;
     }
 

@@ -140,3 +140,46 @@ async fn files_are_taken_once_complete_and_once_only() {
         "slow, crashed and later: one batch each"
     );
 }
+
+/// A link planted where the drop folder writes a note is replaced, never
+/// written through (issue 31, item 10).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_planted_at_a_note_is_not_followed() {
+    let f = setup().await;
+    let failed = f.inbox.join("failed");
+    std::fs::create_dir_all(&failed).unwrap();
+    let precious = f.h.dir.path().join("precious.txt");
+    std::fs::write(&precious, "keep me").unwrap();
+    std::os::unix::fs::symlink(&precious, failed.join("evil.csv.errors.txt")).unwrap();
+    std::os::unix::fs::symlink(&precious, failed.join(".evil.csv.errors.txt.partial")).unwrap();
+
+    let serve = f.h.serve(&["--no-api"]).await;
+    // No user_id column: the whole file is unusable and goes to failed/.
+    std::fs::write(f.inbox.join("evil.csv"), "name,org\nx,org_acme\n").unwrap();
+    let note = failed.join("evil.csv.errors.txt");
+    eventually(60, "evil.csv to fail with its note", || async {
+        std::fs::symlink_metadata(&note).is_ok_and(|m| m.is_file())
+    })
+    .await;
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
+    assert!(std::fs::read_to_string(&note).unwrap().contains("header"));
+    serve.stop().await;
+}
+
+/// A `done/` that is a link is refused: the folder is not served, and
+/// nothing is written where the link points.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linked_subfolder_is_refused() {
+    let f = setup().await;
+    let elsewhere = f.h.dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, f.inbox.join("done")).unwrap();
+    std::fs::write(f.inbox.join("good.csv"), users_csv(2, 3)).unwrap();
+
+    let serve = f.h.serve(&["--no-api"]).await;
+    let line = serve.log_line(60, "drop folder pass failed").await;
+    assert!(line.contains("symbolic link"), "{line}");
+    assert!(f.inbox.join("good.csv").exists(), "not taken");
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    serve.stop().await;
+}

@@ -274,6 +274,25 @@ pub fn users_csv(from: usize, to: usize) -> String {
 
 pub const API_TOKEN_ENV: &str = "OFFBOARD_IT_API_TOKEN";
 
+/// Options whose API listens on a random port, with `http` added to its
+/// `[http]` section.
+pub fn api_options(http: &str) -> Options {
+    Options {
+        extra_config: format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"{API_TOKEN_ENV}\"\n{http}"
+        ),
+        ..Options::default()
+    }
+}
+
+/// A listener on a random loopback port and its base URL, for a mock
+/// provider the harness's config must name before it serves.
+pub async fn loopback() -> (tokio::net::TcpListener, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    (listener, url)
+}
+
 /// A running `offboard serve` child process.
 pub struct Serve {
     child: tokio::process::Child,
@@ -281,6 +300,8 @@ pub struct Serve {
     pub api_token: String,
     /// The queue worker's name (empty with `--no-workers`).
     pub worker: String,
+    /// Every line it wrote to stderr so far (also passed on to ours).
+    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Serve {
@@ -299,6 +320,44 @@ impl Serve {
                 .status();
         }
         self.child.wait().await.expect("serve exits")
+    }
+
+    /// The first stderr line containing `needle`, waiting up to `secs`.
+    pub async fn log_line(&self, secs: u64, needle: &str) -> String {
+        let mut found = None;
+        eventually(secs, &format!("a log line with {needle:?}"), || {
+            found = self
+                .logs
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(needle))
+                .cloned();
+            let hit = found.is_some();
+            async move { hit }
+        })
+        .await;
+        found.unwrap_or_default()
+    }
+
+    /// Every stderr line so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits for the exit, failing after `secs` seconds
+    /// (a serve that does not stop is the failure, not a hang).
+    pub async fn stop_within(mut self, secs: u64) -> std::process::ExitStatus {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(secs), self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("serve did not stop within {secs} s of SIGTERM"))
+            .expect("serve exits")
     }
 
     pub fn client(&self) -> reqwest::Client {
@@ -347,9 +406,19 @@ impl Harness {
             .env("RUST_LOG", "offboard=warn")
             .envs(extra_env.iter().copied())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
+            .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
         let mut child = cmd.spawn().expect("serve starts");
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let kept = logs.clone();
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("{line}");
+                kept.lock().unwrap().push(line);
+            }
+        });
         let stdout = child.stdout.take().unwrap();
         let mut lines = tokio::io::BufReader::new(stdout).lines();
         let mut url = String::new();
@@ -383,6 +452,7 @@ impl Harness {
             url,
             api_token,
             worker,
+            logs,
         }
     }
 }

@@ -4,13 +4,18 @@
 
 mod api;
 mod bench;
+mod claims;
 mod connectors;
+mod documented;
 mod dropfolder;
 mod faults;
 mod helpers;
+mod http_server;
+mod intake_edges;
 mod pipeline;
 mod postgres;
 mod reconcile;
 mod resume;
 mod safety;
+mod small_things;
 mod upgrade;

@@ -41,6 +41,7 @@ pub(super) async fn reconcile(args: &BenchArgs) -> anyhow::Result<Figure> {
             url: None,
             token_env: None,
             match_on: MatchOn::UserId,
+            allow_insecure_http: false,
         }),
         Some("dept_offboarded".into()),
         crate::reconcile::JobRails::default(),

@@ -1,4 +1,4 @@
-//! How each Aitronos answer maps to an outcome (api-contracts.md). Status
+//! How each Aitronos answer maps to an outcome (`../shared/api-contracts.md`). Status
 //! first, then the error code; an unknown code under a known 4xx is never
 //! "already done".
 

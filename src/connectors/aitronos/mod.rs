@@ -1,4 +1,4 @@
-//! Aitronos organization API (api-contracts.md, "Aitronos"): plan from
+//! Aitronos organization API (`../shared/api-contracts.md`, "Aitronos"): plan from
 //! effective permissions, one DELETE per role, removal with resource
 //! transfer, verification by reading the member.
 
@@ -11,8 +11,8 @@ use serde::Deserialize;
 
 use super::http::{Call, Verdict};
 use super::{
-    CallContext, Change, Connector, Member, Plan, ProviderClient, StepError, StripResult,
-    parse_json,
+    CallContext, Change, Connector, Member, Note, Plan, Probe, ProviderClient, StepError,
+    StripResult, parse_json,
 };
 use crate::domain::ids::check_prefixed;
 use crate::domain::{ProviderName, RoleId, Target};
@@ -262,7 +262,12 @@ impl Connector for Aitronos {
         Ok(Some(notes))
     }
 
-    async fn verify(&self, cx: &CallContext, t: &Target, _plan: &Plan) -> Result<(), StepError> {
+    async fn verify(
+        &self,
+        cx: &CallContext,
+        t: &Target,
+        _plan: &Plan,
+    ) -> Result<Option<Note>, StepError> {
         let call = Call::new(
             Method::GET,
             &[
@@ -274,7 +279,7 @@ impl Connector for Aitronos {
         );
         let (answer, verdict) = self.client.send(cx, &call, classify::read_member).await?;
         if matches!(verdict, Verdict::AlreadyDone) {
-            return Ok(()); // no such member: nothing left
+            return Ok(None); // no such member: nothing left
         }
         let member: MemberDetail = parse_json(&answer.body)?;
         let state = member
@@ -283,8 +288,8 @@ impl Connector for Aitronos {
             .to_ascii_lowercase();
         let deleted = member.deleted_at.is_some_and(|v| !v.is_null());
         match state.as_str() {
-            _ if deleted => Ok(()),
-            "deleted" | "removed" | "inactive" | "deactivated" | "disabled" => Ok(()),
+            _ if deleted => Ok(None),
+            "deleted" | "removed" | "inactive" | "deactivated" | "disabled" => Ok(None),
             "active" | "invited" | "pending" | "suspended" => Err(StepError::needs_attention(
                 "membership_still_present",
                 format!(
@@ -363,7 +368,7 @@ impl Connector for Aitronos {
         Ok(members)
     }
 
-    async fn probe(&self) -> Result<String, StepError> {
+    async fn probe(&self) -> Result<Probe, StepError> {
         // No documented health route: a documented read of a role that does
         // not exist is harmless, and its 404 (or 401) tells reachability and
         // credentials apart.
@@ -376,6 +381,9 @@ impl Connector for Aitronos {
                 "role_offboard_probe",
             ],
         );
-        super::probe_with(&self.client, call).await
+        super::probe_with(&self.client, call, |body| {
+            classify::parse_error(body).code.is_some()
+        })
+        .await
     }
 }

@@ -1,5 +1,5 @@
 //! How each Auth0 Management API answer maps to an outcome
-//! (api-contracts.md, "Auth0").
+//! (`../shared/api-contracts.md`, "Auth0").
 
 use serde::Deserialize;
 

@@ -1,4 +1,4 @@
-//! Auth0 Management API v2 (api-contracts.md, "Auth0"): plan from the
+//! Auth0 Management API v2 (`../shared/api-contracts.md`, "Auth0"): plan from the
 //! member's organization roles (both response shapes, paged), one bulk role
 //! DELETE of exactly what is held, membership DELETE, optional block, and a
 //! read-back that allows for Auth0's few seconds of eventual consistency.
@@ -13,7 +13,10 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use super::http::{Call, Verdict};
-use super::{CallContext, Change, Connector, Member, Plan, ProviderClient, StepError, StripResult};
+use super::{
+    CallContext, Change, Connector, Member, Note, Plan, Probe, ProviderClient, StepError,
+    StripResult,
+};
 use crate::domain::ids::check_safe;
 use crate::domain::{ProviderName, RoleId, Target};
 
@@ -187,14 +190,19 @@ impl Connector for Auth0 {
         Ok(Change::Changed)
     }
 
-    async fn verify(&self, cx: &CallContext, t: &Target, _plan: &Plan) -> Result<(), StepError> {
+    async fn verify(
+        &self,
+        cx: &CallContext,
+        t: &Target,
+        _plan: &Plan,
+    ) -> Result<Option<Note>, StepError> {
         for page in 0..100 {
             let call = Call::new(Method::GET, &["users", t.user_id.as_str(), "organizations"])
                 .query("page", page.to_string())
                 .query("per_page", PAGE.to_string());
             let (answer, verdict) = self.client.send(cx, &call, classify::read_member).await?;
             if matches!(verdict, Verdict::AlreadyDone) {
-                return Ok(());
+                return Ok(None);
             }
             let orgs = match serde_json::from_slice::<OrgsPage>(&answer.body).map_err(invalid)? {
                 OrgsPage::Bare(o) => o,
@@ -215,7 +223,7 @@ impl Connector for Auth0 {
                 break;
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     async fn list_members(
@@ -249,10 +257,11 @@ impl Connector for Auth0 {
         Ok(members)
     }
 
-    async fn probe(&self) -> Result<String, StepError> {
+    async fn probe(&self) -> Result<Probe, StepError> {
         super::probe_with(
             &self.client,
             Call::new(Method::GET, &["organizations"]).query("per_page", "1"),
+            |body| classify::parse_error(body) != Default::default(),
         )
         .await
     }

@@ -123,12 +123,17 @@ impl ClientCredentials {
                 ),
             });
         }
-        let body: TokenAnswer = answer.json().await.map_err(|_| {
-            StepError::permanent(
-                "token_endpoint_invalid",
-                "the token endpoint's answer has no access_token",
-            )
-        })?;
+        // A token answer is a few hundred bytes.
+        let bytes = super::body::read_capped(answer, 64 * 1024).await;
+        let body: TokenAnswer = bytes
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| {
+                StepError::permanent(
+                    "token_endpoint_invalid",
+                    "the token endpoint's answer has no access_token",
+                )
+            })?;
         // Renew well before expiry: a token must not lapse mid-call.
         let lifetime = Duration::from_secs(body.expires_in.unwrap_or(3600));
         let margin = (lifetime / 10)

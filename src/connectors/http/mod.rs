@@ -4,6 +4,7 @@
 //! a call and a function that classifies the answer; no connector retries.
 
 mod auth;
+pub mod body;
 mod pacer;
 
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ use reqwest::{Method, Url};
 use super::{CallContext, StepError, retry};
 use crate::config::{ResolvedProvider, RetryConfig};
 use crate::store::{AuditEvent, now_ms};
+use body::{BodyError, MAX_PROVIDER_BODY, read_capped};
 pub use pacer::{AUTH_FAILURES_TO_TRIP, Pacer};
 
 /// Transient answers retried in place per call before the step gives the
@@ -214,6 +216,10 @@ impl ProviderClient {
                     Some(wait),
                 ));
             }
+            if !call.method.is_safe() {
+                // What earlier calls did is on record before this one.
+                cx.flush_audit().await?;
+            }
             let auth = self.credentials.header(rejected.as_ref()).await?;
             let sent = auth.1.clone();
             let permit = self.pacer.admit().await;
@@ -330,7 +336,7 @@ impl ProviderClient {
         call: &Call,
         url: &Url,
         auth: (&'static str, HeaderValue),
-    ) -> Result<Answer, reqwest::Error> {
+    ) -> Result<Answer, BodyError> {
         let mut request = self
             .http
             .request(call.method.clone(), url.clone())
@@ -346,7 +352,7 @@ impl ProviderClient {
         let response = request.send().await?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = response.bytes().await?.to_vec();
+        let body = read_capped(response, MAX_PROVIDER_BODY).await?;
         Ok(Answer {
             status,
             headers,
@@ -377,7 +383,18 @@ pub fn encode_segment(segment: &str) -> String {
 /// No answer at all: timeouts, refused and reset connections are transient
 /// (every step is a guarded read or an idempotent removal). The message
 /// names the kind of failure, never the URL's secrets (there are none in it).
-fn network_failure(e: &reqwest::Error) -> Classified {
+/// An answer past the size cap is no answer we will ever read: permanent.
+fn network_failure(e: &BodyError) -> Classified {
+    let e = match e {
+        BodyError::Broken(e) => e,
+        BodyError::TooLarge(cap) => {
+            return Classified {
+                verdict: Verdict::Permanent,
+                code: Some("response_too_large".into()),
+                message: Some(format!("the provider's answer is larger than {cap} bytes")),
+            };
+        }
+    };
     let (code, message) = if e.is_timeout() {
         ("network_timeout", "the provider did not answer in time")
     } else if e.is_connect() {

@@ -1,6 +1,9 @@
-//! Recoup (api-contracts.md, "Recoup"): membership removal by query
-//! parameters, idempotent by contract; no roles, no transfer, no member
-//! listing. Plan and verify read the account's organizations.
+//! Recoup (`../shared/api-contracts.md`, "Recoup"): membership removal by
+//! query parameters, idempotent by contract; no roles, no transfer, no
+//! member listing. Plan and verify read the account's organizations where
+//! the server has that read; Recoup's published API document has only the
+//! removal (`../shared/specs/recoup-members.openapi.yaml`), so without the
+//! read a request removes and says it could not verify.
 
 mod intake;
 
@@ -10,22 +13,40 @@ use serde::Deserialize;
 
 use super::classify::{ProviderError, classify, clip};
 use super::http::{Answer, Call, Classified, Verdict};
-use super::{CallContext, Change, Connector, Plan, ProviderClient, StepError, StripResult};
+use super::{
+    CallContext, Change, Connector, Note, Plan, Probe, ProviderClient, StepError, StripResult,
+};
 use crate::domain::{ProviderName, RoleId, Target};
 
 pub use intake::{check_uuid, parse_target};
+
+/// The note code of a removal that could not be read back.
+pub const UNVERIFIED: &str = "membership_unverified";
 
 #[derive(Debug)]
 pub struct Recoup {
     name: ProviderName,
     client: ProviderClient,
+    /// `membership_read = false`: never call the organizations read.
+    membership_read: bool,
+}
+
+/// What the organizations read says of the account in the target org.
+enum Membership {
+    Listed,
+    NotListed,
+    /// The read is switched off, or the server does not have the route.
+    Unreadable {
+        why: &'static str,
+    },
 }
 
 impl Recoup {
-    pub fn new(client: ProviderClient) -> Self {
+    pub fn new(client: ProviderClient, membership_read: bool) -> Self {
         Self {
             name: ProviderName::new_unchecked(client.provider()),
             client,
+            membership_read,
         }
     }
 
@@ -33,25 +54,41 @@ impl Recoup {
         Call::new(Method::GET, &["api", "organizations"]).query("account_id", t.user_id.as_str())
     }
 
-    /// Whether the account is listed in the target organization; `None`
-    /// when Recoup answers 403 (the caller shares no organization with it).
-    async fn listed(&self, cx: &CallContext, t: &Target) -> Result<Option<bool>, StepError> {
+    /// Whether the account is listed in the target organization. A 403
+    /// (the caller shares no organization with it) is "not listed".
+    async fn membership(&self, cx: &CallContext, t: &Target) -> Result<Membership, StepError> {
+        if !self.membership_read {
+            return Ok(Membership::Unreadable {
+                why: "membership_read = false",
+            });
+        }
         let (answer, verdict) = self
             .client
             .send(cx, &Self::organizations(t), read_orgs)
             .await?;
         if matches!(verdict, Verdict::AlreadyDone) {
-            return Ok(None);
+            return Ok(if answer.status == 404 {
+                Membership::Unreadable {
+                    why: "the server has no GET /api/organizations (it is not in Recoup's published API)",
+                }
+            } else {
+                Membership::NotListed
+            });
         }
         let body: Orgs = super::parse_json(&answer.body)?;
         let target = t.organization_id.as_str();
-        Ok(Some(body.organizations.iter().any(|o| {
+        let listed = body.organizations.iter().any(|o| {
             // Documented as the organization id in older answers: accept both.
             o.organization_id
                 .as_deref()
                 .or(o.id.as_deref().filter(|_| o.organization_id.is_none()))
                 .is_some_and(|id| id.eq_ignore_ascii_case(target))
-        })))
+        });
+        Ok(if listed {
+            Membership::Listed
+        } else {
+            Membership::NotListed
+        })
     }
 }
 
@@ -90,18 +127,26 @@ fn parse_error(body: &[u8]) -> ProviderError {
     }
 }
 
+/// Whether the body is Recoup's own error envelope: a 404 in any other
+/// shape is the host saying the route does not exist.
+fn is_envelope(body: &[u8]) -> bool {
+    parse_error(body).message.is_some()
+}
+
 /// The organizations read: Recoup's 403 "Access denied to specified
 /// account_id" means the account shares no organization with us (after a
 /// removal, the expected answer). Any other 403 is a credential problem and
-/// counts as one, so a wrong key never reads as "already removed".
+/// counts as one, so a wrong key never reads as "already removed". A 404
+/// outside the envelope is a server without this read.
 fn read_orgs(answer: &Answer) -> Classified {
     let err = parse_error(&answer.body);
     let no_shared_org = err.message.as_deref().is_some_and(|m| {
         m.to_ascii_lowercase()
             .contains("access denied to specified account")
     });
+    let no_route = answer.status == 404 && err.message.is_none();
     classify(answer, err, |status, _| {
-        (status == 403 && no_shared_org).then_some(Verdict::AlreadyDone)
+        ((status == 403 && no_shared_org) || no_route).then_some(Verdict::AlreadyDone)
     })
 }
 
@@ -121,11 +166,12 @@ impl Connector for Recoup {
     }
 
     async fn plan(&self, cx: &CallContext, t: &Target) -> Result<Plan, StepError> {
-        Ok(match self.listed(cx, t).await? {
-            Some(true) => Plan::member(Vec::new()),
+        Ok(match self.membership(cx, t).await? {
+            // Unread, the idempotent removal is sent anyway.
+            Membership::Listed | Membership::Unreadable { .. } => Plan::member(Vec::new()),
             // Not listed, or a 403 (the account shares no organization with
             // us, so it is not in ours): nothing to remove.
-            _ => Plan::not_a_member(),
+            Membership::NotListed => Plan::not_a_member(),
         })
     }
 
@@ -152,26 +198,57 @@ impl Connector for Recoup {
         Ok(Change::Changed)
     }
 
-    async fn verify(&self, cx: &CallContext, t: &Target, _: &Plan) -> Result<(), StepError> {
-        match self.listed(cx, t).await? {
-            Some(true) => Err(StepError::needs_attention(
+    async fn verify(
+        &self,
+        cx: &CallContext,
+        t: &Target,
+        _: &Plan,
+    ) -> Result<Option<Note>, StepError> {
+        match self.membership(cx, t).await? {
+            Membership::Listed => Err(StepError::needs_attention(
                 "membership_still_present",
                 format!(
                     "{} is still a member of {} after removal",
                     t.user_id, t.organization_id
                 ),
             )),
-            _ => Ok(()),
+            Membership::NotListed => Ok(None),
+            Membership::Unreadable { why } => Ok(Some(Note {
+                code: UNVERIFIED,
+                message: format!(
+                    "the removal was sent and answered 200 (Recoup answers so whether or not the account was a member), but not read back: {why}"
+                ),
+            })),
         }
     }
 
-    async fn probe(&self) -> Result<String, StepError> {
-        // Without account_id, Recoup lists the caller's own organizations.
-        super::probe_with(
-            &self.client,
-            Call::new(Method::GET, &["api", "organizations"]),
-        )
-        .await
+    async fn probe(&self) -> Result<Probe, StepError> {
+        if !self.membership_read {
+            return Ok(Probe::Warning(
+                "not checked: membership_read = false, and Recoup documents no read to check the key with".into(),
+            ));
+        }
+        // Without account_id, Recoup lists the caller's own organizations;
+        // the route is not in its published API, so its absence is no
+        // failure, but then nothing proves the key.
+        let cx = CallContext::default();
+        let call = Call::new(Method::GET, &["api", "organizations"]);
+        let (answer, _) = self
+            .client
+            .send(&cx, &call, |a| {
+                super::classify::probe(a, |body| !is_envelope(body))
+            })
+            .await?;
+        Ok(if answer.status == 404 {
+            Probe::Warning(
+                "reachable, but the key is not checked: the server has no GET /api/organizations (not in Recoup's published API), so removals will be noted membership_unverified".into(),
+            )
+        } else {
+            Probe::Passed(format!(
+                "reachable, credentials accepted (HTTP {})",
+                answer.status
+            ))
+        })
     }
 }
 
@@ -218,5 +295,16 @@ mod tests {
         ));
         let wrong_key = answer(403, r#"{"status":"error","error":"Forbidden"}"#);
         assert!(matches!(read_orgs(&wrong_key).verdict, Verdict::Permanent));
+        // A host without the read answers its own 404 page.
+        let no_route = answer(
+            404,
+            "<!DOCTYPE html><title>404: This page could not be found.</title>",
+        );
+        assert!(matches!(read_orgs(&no_route).verdict, Verdict::AlreadyDone));
+        let in_envelope = answer(404, r#"{"status":"error","error":"Account not found"}"#);
+        assert!(matches!(
+            read_orgs(&in_envelope).verdict,
+            Verdict::Permanent
+        ));
     }
 }

@@ -1,4 +1,4 @@
-//! SCIM 2.0 service providers (RFC 7643/7644; api-contracts.md, "SCIM"):
+//! SCIM 2.0 service providers (RFC 7643/7644; `../shared/api-contracts.md`, "SCIM"):
 //! find the user (by id, or by `userName` for an email), remove them from
 //! each group with the RFC PATCH (falling back to the `members` list form
 //! when the server rejects value filters), then deactivate or delete.
@@ -13,7 +13,10 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use super::http::{Answer, Call, Verdict};
-use super::{CallContext, Change, Connector, Member, Plan, ProviderClient, StepError, StripResult};
+use super::{
+    CallContext, Change, Connector, Member, Note, Plan, Probe, ProviderClient, StepError,
+    StripResult,
+};
 use crate::config::Deprovision;
 use crate::domain::ids::check_safe;
 use crate::domain::{ProviderName, RoleId, Target};
@@ -332,13 +335,18 @@ impl Connector for Scim {
         })
     }
 
-    async fn verify(&self, cx: &CallContext, t: &Target, plan: &Plan) -> Result<(), StepError> {
+    async fn verify(
+        &self,
+        cx: &CallContext,
+        t: &Target,
+        plan: &Plan,
+    ) -> Result<Option<Note>, StepError> {
         let Some(id) = plan.subject.as_deref() else {
-            return Ok(()); // no such user at planning time
+            return Ok(None); // no such user at planning time
         };
         match self.read_user(cx, id).await? {
-            None => Ok(()),
-            Some(u) if !u.active && self.deprovision == Deprovision::Deactivate => Ok(()),
+            None => Ok(None),
+            Some(u) if !u.active && self.deprovision == Deprovision::Deactivate => Ok(None),
             Some(_) => Err(StepError::needs_attention(
                 "account_still_active",
                 format!(
@@ -392,10 +400,11 @@ impl Connector for Scim {
         Ok(members)
     }
 
-    async fn probe(&self) -> Result<String, StepError> {
+    async fn probe(&self) -> Result<Probe, StepError> {
         super::probe_with(
             &self.client,
             Call::new(Method::GET, &["Users"]).query("count", "1"),
+            classify::is_scim_error,
         )
         .await
     }

@@ -13,10 +13,15 @@ token_env = "T"
         &[],
     )
     .unwrap();
-    ProviderCatalog::new(&config, None).unwrap()
+    ProviderCatalog::new(&config, None, "--provider NAME").unwrap()
 }
 
 fn read(input: &[u8]) -> Result<IntakeChunk, IntakeError> {
+    read_counting_blanks(input).map(|(chunk, _)| chunk)
+}
+
+/// Every chunk of `input`, and the blank rows skipped.
+fn read_counting_blanks(input: &[u8]) -> Result<(IntakeChunk, u64), IntakeError> {
     let cat = catalog();
     let mut csv = CsvIntake::new(input, &cat)?;
     let mut all = IntakeChunk::default();
@@ -24,7 +29,7 @@ fn read(input: &[u8]) -> Result<IntakeChunk, IntakeError> {
         all.accepted.extend(chunk.accepted);
         all.rejected.extend(chunk.rejected);
     }
-    Ok(all)
+    Ok((all, csv.blank_rows()))
 }
 
 fn users(chunk: &IntakeChunk) -> Vec<(u64, &str)> {
@@ -169,4 +174,44 @@ fn blank_lines_and_short_rows() {
     let chunk = read(input.as_bytes()).unwrap();
     assert_eq!(users(&chunk), [(3, "usr_1")]);
     assert!(chunk.rejected.is_empty());
+}
+
+#[test]
+fn rows_of_only_delimiters_are_counted() {
+    let input = "user_id,org,department_id\n,,\nusr_1,org_a,\n , ,\n\n,,\n";
+    let (chunk, blank) = read_counting_blanks(input.as_bytes()).unwrap();
+    assert_eq!(users(&chunk), [(3, "usr_1")]);
+    assert_eq!(blank, 3, "`,,`, ` , ,` and `,,`; an empty line is no row");
+}
+
+#[test]
+fn bare_cr_rows_then_crlf_rows_number_every_line() {
+    // Old Mac exports end rows in a bare CR; a later edit added CRLF rows.
+    let input = "user_id,org\rusr_1,org_a\rusr_2,org_a\r\nusr_3,org_a\n\rusr_4,org_a\r";
+    let chunk = read(input.as_bytes()).unwrap();
+    assert_eq!(
+        users(&chunk),
+        [(2, "usr_1"), (3, "usr_2"), (4, "usr_3"), (6, "usr_4")]
+    );
+}
+
+#[test]
+fn a_cr_only_file_is_not_read_whole_as_its_header() {
+    let mut input = b"user_id,org\r".to_vec();
+    for i in 0..5000 {
+        input.extend_from_slice(format!("usr_{i},org_a\r").as_bytes());
+    }
+    let chunk = read(&input).unwrap();
+    assert_eq!(chunk.accepted.len(), 5000);
+    assert_eq!(chunk.accepted[4999].line, 5001);
+    let endless = vec![b'a'; 2 * 1024 * 1024];
+    assert!(matches!(read(&endless), Err(IntakeError::Header(_))));
+}
+
+#[test]
+fn a_nul_byte_rejects_its_row_only() {
+    let input = b"user_id,org,reason\nusr_1,org_a,a\0b\nusr_2,org_a,ok\n";
+    let chunk = read(input).unwrap();
+    assert_eq!(rejections(&chunk), [(2, "invalid_encoding")]);
+    assert_eq!(users(&chunk), [(3, "usr_2")]);
 }

@@ -15,12 +15,13 @@ mod pooled;
 use std::borrow::Cow;
 use std::fmt;
 use std::path::Path;
+use std::sync::LazyLock;
 
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
 use super::audit::AuditEvent;
-use super::{Claimed, Finish, StoreError};
+use super::{Backend, Claimed, Finish, StoreError};
 use crate::domain::Step;
 
 /// Writes folded into one transaction at most.
@@ -29,12 +30,53 @@ const MAX_GROUP: usize = 64;
 // The statements both writers send, in `$N` parameters that both engines
 // (and rusqlite, by position) read in the order they appear.
 
-/// Takes the claim when free, expired or already the owner's.
-const CLAIM_SQL: &str =
-    "UPDATE requests SET claim_owner = $1, claim_expires_at = $2, attempts = attempts + 1
-     WHERE id = $3 AND outcome IS NULL
-       AND (claim_owner IS NULL OR claim_owner = $4 OR claim_expires_at < $5)";
-const RENEW_SQL: &str = "UPDATE requests SET claim_expires_at = $1 WHERE id = $2 AND claim_owner = $3 AND outcome IS NULL";
+/// Takes the claim when free, expired or already the owner's, for `$2` ms
+/// of the database's clock.
+static CLAIM_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
+    on_both(|now| {
+        format!(
+            "UPDATE requests SET claim_owner = $1, claim_expires_at = {now} + $2, attempts = attempts + 1
+             WHERE id = $3 AND outcome IS NULL
+               AND (claim_owner IS NULL OR claim_owner = $4 OR claim_expires_at < {now})"
+        )
+    })
+});
+static RENEW_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
+    on_both(|now| {
+        format!(
+            "UPDATE requests SET claim_expires_at = {now} + $1 WHERE id = $2 AND claim_owner = $3 AND outcome IS NULL"
+        )
+    })
+});
+/// Stores a run's audit events between its checkpoints, while it holds
+/// its claim.
+const AUDIT_GUARD_SQL: &str = "UPDATE requests SET claim_owner = claim_owner WHERE id = $1 AND claim_owner = $2 AND outcome IS NULL";
+
+/// A statement for each engine (SQLite's first), given its expression of
+/// the database's clock.
+fn on_both(sql: impl Fn(&str) -> String) -> [String; 2] {
+    [
+        sql(db_now_ms(Backend::Sqlite)),
+        sql(db_now_ms(Backend::Postgres)),
+    ]
+}
+
+/// The database's clock in unix ms. Claims expire by it, not by a
+/// worker's: two hosts whose clocks disagree would otherwise both take a
+/// request, or leave a lapsed one to wait.
+pub(crate) fn db_now_ms(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
+        Backend::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+    }
+}
+
+fn for_backend(sql: &'static [String; 2], backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => &sql[0],
+        Backend::Postgres => &sql[1],
+    }
+}
 const FINISH_SQL: &str =
     "UPDATE requests SET outcome = $1, roles_removed = $2, error_code = $3, error_message = $4,
          finished_at = $5, claim_owner = NULL, claim_expires_at = NULL, attempts = attempts + $6
@@ -72,20 +114,22 @@ const STEP_CONFLICT_SQL: &str = " ON CONFLICT (request_id, step) DO UPDATE SET d
 /// A write of a request's run: taking or renewing its claim, or ending a
 /// step of it.
 pub(super) enum RunWrite {
-    /// Takes the claim when free, expired or already `owner`'s; answers
-    /// whether it was taken.
+    /// Takes the claim when free, expired or already `owner`'s, for
+    /// `lease_ms` of the database's clock; answers whether it was taken.
     Claim {
         id: String,
         owner: String,
-        now: i64,
-        expires_at: i64,
+        lease_ms: i64,
     },
     /// Extends a held claim; answers whether it was still held.
     Renew {
         id: String,
         owner: String,
-        expires_at: i64,
+        lease_ms: i64,
     },
+    /// Only the events that come with it, while the claim is held (a lost
+    /// claim stores none).
+    Audit { id: String, owner: String },
     /// A step's checkpoint; answers whether a cancel was asked for.
     Step {
         id: String,
@@ -131,6 +175,7 @@ impl RunWrite {
         match self {
             RunWrite::Claim { id, .. }
             | RunWrite::Renew { id, .. }
+            | RunWrite::Audit { id, .. }
             | RunWrite::Step { id, .. }
             | RunWrite::Subject { id, .. }
             | RunWrite::Preview { id, .. }
@@ -156,9 +201,10 @@ struct Update<'a> {
 }
 
 impl RunWrite {
-    /// The write as one `UPDATE`, or `None` for a step's checkpoint, which
-    /// each writer stores its own way. `now` stamps a finish.
-    fn update<'a>(&'a self, now: i64) -> Option<Update<'a>> {
+    /// The write as one `UPDATE` in `backend`'s SQL, or `None` for a
+    /// step's checkpoint, which each writer stores its own way. `now`
+    /// stamps a finish.
+    fn update<'a>(&'a self, now: i64, backend: Backend) -> Option<Update<'a>> {
         use Value::{Int, Text};
         let text = |s: &'a str| Text(Some(Cow::Borrowed(s)));
         let opt = |s: Option<&'a str>| Text(s.map(Cow::Borrowed));
@@ -166,28 +212,22 @@ impl RunWrite {
             RunWrite::Claim {
                 id,
                 owner,
-                now,
-                expires_at,
+                lease_ms,
             } => (
-                CLAIM_SQL,
-                vec![
-                    text(owner),
-                    Int(*expires_at),
-                    text(id),
-                    text(owner),
-                    Int(*now),
-                ],
+                for_backend(&CLAIM_SQL, backend),
+                vec![text(owner), Int(*lease_ms), text(id), text(owner)],
                 false,
             ),
             RunWrite::Renew {
                 id,
                 owner,
-                expires_at,
+                lease_ms,
             } => (
-                RENEW_SQL,
-                vec![Int(*expires_at), text(id), text(owner)],
+                for_backend(&RENEW_SQL, backend),
+                vec![Int(*lease_ms), text(id), text(owner)],
                 false,
             ),
+            RunWrite::Audit { id, owner } => (AUDIT_GUARD_SQL, vec![text(id), text(owner)], true),
             RunWrite::Step { .. } => return None,
             RunWrite::Subject { id, owner, subject } => (
                 SUBJECT_SQL,

@@ -205,7 +205,7 @@ fn apply(
     write: &RunWrite,
     now: i64,
 ) -> Result<Answer, rusqlite::Error> {
-    if let Some(update) = write.update(now) {
+    if let Some(update) = write.update(now, super::Backend::Sqlite) {
         let n = tx
             .prepare_cached(update.sql)?
             .execute(rusqlite::params_from_iter(&update.values))?;

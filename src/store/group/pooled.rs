@@ -198,7 +198,7 @@ fn distinct_ids<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
 /// writes; the check is part of the statement.
 async fn apply(tx: &mut sqlx::AnyConnection, write: &RunWrite) -> Answer {
     // `store_steps` answers every step before the other writes run.
-    let Some(update) = write.update(now_ms()) else {
+    let Some(update) = write.update(now_ms(), super::Backend::Postgres) else {
         unreachable!("steps are stored together")
     };
     let mut q = sqlx::query(update.sql);

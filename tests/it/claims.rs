@@ -1,0 +1,154 @@
+//! Claims under stress (issue 31, item 12): a run that loses its claim
+//! stops the step it is in, and every destructive call is on record
+//! before the next one starts.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use offboard::sim::FaultConfig;
+use serde_json::json;
+use sqlx::Row;
+
+use crate::helpers::{Harness, Options, TOKEN_ENV, directory, eventually};
+
+async fn sqlite(h: &Harness) -> sqlx::SqlitePool {
+    let url = format!("sqlite://{}", h.dir.path().join("offboard.db").display());
+    sqlx::SqlitePool::connect(&url).await.unwrap()
+}
+
+/// A user of the generated directory holding at least two roles.
+fn user_with_roles(h: &Harness) -> String {
+    h.sim.state().aitronos.organizations[0]
+        .members
+        .iter()
+        .find(|m| m.role_ids.len() >= 2 && m.user_id != "usr_000001")
+        .map(|m| m.user_id.clone())
+        .expect("a member with two roles")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_claim_stops_the_running_step() {
+    let h = Harness::start_with(
+        directory(),
+        Options {
+            faults: FaultConfig {
+                latency_ms: 1500,
+                ..FaultConfig::default()
+            },
+            timeout_ms: 20_000,
+            ..Options::default()
+        },
+    )
+    .await;
+    let user = user_with_roles(&h);
+    let serve = h.serve(&["--no-api"]).await;
+    let csv = h.write_csv("one.csv", &format!("user_id,org\n{user},org_acme\n"));
+    let out = h.offboard(&["submit", csv.to_str().unwrap()], &[]).await;
+    assert!(out.status.success());
+
+    // Once the plan is stored, the run is removing roles, one slow call
+    // each; then another worker takes the request over.
+    let db = sqlite(&h).await;
+    eventually(30, "the plan's checkpoint", || async {
+        sqlx::query("SELECT 1 FROM step_checkpoints WHERE step = 'plan'")
+            .fetch_optional(&db)
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    sqlx::query(
+        "UPDATE requests SET claim_owner = 'another-worker', claim_expires_at = claim_expires_at + 600000",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+
+    serve.log_line(30, "claim on this request was lost").await;
+    let removals = h
+        .sim
+        .calls()
+        .iter()
+        .filter(|c| c.method == "DELETE" && c.path.contains(&user))
+        .count();
+    assert!(
+        removals <= 1,
+        "{removals} removals after the claim was lost"
+    );
+    serve.stop_within(60).await;
+}
+
+/// Aitronos, as a small mock that looks into the database whenever a
+/// destructive call arrives: how many of the run's earlier removals are on
+/// record by then.
+#[derive(Clone, Default)]
+struct Witness {
+    db: Arc<Mutex<Option<String>>>,
+    seen: Arc<Mutex<Vec<(String, i64)>>>,
+}
+
+async fn aitronos(State(w): State<Witness>, request: Request) -> Response {
+    let path = request.uri().path().to_owned();
+    match *request.method() {
+        Method::GET if path.ends_with("/effective-permissions") => axum::Json(json!({
+            "user_id": "usr_000002",
+            "role_ids": ["role_a", "role_b", "role_c"],
+            "capabilities": [],
+        }))
+        .into_response(),
+        Method::GET => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"success": false, "error": {"code": "USER_NOT_FOUND", "message": "no such member"}})),
+        )
+            .into_response(),
+        Method::DELETE => {
+            let url = w.db.lock().unwrap().clone().unwrap();
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            let on_record: i64 =
+                sqlx::query("SELECT COUNT(*) AS n FROM audit_events WHERE method = 'DELETE'")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+                    .get("n");
+            pool.close().await;
+            w.seen.lock().unwrap().push((path, on_record));
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_removal_is_on_record_before_the_next_starts() {
+    let (listener, url) = crate::helpers::loopback().await;
+    let base = format!("{url}/v1");
+    let witness = Witness::default();
+    let app = Router::new().fallback(aitronos).with_state(witness.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let h = Harness::start_with(
+        directory(),
+        Options {
+            extra_config: format!(
+                "[providers.mock]\nkind = \"aitronos\"\nbase_url = \"{base}\"\ntoken_env = \"{TOKEN_ENV}\"\n"
+            ),
+            ..Options::default()
+        },
+    )
+    .await;
+    *witness.db.lock().unwrap() = Some(format!(
+        "sqlite://{}",
+        h.dir.path().join("offboard.db").display()
+    ));
+    let csv = h.write_csv(
+        "one.csv",
+        "provider,user_id,org\nmock,usr_000002,org_acme\n",
+    );
+    let (code, _, out) = h.run(&csv).await;
+    assert_eq!(code, Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let seen = witness.seen.lock().unwrap().clone();
+    let on_record: Vec<i64> = seen.iter().map(|(_, n)| *n).collect();
+    assert_eq!(on_record, [0, 1, 2, 3], "{seen:?}");
+}
