@@ -222,7 +222,19 @@ fn rail_error(e: crate::pipeline::rails::RailError) -> ApiError {
             "not_in_batch",
             e.to_string(),
         ),
-        other => ApiError::internal(other),
+        RailError::RetryTooOld { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "retry_too_old", e.to_string())
+        }
+        RailError::HoldExpired { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "hold_expired", e.to_string())
+        }
+        RailError::PreviewNotReady { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "preview_not_ready", e.to_string())
+        }
+        RailError::NotRetryable(_) => {
+            ApiError::new(StatusCode::CONFLICT, "not_retryable", e.to_string())
+        }
+        RailError::Store(_) | RailError::Queue(_) => ApiError::internal(e),
     }
 }
 

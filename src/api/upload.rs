@@ -299,6 +299,7 @@ async fn take_in(
                 "blank_lines_ignored": summary.blank_lines_ignored,
                 // Why the batch waits for `approve`, when it does.
                 "halted": summary.halted,
+                "halt_code": summary.halt_code,
                 // A preview waiting for its release.
                 "held": summary.held,
             });

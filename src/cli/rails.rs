@@ -59,7 +59,7 @@ pub async fn approve(config: Option<&Path>, args: ApproveArgs) -> Result<u8, Fai
     .await
     .map_err(rail_failure)?;
     if let Some(halt) = &approval.halted {
-        eprintln!("batch {} is halted: {}", approval.batch_id, halt.reason);
+        eprintln!("batch {} is halted: {halt}", approval.batch_id);
         return Ok(exit::NEEDS_ATTENTION);
     }
     eprintln!(

@@ -87,10 +87,19 @@ pub async fn retry(config: Option<&Path>, args: RetryArgs) -> Result<u8, Failure
         );
     }
     if let Some(halt) = &retried.halted {
-        eprintln!("batch {} is halted: {}", retried.batch_id, halt.reason);
+        eprintln!("batch {} is halted: {halt}", retried.batch_id);
         return Ok(exit::NEEDS_ATTENTION);
     }
     if args.no_wait {
+        return Ok(exit::OK);
+    }
+    if retried.held {
+        // A preview is planned again, here, and waits for its release.
+        process_batch(&engine, &retried.batch_id, std::io::stderr().is_terminal()).await?;
+        eprintln!(
+            "batch {} is held for review again: see `offboard report {}`, then `offboard approve {}`",
+            retried.batch_id, retried.batch_id, retried.batch_id
+        );
         return Ok(exit::OK);
     }
     let counts = process_batch(&engine, &retried.batch_id, std::io::stderr().is_terminal()).await?;

@@ -118,7 +118,12 @@ pub async fn submit(config: Option<&Path>, args: SubmitArgs) -> Result<u8, Failu
             summary.batch_id
         );
         println!("{}", summary.batch_id);
-        return Ok(exit::OK);
+        // A preview some of whose people could not be planned needs a look.
+        return Ok(if counts.failures() > 0 {
+            exit::NEEDS_ATTENTION
+        } else {
+            exit::OK
+        });
     }
     if let Some(reason) = &summary.halted {
         eprintln!("batch {} is halted: {reason}", summary.batch_id);

@@ -2,6 +2,12 @@
 
 use std::time::Duration;
 
+/// A duration in milliseconds as our timestamps count them, saturating
+/// rather than wrapping for an absurd configured value.
+pub fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text

@@ -11,7 +11,7 @@ mod transport;
 
 use std::path::Path;
 
-pub use duration::parse_duration;
+pub use duration::{millis, parse_duration};
 pub use model::{
     AuthScheme, Config, DatabaseConfig, Deprovision, HttpConfig, IntakeConfig, JobsConfig,
     ProviderConfig, ProviderKind, RetryConfig, RetryOverride, SafetyConfig, WorkerConfig,

@@ -406,7 +406,10 @@ async fn finish_if_done(
     if counts.open > 0 || counts.held > 0 {
         return Ok(());
     }
-    let failed = counts.failures() > 0 || counts.rejected > 0;
+    // A cancelled batch (by a person, or a hold that expired) ran nothing.
+    let failed = counts.failures() > 0
+        || counts.rejected > 0
+        || batch.stored_state.as_deref() == Some("cancelled");
     let dest = if failed {
         &folders.failed
     } else {

@@ -63,6 +63,7 @@ pub struct IntakeSummary {
     pub new_requests: u64,
     /// Why the batch waits for approval, when it does.
     pub halted: Option<String>,
+    pub halt_code: Option<HaltCode>,
     /// Stored as a preview that waits for its release.
     pub held: bool,
     /// Rows of only delimiters and spaces (`,,,`), skipped.
@@ -139,7 +140,7 @@ async fn take_rows<R: Read>(
 ) -> Result<IntakeSummary, SubmitError> {
     let dedupe_since = options
         .dedupe_window
-        .map(|w| now_ms() - w.as_millis() as i64);
+        .map(|w| now_ms().saturating_sub(crate::config::millis(w)));
     let mut summary = IntakeSummary {
         batch_id: batch_id.to_owned(),
         accepted_rows: 0,
@@ -147,6 +148,7 @@ async fn take_rows<R: Read>(
         rejected_rows: Vec::new(),
         new_requests: 0,
         halted: None,
+        halt_code: None,
         held: false,
         blank_lines_ignored: 0,
     };
@@ -212,6 +214,7 @@ async fn finish_intake(
             ),
         );
         store.halt_batch(&batch_id, &halt).await?;
+        summary.halt_code = Some(halt.code);
         summary.halted = Some(halt.reason);
         return Ok(summary);
     }

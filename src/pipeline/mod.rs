@@ -12,7 +12,7 @@ use std::time::Duration;
 use tracing::Instrument;
 
 use crate::connectors::{ErrorClass, StepError};
-use crate::domain::Outcome;
+use crate::domain::{Outcome, RunMode};
 use crate::engine::Engine;
 use crate::queue::QueueError;
 use crate::store::{ClaimResult, Claimed, Finish, RequestRow, StoreError, now_ms};
@@ -91,7 +91,8 @@ async fn run_claimed(
                     &request.claim,
                     &crate::store::Finish {
                         outcome: Outcome::Cancelled,
-                        roles_removed: Vec::new(),
+                        // What an earlier attempt removed stays on record.
+                        roles_removed: request.roles_removed.clone(),
                         error_code: Some("cancelled".into()),
                         error_message: Some("cancelled by a person before it ran".into()),
                     },
@@ -103,7 +104,10 @@ async fn run_claimed(
         }
         _ => {}
     }
-    if let Some(at) = request.effective_at.filter(|at| *at > now_ms()) {
+    // A preview plans now, whenever it may run: its release is what must
+    // wait for `effective_at`.
+    let waits = request.mode != RunMode::Preview;
+    if let Some(at) = request.effective_at.filter(|at| waits && *at > now_ms()) {
         engine
             .store()
             .postpone(&request.id, &request.claim, None, 0, &[])

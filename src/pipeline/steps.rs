@@ -69,7 +69,7 @@ pub async fn run(
             engine,
             request,
             Outcome::Skipped,
-            Vec::new(),
+            request.roles_removed.clone(),
             Some(("protected_user", message)),
             &CallContext::default(),
         )
@@ -84,7 +84,7 @@ pub async fn run(
             engine,
             request,
             Outcome::Failed,
-            Vec::new(),
+            request.roles_removed.clone(),
             Some(("unknown_provider", message)),
             &CallContext::default(),
         )
@@ -160,7 +160,7 @@ pub async fn run(
             engine,
             request,
             Outcome::Skipped,
-            Vec::new(),
+            request.roles_removed.clone(),
             Some(("protected_user", message)),
             &cx,
         )
@@ -182,7 +182,7 @@ pub async fn run(
                 engine,
                 request,
                 Outcome::Skipped,
-                Vec::new(),
+                request.roles_removed.clone(),
                 Some(("duplicate_person", message)),
                 &cx,
             )
@@ -363,7 +363,7 @@ async fn save<T: Serialize>(
             engine,
             request,
             Outcome::Cancelled,
-            Vec::new(),
+            request.roles_removed.clone(),
             Some(("cancelled", message)),
             cx,
         )

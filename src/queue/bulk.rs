@@ -61,7 +61,7 @@ const PUSH_CURSOR_SQL: &str =
 /// `enqueued = 2` (intake's `HELD`) leaves out an adopted request (from
 /// another batch or an earlier chunk of this one), which comes unqueued
 /// and gets its job from [`enqueue_page`], and a reopened one.
-const HELD_PAGE_SQL: &str = "SELECT rowid, id, effective_at FROM requests INDEXED BY requests_batch
+const HELD_PAGE_SQL: &str = "SELECT rowid, id, CASE WHEN dry_run = 2 THEN NULL ELSE effective_at END AS effective_at FROM requests INDEXED BY requests_batch
      WHERE batch_id = ?1 AND rowid > ?2 AND enqueued = 2 AND outcome IS NULL
      ORDER BY rowid LIMIT ?3";
 const PUSHED_THROUGH_SQL: &str = "UPDATE batches SET pushed_through = ?2 WHERE id = ?1";
@@ -479,7 +479,7 @@ mod tests {
         );
         assert!(
             store
-                .release_batch(&halted, &crate::domain::Actor::named("approver"), None)
+                .release_batch(&halted, &crate::domain::Actor::named("approver"), None, &[])
                 .await
                 .unwrap()
         );

@@ -155,7 +155,9 @@ pub async fn reconcile(
             .clone()
             .map(DepartmentId::new_unchecked),
     };
-    let since = now_ms() - engine.config().intake.dedupe_window().as_millis() as i64;
+    let since = now_ms().saturating_sub(crate::config::millis(
+        engine.config().intake.dedupe_window(),
+    ));
     let planned = removals
         .iter()
         .map(|u| (u, "not in the roster"))

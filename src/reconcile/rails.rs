@@ -80,7 +80,7 @@ pub struct JobRails {
     pub max_removals: Rail<u64>,
     /// Planned removals as a share of the members, in percent (default 5).
     pub max_removal_percent: Rail<f64>,
-    /// Roster rows, at least, before any run has succeeded (default 1).
+    /// Roster rows, at least, on every run (default 1).
     pub min_roster_rows: Rail<u64>,
     /// Roster rows as a share of the last good run's (default 0.5).
     pub min_roster_ratio: Rail<f64>,
@@ -184,26 +184,23 @@ impl JobRails {
                 "the roster is empty: an empty roster never means \"remove everyone\"",
             ));
         }
-        match (f.last_good_roster, self.min_roster_ratio.limit()) {
-            (Some(last), Some(ratio)) if (rows as f64) < last as f64 * ratio => {
-                return Some(Halt::new(
-                    HaltCode::RosterShrunk,
-                    format!(
-                        "the roster has {rows} rows, fewer than min_roster_ratio = {ratio} of the {last} rows of the job's last good run"
-                    ),
-                ));
-            }
-            (None, _) => {
-                if let Some(floor) = self.min_roster_rows.limit()
-                    && (rows as u64) < floor
-                {
-                    return Some(Halt::new(
-                        HaltCode::MinRosterRows,
-                        format!("the roster has {rows} rows, fewer than min_roster_rows = {floor}"),
-                    ));
-                }
-            }
-            _ => {}
+        if let Some(floor) = self.min_roster_rows.limit()
+            && (rows as u64) < floor
+        {
+            return Some(Halt::new(
+                HaltCode::MinRosterRows,
+                format!("the roster has {rows} rows, fewer than min_roster_rows = {floor}"),
+            ));
+        }
+        if let (Some(last), Some(ratio)) = (f.last_good_roster, self.min_roster_ratio.limit())
+            && (rows as f64) < last as f64 * ratio
+        {
+            return Some(Halt::new(
+                HaltCode::RosterShrunk,
+                format!(
+                    "the roster has {rows} rows, fewer than min_roster_ratio = {ratio} of the {last} rows of the job's last good run"
+                ),
+            ));
         }
         if let Some(pct) = self.max_unmatched_percent.limit()
             && f.unmatched > 0
@@ -301,6 +298,15 @@ mod tests {
         };
         f.roster = Ok(40);
         assert_eq!(code(&off, &f), None);
+        let floor = JobRails {
+            min_roster_rows: Rail::Limit(90),
+            ..off
+        };
+        assert_eq!(
+            code(&floor, &f),
+            Some(HaltCode::MinRosterRows),
+            "a floor always holds"
+        );
     }
 
     #[test]

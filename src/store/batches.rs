@@ -134,10 +134,10 @@ impl Store {
     pub async fn batch_counts(&self, batch: &BatchRow) -> Result<OutcomeCounts, StoreError> {
         let rows = sqlx::query(concat!(
             "SELECT r.outcome AS outcome, CASE WHEN ",
-            held_sql!(),
-            " THEN 1 WHEN ",
             previewed_sql!(),
-            " THEN 2 ELSE 0 END AS held, COUNT(*) AS n
+            " THEN 2 WHEN ",
+            held_sql!(),
+            " THEN 1 ELSE 0 END AS held, COUNT(*) AS n
              FROM batch_entries e JOIN requests r ON r.id = e.request_id
              WHERE e.batch_id = $2
              GROUP BY 1, 2"

@@ -12,6 +12,7 @@ mod intake;
 mod rails;
 mod report;
 mod requests;
+mod retry;
 mod sql;
 mod surfaces;
 
@@ -22,11 +23,12 @@ pub use connect::{Backend, Store};
 pub use intake::{AcceptedRow, IntakeChunk, NewJob, RejectedRow};
 #[cfg(test)]
 pub(crate) use intake::{chunk_of, scratch_batch};
-pub use rails::Released;
 pub(crate) use rails::UNENQUEUED_OF_SQL;
+pub use rails::{LeftOut, Released};
 pub use report::{FIRST_REJECTED, ReportRow, ReportWindow};
 pub(crate) use requests::UNENQUEUED_PAGE;
 pub use requests::{ClaimResult, Claimed, Finish, RequestRow, SubjectClaim};
+pub use retry::{ReopenError, Reopening};
 pub use surfaces::{DropFile, IdempotentAnswer};
 
 /// A failure of the database itself, never of a provider.

@@ -4,6 +4,25 @@ use sqlx::Row;
 
 use super::{Backend, NewJob, Store, StoreError, events, now_ms};
 
+/// A request left out of an approval or a release, with the outcome's
+/// code and message it ends with.
+#[derive(Debug, Clone)]
+pub struct LeftOut {
+    pub id: String,
+    pub code: String,
+    pub message: String,
+}
+
+impl LeftOut {
+    pub fn new(id: &str, code: &str, message: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            code: code.to_owned(),
+            message: message.to_owned(),
+        }
+    }
+}
+
 /// What releasing a held preview did.
 #[derive(Debug)]
 pub struct Released {
@@ -77,13 +96,18 @@ impl Store {
         Ok(())
     }
 
-    /// Lifts a halt with an `approved` event naming `actor` and `only`
-    /// (the caller then enqueues the batch). The halt's own event stays.
+    /// Applies a halted batch in one transaction: lifts the halt (the
+    /// halt's own event stays), cancels the requests `left_out` of the
+    /// approval, and records an `approved` event naming `actor` and `only`.
+    /// False, with nothing changed, when the batch is no longer halted (a
+    /// concurrent approval or cancel came first). The caller then enqueues
+    /// the batch.
     pub async fn release_batch(
         &self,
         batch_id: &str,
         actor: &Actor,
         only: Option<&[String]>,
+        left_out: &[LeftOut],
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let n = sqlx::query(
@@ -94,27 +118,34 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if n == 1 {
-            let detail = serde_json::json!({"only": only});
-            events::insert(&mut tx, batch_id, actor, EventAction::Approved, &detail).await?;
+        if n == 0 {
+            return Ok(false);
         }
+        for left in left_out {
+            self.cancel_in(&mut tx, left).await?;
+        }
+        let detail = serde_json::json!({"only": only, "left_out": left_out.len()});
+        events::insert(&mut tx, batch_id, actor, EventAction::Approved, &detail).await?;
         tx.commit().await?;
-        Ok(n == 1)
+        Ok(true)
     }
 
-    /// Releases a held preview: its planned requests become live (a
-    /// request whose person another open request offboards meanwhile ends
-    /// `skipped` / `duplicate_person`), with a `released` event naming
-    /// `actor`. More than `cap` of them halt the batch with `over(n)`
-    /// instead of letting it run; either way the caller then enqueues it.
+    /// Releases a held preview in one transaction: its planned requests
+    /// become live (a request whose person another open request offboards
+    /// meanwhile ends `skipped` / `duplicate_person`), those `left_out`
+    /// are cancelled, and a `released` event names `actor`. More than
+    /// `cap` of them halt the batch with `over(n)` instead of letting it
+    /// run; either way the caller then enqueues it. `None`, with nothing
+    /// changed, when the batch is no longer held.
     pub async fn release_hold(
         &self,
         batch_id: &str,
         actor: &Actor,
         only: Option<&[String]>,
+        left_out: &[LeftOut],
         cap: u64,
         over: impl Fn(u64) -> Halt,
-    ) -> Result<Released, StoreError> {
+    ) -> Result<Option<Released>, StoreError> {
         let mut tx = self.begin_write().await?;
         if self.backend() == Backend::Postgres {
             // Intakes take turns with this (`write_intake_chunk`): a row
@@ -124,6 +155,19 @@ impl Store {
             )
             .execute(&mut *tx)
             .await?;
+        }
+        let held = sqlx::query(
+            "UPDATE batches SET stored_state = NULL WHERE id = $1 AND stored_state = 'held'",
+        )
+        .bind(batch_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if held == 0 {
+            return Ok(None);
+        }
+        for left in left_out {
+            self.cancel_in(&mut tx, left).await?;
         }
         let live = sqlx::query(
             "UPDATE requests SET dry_run = 0, roles_removed = '', error_message = NULL,
@@ -151,35 +195,27 @@ impl Store {
         let detail = serde_json::json!({"only": only, "requests": live});
         events::insert(&mut tx, batch_id, actor, EventAction::Released, &detail).await?;
         let halted = (live > cap).then(|| over(live));
-        match &halted {
-            Some(halt) => {
-                sqlx::query(
-                    "UPDATE batches SET stored_state = 'halted', halt_code = $1, halt_reason = $2 WHERE id = $3",
-                )
-                .bind(halt.code.as_str())
-                .bind(&halt.reason)
-                .bind(batch_id)
-                .execute(&mut *tx)
-                .await?;
-                let detail = serde_json::json!({"code": halt.code, "reason": halt.reason});
-                events::insert(
-                    &mut tx,
-                    batch_id,
-                    &Actor::system(),
-                    EventAction::Halted,
-                    &detail,
-                )
-                .await?;
-            }
-            None => {
-                sqlx::query("UPDATE batches SET stored_state = NULL WHERE id = $1")
-                    .bind(batch_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+        if let Some(halt) = &halted {
+            sqlx::query(
+                "UPDATE batches SET stored_state = 'halted', halt_code = $1, halt_reason = $2 WHERE id = $3",
+            )
+            .bind(halt.code.as_str())
+            .bind(&halt.reason)
+            .bind(batch_id)
+            .execute(&mut *tx)
+            .await?;
+            let detail = serde_json::json!({"code": halt.code, "reason": halt.reason});
+            events::insert(
+                &mut tx,
+                batch_id,
+                &Actor::system(),
+                EventAction::Halted,
+                &detail,
+            )
+            .await?;
         }
         tx.commit().await?;
-        Ok(Released { duplicates, halted })
+        Ok(Some(Released { duplicates, halted }))
     }
 
     /// Held previews taken in before `before` (unix ms): their hold ran out.
@@ -237,14 +273,26 @@ impl Store {
         code: &str,
         message: &str,
     ) -> Result<bool, StoreError> {
-        let now = self.now_ms();
         let mut tx = self.begin_write().await?;
+        let open = self
+            .cancel_in(&mut tx, &LeftOut::new(id, code, message))
+            .await?;
+        tx.commit().await?;
+        Ok(open)
+    }
+
+    /// [`Store::cancel_request`] inside the caller's transaction.
+    async fn cancel_in(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        left: &LeftOut,
+    ) -> Result<bool, StoreError> {
         // Flag first: a worker holding the request stops before its next
         // step even if its claim is about to lapse.
         let flagged = sqlx::query(
             "UPDATE requests SET cancel_requested = 1 WHERE id = $1 AND outcome IS NULL",
         )
-        .bind(id)
+        .bind(&left.id)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -254,15 +302,14 @@ impl Store {
              WHERE id = $4 AND outcome IS NULL AND (claim_owner IS NULL OR claim_expires_at < {})",
             super::group::db_now_ms(self.backend())
         )))
-        .bind(code)
-        .bind(message)
-        .bind(now)
-        .bind(id)
+        .bind(&left.code)
+        .bind(&left.message)
+        .bind(self.now_ms())
+        .bind(&left.id)
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        tx.commit().await?;
-        tracing::debug!(request = id, ended_now = ended, "request cancelled");
+        tracing::debug!(request = %left.id, ended_now = ended, "request cancelled");
         Ok(flagged > 0)
     }
 
@@ -399,5 +446,6 @@ impl Store {
 }
 
 /// A page of a batch's open requests with no queue job, in id order.
-pub(crate) const UNENQUEUED_OF_SQL: &str = "SELECT id, effective_at FROM requests
+pub(crate) const UNENQUEUED_OF_SQL: &str =
+    "SELECT id, CASE WHEN dry_run = 2 THEN NULL ELSE effective_at END AS effective_at FROM requests
      WHERE batch_id = $1 AND enqueued = 0 AND outcome IS NULL ORDER BY id LIMIT $2";

@@ -97,7 +97,7 @@ impl Store {
             binds.push(Bind::Int(now));
             // Open requests are `scheduled` before their effective time.
             format!(
-                "COALESCE(r.outcome, CASE WHEN r.dry_run = 2 THEN 'held' WHEN r.effective_at > {} THEN 'scheduled' ELSE 'pending' END)",
+                "COALESCE(r.outcome, CASE WHEN r.dry_run = 2 AND r.finished_at IS NOT NULL THEN 'held' WHEN r.effective_at > {} THEN 'scheduled' ELSE 'pending' END)",
                 p.one()
             )
         };

@@ -354,95 +354,6 @@ impl Store {
             .map(|_| ())
     }
 
-    /// The requests of a batch that ended with one of `outcomes` and that
-    /// a retry may reopen (no other open request has their key), as
-    /// (request id, user id), in id order.
-    pub async fn reopenable(
-        &self,
-        batch_id: &str,
-        outcomes: &[Outcome],
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        if outcomes.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut p = super::sql::Params::new(self.backend());
-        let sql = format!(
-            "SELECT r.id AS id, r.user_id AS user_id
-             FROM batch_entries e JOIN requests r ON r.id = e.request_id
-             WHERE e.batch_id = {} AND r.outcome IN ({}){}
-             ORDER BY r.id",
-            p.one(),
-            p.list(outcomes.len()),
-            reopenable_sql("r")
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(batch_id);
-        for o in outcomes {
-            query = query.bind(o.as_str());
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get("id"), r.get("user_id")))
-            .collect())
-    }
-
-    /// Reopens the given requests (those that still ended with one of
-    /// `outcomes`) with a fresh attempt budget and no checkpoint: they plan
-    /// again, since what they planned may be long out of date. What they
-    /// removed before stays in `roles_removed`. Returns the reopened
-    /// requests, which need queue jobs.
-    pub async fn reopen(
-        &self,
-        ids: &[String],
-        outcomes: &[Outcome],
-    ) -> Result<Vec<super::NewJob>, StoreError> {
-        let mut reopened = Vec::new();
-        if outcomes.is_empty() {
-            return Ok(reopened);
-        }
-        let backend = self.backend();
-        let mut tx = self.begin_write().await?;
-        for part in ids.chunks(500) {
-            let mut p = super::sql::Params::new(backend);
-            let listed = p.list(part.len());
-            let sql = format!(
-                "UPDATE requests SET outcome = NULL, attempts = 0, error_code = NULL, error_message = NULL,
-                     finished_at = NULL, enqueued = 0, cancel_requested = 0, subject = NULL
-                 WHERE {} AND outcome IN ({}){}
-                 RETURNING id, effective_at",
-                super::sql::requests_in_id_order(backend, &listed),
-                p.list(outcomes.len()),
-                reopenable_sql("requests")
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for id in part {
-                query = query.bind(id.as_str());
-            }
-            for o in outcomes {
-                query = query.bind(o.as_str());
-            }
-            let rows = query.fetch_all(&mut *tx).await?;
-            let done: Vec<String> = rows.iter().map(|r| r.get("id")).collect();
-            if !done.is_empty() {
-                let sql = format!(
-                    "DELETE FROM step_checkpoints WHERE request_id IN ({})",
-                    super::sql::Params::new(backend).list(done.len())
-                );
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for id in &done {
-                    query = query.bind(id.as_str());
-                }
-                query.execute(&mut *tx).await?;
-            }
-            reopened.extend(rows.iter().map(|r| super::NewJob {
-                request_id: r.get("id"),
-                effective_at: r.get("effective_at"),
-            }));
-        }
-        tx.commit().await?;
-        Ok(reopened)
-    }
-
     /// Marks requests as having a queue job.
     pub async fn mark_enqueued(&self, ids: &[String]) -> Result<(), StoreError> {
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
@@ -475,19 +386,10 @@ impl Store {
     }
 }
 
-/// A finished request (`r`, as the query names `requests`) may be
-/// reopened only while no other open request does its work (same key).
-fn reopenable_sql(r: &str) -> String {
-    format!(
-        "
-       AND NOT EXISTS (SELECT 1 FROM requests o
-                       WHERE o.idempotency_key = {r}.idempotency_key
-                         AND o.outcome IS NULL AND o.dry_run = 0 AND {r}.dry_run = 0)"
-    )
-}
-
-/// A page of open requests with no queue job, oldest first.
-pub(crate) const UNENQUEUED_PAGE: &str = "SELECT id, effective_at FROM requests
+/// A page of open requests with no queue job, oldest first. A held
+/// preview's job runs at once whatever its `effective_at` (here and in
+/// every query that makes jobs): it plans now, and its release waits.
+pub(crate) const UNENQUEUED_PAGE: &str = "SELECT id, CASE WHEN dry_run = 2 THEN NULL ELSE effective_at END AS effective_at FROM requests
      WHERE enqueued = 0 AND outcome IS NULL
        AND batch_id NOT IN (SELECT id FROM batches WHERE stored_state IN ('intake', 'halted', 'cancelled'))
      ORDER BY batch_id, id LIMIT $1";
@@ -668,7 +570,16 @@ mod tests {
         let reopenable = store.reopenable(&batch, &[Outcome::Dead]).await.unwrap();
         assert_eq!(reopenable, [(id.clone(), "u1".to_owned())]);
         let reopened = store
-            .reopen(std::slice::from_ref(&id), &[Outcome::Dead])
+            .reopen(&crate::store::Reopening {
+                batch_id: &batch,
+                outcomes: &[Outcome::Dead],
+                run: std::slice::from_ref(&id),
+                back: &[],
+                mode: RunMode::Live,
+                halt: None,
+                actor: &crate::domain::Actor::named("test"),
+                detail: serde_json::json!({}),
+            })
             .await
             .unwrap();
         assert_eq!(reopened.len(), 1);

@@ -455,3 +455,32 @@ async fn a_held_upload_waits_for_its_release() {
     assert_eq!(s["counts"]["cancelled"], 1, "{s}");
     serve.stop().await;
 }
+
+/// A rail's refusal over HTTP is its own 409, never a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_retry_is_409_retry_too_old() {
+    let h = Harness::start_with(directory(), options()).await;
+    let (code, batch, _) = h.run(&h.write_csv("one.csv", &users_csv(2, 2))).await;
+    assert_eq!(code, Some(0));
+    let db = format!("sqlite://{}", h.dir.path().join("offboard.db").display());
+    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+    sqlx::query("UPDATE batches SET created_at = created_at - 345600000 WHERE id = ?1")
+        .bind(&batch)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let serve = h.serve(&[]).await;
+    let res = serve
+        .authed(
+            serve
+                .client()
+                .post(format!("{}/v1/batches/{batch}/retry", serve.url)),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 409);
+    assert_envelope(&res.json().await.unwrap(), "retry_too_old");
+    serve.stop().await;
+}

@@ -465,3 +465,179 @@ async fn a_released_preview_passes_the_cap_and_a_stale_one_expires() {
         "active"
     );
 }
+
+/// A row of a preview effective later is planned now like the others, so
+/// what its release applies was looked at; it then waits for its time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preview_plans_rows_effective_later_too() {
+    let h = Harness::start(crate::helpers::directory()).await;
+    let later = (chrono::Utc::now() + chrono::Duration::days(2)).to_rfc3339();
+    let csv = h.write_csv(
+        "later.csv",
+        &format!(
+            "user_id,organization_id,transfer_to_department_id,effective_at\n\
+             usr_000002,org_acme,dept_offboarded,\nusr_000003,org_acme,dept_offboarded,{later}\n"
+        ),
+    );
+    let batch = submit_held(&h, &csv).await;
+    let rows = by_user(&h.report(&batch).await);
+    let roles = crate::helpers::member(&h.sim, "usr_000003").role_ids;
+    assert_eq!(rows["usr_000003"]["outcome"], "held", "{rows:?}");
+    assert_eq!(rows["usr_000003"]["roles_removed"], roles.join(";"));
+    let out = h.offboard(&["approve", &batch], &[]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = by_user(&h.report(&batch).await);
+    assert_eq!(rows["usr_000002"]["outcome"], "succeeded");
+    assert_eq!(
+        rows["usr_000003"]["outcome"], "scheduled",
+        "waits for its time"
+    );
+    assert_eq!(
+        crate::helpers::member(&h.sim, "usr_000003").account_state,
+        "active"
+    );
+}
+
+/// A released preview's `plan_changed` request, retried, is previewed
+/// again and waits for a release: nothing nobody looked at is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_preview_is_previewed_again() {
+    let h = Harness::start(crate::helpers::directory()).await;
+    let csv = h.write_csv("held.csv", &crate::helpers::users_csv(4, 4));
+    let batch = submit_held(&h, &csv).await;
+    h.sim
+        .grant_aitronos_role("org_acme", "usr_000004", "role_custom_3")
+        .unwrap();
+    let out = h.offboard(&["approve", &batch], &[]).await;
+    assert_eq!(out.status.code(), Some(3));
+    let out = h
+        .offboard(&["retry", &batch, "--outcome", "needs_attention"], &[])
+        .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = status_json(&h, &batch).await;
+    assert_eq!(status["state"], "held", "{status}");
+    let m = crate::helpers::member(&h.sim, "usr_000004");
+    assert_eq!(
+        m.role_ids,
+        ["role_custom_3"],
+        "the new role waits for a look"
+    );
+    let rows = by_user(&h.report(&batch).await);
+    assert_eq!(rows["usr_000004"]["outcome"], "held");
+    assert_eq!(rows["usr_000004"]["roles_removed"], "role_custom_3");
+    let out = h.offboard(&["approve", &batch], &[]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        crate::helpers::member(&h.sim, "usr_000004").account_state,
+        "deleted"
+    );
+}
+
+/// A retry reopens only the batch's own requests: one its rows linked to
+/// in another batch is that batch's to retry, so a halted retry holds
+/// everything it reopened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_reopens_only_its_own_requests() {
+    let h = Harness::start_with(
+        crate::helpers::directory(),
+        Options {
+            faults: offboard::sim::FaultConfig {
+                error_rate: 1.0,
+                ..offboard::sim::FaultConfig::default()
+            },
+            max_attempts: 1,
+            ..Options::default()
+        },
+    )
+    .await;
+    let first = h.write_csv("first.csv", &crate::helpers::users_csv(2, 3));
+    let out = h.offboard(&["submit", first.to_str().unwrap()], &[]).await;
+    let owner = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let second = h.write_csv("second.csv", &crate::helpers::users_csv(2, 5));
+    let (code, linked, _) = h.run(&second).await;
+    assert_eq!(code, Some(3));
+    assert_eq!(status_json(&h, &linked).await["counts"]["dead"], 4);
+    provider_answers_again(&h).await;
+    let out = h
+        .offboard(
+            &["retry", &linked],
+            &[("OFFBOARD__SAFETY__MAX_BATCH_REQUESTS", "1")],
+        )
+        .await;
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reopens 2 requests"));
+    // Nothing runs while the retry is halted, even with a worker about.
+    let calls = h.sim.calls().len();
+    let out = h.offboard(&["retry", &owner, "--no-wait"], &[]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, _, _) = h
+        .run(&h.write_csv("other.csv", &crate::helpers::users_csv(9, 9)))
+        .await;
+    assert_eq!(code, Some(0));
+    for user in ["usr_000004", "usr_000005"] {
+        assert_eq!(
+            crate::helpers::member(&h.sim, user).account_state,
+            "active",
+            "{user}"
+        );
+    }
+    for user in ["usr_000002", "usr_000003"] {
+        assert_eq!(
+            crate::helpers::member(&h.sim, user).account_state,
+            "deleted",
+            "{user}"
+        );
+    }
+    assert!(h.sim.calls().len() > calls);
+}
+
+/// Two releases of one preview: the second finds it released and changes
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preview_is_released_once() {
+    let h = Harness::start(crate::helpers::directory()).await;
+    let csv = h.write_csv("held.csv", &crate::helpers::users_csv(2, 3));
+    let batch = submit_held(&h, &csv).await;
+    let args = ["approve", batch.as_str(), "--no-wait"];
+    let (a, b) = tokio::join!(
+        h.offboard(&args, &[("USER", "one")]),
+        h.offboard(&args, &[("USER", "two")])
+    );
+    let codes = [a.status.code(), b.status.code()];
+    assert!(
+        codes.contains(&Some(0)) && codes.contains(&Some(2)),
+        "{codes:?}"
+    );
+    let released = status_json(&h, &batch).await["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "released")
+        .count();
+    assert_eq!(released, 1);
+}

@@ -5,23 +5,26 @@ use std::collections::HashSet;
 use super::RailError;
 use crate::domain::{Actor, Halt, HaltCode};
 use crate::engine::Engine;
-use crate::store::{BatchRow, now_ms};
+use crate::store::{BatchRow, LeftOut, now_ms};
 
 /// What an approval did.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Approval {
     pub batch_id: String,
     pub enqueued: u64,
-    /// Requests left out (not in `--only`, or no longer to be removed).
+    /// Requests left out (not in `--only`, back in the roster, or whose
+    /// person another open request offboards).
     pub cancelled: u64,
-    /// A released preview over `[safety] max_batch_requests` waits for an
-    /// approval like any halted batch.
-    pub halted: Option<Halt>,
+    /// Why a released preview over `[safety] max_batch_requests` waits for
+    /// an approval like any halted batch.
+    pub halted: Option<String>,
+    pub halt_code: Option<HaltCode>,
 }
 
 /// Applies a halted batch, or releases a held preview: requests for users
 /// in `only` (all when `None`) and not in `keep` run; the others end
-/// `cancelled`.
+/// `cancelled`. The state change, the cancels and the event are one
+/// transaction, so two approvals at once cannot both act.
 pub async fn approve(
     engine: &Engine,
     batch_id: &str,
@@ -49,29 +52,31 @@ pub async fn approve(
             return Err(RailError::NotInBatch(crate::intake::row::truncate(unknown)));
         }
     }
+    let left_out: Vec<LeftOut> = open
+        .iter()
+        .filter_map(|(id, user)| {
+            if keep.contains(user) {
+                Some(LeftOut::new(
+                    id,
+                    "back_in_roster",
+                    "not removed: back in the roster when the plan was approved",
+                ))
+            } else if only.is_some_and(|o| !o.contains(user)) {
+                Some(LeftOut::new(
+                    id,
+                    "cancelled",
+                    "not removed: left out of the approval (--only)",
+                ))
+            } else {
+                None
+            }
+        })
+        .collect();
     let mut approval = Approval {
         batch_id: batch.id.clone(),
+        cancelled: left_out.len() as u64,
         ..Approval::default()
     };
-    for (id, user) in &open {
-        let why = if keep.contains(user) {
-            Some((
-                "back_in_roster",
-                "not removed: back in the roster when the plan was approved",
-            ))
-        } else if only.is_some_and(|o| !o.contains(user)) {
-            Some((
-                "cancelled",
-                "not removed: left out of the approval (--only)",
-            ))
-        } else {
-            None
-        };
-        if let Some((code, why)) = why {
-            store.cancel_request(id, code, why).await?;
-            approval.cancelled += 1;
-        }
-    }
     if held {
         let cap = engine.config().safety.max_batch_requests;
         let over = |n: u64| {
@@ -84,16 +89,21 @@ pub async fn approve(
             )
         };
         let released = store
-            .release_hold(&batch.id, actor, only, cap, over)
-            .await?;
+            .release_hold(&batch.id, actor, only, &left_out, cap, over)
+            .await?
+            .ok_or_else(|| RailError::NotHalted(batch.id.clone()))?;
         approval.cancelled += released.duplicates;
-        if released.halted.is_some() {
-            approval.halted = released.halted;
+        if let Some(halt) = released.halted {
             tracing::info!(batch = %batch.id, "preview released over the cap: halted");
+            approval.halt_code = Some(halt.code);
+            approval.halted = Some(halt.reason);
             return Ok(approval);
         }
-    } else {
-        store.release_batch(&batch.id, actor, only).await?;
+    } else if !store
+        .release_batch(&batch.id, actor, only, &left_out)
+        .await?
+    {
+        return Err(RailError::NotHalted(batch.id));
     }
     approval.enqueued = engine.queue().enqueue_batch(store, &batch.id).await?;
     tracing::info!(batch = %batch.id, enqueued = approval.enqueued, cancelled = approval.cancelled, "batch approved");
@@ -104,8 +114,9 @@ pub async fn approve(
 /// within `[safety] hold_ttl`; an expired one is cancelled here.
 async fn check_hold(engine: &Engine, batch: &BatchRow) -> Result<(), RailError> {
     let store = engine.store();
-    let ttl = &engine.config().safety.hold_ttl;
-    if now_ms() - batch.created_at > engine.config().safety.hold_ttl().as_millis() as i64 {
+    let safety = &engine.config().safety;
+    if now_ms().saturating_sub(batch.created_at) > crate::config::millis(safety.hold_ttl()) {
+        let ttl = &safety.hold_ttl;
         let why = format!("the hold expired: not released within [safety] hold_ttl = {ttl}");
         store
             .cancel_batch(&batch.id, &why, &Actor::system())
@@ -116,10 +127,11 @@ async fn check_hold(engine: &Engine, batch: &BatchRow) -> Result<(), RailError> 
         });
     }
     let counts = store.batch_counts(batch).await?;
-    if counts.open > 0 {
+    let unplanned = counts.open + counts.scheduled;
+    if unplanned > 0 {
         return Err(RailError::PreviewNotReady {
             batch: batch.id.clone(),
-            open: counts.open,
+            open: unplanned,
         });
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! Cancelling a batch or a single request: the kill switch.
 
 use super::RailError;
-use crate::domain::Actor;
+use crate::domain::{Actor, EventAction};
 use crate::engine::Engine;
 
 /// What a cancel did.
@@ -26,8 +26,14 @@ pub async fn cancel(engine: &Engine, id: &str, actor: &Actor) -> Result<Cancella
             cancelled: n,
         });
     }
-    if store.request(id).await?.is_some() {
+    if let Some(request) = store.request(id).await? {
         let n = u64::from(store.cancel_request(id, "cancelled", &message).await?);
+        if n > 0 {
+            let detail = serde_json::json!({"request": id, "user_id": request.target.user_id});
+            store
+                .record_event(&request.batch_id, actor, EventAction::Cancelled, detail)
+                .await?;
+        }
         return Ok(Cancellation {
             kind: "request",
             id: id.to_owned(),
@@ -41,7 +47,8 @@ pub async fn cancel(engine: &Engine, id: &str, actor: &Actor) -> Result<Cancella
 pub async fn expire_holds(engine: &Engine) -> Result<u64, RailError> {
     let store = engine.store();
     let ttl = &engine.config().safety.hold_ttl;
-    let before = crate::store::now_ms() - engine.config().safety.hold_ttl().as_millis() as i64;
+    let before = crate::store::now_ms()
+        .saturating_sub(crate::config::millis(engine.config().safety.hold_ttl()));
     let expired = store.expired_holds(before).await?;
     let why = format!("the hold expired: not released within [safety] hold_ttl = {ttl}");
     for batch in &expired {

@@ -36,6 +36,8 @@ pub enum RailError {
         "batch {batch} is still being previewed ({open} request(s) to plan): release it once `offboard status {batch}` shows none open"
     )]
     PreviewNotReady { batch: String, open: u64 },
+    #[error("batch {0} is held, cancelled or still being taken in: there is nothing to retry")]
+    NotRetryable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

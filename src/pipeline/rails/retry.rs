@@ -4,9 +4,9 @@
 use std::collections::HashSet;
 
 use super::RailError;
-use crate::domain::{Actor, EventAction, Halt, HaltCode, Outcome};
+use crate::domain::{Actor, EventAction, Halt, HaltCode, Outcome, RunMode};
 use crate::engine::Engine;
-use crate::store::now_ms;
+use crate::store::{ReopenError, Reopening, now_ms};
 
 /// What a retry did.
 #[derive(Debug, Default, serde::Serialize)]
@@ -17,8 +17,12 @@ pub struct Retried {
     /// Reconciliation requests whose person is back in the roster: ended
     /// `cancelled` / `back_in_roster` instead.
     pub back_in_roster: u64,
+    /// The batch was a held preview: its reopened requests are previewed
+    /// again and it waits for a release.
+    pub held: bool,
     /// Why the reopened requests wait for approval, when they do.
-    pub halted: Option<Halt>,
+    pub halted: Option<String>,
+    pub halt_code: Option<HaltCode>,
 }
 
 /// Reopens the batch's requests that ended with one of `outcomes`: each
@@ -41,8 +45,9 @@ pub async fn retry(
         .await?
         .ok_or_else(|| RailError::NotFound(crate::intake::row::truncate(batch_id)))?;
     let safety = &engine.config().safety;
-    let age = now_ms() - batch.created_at;
-    if batch.source != "reconcile" && !force && age > safety.retry_max_age().as_millis() as i64 {
+    let age = now_ms().saturating_sub(batch.created_at);
+    if batch.source != "reconcile" && !force && age > crate::config::millis(safety.retry_max_age())
+    {
         return Err(RailError::RetryTooOld {
             batch: batch.id,
             age_hours: age / 3_600_000,
@@ -50,22 +55,26 @@ pub async fn retry(
         });
     }
     let candidates = store.reopenable(&batch.id, outcomes).await?;
-    let back: HashSet<&str> = candidates
+    let (back, run): (Vec<_>, Vec<_>) = candidates
+        .into_iter()
+        .partition(|(_, user)| keep.contains(user));
+    let back: Vec<String> = back.into_iter().map(|(id, _)| id).collect();
+    let run: Vec<String> = run.into_iter().map(|(id, _)| id).collect();
+    // A batch that was a held preview is previewed again: its requests
+    // apply nothing nobody has looked at, and its release passes the cap.
+    let was_held = store
+        .events(&batch.id)
+        .await?
         .iter()
-        .filter(|(_, user)| keep.contains(user))
-        .map(|(id, _)| id.as_str())
-        .collect();
-    let runs = (candidates.len() - back.len()) as u64;
-    let detail = serde_json::json!({
-        "outcomes": outcomes.iter().map(|o| o.as_str()).collect::<Vec<_>>(),
-        "reopened": runs,
-        "force": force,
-    });
-    store
-        .record_event(&batch.id, actor, EventAction::Retried, detail)
-        .await?;
+        .any(|e| e.action == EventAction::Held);
+    let mode = if was_held {
+        RunMode::Preview
+    } else {
+        RunMode::Live
+    };
     let cap = safety.max_batch_requests;
-    let halted = (runs > cap).then(|| {
+    let runs = run.len() as u64;
+    let halted = (mode == RunMode::Live && runs > cap).then(|| {
         Halt::new(
             HaltCode::MaxBatchRequests,
             format!(
@@ -74,17 +83,28 @@ pub async fn retry(
             ),
         )
     });
-    // Halted before they reopen, so no sweep can give them a job first.
-    if let Some(halt) = &halted {
-        store.halt_batch(&batch.id, halt).await?;
-    }
-    let ids: Vec<String> = candidates.iter().map(|(id, _)| id.clone()).collect();
-    let mut jobs = store.reopen(&ids, outcomes).await?;
-    for id in &back {
-        let why = "not run again: back in the roster when the retry was asked for";
-        store.cancel_request(id, "back_in_roster", why).await?;
-    }
-    jobs.retain(|j| !back.contains(j.request_id.as_str()));
+    let detail = serde_json::json!({
+        "outcomes": outcomes.iter().map(|o| o.as_str()).collect::<Vec<_>>(),
+        "reopened": runs,
+        "back_in_roster": back.len(),
+        "force": force,
+    });
+    let jobs = store
+        .reopen(&Reopening {
+            batch_id: &batch.id,
+            outcomes,
+            run: &run,
+            back: &back,
+            mode,
+            halt: halted.as_ref(),
+            actor,
+            detail,
+        })
+        .await
+        .map_err(|e| match e {
+            ReopenError::NotRetryable(id) => RailError::NotRetryable(id),
+            ReopenError::Store(e) => RailError::Store(e),
+        })?;
     if halted.is_none() {
         engine.queue().enqueue(store, &jobs).await?;
     }
@@ -93,6 +113,8 @@ pub async fn retry(
         batch_id: batch.id,
         requeued: jobs.len() as u64,
         back_in_roster: back.len() as u64,
-        halted,
+        held: mode == RunMode::Preview,
+        halt_code: halted.as_ref().map(|h| h.code),
+        halted: halted.map(|h| h.reason),
     })
 }
