@@ -1,13 +1,20 @@
-//! Bearer-token check for every protected route, in constant time.
+//! Who is calling, and whether they may: every protected route finds the
+//! caller's [`Identity`] (a personal token, the bootstrap token, or a
+//! trusted proxy's header) and checks the role the route needs.
 
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
 use super::{ApiError, ApiState};
+use crate::domain::Role;
+use crate::identity::{Identity, TOKEN_PREFIX, TrustedProxyError, hash_token};
+use crate::store::now_ms;
 
 /// Compares digests of both sides, so neither the length nor a common
 /// prefix of the token shows in the timing.
@@ -30,24 +37,106 @@ fn bearer_token(value: &str) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-pub async fn require_token(
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+}
+
+/// Finds the caller and hands the request on with its [`Identity`], or
+/// answers 401 (no valid credential) or 403 (a proxy's person with no role).
+pub async fn authenticate(
     State(state): State<ApiState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
-    let given = request
-        .headers()
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    match identify(&state, peer, request.headers()).await {
+        Ok(identity) => {
+            request.extensions_mut().insert(identity);
+            next.run(request).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn identify(
+    state: &ApiState,
+    peer: Option<IpAddr>,
+    headers: &HeaderMap,
+) -> Result<Identity, ApiError> {
+    if let Some(proxy) = &state.proxy {
+        // The header counts only from the proxy's own addresses.
+        if peer.is_some_and(|p| proxy.trusts(p))
+            && let Some(value) = headers.get(proxy.header.as_str())
+        {
+            let value = value.to_str().unwrap_or_default();
+            return proxy.identity(value).map_err(|e| match e {
+                TrustedProxyError::NoRole(_) => {
+                    ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+                }
+                TrustedProxyError::Malformed { .. } => unauthorized(&e.to_string()),
+            });
+        }
+    }
+    let token = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(bearer_token);
-    match given {
-        Some(token) if same_secret(token, state.token.expose_secret()) => next.run(request).await,
-        _ => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a valid `Authorization: Bearer <token>` header is required",
-        )
-        .into_response(),
+        .and_then(bearer_token)
+        .ok_or_else(|| {
+            unauthorized("a valid `Authorization: Bearer <token>` header is required")
+        })?;
+    if let Some(bootstrap) = &state.token
+        && same_secret(token, bootstrap.expose_secret())
+    {
+        return Ok(Identity::bootstrap());
+    }
+    if token.starts_with(TOKEN_PREFIX) {
+        let store = state.engine.store();
+        let holder = store
+            .token_by_hash(&hash_token(token))
+            .await
+            .map_err(ApiError::internal)?;
+        if let Some(h) = holder {
+            if h.revoked {
+                return Err(unauthorized("this token was revoked"));
+            }
+            if h.expires_at.is_some_and(|at| at <= now_ms()) {
+                return Err(unauthorized("this token has expired"));
+            }
+            store.touch_token(h.id).await.map_err(ApiError::internal)?;
+            return Ok(Identity {
+                actor: crate::domain::Actor::named(h.name),
+                role: h.role,
+            });
+        }
+    }
+    Err(unauthorized(
+        "a valid `Authorization: Bearer <token>` header is required",
+    ))
+}
+
+/// The 403 for a caller whose role does not reach `needed`.
+pub fn forbidden(identity: &Identity, needed: Role) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!(
+            "this needs the {needed} role; {} has {}",
+            identity.actor, identity.role
+        ),
+    )
+    .details(serde_json::json!({"needed": needed, "role": identity.role}))
+}
+
+/// Lets the request through when its caller's role reaches `needed`.
+pub async fn require_role(State(needed): State<Role>, request: Request, next: Next) -> Response {
+    match request.extensions().get::<Identity>() {
+        Some(identity) if identity.allows(needed) => next.run(request).await,
+        Some(identity) => forbidden(identity, needed).into_response(),
+        None => unauthorized("a valid `Authorization: Bearer <token>` header is required")
+            .into_response(),
     }
 }
 

@@ -9,7 +9,10 @@ use serde_json::json;
 
 use super::error::Params;
 use super::{ApiError, ApiState};
-use crate::domain::{Actor, Outcome};
+use axum::Extension;
+
+use crate::domain::{Outcome, Role};
+use crate::identity::Identity;
 use crate::report::status::{describe, describe_one};
 use crate::report::{JsonReport, csv_parts, json_parts};
 use crate::store::{BatchRow, ReportWindow, Store};
@@ -20,6 +23,9 @@ pub struct Page {
     limit: u32,
     #[serde(default)]
     offset: u64,
+    /// The `next_cursor` of the page before: keyset paging, an index
+    /// seek at any depth (`offset` walks past the earlier rows).
+    after: Option<String>,
     /// Only requests with this outcome (`GET …/requests`).
     outcome: Option<String>,
 }
@@ -28,7 +34,7 @@ fn default_limit() -> u32 {
     50
 }
 
-fn page_limit(limit: u32) -> Result<u32, ApiError> {
+pub(super) fn page_limit(limit: u32) -> Result<u32, ApiError> {
     if (1..=1000).contains(&limit) {
         Ok(limit)
     } else {
@@ -54,17 +60,26 @@ pub async fn list(
 ) -> Result<impl IntoResponse, ApiError> {
     let store = state.engine.store();
     let limit = page_limit(page.limit)?;
-    let rows = store
-        .list_batches(limit, page.offset)
-        .await
-        .map_err(ApiError::internal)?;
-    let more = rows.len() as u32 == limit;
+    // One row past the page says whether another follows.
+    let mut rows = match &page.after {
+        Some(after) => store.list_batches_after(Some(after), limit + 1).await,
+        None if page.offset > 0 => store.list_batches(limit + 1, page.offset).await,
+        None => store.list_batches_after(None, limit + 1).await,
+    }
+    .map_err(ApiError::internal)?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next_cursor = more.then(|| rows.last().map(|b| b.id.clone())).flatten();
+    let next_offset = (more && page.after.is_none()).then(|| page.offset + limit as u64);
     let mut batches = Vec::with_capacity(rows.len());
     for b in rows {
         batches.push(describe(store, b).await.map_err(ApiError::internal)?);
     }
-    let next = more.then(|| page.offset + limit as u64);
-    Ok(axum::Json(json!({"batches": batches, "next_offset": next})))
+    Ok(axum::Json(json!({
+        "batches": batches,
+        "next_cursor": next_cursor,
+        "next_offset": next_offset,
+    })))
 }
 
 pub async fn get(
@@ -98,21 +113,40 @@ pub async fn requests(
         }
     }
     // One row past the page says whether another page follows.
-    let window = ReportWindow {
-        outcome: page.outcome.as_deref(),
-        offset: page.offset,
-        limit: limit + 1,
-    };
-    let selected = store
-        .report_window(&b.id, window)
-        .await
-        .map_err(ApiError::internal)?;
+    let selected = match &page.after {
+        Some(after) => {
+            let line = after.parse::<u64>().map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_query",
+                    "after is not a cursor this API gave",
+                )
+            })?;
+            store
+                .report_page(&b.id, page.outcome.as_deref(), Some(line), limit + 1)
+                .await
+        }
+        None => {
+            let window = ReportWindow {
+                outcome: page.outcome.as_deref(),
+                offset: page.offset,
+                limit: limit + 1,
+            };
+            store.report_window(&b.id, window).await
+        }
+    }
+    .map_err(ApiError::internal)?;
     let more = selected.len() > limit as usize;
     let requests: Vec<_> = selected.into_iter().take(limit as usize).collect();
-    let next = more.then(|| page.offset + limit as u64);
-    Ok(axum::Json(
-        json!({"requests": requests, "next_offset": next}),
-    ))
+    let next_cursor = more
+        .then(|| requests.last().map(|r| r.line.to_string()))
+        .flatten();
+    let next_offset = (more && page.after.is_none()).then(|| page.offset + limit as u64);
+    Ok(axum::Json(json!({
+        "requests": requests,
+        "next_cursor": next_cursor,
+        "next_offset": next_offset,
+    })))
 }
 
 pub async fn report(
@@ -160,6 +194,7 @@ pub struct RetryQuery {
 
 pub async fn retry(
     State(state): State<ApiState>,
+    Extension(identity): Extension<Identity>,
     Path(id): Path<String>,
     Params(q): Params<RetryQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -185,7 +220,7 @@ pub async fn retry(
         &outcomes,
         q.force,
         &keep,
-        &Actor::bootstrap(),
+        &identity.actor,
     )
     .await
     .map_err(rail_error)?;
@@ -234,15 +269,38 @@ fn rail_error(e: crate::pipeline::rails::RailError) -> ApiError {
         RailError::NotRetryable(_) => {
             ApiError::new(StatusCode::CONFLICT, "not_retryable", e.to_string())
         }
+        RailError::FourEyes { .. } => {
+            ApiError::new(StatusCode::FORBIDDEN, "four_eyes_required", e.to_string())
+        }
         RailError::Store(_) | RailError::Queue(_) => ApiError::internal(e),
     }
 }
 
+/// An approver approves any halted batch (not their own) and releases any
+/// preview; an operator releases only a preview they hold.
+async fn may_approve(state: &ApiState, identity: &Identity, id: &str) -> Result<(), ApiError> {
+    if identity.allows(Role::Approver) {
+        return Ok(());
+    }
+    let b = batch(state.engine.store(), id).await?;
+    if b.stored_state.as_deref() == Some("held") {
+        let owner = crate::pipeline::rails::hold_owner(&state.engine, &b.id)
+            .await
+            .map_err(rail_error)?;
+        if owner.as_deref() == Some(identity.actor.as_str()) {
+            return Ok(());
+        }
+    }
+    Err(super::auth::forbidden(identity, Role::Approver))
+}
+
 pub async fn approve(
     State(state): State<ApiState>,
+    Extension(identity): Extension<Identity>,
     Path(id): Path<String>,
     Params(q): Params<ApproveQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
+    may_approve(&state, &identity, &id).await?;
     let only: Option<Vec<String>> = q.only.map(|o| {
         o.split(',')
             .map(|s| s.trim().to_owned())
@@ -255,7 +313,7 @@ pub async fn approve(
         &id,
         only.as_deref(),
         &keep,
-        &Actor::bootstrap(),
+        &identity.actor,
     )
     .await
     .map_err(rail_error)?;
@@ -264,9 +322,10 @@ pub async fn approve(
 
 pub async fn cancel(
     State(state): State<ApiState>,
+    Extension(identity): Extension<Identity>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let c = crate::pipeline::rails::cancel(&state.engine, &id, &Actor::bootstrap())
+    let c = crate::pipeline::rails::cancel(&state.engine, &id, &identity.actor)
         .await
         .map_err(rail_error)?;
     Ok((StatusCode::ACCEPTED, axum::Json(c)))

@@ -4,12 +4,14 @@
 //! `Authorization: Bearer <token>`; errors share one JSON envelope. Every
 //! request is logged once, with its `X-Request-Id`.
 
+mod audit;
 mod auth;
 mod batches;
 mod body;
 mod error;
 mod health;
 mod server;
+mod tokens;
 mod trace;
 mod upload;
 
@@ -19,10 +21,12 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use secrecy::SecretString;
 
+use crate::domain::Role;
 use crate::engine::Engine;
+use crate::identity::TrustedProxy;
 
 pub use error::ApiError;
 pub use server::{Limits, serve};
@@ -31,7 +35,11 @@ pub use server::{Limits, serve};
 #[derive(Clone)]
 pub struct ApiState {
     pub engine: Arc<Engine>,
-    token: Arc<SecretString>,
+    /// The `[http] token_env` token (the built-in admin `bootstrap`), when
+    /// set.
+    token: Option<Arc<SecretString>>,
+    /// `[http.trusted_proxy]`, when configured.
+    proxy: Option<Arc<TrustedProxy>>,
     max_upload_bytes: u64,
     /// Set while queue workers run in this process (`/readyz`); `None`
     /// when this process runs none (`serve --no-workers`), so readiness is
@@ -42,17 +50,54 @@ pub struct ApiState {
 impl ApiState {
     pub fn new(
         engine: Arc<Engine>,
-        token: SecretString,
+        token: Option<SecretString>,
         workers_running: Option<Arc<AtomicBool>>,
-    ) -> Self {
-        let max_upload_bytes = engine.config().http.max_upload_bytes;
-        Self {
+    ) -> Result<Self, crate::config::ConfigError> {
+        let http = &engine.config().http;
+        let max_upload_bytes = http.max_upload_bytes;
+        let proxy = http
+            .trusted_proxy
+            .as_ref()
+            .map(|p| p.parse().map(Arc::new))
+            .transpose()?;
+        Ok(Self {
             engine,
-            token: Arc::new(token),
+            token: token.map(Arc::new),
+            proxy,
             max_upload_bytes,
             workers_running,
-        }
+        })
     }
+}
+
+/// Every route with the role it needs; `approve` checks more itself (an
+/// operator releases only their own hold, a halted batch needs an
+/// approver who did not submit it).
+fn protected_routes(probes: Option<Router<ApiState>>) -> Router<ApiState> {
+    let mut viewer = Router::new()
+        .route("/v1/batches", get(batches::list))
+        .route("/v1/batches/{id}", get(batches::get))
+        .route("/v1/batches/{id}/requests", get(batches::requests))
+        .route("/v1/batches/{id}/report", get(batches::report))
+        .route("/v1/audit", get(audit::list));
+    if let Some(probes) = probes {
+        viewer = viewer.merge(probes);
+    }
+    let operator = Router::new()
+        .route("/v1/batches", post(upload::create_batch))
+        .route("/v1/batches/{id}/retry", post(batches::retry))
+        .route("/v1/batches/{id}/approve", post(batches::approve))
+        .route("/v1/batches/{id}/cancel", post(batches::cancel));
+    let admin = Router::new()
+        .route("/v1/tokens", get(tokens::list).post(tokens::add))
+        .route("/v1/tokens/{name}", delete(tokens::revoke))
+        .route("/v1/purge", post(tokens::purge));
+    // Each group reaches only callers whose role reaches the group's.
+    let needs = |role| axum::middleware::from_fn_with_state(role, auth::require_role);
+    viewer
+        .route_layer(needs(Role::Viewer))
+        .merge(operator.route_layer(needs(Role::Operator)))
+        .merge(admin.route_layer(needs(Role::Admin)))
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -60,20 +105,11 @@ pub fn router(state: ApiState) -> Router {
     let probes = Router::new()
         .route("/readyz", get(health::ready))
         .route("/metrics", get(health::metrics));
-    let mut protected = Router::new()
-        .route("/v1/batches", post(upload::create_batch).get(batches::list))
-        .route("/v1/batches/{id}", get(batches::get))
-        .route("/v1/batches/{id}/requests", get(batches::requests))
-        .route("/v1/batches/{id}/report", get(batches::report))
-        .route("/v1/batches/{id}/retry", post(batches::retry))
-        .route("/v1/batches/{id}/approve", post(batches::approve))
-        .route("/v1/batches/{id}/cancel", post(batches::cancel));
     // Kubernetes probes and Prometheus scrapes carry no token.
-    let public = if http.public_probes {
-        probes
+    let (public, protected) = if http.public_probes {
+        (probes, protected_routes(None))
     } else {
-        protected = protected.merge(probes);
-        Router::new()
+        (Router::new(), protected_routes(Some(probes)))
     };
     let protected = protected
         // Uploads are streamed to disk and limited there, with a 413 in our
@@ -81,7 +117,7 @@ pub fn router(state: ApiState) -> Router {
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            auth::require_token,
+            auth::authenticate,
         ));
     let app = Router::new()
         .route("/healthz", get(health::live))

@@ -58,8 +58,8 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
         };
         while connections.try_join_next().is_some() {}
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors, most likely: give the open
                 // connections a moment to end rather than spin.
@@ -72,7 +72,12 @@ pub async fn serve(
             tokio::spawn(refuse(stream));
             continue;
         };
-        let service = TowerToHyperService::new(app.clone());
+        // The peer's address reaches the handlers: a trusted proxy's
+        // header is believed only from the proxy's own addresses.
+        let service = TowerToHyperService::new(
+            app.clone()
+                .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+        );
         let header_read = limits.header_read;
         let mut close = close.clone();
         connections.spawn(async move {

@@ -12,8 +12,12 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use axum::Extension;
+
 use super::error::Params;
 use super::{ApiError, ApiState, body};
+use crate::domain::Actor;
+use crate::identity::Identity;
 use crate::intake::{IntakeOptions, ProviderCatalog, SubmitError, submit_csv};
 use crate::store::FIRST_REJECTED;
 
@@ -169,6 +173,7 @@ fn stored(status: u16, response: &str) -> Response {
 
 pub async fn create_batch(
     State(state): State<ApiState>,
+    Extension(identity): Extension<Identity>,
     Params(query): Params<UploadQuery>,
     headers: HeaderMap,
     request: Request,
@@ -183,7 +188,7 @@ pub async fn create_batch(
     let (parts, raw) = request.into_parts();
     let upload = body::Upload::new(raw);
     let request = Request::from_parts(parts, upload.limited(whole));
-    let answer = take_upload(state, query, headers, request).await;
+    let answer = take_upload(state, identity.actor, query, headers, request).await;
     // Whatever is left unread (after a 413, say) is read and dropped
     // before the answer goes, so a client still sending can read it.
     upload.drain(2 * limit).await;
@@ -192,11 +197,14 @@ pub async fn create_batch(
 
 async fn take_upload(
     state: ApiState,
+    actor: Actor,
     query: UploadQuery,
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(&headers)?;
+    // A key is each caller's own: another person's same key and file is
+    // another upload, never an answer about someone else's batch.
+    let key = idempotency_key(&headers)?.map(|k| format!("{actor}/{k}"));
     let store = state.engine.store();
     let upload = spool(&state, request).await?;
     if let Some(key) = &key
@@ -231,7 +239,7 @@ async fn take_upload(
     // off half-way (its answer is still kept for the Idempotency-Key).
     let intake = tokio::spawn(async move {
         let store = state.engine.store();
-        let result = take_in(&state, &query, upload).await;
+        let result = take_in(&state, &actor, &query, upload).await;
         if let Some(key) = &key {
             match &result {
                 Ok((status, body, batch_id)) => store
@@ -250,6 +258,7 @@ async fn take_upload(
 /// Takes the spooled file in; the answer's status, body and batch id.
 async fn take_in(
     state: &ApiState,
+    actor: &Actor,
     query: &UploadQuery,
     upload: Spooled,
 ) -> Result<(StatusCode, serde_json::Value, String), ApiError> {
@@ -271,7 +280,7 @@ async fn take_in(
         hold: query.hold,
         dedupe_window: (!query.force).then(|| config.intake.dedupe_window()),
         max_requests: Some(config.safety.max_batch_requests),
-        actor: crate::domain::Actor::bootstrap(),
+        actor: actor.clone(),
         origin: "upload",
     };
     let file = upload.file.reopen().map_err(ApiError::internal)?;

@@ -3,6 +3,7 @@
 //! 0 all fine, 3 some request needs a person, 2 unusable input or config,
 //! 1 anything else.
 
+mod audit;
 mod bench;
 mod check;
 mod demo;
@@ -15,6 +16,7 @@ mod run;
 mod serve;
 mod setup;
 mod status;
+mod tokens;
 
 use std::path::PathBuf;
 
@@ -23,6 +25,7 @@ use clap::{Parser, Subcommand};
 use crate::telemetry::{self, LogFormat};
 
 pub use run::{RunOptions, RunResult};
+pub use tokens::token_request;
 
 /// Exit codes (`../shared/conventions.md`).
 pub mod exit {
@@ -119,6 +122,13 @@ pub enum Command {
     Sim(crate::sim::SimArgs),
     /// Benchmarks against the simulator.
     Bench(bench::BenchArgs),
+    /// Personal API tokens: add, list, revoke.
+    Tokens(tokens::TokensArgs),
+    /// The audit trail: decisions with their actors, and provider calls.
+    Audit(audit::AuditArgs),
+    /// Delete finished batches past [retention] keep_days (a `purged`
+    /// record stays for each).
+    Purge(audit::PurgeArgs),
 }
 
 /// Runs the parsed command and returns the process exit code.
@@ -149,6 +159,9 @@ pub async fn execute(cli: Cli) -> u8 {
             .map(|_| exit::OK)
             .map_err(Failure::other),
         Command::Bench(args) => bench::bench(args).await,
+        Command::Tokens(args) => tokens::tokens(config_path.as_deref(), args).await,
+        Command::Audit(args) => audit::audit(config_path.as_deref(), args).await,
+        Command::Purge(args) => audit::purge(config_path.as_deref(), args).await,
     };
     match result {
         Ok(code) => code,

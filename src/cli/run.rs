@@ -33,7 +33,7 @@ pub struct SubmitArgs {
     #[arg(long)]
     pub force: bool,
     /// Approve the batch even when it exceeds [safety] max_batch_requests
-    /// (for scripted use).
+    /// (for scripts; refused above the cap while [safety] four_eyes is on).
     #[arg(long)]
     pub yes: bool,
     /// Store a preview: plan every row (reads only), remove nothing, and
@@ -127,6 +127,9 @@ pub async fn submit(config: Option<&Path>, args: SubmitArgs) -> Result<u8, Failu
     }
     if let Some(reason) = &summary.halted {
         eprintln!("batch {} is halted: {reason}", summary.batch_id);
+        if args.yes {
+            return Err(four_eyes_refusal(&summary.batch_id));
+        }
     }
     println!("{}", summary.batch_id);
     Ok(if summary.rejected_count > 0 || summary.halted.is_some() {
@@ -169,7 +172,9 @@ pub async fn intake<R: Read>(
         dry_run: opts.dry_run,
         hold: opts.hold,
         dedupe_window: (!opts.force).then(|| engine.config().intake.dedupe_window()),
-        max_requests: (!opts.yes).then_some(engine.config().safety.max_batch_requests),
+        // With four eyes, --yes approves nothing above the cap.
+        max_requests: (!opts.yes || engine.config().safety.four_eyes)
+            .then_some(engine.config().safety.max_batch_requests),
         actor: setup::actor(),
         origin: "cli",
     };
@@ -192,6 +197,9 @@ pub async fn run_batch<R: Read>(
     print_rejections(&summary);
     if let Some(reason) = &summary.halted {
         eprintln!("batch {} is halted: {reason}", summary.batch_id);
+        if opts.yes {
+            return Err(four_eyes_refusal(&summary.batch_id));
+        }
         let batch = engine
             .store()
             .batch(&summary.batch_id)
@@ -301,6 +309,14 @@ async fn wait_for_batch(
         }
         tokio::time::sleep(PROGRESS_INTERVAL).await;
     }
+}
+
+/// `--yes` above the cap while four eyes are asked for: the batch stays
+/// halted for another person.
+fn four_eyes_refusal(batch: &str) -> Failure {
+    Failure::usage(anyhow!(
+        "four_eyes_required: [safety] four_eyes = true, so --yes cannot approve batch {batch} above the cap; another person must run `offboard approve {batch}`"
+    ))
 }
 
 fn print_rejections(summary: &IntakeSummary) {

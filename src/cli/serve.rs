@@ -41,16 +41,27 @@ pub async fn serve(config: Option<&Path>, args: ServeArgs) -> Result<u8, Failure
     let cfg = engine.config().clone();
     // Everything that can be wrong with the setup is checked before any
     // part starts.
+    // The bootstrap token may be left unset once a personal admin token
+    // exists; without either nobody could use the API.
     let api_token = if args.no_api {
         None
     } else {
         let var = &cfg.http.token_env;
-        let token = std::env::var(var).ok().filter(|t| !t.trim().is_empty()).ok_or_else(|| {
-            Failure::usage(anyhow!(
-                "invalid configuration: `http.token_env`: environment variable {var} is not set (it must hold the API token); use --no-api to run without the API"
-            ))
-        })?;
-        Some(SecretString::from(token))
+        let token = std::env::var(var)
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .map(SecretString::from);
+        let has_admin = engine
+            .store()
+            .has_admin_token()
+            .await
+            .map_err(Failure::other)?;
+        if token.is_none() && !has_admin && cfg.http.trusted_proxy.is_none() {
+            return Err(Failure::usage(anyhow!(
+                "invalid configuration: `http.token_env`: environment variable {var} is not set, and no personal admin token exists (`offboard tokens add NAME --role admin`); use --no-api to run without the API"
+            )));
+        }
+        Some(token)
     };
     let jobs_dir = args
         .jobs
@@ -77,11 +88,13 @@ pub async fn serve(config: Option<&Path>, args: ServeArgs) -> Result<u8, Failure
             .map_err(|e| Failure::other(anyhow!("cannot listen on {}: {e}", cfg.http.listen)))?;
         let addr = listener.local_addr().map_err(Failure::other)?;
         println!("api listening on http://{addr}");
-        let app = router(ApiState::new(
+        let state = ApiState::new(
             engine.clone(),
             token,
             (!args.no_workers).then(|| workers_running.clone()),
-        ));
+        )
+        .map_err(Failure::usage)?;
+        let app = router(state);
         let mut stop = stop_rx.clone();
         let limits = crate::api::Limits::new(&cfg.http);
         intake_tasks.push(tokio::spawn(async move {
@@ -152,14 +165,31 @@ pub async fn serve(config: Option<&Path>, args: ServeArgs) -> Result<u8, Failure
     Ok(exit::OK)
 }
 
-/// Every [`PRUNE_EVERY`] until stopped: deletes old finished queue jobs
-/// and cancels held previews whose hold ran out.
+/// How often `serve` applies retention.
+const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// Every [`PRUNE_EVERY`] until stopped: deletes old finished queue jobs,
+/// cancels held previews whose hold ran out, and once a day purges
+/// batches past retention.
 async fn housekeeping(engine: Arc<crate::engine::Engine>, mut stop: watch::Receiver<bool>) {
+    let mut last_purge = None;
     loop {
         match prune_finished(engine.store(), KEEP_FINISHED).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(jobs = n, "pruned finished queue jobs"),
             Err(e) => tracing::warn!(error = %e, "cannot prune finished queue jobs"),
+        }
+        // Retention runs with the housekeeping, at most once a day.
+        if last_purge.is_none_or(|at: std::time::Instant| at.elapsed() >= PURGE_EVERY) {
+            match crate::retention::purge(&engine, false, &crate::domain::Actor::system()).await {
+                Ok(p) if p.is_empty() => {}
+                Ok(p) => tracing::info!(
+                    batches = p.len(),
+                    "purged batches past [retention] keep_days"
+                ),
+                Err(e) => tracing::warn!(error = %e, "cannot purge old batches"),
+            }
+            last_purge = Some(std::time::Instant::now());
         }
         match crate::pipeline::rails::expire_holds(&engine).await {
             Ok(0) => {}

@@ -7,7 +7,9 @@ use serde::Deserialize;
 
 use super::{ConfigError, parse_duration};
 use crate::domain::ids::check_safe;
-use crate::domain::{IdCase, protection};
+use crate::domain::role::UnknownRole;
+use crate::domain::{IdCase, Role, protection};
+use crate::identity::{Cidr, TrustedProxy};
 
 /// The whole worker configuration (`config/offboard.example.toml`).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -20,6 +22,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub jobs: JobsConfig,
     pub safety: SafetyConfig,
+    pub retention: RetentionConfig,
     /// Named provider connections, `[providers.NAME]`.
     pub providers: BTreeMap<String, ProviderConfig>,
 }
@@ -228,6 +231,58 @@ pub struct HttpConfig {
     /// Serve `/readyz` and `/metrics` without the token (probes and
     /// scrapers carry none).
     pub public_probes: bool,
+    /// Single sign-on through a proxy in front of the API.
+    pub trusted_proxy: Option<TrustedProxyConfig>,
+}
+
+/// `[http.trusted_proxy]`: a proxy (oauth2-proxy, an SSO gateway) names
+/// the person in a header, believed only from the proxy's own addresses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedProxyConfig {
+    /// The header that names the person, e.g. `X-Forwarded-Email`.
+    pub header: String,
+    /// The proxy's source addresses or networks (`10.0.0.5`, `10.0.0.0/8`);
+    /// the header is ignored from anywhere else.
+    pub from: Vec<String>,
+    /// People (`alice@acme.example`) or domains (`*@acme.example`) and
+    /// their roles; a person matching neither is refused.
+    #[serde(default)]
+    pub roles: BTreeMap<String, String>,
+}
+
+impl TrustedProxyConfig {
+    /// The validated proxy, or the key and message of the first bad value.
+    pub fn parse(&self) -> Result<TrustedProxy, ConfigError> {
+        let key = |k: &str| format!("http.trusted_proxy.{k}");
+        let header_ok = !self.header.is_empty()
+            && self
+                .header
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !header_ok {
+            return Err(ConfigError::invalid(key("header"), "must be a header name"));
+        }
+        if self.from.is_empty() {
+            return Err(ConfigError::invalid(
+                key("from"),
+                "must list the proxy's addresses: the header is believed only from them",
+            ));
+        }
+        let from = self
+            .from
+            .iter()
+            .map(|c| Cidr::parse(c).map_err(|m| ConfigError::invalid(key("from"), m)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut roles = BTreeMap::new();
+        for (who, role) in &self.roles {
+            let role: Role = role.parse().map_err(|e: UnknownRole| {
+                ConfigError::invalid(key(&format!("roles.{who}")), e.to_string())
+            })?;
+            roles.insert(who.clone(), role);
+        }
+        Ok(TrustedProxy::new(&self.header, from, roles))
+    }
 }
 
 impl Default for HttpConfig {
@@ -241,6 +296,7 @@ impl Default for HttpConfig {
             max_connections: 256,
             shutdown_grace_ms: 10_000,
             public_probes: false,
+            trusted_proxy: None,
         }
     }
 }
@@ -258,6 +314,10 @@ pub struct SafetyConfig {
     pub retry_max_age: String,
     /// A held preview not released within this is cancelled.
     pub hold_ttl: String,
+    /// A halted batch is never approved by the actor who submitted it
+    /// (nor who retried or released it), and `run --yes` approves nothing
+    /// above the cap.
+    pub four_eyes: bool,
 }
 
 impl Default for SafetyConfig {
@@ -266,6 +326,7 @@ impl Default for SafetyConfig {
             max_batch_requests: 500,
             retry_max_age: "72h".into(),
             hold_ttl: "7d".into(),
+            four_eyes: true,
         }
     }
 }
@@ -278,6 +339,22 @@ impl SafetyConfig {
 
     pub fn hold_ttl(&self) -> Duration {
         parse_duration(&self.hold_ttl).unwrap_or(Duration::from_secs(7 * 86_400))
+    }
+}
+
+/// How long the record of a finished batch is kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Finished batches older than this many days are purged (with their
+    /// requests, checkpoints and audit events), leaving one `purged`
+    /// record each; open, halted and held batches never are.
+    pub keep_days: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self { keep_days: 400 }
     }
 }
 
@@ -675,6 +752,15 @@ impl Config {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be positive"));
             }
+        }
+        if let Some(proxy) = &self.http.trusted_proxy {
+            proxy.parse()?;
+        }
+        if self.retention.keep_days == 0 {
+            return Err(ConfigError::invalid(
+                "retention.keep_days",
+                "must be at least 1",
+            ));
         }
         for (name, provider) in &self.providers {
             provider.validate(name)?;

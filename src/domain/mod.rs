@@ -6,6 +6,7 @@ pub mod ids;
 pub mod outcome;
 pub mod protection;
 pub mod request;
+pub mod role;
 pub mod step;
 
 pub use batch::{Actor, BatchEvent, EventAction, Halt, HaltCode};
@@ -13,4 +14,5 @@ pub use ids::{DepartmentId, IdError, OrgId, ProviderName, RoleId, UserId};
 pub use outcome::{BatchState, Outcome, OutcomeCounts};
 pub use protection::{IdCase, Protection};
 pub use request::{IdempotencyKey, Rejection, RunMode, Target};
+pub use role::{Role, check_token_name};
 pub use step::Step;

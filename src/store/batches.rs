@@ -37,6 +37,10 @@ pub struct BatchRow {
     pub created_at: i64,
 }
 
+/// The columns of a listed batch.
+pub(super) const LIST_SQL: &str = "SELECT id, source, source_name, dry_run, stored_state, halt_code, halt_reason, rejected_rows, created_at
+     FROM batches";
+
 /// A request of `r` held for later (`effective_at` still to come), with the
 /// time now as `$1`: the counts call it scheduled and the cursor of
 /// [`Store::first_open_entry`] skips it, so both read "open" alike.
@@ -99,6 +103,35 @@ impl Store {
         .bind(offset as i64)
         .fetch_all(&self.pool)
         .await?;
+        Ok(rows.iter().map(batch_from_row).collect())
+    }
+
+    /// Newest first, after the batch `after` (keyset: a deep page is found
+    /// by the primary key, not by walking past the newer ones).
+    pub async fn list_batches_after(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<BatchRow>, StoreError> {
+        let rows = match after {
+            Some(after) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{LIST_SQL} WHERE id < $1 ORDER BY id DESC LIMIT $2"
+                )))
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{LIST_SQL} ORDER BY id DESC LIMIT $1"
+                )))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
         Ok(rows.iter().map(batch_from_row).collect())
     }
 

@@ -9,12 +9,15 @@ mod connect;
 mod events;
 mod group;
 mod intake;
+mod purge;
 mod rails;
 mod report;
 mod requests;
 mod retry;
 mod sql;
 mod surfaces;
+mod tokens;
+mod trail;
 
 pub use audit::AuditEvent;
 pub use batches::{BatchRow, NewBatch};
@@ -30,6 +33,8 @@ pub(crate) use requests::UNENQUEUED_PAGE;
 pub use requests::{ClaimResult, Claimed, Finish, RequestRow, SubjectClaim};
 pub use retry::{ReopenError, Reopening};
 pub use surfaces::{DropFile, IdempotentAnswer};
+pub use tokens::{NewToken, TokenHolder, TokenRow};
+pub use trail::{TrailCursor, TrailEntry, TrailQuery};
 
 /// A failure of the database itself, never of a provider.
 #[derive(Debug, thiserror::Error)]

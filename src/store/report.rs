@@ -67,6 +67,19 @@ impl Store {
             .await
     }
 
+    /// Up to `limit` lines after line `after`, of `outcome` when given:
+    /// the API's keyset page, found by its key at any depth.
+    pub async fn report_page(
+        &self,
+        batch_id: &str,
+        outcome: Option<&str>,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<ReportRow>, StoreError> {
+        self.report_query(batch_id, outcome, after, Some((0, limit)))
+            .await
+    }
+
     /// One page of the report; the database filters, orders and cuts it.
     pub async fn report_window(
         &self,
@@ -89,6 +102,29 @@ impl Store {
         after: Option<u64>,
         window: Option<(u64, u32)>,
     ) -> Result<Vec<ReportRow>, StoreError> {
+        let (sql, binds) = self.report_sql(batch_id, outcome, after, window);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in binds {
+            q = match b {
+                Bind::Text(t) => q.bind(t),
+                Bind::Int(n) => q.bind(n),
+            };
+        }
+        q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(report_row)
+            .collect()
+    }
+
+    /// The statement of [`Store::report_query`] and its values, in order.
+    fn report_sql(
+        &self,
+        batch_id: &str,
+        outcome: Option<&str>,
+        after: Option<u64>,
+        window: Option<(u64, u32)>,
+    ) -> (String, Vec<Bind>) {
         // Placeholders in text order, each bound in that order (`Params`).
         let mut p = Params::new(self.backend());
         let mut binds: Vec<Bind> = Vec::new();
@@ -158,18 +194,7 @@ impl Store {
             binds.push(Bind::Int(i64::from(limit)));
             binds.push(Bind::Int(line_key(offset)));
         }
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for b in binds {
-            q = match b {
-                Bind::Text(t) => q.bind(t),
-                Bind::Int(n) => q.bind(n),
-            };
-        }
-        q.fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(report_row)
-            .collect()
+        (sql, binds)
     }
 }
 
@@ -211,4 +236,65 @@ fn report_row(r: &AnyRow) -> Result<ReportRow, StoreError> {
             .map(format_ms)
             .unwrap_or_default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{Connection, Row};
+
+    use super::Bind;
+
+    /// The plan SQLite picks for a statement and its values.
+    async fn plan(conn: &mut sqlx::SqliteConnection, sql: &str, binds: Vec<Bind>) -> String {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
+        for b in binds {
+            q = match b {
+                Bind::Text(t) => q.bind(t),
+                Bind::Int(n) => q.bind(n),
+            };
+        }
+        let rows = q.fetch_all(conn).await.unwrap();
+        rows.iter()
+            .map(|r| r.get::<String, _>("detail"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// A deep page of the lists the API pages by cursor is found by a seek
+    /// on a key, at any depth: a batch's requests (and rejected rows) after
+    /// a line, batches after an id, and the audit trail after an id.
+    #[tokio::test]
+    async fn deep_pages_are_index_seeks() {
+        let (_dir, url, store) = crate::store::scratch_store().await;
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        for outcome in [None, Some("failed"), Some("rejected")] {
+            let (sql, binds) = store.report_sql("b1", outcome, Some(900_000), Some((0, 101)));
+            let p = plan(&mut conn, &sql, binds).await;
+            assert!(!p.contains("SCAN"), "{outcome:?}: {p}");
+            assert!(p.contains("line>?"), "{outcome:?}: {p}");
+        }
+        let batches = plan(
+            &mut conn,
+            &format!(
+                "{} WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+                super::super::batches::LIST_SQL
+            ),
+            vec![Bind::Text("01M9".into()), Bind::Int(101)],
+        )
+        .await;
+        assert!(batches.contains("SEARCH batches"), "{batches}");
+        assert!(!batches.contains("TEMP B-TREE"), "{batches}");
+        let calls = plan(
+            &mut conn,
+            "SELECT a.id FROM audit_events a LEFT JOIN requests r ON r.id = a.request_id
+             WHERE a.id > ?1 ORDER BY a.id LIMIT ?2",
+            vec![Bind::Int(1_000_000), Bind::Int(101)],
+        )
+        .await;
+        assert!(
+            calls.contains("SEARCH a USING INTEGER PRIMARY KEY (rowid>?)"),
+            "{calls}"
+        );
+        store.close().await;
+    }
 }

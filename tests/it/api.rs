@@ -290,6 +290,8 @@ async fn the_api_refuses_to_start_without_its_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_halted_upload_is_approved_or_cancelled_over_the_api() {
     let h = Harness::start_with(directory(), halting_options()).await;
+    // The bootstrap token uploads; four eyes: a person approves.
+    let approver = h.token("ann", "approver").await;
     let serve = h.serve(&[]).await;
     let c = serve.client();
     let (status, first) = upload(&serve, &users_csv(2, 4), None).await;
@@ -306,11 +308,12 @@ async fn a_halted_upload_is_approved_or_cancelled_over_the_api() {
     let other = second["batch_id"].as_str().unwrap().to_owned();
     assert_eq!(h.sim.calls().len(), 0, "halted batches make no call");
 
-    let res = serve
-        .authed(c.post(format!(
+    let res = c
+        .post(format!(
             "{}/v1/batches/{batch}/approve?only=usr_000002,usr_000003",
             serve.url
-        )))
+        ))
+        .bearer_auth(&approver)
         .send()
         .await
         .unwrap();

@@ -162,6 +162,21 @@ connect_timeout_ms = 1000
             .expect("offboard runs")
     }
 
+    /// `offboard tokens add NAME --role ROLE`: the new personal token.
+    pub async fn token(&self, name: &str, role: &str) -> String {
+        let out = self
+            .offboard(&["tokens", "add", name, "--role", role], &[])
+            .await;
+        assert!(
+            out.status.success(),
+            "tokens add failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert!(token.starts_with("obt_"), "{token}");
+        token
+    }
+
     /// `offboard run FILE`, returning (exit code, batch id).
     pub async fn run(&self, csv: &Path) -> (Option<i32>, String, Output) {
         let out = self.offboard(&["run", csv.to_str().unwrap()], &[]).await;

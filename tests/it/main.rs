@@ -12,6 +12,7 @@ mod faults;
 mod helpers;
 mod http_server;
 mod intake_edges;
+mod people;
 mod pipeline;
 mod postgres;
 mod reconcile;

@@ -174,8 +174,11 @@ async fn broken_rosters_halt_before_any_change() {
     let (_, batch, _) = s.reconcile(&[]).await;
     let jobs = s.jobs.to_str().unwrap();
     let out =
-        s.h.offboard(&["approve", &batch, "--jobs", jobs], &[])
-            .await;
+        s.h.offboard(
+            &["approve", &batch, "--jobs", jobs],
+            &[("USER", "approver")],
+        )
+        .await;
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -211,7 +214,7 @@ pub async fn approve_only_scenario(database_url: Option<String>) {
                 "--jobs",
                 s.jobs.to_str().unwrap(),
             ],
-            &[],
+            &[("USER", "approver")],
         )
         .await;
     assert_eq!(
@@ -297,7 +300,9 @@ async fn a_big_csv_waits_for_approval() {
         shown.contains("halted: 600 requests exceed [safety] max_batch_requests"),
         "{shown}"
     );
-    let out = h.offboard(&["approve", &batch], &[]).await;
+    let out = h
+        .offboard(&["approve", &batch], &[("USER", "approver")])
+        .await;
     assert_eq!(
         out.status.code(),
         Some(0),

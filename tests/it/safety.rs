@@ -261,6 +261,8 @@ async fn a_retry_passes_the_rails() {
             },
             max_attempts: 1,
             concurrency: 32,
+            // `run --yes` above the cap is refused with four eyes.
+            extra_config: "[safety]\nfour_eyes = false\n".into(),
             ..Options::default()
         },
     )
@@ -313,7 +315,10 @@ async fn a_retry_passes_the_rails() {
     assert_eq!(actions, ["submitted", "retried", "halted"]);
 
     let out = h
-        .offboard(&["approve", &batch, "--only", "usr_000002,usr_999999"], &[])
+        .offboard(
+            &["approve", &batch, "--only", "usr_000002,usr_999999"],
+            &[("USER", "approver")],
+        )
         .await;
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -322,7 +327,10 @@ async fn a_retry_passes_the_rails() {
         String::from_utf8_lossy(&out.stderr)
     );
     let out = h
-        .offboard(&["approve", &batch, "--only", "usr_000002,usr_000003"], &[])
+        .offboard(
+            &["approve", &batch, "--only", "usr_000002,usr_000003"],
+            &[("USER", "approver")],
+        )
         .await;
     assert_eq!(
         out.status.code(),
@@ -383,7 +391,9 @@ async fn a_held_preview_is_the_plan_applied() {
     h.sim
         .grant_aitronos_role("org_acme", "usr_000004", "role_custom_3")
         .unwrap();
-    let out = h.offboard(&["approve", &batch], &[]).await;
+    let out = h
+        .offboard(&["approve", &batch], &[("USER", "approver")])
+        .await;
     assert_eq!(
         out.status.code(),
         Some(3),
@@ -428,6 +438,8 @@ async fn a_released_preview_passes_the_cap_and_a_stale_one_expires() {
     .await;
     let csv = h.write_csv("held.csv", &crate::helpers::users_csv(2, 6));
     let batch = submit_held(&h, &csv).await;
+    // The submitter releases their own hold; over the cap, someone else
+    // must approve it.
     let out = h.offboard(&["approve", &batch], &[]).await;
     assert_eq!(
         out.status.code(),
@@ -439,7 +451,9 @@ async fn a_released_preview_passes_the_cap_and_a_stale_one_expires() {
     assert_eq!(status["state"], "halted");
     assert_eq!(status["halt_code"], "max_batch_requests");
     assert_eq!(destructive_calls(&h), Vec::<String>::new());
-    let out = h.offboard(&["approve", &batch], &[]).await;
+    let out = h
+        .offboard(&["approve", &batch], &[("USER", "approver")])
+        .await;
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -451,7 +465,9 @@ async fn a_released_preview_passes_the_cap_and_a_stale_one_expires() {
     let csv = h.write_csv("stale.csv", &crate::helpers::users_csv(20, 21));
     let stale = submit_held(&h, &csv).await;
     age_batch(&h, &stale, 8).await;
-    let out = h.offboard(&["approve", &stale], &[]).await;
+    let out = h
+        .offboard(&["approve", &stale], &[("USER", "approver")])
+        .await;
     assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("hold_ttl"),
@@ -484,7 +500,9 @@ async fn a_preview_plans_rows_effective_later_too() {
     let roles = crate::helpers::member(&h.sim, "usr_000003").role_ids;
     assert_eq!(rows["usr_000003"]["outcome"], "held", "{rows:?}");
     assert_eq!(rows["usr_000003"]["roles_removed"], roles.join(";"));
-    let out = h.offboard(&["approve", &batch], &[]).await;
+    let out = h
+        .offboard(&["approve", &batch], &[("USER", "approver")])
+        .await;
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -513,7 +531,9 @@ async fn a_retried_preview_is_previewed_again() {
     h.sim
         .grant_aitronos_role("org_acme", "usr_000004", "role_custom_3")
         .unwrap();
-    let out = h.offboard(&["approve", &batch], &[]).await;
+    let out = h
+        .offboard(&["approve", &batch], &[("USER", "approver")])
+        .await;
     assert_eq!(out.status.code(), Some(3));
     let out = h
         .offboard(&["retry", &batch, "--outcome", "needs_attention"], &[])
@@ -535,7 +555,9 @@ async fn a_retried_preview_is_previewed_again() {
     let rows = by_user(&h.report(&batch).await);
     assert_eq!(rows["usr_000004"]["outcome"], "held");
     assert_eq!(rows["usr_000004"]["roles_removed"], "role_custom_3");
-    let out = h.offboard(&["approve", &batch], &[]).await;
+    let out = h
+        .offboard(&["approve", &batch], &[("USER", "approver")])
+        .await;
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use super::RailError;
-use crate::domain::{Actor, Halt, HaltCode};
+use crate::domain::{Actor, EventAction, Halt, HaltCode};
 use crate::engine::Engine;
 use crate::store::{BatchRow, LeftOut, now_ms};
 
@@ -44,6 +44,14 @@ pub async fn approve(
     };
     if held {
         check_hold(engine, &batch).await?;
+    } else if engine.config().safety.four_eyes {
+        let submitters = submitters(engine, &batch.id).await?;
+        if submitters.iter().any(|s| s == actor.as_str()) {
+            return Err(RailError::FourEyes {
+                batch: batch.id,
+                actor: actor.to_string(),
+            });
+        }
     }
     let open = store.open_requests_of(&batch.id).await?;
     if let Some(only) = only {
@@ -135,4 +143,35 @@ async fn check_hold(engine: &Engine, batch: &BatchRow) -> Result<(), RailError> 
         });
     }
     Ok(())
+}
+
+/// Everyone who asked for the batch's work: who submitted it, retried it
+/// or released it. None of them may approve it when four eyes are asked.
+pub async fn submitters(engine: &Engine, batch_id: &str) -> Result<Vec<String>, RailError> {
+    Ok(engine
+        .store()
+        .events(batch_id)
+        .await?
+        .into_iter()
+        .filter(|e| {
+            matches!(
+                e.action,
+                EventAction::Submitted | EventAction::Retried | EventAction::Released
+            )
+        })
+        .map(|e| e.actor)
+        .collect())
+}
+
+/// Who holds a held preview: the actor of its latest `held` event (its
+/// submitter, or whoever retried it into a preview again).
+pub async fn hold_owner(engine: &Engine, batch_id: &str) -> Result<Option<String>, RailError> {
+    Ok(engine
+        .store()
+        .events(batch_id)
+        .await?
+        .into_iter()
+        .rev()
+        .find(|e| e.action == EventAction::Held)
+        .map(|e| e.actor))
 }

@@ -6,7 +6,7 @@ mod approve;
 mod cancel;
 mod retry;
 
-pub use approve::{Approval, approve};
+pub use approve::{Approval, approve, hold_owner, submitters};
 pub use cancel::{Cancellation, cancel, expire_holds};
 pub use retry::{Retried, retry};
 
@@ -38,6 +38,10 @@ pub enum RailError {
     PreviewNotReady { batch: String, open: u64 },
     #[error("batch {0} is held, cancelled or still being taken in: there is nothing to retry")]
     NotRetryable(String),
+    #[error(
+        "four_eyes_required: {actor} submitted batch {batch} (or retried or released it), so another person must approve it ([safety] four_eyes)"
+    )]
+    FourEyes { batch: String, actor: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
