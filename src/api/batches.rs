@@ -330,3 +330,54 @@ pub async fn cancel(
         .map_err(rail_error)?;
     Ok((StatusCode::ACCEPTED, axum::Json(c)))
 }
+
+#[derive(Debug, Deserialize)]
+pub struct ReconcileQuery {
+    /// Plan, store and show the plan; change nothing (the default).
+    #[serde(default = "yes")]
+    dry_run: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST /v1/jobs/{name}/reconcile?dry_run=true`: one reconciliation of a
+/// scheduled job now. An operator may run it as a dry run; a run that
+/// changes anything needs an approver, and passes the same rails.
+pub async fn reconcile(
+    State(state): State<ApiState>,
+    Extension(identity): Extension<Identity>,
+    Path(name): Path<String>,
+    Params(q): Params<ReconcileQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    if !q.dry_run && !identity.allows(Role::Approver) {
+        return Err(super::auth::forbidden(&identity, Role::Approver));
+    }
+    let config = state.engine.config();
+    let dir = std::path::PathBuf::from(&config.jobs.dir);
+    let jobs = crate::jobs::load(&dir, config).map_err(ApiError::internal)?;
+    let spec = jobs.reconcile(&name).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "job_not_found",
+            format!(
+                "no reconciliation job {}",
+                crate::intake::row::truncate(&name)
+            ),
+        )
+    })?;
+    let trigger = crate::reconcile::Trigger {
+        actor: identity.actor.clone(),
+        origin: "schedule",
+    };
+    let result = crate::reconcile::reconcile(&state.engine, spec, q.dry_run, &trigger)
+        .await
+        .map_err(|e| match e {
+            crate::reconcile::ReconcileError::Listing { .. } => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "listing_failed", e.to_string())
+            }
+            other => ApiError::internal(other),
+        })?;
+    Ok((StatusCode::ACCEPTED, axum::Json(result)))
+}

@@ -83,7 +83,7 @@ async fn every_role_against_every_route() {
     let h = Harness::start_with(directory(), options("")).await;
     let p = people(&h).await;
     let serve = h.serve(&["--no-workers"]).await;
-    let routes: [(Method, &str, &str); 15] = [
+    let routes: [(Method, &str, &str); 16] = [
         (Method::GET, "/v1/batches", "viewer"),
         (Method::GET, "/v1/batches/B1", "viewer"),
         (Method::GET, "/v1/batches/B1/requests", "viewer"),
@@ -95,6 +95,7 @@ async fn every_role_against_every_route() {
         (Method::POST, "/v1/batches/B1/retry", "operator"),
         (Method::POST, "/v1/batches/B1/approve", "operator"),
         (Method::POST, "/v1/batches/B1/cancel", "operator"),
+        (Method::POST, "/v1/jobs/nightly/reconcile", "operator"),
         (Method::GET, "/v1/tokens", "admin"),
         (Method::POST, "/v1/tokens", "admin"),
         (Method::DELETE, "/v1/tokens/nobody", "admin"),
@@ -128,6 +129,15 @@ async fn every_role_against_every_route() {
             }
         }
     }
+    // A reconciliation that changes anything needs an approver.
+    let (status, body) = call(
+        &serve,
+        Some(&p.operator),
+        Method::POST,
+        "/v1/jobs/nightly/reconcile?dry_run=false",
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
     serve.stop().await;
 }
 
