@@ -20,6 +20,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod connectors;
+pub mod console;
 pub mod domain;
 pub mod engine;
 pub mod identity;

@@ -30,6 +30,7 @@ use crate::identity::TrustedProxy;
 
 pub use error::ApiError;
 pub use server::{Limits, serve};
+pub(crate) use upload::{bounded as upload_bounded, spool as upload_spool};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -67,6 +68,18 @@ impl ApiState {
             max_upload_bytes,
             workers_running,
         })
+    }
+}
+
+impl ApiState {
+    /// `[http.trusted_proxy]`, when configured.
+    pub fn proxy(&self) -> Option<&TrustedProxy> {
+        self.proxy.as_deref()
+    }
+
+    /// Largest accepted upload, in bytes.
+    pub fn max_upload_bytes(&self) -> u64 {
+        self.max_upload_bytes
     }
 }
 
@@ -124,6 +137,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(health::live))
         .merge(public)
         .merge(protected)
+        .merge(crate::console::router(state.clone()))
         .fallback(error::not_found)
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(

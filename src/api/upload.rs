@@ -37,11 +37,18 @@ pub struct UploadQuery {
 }
 
 /// The spooled upload.
-struct Spooled {
-    file: tempfile::NamedTempFile,
+pub(crate) struct Spooled {
+    pub file: tempfile::NamedTempFile,
     sha256: String,
-    name: Option<String>,
+    pub name: Option<String>,
+    /// The form's short text fields sent before the file (a web form's
+    /// form token and provider choice).
+    pub fields: std::collections::HashMap<String, String>,
 }
+
+/// Text fields kept from a form, and how long each may be.
+const MAX_FIELDS: usize = 8;
+const MAX_FIELD_BYTES: usize = 1024;
 
 /// Writes chunks to a temporary file, failing with 413 past `limit`.
 struct Spool {
@@ -70,12 +77,17 @@ impl Spool {
         self.file.write_all(chunk).map_err(ApiError::internal)
     }
 
-    fn finish(mut self, name: Option<String>) -> Result<Spooled, ApiError> {
+    fn finish(
+        mut self,
+        name: Option<String>,
+        fields: std::collections::HashMap<String, String>,
+    ) -> Result<Spooled, ApiError> {
         self.file.flush().map_err(ApiError::internal)?;
         Ok(Spooled {
             file: self.file,
             sha256: hex::encode(self.hasher.finalize()),
             name,
+            fields,
         })
     }
 }
@@ -109,7 +121,7 @@ fn form_error(e: axum::extract::multipart::MultipartError, what: &str, limit: u6
     }
 }
 
-async fn spool(state: &ApiState, request: Request) -> Result<Spooled, ApiError> {
+pub(crate) async fn spool(state: &ApiState, request: Request) -> Result<Spooled, ApiError> {
     let limit = state.max_upload_bytes;
     let mut spool = Spool::new(limit)?;
     if !is_multipart(request.headers()) {
@@ -124,17 +136,26 @@ async fn spool(state: &ApiState, request: Request) -> Result<Spooled, ApiError> 
             })?;
             spool.write(&chunk)?;
         }
-        return spool.finish(None);
+        return spool.finish(None, Default::default());
     }
     let mut form = Multipart::from_request(request, state)
         .await
         .map_err(|e| bad_upload(format!("not a valid multipart form: {e}")))?;
+    let mut fields = std::collections::HashMap::new();
     while let Some(mut field) = form
         .next_field()
         .await
         .map_err(|e| form_error(e, "not a valid multipart form", limit))?
     {
         if field.name() != Some("file") {
+            let key = field.name().unwrap_or_default().to_owned();
+            let value = field
+                .text()
+                .await
+                .map_err(|e| form_error(e, "a form field could not be read", limit))?;
+            if fields.len() < MAX_FIELDS && value.len() <= MAX_FIELD_BYTES {
+                fields.insert(key, value);
+            }
             continue;
         }
         let name = field.file_name().map(crate::intake::row::truncate);
@@ -145,7 +166,7 @@ async fn spool(state: &ApiState, request: Request) -> Result<Spooled, ApiError> 
         {
             spool.write(&chunk)?;
         }
-        return spool.finish(name);
+        return spool.finish(name, fields);
     }
     Err(bad_upload("the multipart form has no `file` field"))
 }
@@ -178,19 +199,30 @@ pub async fn create_batch(
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, ApiError> {
-    // The whole body is bounded, not only the file: a form of endless part
-    // headers must not grow memory.
     let limit = state.max_upload_bytes;
-    let whole = match is_multipart(&headers) {
+    bounded(limit, request, async |request| {
+        take_upload(state, identity.actor, query, headers, request).await
+    })
+    .await
+}
+
+/// Runs `take` on the request with its whole body bounded, not only the
+/// file (a form of endless part headers must not grow memory); whatever is
+/// left unread (after a 413, say) is read and dropped before the answer
+/// goes, so a client still sending can read it.
+pub(crate) async fn bounded<T>(
+    limit: u64,
+    request: Request,
+    take: impl AsyncFnOnce(Request) -> T,
+) -> T {
+    let whole = match is_multipart(request.headers()) {
         true => limit + body::MULTIPART_ALLOWANCE,
         false => limit,
     };
     let (parts, raw) = request.into_parts();
     let upload = body::Upload::new(raw);
     let request = Request::from_parts(parts, upload.limited(whole));
-    let answer = take_upload(state, identity.actor, query, headers, request).await;
-    // Whatever is left unread (after a 413, say) is read and dropped
-    // before the answer goes, so a client still sending can read it.
+    let answer = take(request).await;
     upload.drain(2 * limit).await;
     answer
 }

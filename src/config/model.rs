@@ -233,6 +233,15 @@ pub struct HttpConfig {
     pub public_probes: bool,
     /// Single sign-on through a proxy in front of the API.
     pub trusted_proxy: Option<TrustedProxyConfig>,
+    /// A web console session ends after this long without a request.
+    pub session_idle: String,
+}
+
+impl HttpConfig {
+    pub fn session_idle(&self) -> Duration {
+        // Validated at load time.
+        parse_duration(&self.session_idle).unwrap_or(Duration::from_secs(1800))
+    }
 }
 
 /// `[http.trusted_proxy]`: a proxy (oauth2-proxy, an SSO gateway) names
@@ -297,6 +306,7 @@ impl Default for HttpConfig {
             shutdown_grace_ms: 10_000,
             public_probes: false,
             trusted_proxy: None,
+            session_idle: "30m".into(),
         }
     }
 }
@@ -753,6 +763,8 @@ impl Config {
                 return Err(ConfigError::invalid(key, "must be positive"));
             }
         }
+        parse_duration(&self.http.session_idle)
+            .map_err(|m| ConfigError::invalid("http.session_idle", m))?;
         if let Some(proxy) = &self.http.trusted_proxy {
             proxy.parse()?;
         }

@@ -416,8 +416,9 @@ async fn finish_if_done(
         &folders.done
     };
     let target = unique(dest, name);
-    write_report_file(store, batch_id, &sidecar(&target, "report.csv")).await?;
+    // The report comes last: once it is there, so is everything else.
     write_events_file(store, batch_id, &sidecar(&target, "events.json")).await?;
+    write_report_file(store, batch_id, &sidecar(&target, "report.csv")).await?;
     std::fs::rename(folders.processing.join(name), &target).map_err(|e| e.to_string())?;
     store
         .update_drop_file(sha, None, if failed { "failed" } else { "done" })

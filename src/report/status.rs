@@ -31,7 +31,7 @@ pub async fn describe(store: &Store, batch: BatchRow) -> Result<BatchStatus, Sto
     let counts = store.batch_counts(&batch).await?;
     let state = Store::batch_state(&batch, &counts).to_string();
     let total = counts.requests();
-    let settled = counts.finished() + counts.scheduled;
+    let settled = counts.finished() + counts.scheduled + counts.held;
     let progress = if total == 0 {
         1.0
     } else {

@@ -135,6 +135,33 @@ impl Store {
         Ok(rows.iter().map(batch_from_row).collect())
     }
 
+    /// Batches waiting for a person (halted or held), newest first.
+    pub async fn waiting_batches(&self, limit: u32) -> Result<Vec<BatchRow>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{LIST_SQL} WHERE stored_state IN ('halted', 'held') ORDER BY id DESC LIMIT $1"
+        )))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(batch_from_row).collect())
+    }
+
+    /// The newest batch from `source` called `name` (a job's last run).
+    pub async fn last_batch_of(
+        &self,
+        source: &str,
+        name: &str,
+    ) -> Result<Option<BatchRow>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{LIST_SQL} WHERE source = $1 AND source_name = $2 ORDER BY created_at DESC, id DESC LIMIT 1"
+        )))
+        .bind(source)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| batch_from_row(&r)))
+    }
+
     /// The line of the batch's first entry at or after `from_line` whose
     /// request is still to run (no outcome, not scheduled for later): one
     /// that [`Store::batch_counts`] counts as open. A waiter that keeps
