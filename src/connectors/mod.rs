@@ -214,6 +214,18 @@ pub trait Connector: Send + Sync {
         plan: &Plan,
     ) -> Result<Change, StepError>;
 
+    /// Policy step after removal (Auth0 `revoke_sessions`): ends the
+    /// user's sessions and refresh tokens. `None` when this connection has
+    /// no such policy (the step is then not checkpointed); `Some(false)`
+    /// when the provider knows no such user, so there was nothing to end.
+    async fn revoke_sessions(
+        &self,
+        _cx: &CallContext,
+        _target: &Target,
+    ) -> Result<Option<bool>, StepError> {
+        Ok(None)
+    }
+
     /// Policy step after removal (Aitronos `prune_custom_roles`): returns
     /// notes on what was left alone and why, or `None` when this connection
     /// has no such policy (the step is then not even checkpointed).
@@ -313,7 +325,13 @@ pub fn build(
     let cfg = &provider.config;
     Ok(match cfg.kind {
         ProviderKind::Aitronos => Arc::new(aitronos::Aitronos::new(client, cfg.prune_custom_roles)),
-        ProviderKind::Auth0 => Arc::new(auth0::Auth0::new(client, cfg.block_user)),
+        ProviderKind::Auth0 => Arc::new(auth0::Auth0::new(
+            client,
+            auth0::Policy {
+                block_user: cfg.block_user,
+                revoke_sessions: cfg.revoke_sessions,
+            },
+        )),
         ProviderKind::Recoup => Arc::new(recoup::Recoup::new(
             client,
             cfg.membership_read.unwrap_or(true),

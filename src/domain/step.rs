@@ -10,6 +10,8 @@ pub enum Step {
     Plan,
     StripRoles,
     RemoveMembership,
+    /// Auth0 `revoke_sessions`: the user's sessions and refresh tokens.
+    RevokeSessions,
     PruneCustomRoles,
     Verify,
 }
@@ -17,10 +19,11 @@ pub enum Step {
 impl Step {
     /// Every step in pipeline order. Resource transfer happens inside
     /// `RemoveMembership` for Aitronos, which does both in one call.
-    pub const ORDER: [Step; 5] = [
+    pub const ORDER: [Step; 6] = [
         Step::Plan,
         Step::StripRoles,
         Step::RemoveMembership,
+        Step::RevokeSessions,
         Step::PruneCustomRoles,
         Step::Verify,
     ];
@@ -30,6 +33,7 @@ impl Step {
             Step::Plan => "plan",
             Step::StripRoles => "strip_roles",
             Step::RemoveMembership => "remove_membership",
+            Step::RevokeSessions => "revoke_sessions",
             Step::PruneCustomRoles => "prune_custom_roles",
             Step::Verify => "verify",
         }

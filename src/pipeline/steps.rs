@@ -1,4 +1,5 @@
-//! The step loop: plan → strip_roles → remove_membership → verify, each
+//! The step loop: plan → strip_roles → remove_membership →
+//! revoke_sessions → prune_custom_roles → verify, each
 //! skipped when its checkpoint exists, each checkpointed with the audit
 //! events of its calls.
 
@@ -44,6 +45,13 @@ struct StripCheckpoint {
 #[derive(Debug, Serialize, Deserialize)]
 struct MembershipCheckpoint {
     change: Change,
+}
+
+/// Checkpoint of `revoke_sessions`: whether the provider had the user
+/// (and so ended their sessions and refresh tokens).
+#[derive(Debug, Serialize, Deserialize)]
+struct RevokeCheckpoint {
+    revoked: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -280,6 +288,24 @@ pub async fn run(
         }
     };
 
+    // Tenant-wide, so it runs whatever the plan found: a retry after a
+    // missing scope plans a person whose membership is already gone.
+    let revoked = match checkpoints.get(&Step::RevokeSessions) {
+        Some(v) => decode::<RevokeCheckpoint>(v)?.revoked,
+        None => match connector
+            .revoke_sessions(&cx, t)
+            .await
+            .map_err(|e| stop(e, strip.removed.clone()))?
+        {
+            Some(revoked) => {
+                let cp = RevokeCheckpoint { revoked };
+                save(engine, request, Step::RevokeSessions, &cp, &cx).await?;
+                revoked
+            }
+            None => false,
+        },
+    };
+
     let prune: PruneCheckpoint = match checkpoints.get(&Step::PruneCustomRoles) {
         Some(v) => decode(v)?,
         None => {
@@ -329,8 +355,14 @@ pub async fn run(
     // A role left alone by pruning, or a removal the provider could not
     // show, is worth a note, not a failure.
     let mut notes: Vec<String> = verified.iter().map(|n| n.message.clone()).collect();
+    if revoked {
+        notes.push(format!(
+            "sessions and refresh tokens of {} revoked, tenant-wide",
+            t.user_id
+        ));
+    }
     notes.extend(prune.notes);
-    let code = verified.map_or("", |n| n.code);
+    let code = verified.map_or(if revoked { "sessions_revoked" } else { "" }, |n| n.code);
     let note = (!notes.is_empty()).then(|| (code, notes.join("; ")));
     finish(engine, request, outcome, removed, note, &cx).await
 }

@@ -19,7 +19,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, patch};
+use axum::routing::{delete, get, patch};
 use std::sync::Arc;
 
 use super::faults::{FaultLayer, Quota};
@@ -60,6 +60,11 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
         )
         .route_ids("/users/{user}/organizations", get(users::organizations))
         .route_ids("/users/{user}", patch(users::update))
+        .route_ids("/users/{user}/sessions", delete(users::delete_sessions))
+        .route_ids(
+            "/users/{user}/refresh-tokens",
+            delete(users::delete_refresh_tokens),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)

@@ -16,6 +16,7 @@ mod pipeline;
 mod postgres;
 mod reconcile;
 mod resume;
+mod revoke;
 mod safety;
 mod small_things;
 mod upgrade;

@@ -32,18 +32,33 @@ const CONSISTENCY_WAIT: Duration = Duration::from_secs(3);
 pub struct Auth0 {
     name: ProviderName,
     client: ProviderClient,
-    block_user: bool,
+    policy: Policy,
+}
+
+/// What a connection does beyond removing roles and the membership.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Policy {
+    /// Block the user (`PATCH /users/{id}`) after removal.
+    pub block_user: bool,
+    /// Revoke the user's sessions and refresh tokens after removal.
+    pub revoke_sessions: bool,
 }
 
 impl Auth0 {
-    pub fn new(client: ProviderClient, block_user: bool) -> Self {
+    pub fn new(client: ProviderClient, policy: Policy) -> Self {
         Self {
             name: ProviderName::new_unchecked(client.provider()),
             client,
-            block_user,
+            policy,
         }
     }
 }
+
+/// The tenant-wide revocations, each with the scope it needs.
+const REVOCATIONS: [(&str, &str); 2] = [
+    ("sessions", "delete:sessions"),
+    ("refresh-tokens", "delete:refresh_tokens"),
+];
 
 #[derive(Deserialize)]
 struct Role {
@@ -182,12 +197,41 @@ impl Connector for Auth0 {
         )
         .json(serde_json::json!({ "members": [t.user_id.as_str()] }));
         self.client.send(cx, &call, classify::write).await?;
-        if self.block_user {
+        if self.policy.block_user {
             let call = Call::new(Method::PATCH, &["users", t.user_id.as_str()])
                 .json(serde_json::json!({ "blocked": true }));
             self.client.send(cx, &call, classify::write).await?;
         }
         Ok(Change::Changed)
+    }
+
+    async fn revoke_sessions(
+        &self,
+        cx: &CallContext,
+        t: &Target,
+    ) -> Result<Option<bool>, StepError> {
+        if !self.policy.revoke_sessions {
+            return Ok(None);
+        }
+        let mut revoked = false;
+        for (what, scope) in REVOCATIONS {
+            let call = Call::new(Method::DELETE, &["users", t.user_id.as_str(), what]);
+            match self.client.send(cx, &call, classify::revoke).await {
+                Ok((_, verdict)) => revoked |= matches!(verdict, Verdict::Done),
+                Err(e) if e.code == classify::INSUFFICIENT_SCOPE => {
+                    return Err(StepError::needs_attention(
+                        "revoke_scope_missing",
+                        format!(
+                            "the Management API token lacks the scope {scope}, so the {} of {} were not revoked (their roles and membership are removed); grant {scope} to the application, then retry this request",
+                            what.replace('-', " "),
+                            t.user_id
+                        ),
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Some(revoked))
     }
 
     async fn verify(

@@ -84,6 +84,15 @@ pub(super) fn inexistent_organization() -> Problem {
     )
 }
 
+/// A call whose scope the token lacks (`FaultConfig::auth0_missing_scopes`).
+pub(super) fn insufficient_scope(scope: &str) -> Problem {
+    Problem::new(
+        StatusCode::FORBIDDEN,
+        "insufficient_scope",
+        format!("Insufficient scope; expected: {scope}"),
+    )
+}
+
 pub(super) fn invalid_body(message: impl Into<String>) -> Problem {
     Problem::new(StatusCode::BAD_REQUEST, "invalid_body", message)
 }

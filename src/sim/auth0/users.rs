@@ -1,16 +1,17 @@
-//! `/users/{user}/…`: the organizations a user belongs to (verify), and
-//! blocking a user.
+//! `/users/{user}/…`: the organizations a user belongs to (verify),
+//! blocking a user, and ending their sessions and refresh tokens.
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use chrono::Utc;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-use super::envelope::{Answer, invalid_body, object_body};
+use super::envelope::{Answer, insufficient_scope, invalid_body, object_body};
 use super::paging::OffsetPage;
 use crate::sim::request::{PathIds, QueryPairs};
 use crate::sim::state::SimState;
@@ -76,4 +77,34 @@ pub(super) async fn update(
         "blocked": user.blocked,
     }))
     .into_response())
+}
+
+/// `DELETE /users/{user}/sessions`: 202, every session of the user ended.
+pub(super) async fn delete_sessions(State(state): State<Arc<SimState>>, ids: PathIds) -> Answer {
+    revoke(&state, &ids, "delete:sessions", |u| u.sessions = 0)
+}
+
+/// `DELETE /users/{user}/refresh-tokens`: 202, every refresh token revoked.
+pub(super) async fn delete_refresh_tokens(
+    State(state): State<Arc<SimState>>,
+    ids: PathIds,
+) -> Answer {
+    revoke(&state, &ids, "delete:refresh_tokens", |u| {
+        u.refresh_tokens = 0
+    })
+}
+
+/// The scope is checked before the user, as the vendor authorises first.
+fn revoke(
+    state: &SimState,
+    ids: &PathIds,
+    scope: &str,
+    end: impl FnOnce(&mut crate::sim::directory::Auth0User),
+) -> Answer {
+    if state.faults.auth0_lacks_scope(scope) {
+        return Err(insufficient_scope(scope).into());
+    }
+    let mut store = state.auth0();
+    end(store.user_mut(ids.get("user"))?);
+    Ok(StatusCode::ACCEPTED.into_response())
 }
