@@ -208,8 +208,19 @@ async fn still_wanted(
 
 #[derive(Debug, Deserialize)]
 pub struct ApproveQuery {
-    /// Comma-separated user ids: apply only their requests.
+    /// Comma-separated user ids: apply (or undo) only their requests.
     only: Option<String>,
+}
+
+impl ApproveQuery {
+    fn only(self) -> Option<Vec<String>> {
+        self.only.map(|o| {
+            o.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+    }
 }
 
 fn rail_error(e: crate::pipeline::rails::RailError) -> ApiError {
@@ -222,6 +233,15 @@ fn rail_error(e: crate::pipeline::rails::RailError) -> ApiError {
             "not_in_batch",
             e.to_string(),
         ),
+        RailError::UndoOfUndo(_) => {
+            ApiError::new(StatusCode::CONFLICT, "undo_of_undo", e.to_string())
+        }
+        RailError::NothingToUndo(_) => {
+            ApiError::new(StatusCode::CONFLICT, "nothing_to_undo", e.to_string())
+        }
+        RailError::NotFinished { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "batch_not_finished", e.to_string())
+        }
         other => ApiError::internal(other),
     }
 }
@@ -231,12 +251,7 @@ pub async fn approve(
     Path(id): Path<String>,
     Params(q): Params<ApproveQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let only: Option<Vec<String>> = q.only.map(|o| {
-        o.split(',')
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect()
-    });
+    let only = q.only();
     let keep = still_wanted(&state, &id).await?;
     let approval = crate::pipeline::rails::approve(
         &state.engine,
@@ -258,4 +273,18 @@ pub async fn cancel(
         .await
         .map_err(rail_error)?;
     Ok((StatusCode::ACCEPTED, axum::Json(c)))
+}
+
+/// `POST /v1/batches/{id}/undo[?only=USER,…]`: 202 with the undo batch.
+pub async fn undo(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Params(q): Params<ApproveQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let only = q.only();
+    let undo =
+        crate::pipeline::rails::undo(&state.engine, &id, only.as_deref(), &Actor::bootstrap())
+            .await
+            .map_err(rail_error)?;
+    Ok((StatusCode::ACCEPTED, axum::Json(undo)))
 }

@@ -67,7 +67,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/batches/{id}/report", get(batches::report))
         .route("/v1/batches/{id}/retry", post(batches::retry))
         .route("/v1/batches/{id}/approve", post(batches::approve))
-        .route("/v1/batches/{id}/cancel", post(batches::cancel));
+        .route("/v1/batches/{id}/cancel", post(batches::cancel))
+        .route("/v1/batches/{id}/undo", post(batches::undo));
     // Kubernetes probes and Prometheus scrapes carry no token.
     let public = if http.public_probes {
         probes

@@ -7,6 +7,7 @@ pub mod outcome;
 pub mod protection;
 pub mod request;
 pub mod step;
+pub mod undo;
 
 pub use batch::{Actor, BatchEvent, EventAction, Halt, HaltCode};
 pub use ids::{DepartmentId, IdError, OrgId, ProviderName, RoleId, UserId};
@@ -14,3 +15,4 @@ pub use outcome::{BatchState, Outcome, OutcomeCounts};
 pub use protection::{IdCase, Protection};
 pub use request::{IdempotencyKey, Rejection, RunMode, Target};
 pub use step::Step;
+pub use undo::{Removal, Restore};

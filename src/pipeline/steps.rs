@@ -37,21 +37,21 @@ impl From<crate::store::StoreError> for Stopped {
 /// Checkpoint of `strip_roles`; `complete` is false when it stopped part
 /// way, so a resumed run removes only the rest and still reports all.
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct StripCheckpoint {
-    removed: Vec<String>,
-    complete: bool,
+pub(super) struct StripCheckpoint {
+    pub removed: Vec<String>,
+    pub complete: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct MembershipCheckpoint {
-    change: Change,
+pub(super) struct MembershipCheckpoint {
+    pub change: Change,
 }
 
 /// Checkpoint of `revoke_sessions`: whether the provider had the user
 /// (and so ended their sessions and refresh tokens).
 #[derive(Debug, Serialize, Deserialize)]
-struct RevokeCheckpoint {
-    revoked: bool,
+pub(super) struct RevokeCheckpoint {
+    pub revoked: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -98,14 +98,7 @@ pub async fn run(
         )
         .await;
     };
-    let cx = CallContext::for_request(&request.id, &request.batch_id).with_audit_sink(
-        std::sync::Arc::new(ClaimedAudit {
-            store: store.clone(),
-            id: request.id.clone(),
-            owner: request.claim.clone(),
-        }),
-    );
-    cx.lap();
+    let cx = call_context(engine, request);
     // Roles an earlier attempt removed before a retry reopened the request
     // stay on its record.
     let with_earlier = |roles: Vec<String>| {
@@ -225,6 +218,15 @@ pub async fn run(
                 )
                 .await?;
             return Ok(());
+        }
+        // Dispatched to `undo::run` before any call; never here.
+        RunMode::Undo => {
+            return Err(Stopped::Infra(PipelineError::Store(
+                crate::store::StoreError::Corrupt(format!(
+                    "undo request {} reached the offboarding steps",
+                    request.id
+                )),
+            )));
         }
         RunMode::DryRun => {
             let message = format!("dry run: {would}");
@@ -367,7 +369,7 @@ pub async fn run(
     finish(engine, request, outcome, removed, note, &cx).await
 }
 
-async fn save<T: Serialize>(
+pub(super) async fn save<T: Serialize>(
     engine: &Engine,
     request: &RequestRow,
     step: Step,
@@ -405,7 +407,7 @@ async fn save<T: Serialize>(
     Ok(())
 }
 
-async fn finish(
+pub(super) async fn finish(
     engine: &Engine,
     request: &RequestRow,
     outcome: Outcome,
@@ -437,12 +439,28 @@ async fn finish(
     Ok(())
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(value: &serde_json::Value) -> Result<T, Stopped> {
+pub(super) fn decode<T: for<'de> Deserialize<'de>>(
+    value: &serde_json::Value,
+) -> Result<T, Stopped> {
     serde_json::from_value(value.clone()).map_err(|e| {
         Stopped::Infra(PipelineError::Store(crate::store::StoreError::Corrupt(
             format!("checkpoint does not decode: {e}"),
         )))
     })
+}
+
+/// The context of a claimed request's calls: their audit events are
+/// stored under its claim between its checkpoints.
+pub(super) fn call_context(engine: &Engine, request: &RequestRow) -> CallContext {
+    let cx = CallContext::for_request(&request.id, &request.batch_id).with_audit_sink(
+        std::sync::Arc::new(ClaimedAudit {
+            store: engine.store().clone(),
+            id: request.id.clone(),
+            owner: request.claim.clone(),
+        }),
+    );
+    cx.lap();
+    cx
 }
 
 /// A run's audit events stored between its checkpoints, under its claim.

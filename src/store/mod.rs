@@ -14,6 +14,7 @@ mod report;
 mod requests;
 mod sql;
 mod surfaces;
+mod undo;
 
 pub use audit::AuditEvent;
 pub use batches::{BatchRow, NewBatch};
@@ -28,6 +29,7 @@ pub use report::{FIRST_REJECTED, ReportRow, ReportWindow};
 pub(crate) use requests::UNENQUEUED_PAGE;
 pub use requests::{ClaimResult, Claimed, Finish, RequestRow, SubjectClaim};
 pub use surfaces::{DropFile, IdempotentAnswer};
+pub use undo::{UndoLink, UndoRow, UndoSource};
 
 /// A failure of the database itself, never of a provider.
 #[derive(Debug, thiserror::Error)]

@@ -77,7 +77,7 @@ pub struct Finish {
     pub error_message: Option<String>,
 }
 
-const REQUEST_COLUMNS: &str = "id, batch_id, provider, organization_id, user_id, transfer_to_department_id, reason, effective_at, dry_run, outcome, attempts, roles_removed, error_code, error_message, finished_at";
+pub(super) const REQUEST_COLUMNS: &str = "id, batch_id, provider, organization_id, user_id, transfer_to_department_id, reason, effective_at, dry_run, outcome, attempts, roles_removed, error_code, error_message, finished_at";
 
 impl Store {
     pub async fn request(&self, id: &str) -> Result<Option<RequestRow>, StoreError> {
@@ -389,7 +389,8 @@ impl Store {
     /// Reopens the given requests (those that still ended with one of
     /// `outcomes`) with a fresh attempt budget and no checkpoint: they plan
     /// again, since what they planned may be long out of date. What they
-    /// removed before stays in `roles_removed`. Returns the reopened
+    /// removed before stays in `roles_removed`, and their checkpoints move
+    /// to `step_history` for an undo to read. Returns the reopened
     /// requests, which need queue jobs.
     pub async fn reopen(
         &self,
@@ -424,15 +425,22 @@ impl Store {
             let rows = query.fetch_all(&mut *tx).await?;
             let done: Vec<String> = rows.iter().map(|r| r.get("id")).collect();
             if !done.is_empty() {
-                let sql = format!(
-                    "DELETE FROM step_checkpoints WHERE request_id IN ({})",
-                    super::sql::Params::new(backend).list(done.len())
+                let listed = super::sql::Params::new(backend).list(done.len());
+                // An undo still reads what the earlier attempt removed.
+                let keep = format!(
+                    "INSERT INTO step_history (request_id, step, data, finished_at)
+                     SELECT request_id, step, data, finished_at FROM step_checkpoints
+                     WHERE request_id IN ({listed})
+                     ON CONFLICT DO NOTHING"
                 );
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for id in &done {
-                    query = query.bind(id.as_str());
+                let drop = format!("DELETE FROM step_checkpoints WHERE request_id IN ({listed})");
+                for sql in [keep, drop] {
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for id in &done {
+                        query = query.bind(id.as_str());
+                    }
+                    query.execute(&mut *tx).await?;
                 }
-                query.execute(&mut *tx).await?;
             }
             reopened.extend(rows.iter().map(|r| super::NewJob {
                 request_id: r.get("id"),
@@ -476,10 +484,12 @@ impl Store {
 }
 
 /// A finished request (`r`, as the query names `requests`) may be
-/// reopened only while no other open request does its work (same key).
+/// reopened only while no other open request does its work (same key),
+/// and never once an undo gave back what it removed.
 fn reopenable_sql(r: &str) -> String {
     format!(
         "
+       AND {r}.undone_by IS NULL
        AND NOT EXISTS (SELECT 1 FROM requests o
                        WHERE o.idempotency_key = {r}.idempotency_key
                          AND o.outcome IS NULL AND o.dry_run = 0 AND {r}.dry_run = 0)"
@@ -678,6 +688,10 @@ mod tests {
         assert!(again.checkpoints.is_empty(), "{:?}", again.checkpoints);
         assert_eq!(again.request.roles_removed, ["role_a"]);
         assert_eq!(again.request.outcome, None);
+        // What the first attempt planned is kept for an undo to read.
+        store.finish(&id, "w:2", &dead, 0, &[]).await.unwrap();
+        let sources = store.undo_sources(&batch, "", 10).await.unwrap();
+        assert_eq!(sources[0].checkpoints, [(Step::Plan, plan)]);
         store.close().await;
     }
 

@@ -19,4 +19,5 @@ mod resume;
 mod revoke;
 mod safety;
 mod small_things;
+mod undo;
 mod upgrade;

@@ -5,6 +5,7 @@
 
 mod classify;
 mod intake;
+mod restore;
 
 use std::time::Duration;
 
@@ -18,11 +19,11 @@ use super::{
     StripResult,
 };
 use crate::domain::ids::check_safe;
-use crate::domain::{ProviderName, RoleId, Target};
+use crate::domain::{ProviderName, Removal, Restore, RoleId, Target};
 
 pub use intake::{check_user_id, parse_target};
 
-/// Roles per page when reading, and per bulk DELETE.
+/// Roles per page when reading, and per bulk DELETE (or POST, in an undo).
 const PAGE: usize = 100;
 const DELETE_CHUNK: usize = 20;
 /// Auth0 applies a membership removal within ~5–10 s.
@@ -149,7 +150,12 @@ impl Connector for Auth0 {
                 break;
             }
         }
-        Ok(Plan::member(roles))
+        let mut plan = Plan::member(roles);
+        if self.policy.block_user {
+            // What an undo may unblock: only a user this request blocks.
+            plan.blocked = self.blocked(cx, t).await?;
+        }
+        Ok(plan)
     }
 
     async fn strip_roles(
@@ -268,6 +274,34 @@ impl Connector for Auth0 {
             }
         }
         Ok(None)
+    }
+
+    async fn restore_plan(
+        &self,
+        cx: &CallContext,
+        t: &Target,
+        removal: &Removal,
+    ) -> Result<Restore, StepError> {
+        self.missing_now(cx, t, removal).await
+    }
+
+    async fn restore_membership(
+        &self,
+        cx: &CallContext,
+        t: &Target,
+        wanted: &Restore,
+    ) -> Result<Change, StepError> {
+        self.add_membership(cx, t, wanted).await
+    }
+
+    async fn restore_roles(
+        &self,
+        cx: &CallContext,
+        t: &Target,
+        _wanted: &Restore,
+        roles: &[RoleId],
+    ) -> StripResult {
+        self.add_roles(cx, t, roles).await
     }
 
     async fn list_members(

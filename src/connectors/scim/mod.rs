@@ -5,6 +5,7 @@
 
 mod classify;
 mod intake;
+mod restore;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -19,7 +20,7 @@ use super::{
 };
 use crate::config::Deprovision;
 use crate::domain::ids::check_safe;
-use crate::domain::{ProviderName, RoleId, Target};
+use crate::domain::{ProviderName, Removal, Restore, RoleId, Target};
 
 pub use intake::parse_target;
 
@@ -287,6 +288,7 @@ impl Connector for Scim {
             role_ids: roles,
             subject: Some(id),
             emails: user.emails(),
+            blocked: None,
         })
     }
 
@@ -361,6 +363,34 @@ impl Connector for Scim {
                 ),
             )),
         }
+    }
+
+    async fn restore_plan(
+        &self,
+        cx: &CallContext,
+        t: &Target,
+        removal: &Removal,
+    ) -> Result<Restore, StepError> {
+        self.missing_now(cx, t, removal).await
+    }
+
+    async fn restore_membership(
+        &self,
+        cx: &CallContext,
+        t: &Target,
+        wanted: &Restore,
+    ) -> Result<Change, StepError> {
+        self.reactivate(cx, t, wanted).await
+    }
+
+    async fn restore_roles(
+        &self,
+        cx: &CallContext,
+        t: &Target,
+        wanted: &Restore,
+        groups: &[RoleId],
+    ) -> StripResult {
+        self.add_to_groups(cx, t, wanted, groups).await
     }
 
     async fn list_members(

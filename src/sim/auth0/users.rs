@@ -41,6 +41,19 @@ pub(super) async fn organizations(
     Ok(Json(paging.wrap("organizations", page, total)).into_response())
 }
 
+/// `GET /users/{user}`: the user (the attributes offboarding reads).
+pub(super) async fn get(State(state): State<Arc<SimState>>, ids: PathIds) -> Answer {
+    let store = state.auth0();
+    let user = store.user(ids.get("user"))?;
+    Ok(Json(json!({
+        "user_id": user.user_id,
+        "email": user.email,
+        "name": user.name,
+        "blocked": user.blocked,
+    }))
+    .into_response())
+}
+
 /// `PATCH /users/{user}`: only `blocked` is modelled; the vendor's other
 /// attributes are accepted and left alone, as they do not bear on offboarding.
 pub(super) async fn update(

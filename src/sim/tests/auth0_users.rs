@@ -59,8 +59,10 @@ async fn a_users_organizations_and_blocking() {
     )
     .await;
     assert_eq!((unknown.status, code(&unknown)), (404, "inexistent_user"));
-    let wrong_method = call(&h, Method::GET, "/users/auth0%7Cbob", None).await;
+    let wrong_method = call(&h, Method::PUT, "/users/auth0%7Cbob", None).await;
     assert_eq!(wrong_method.status, 405);
+    let read = call(&h, Method::GET, "/users/auth0%7Cbob", None).await;
+    assert_eq!((read.status, &read.body["blocked"]), (200, &json!(true)));
     h.server.shutdown().await;
 }
 
