@@ -6,6 +6,7 @@ mod api;
 mod bench;
 mod claims;
 mod connectors;
+mod contract;
 mod documented;
 mod dropfolder;
 mod faults;
