@@ -7,6 +7,8 @@ CREATE TABLE undo_requests (
     undoes      TEXT NOT NULL REFERENCES requests(id),
     removal     TEXT NOT NULL
 );
+-- A retry does not reopen a request an undo is about to give back.
+CREATE INDEX undo_requests_undoes ON undo_requests(undoes);
 
 ALTER TABLE requests ADD COLUMN undone_by TEXT;
 

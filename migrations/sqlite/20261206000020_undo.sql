@@ -8,6 +8,8 @@ CREATE TABLE undo_requests (
     undoes      TEXT NOT NULL REFERENCES requests(id),
     removal     TEXT NOT NULL
 ) WITHOUT ROWID;
+-- A retry does not reopen a request an undo is about to give back.
+CREATE INDEX undo_requests_undoes ON undo_requests(undoes);
 
 -- The undo batch that started restoring a request: from then on it no
 -- longer answers a resubmission (offboarding the person again makes the

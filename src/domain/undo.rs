@@ -37,6 +37,19 @@ impl Removal {
         self.roles.is_empty() && !self.membership && !self.blocked
     }
 
+    /// The removed roles that `held` (what the provider shows now) lacks:
+    /// what an undo gives back, and no more.
+    pub fn roles_missing<'a>(
+        &self,
+        held: impl IntoIterator<Item = &'a str> + Clone,
+    ) -> Vec<RoleId> {
+        self.roles
+            .iter()
+            .filter(|r| !held.clone().into_iter().any(|h| h == r.as_str()))
+            .map(|r| RoleId::new_unchecked(r.clone()))
+            .collect()
+    }
+
     /// What was removed, in words: "the membership, roles a, b".
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();

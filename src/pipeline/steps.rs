@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::PipelineError;
 use super::preview::{self, Left, PlanCheckpoint};
 use crate::connectors::{CallContext, Change, StepError};
-use crate::domain::{Outcome, RunMode, Step};
+use crate::domain::{Outcome, RoleId, RunMode, Step};
 use crate::engine::Engine;
 use crate::store::{AuditEvent, Finish, RequestRow, SubjectClaim};
 
@@ -242,36 +242,23 @@ pub async fn run(
         }
     }
 
-    let mut strip: StripCheckpoint = match checkpoints.get(&Step::StripRoles) {
-        Some(v) => decode(v)?,
-        None => StripCheckpoint::default(),
+    let strip = match roles_step(
+        engine,
+        request,
+        &cx,
+        &checkpoints,
+        Step::StripRoles,
+        &plan.role_ids,
+        |remaining| {
+            let (cx, plan) = (&cx, &plan);
+            async move { connector.strip_roles(cx, t, plan, &remaining).await }
+        },
+    )
+    .await?
+    {
+        Ok(cp) => cp,
+        Err((error, removed)) => return Err(stop(error, removed)),
     };
-    if !strip.complete {
-        let remaining: Vec<_> = plan
-            .role_ids
-            .iter()
-            .filter(|r| !strip.removed.iter().any(|d| d == r.as_str()))
-            .cloned()
-            .collect();
-        let result = connector.strip_roles(&cx, t, &plan, &remaining).await;
-        strip
-            .removed
-            .extend(result.removed.iter().map(|r| r.to_string()));
-        if let Some(error) = result.error {
-            store
-                .save_step(
-                    &request.id,
-                    &request.claim,
-                    Step::StripRoles,
-                    &serde_json::to_value(&strip).unwrap_or_default(),
-                    &[],
-                )
-                .await?;
-            return Err(stop(error, strip.removed));
-        }
-        strip.complete = true;
-        save(engine, request, Step::StripRoles, &strip, &cx).await?;
-    }
 
     let membership: MembershipCheckpoint = match checkpoints.get(&Step::RemoveMembership) {
         Some(v) => decode(v)?,
@@ -367,6 +354,51 @@ pub async fn run(
     let code = verified.map_or(if revoked { "sessions_revoked" } else { "" }, |n| n.code);
     let note = (!notes.is_empty()).then(|| (code, notes.join("; ")));
     finish(engine, request, outcome, removed, note, &cx).await
+}
+
+/// Runs a roles step (`strip_roles`, or an undo's `restore_roles`) from
+/// its checkpoint: `call` gets only the `wanted` roles not done yet, and a
+/// step that stops part way checkpoints what it did, so a resumed run does
+/// the rest and still reports all. `Ok(Err(_))` is the step's error with
+/// the roles done so far.
+pub(super) async fn roles_step<Fut>(
+    engine: &Engine,
+    request: &RequestRow,
+    cx: &CallContext,
+    checkpoints: &HashMap<Step, serde_json::Value>,
+    step: Step,
+    wanted: &[RoleId],
+    call: impl FnOnce(Vec<RoleId>) -> Fut,
+) -> Result<Result<StripCheckpoint, (StepError, Vec<String>)>, Stopped>
+where
+    Fut: std::future::Future<Output = crate::connectors::StripResult>,
+{
+    let mut cp: StripCheckpoint = match checkpoints.get(&step) {
+        Some(v) => decode(v)?,
+        None => StripCheckpoint::default(),
+    };
+    if cp.complete {
+        return Ok(Ok(cp));
+    }
+    let remaining = wanted
+        .iter()
+        .filter(|r| !cp.removed.iter().any(|d| d == r.as_str()))
+        .cloned()
+        .collect();
+    let result = call(remaining).await;
+    cp.removed
+        .extend(result.removed.iter().map(|r| r.to_string()));
+    if let Some(error) = result.error {
+        let value = serde_json::to_value(&cp).unwrap_or_default();
+        engine
+            .store()
+            .save_step(&request.id, &request.claim, step, &value, &[])
+            .await?;
+        return Ok(Err((error, cp.removed)));
+    }
+    cp.complete = true;
+    save(engine, request, step, &cp, cx).await?;
+    Ok(Ok(cp))
 }
 
 pub(super) async fn save<T: Serialize>(

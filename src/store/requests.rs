@@ -485,11 +485,14 @@ impl Store {
 
 /// A finished request (`r`, as the query names `requests`) may be
 /// reopened only while no other open request does its work (same key),
-/// and never once an undo gave back what it removed.
+/// never once an undo gave back what it removed, and not while an undo of
+/// it waits to run (it would give back less than this run removes).
 fn reopenable_sql(r: &str) -> String {
     format!(
         "
        AND {r}.undone_by IS NULL
+       AND NOT EXISTS (SELECT 1 FROM undo_requests u JOIN requests x ON x.id = u.request_id
+                       WHERE u.undoes = {r}.id AND x.outcome IS NULL)
        AND NOT EXISTS (SELECT 1 FROM requests o
                        WHERE o.idempotency_key = {r}.idempotency_key
                          AND o.outcome IS NULL AND o.dry_run = 0 AND {r}.dry_run = 0)"

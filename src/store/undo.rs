@@ -296,3 +296,84 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::domain::Outcome;
+    use crate::store::{ClaimResult, Finish, chunk_of, scratch_batch, scratch_store};
+
+    /// An undone request is no longer reopened by a retry of its batch,
+    /// nor one an undo is about to give back.
+    #[tokio::test]
+    async fn a_retry_leaves_an_undone_request_alone() {
+        let (_dir, _url, store) = scratch_store().await;
+        let batch = scratch_batch(&store).await;
+        let jobs = store
+            .write_intake_chunk(
+                &batch,
+                crate::domain::RunMode::Live,
+                None,
+                chunk_of(&["u1"]),
+            )
+            .await
+            .unwrap();
+        let id = jobs[0].request_id.clone();
+        let ClaimResult::Claimed(_) = store
+            .claim(&id, "w", Duration::from_secs(60))
+            .await
+            .unwrap()
+        else {
+            panic!("not claimed");
+        };
+        let failed = Finish {
+            outcome: Outcome::Failed,
+            roles_removed: vec!["role_a".into()],
+            error_code: Some("http_403".into()),
+            error_message: Some("no".into()),
+        };
+        store.finish(&id, "w", &failed, 0, &[]).await.unwrap();
+        assert_eq!(
+            store
+                .reopenable(&batch, &[Outcome::Failed])
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        // An undo of it waiting to run keeps it closed too.
+        let undo = scratch_batch(&store).await;
+        let row = super::UndoRow {
+            line: 2,
+            undoes: id.clone(),
+            target: chunk_of(&["u1"]).accepted.remove(0).target,
+            reason: None,
+            removal: crate::domain::Removal::default(),
+        };
+        store.write_undo_rows(&undo, &[row]).await.unwrap();
+        assert!(
+            store
+                .reopenable(&batch, &[Outcome::Failed])
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        store.mark_undone(&id, "undo-batch").await.unwrap();
+        assert!(
+            store
+                .reopenable(&batch, &[Outcome::Failed])
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .reopen(&[id], &[Outcome::Failed])
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        store.close().await;
+    }
+}

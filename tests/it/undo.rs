@@ -8,7 +8,7 @@ use std::process::Output;
 
 use offboard::sim::{Directory, SimServer};
 
-use crate::helpers::{Harness, Options, member};
+use crate::helpers::{Harness, Options, member, scim_groups_of, scim_user};
 
 const RC_ORG: &str = "00000000-0000-4000-8000-000000000001";
 
@@ -180,20 +180,7 @@ async fn undo_gives_auth0_back_exactly_what_the_batch_removed_and_twice_is_alrea
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undo_restores_scim_and_names_what_aitronos_and_recoup_need_by_hand() {
     let h = Harness::start_with(Directory::generate(8, 5), options("", "")).await;
-    let groups_of = |id: &str| -> Vec<String> {
-        let mut g: Vec<String> = h
-            .sim
-            .state()
-            .scim
-            .groups
-            .into_iter()
-            .filter(|g| g.members.iter().any(|m| m == id))
-            .map(|g| g.id)
-            .collect();
-        g.sort();
-        g
-    };
-    let scim_groups = groups_of("u-000002");
+    let scim_groups = scim_groups_of(&h.sim, "u-000002");
     assert!(
         !scim_groups.is_empty(),
         "the scenario needs a user in groups"
@@ -209,21 +196,14 @@ async fn undo_restores_scim_and_names_what_aitronos_and_recoup_need_by_hand() {
     let path = h.write_csv("mixed.csv", &csv);
     let (code, batch, out) = h.run(&path).await;
     assert_eq!(code, Some(0), "{}", stderr(&out));
-    assert!(groups_of("u-000002").is_empty());
+    assert!(scim_groups_of(&h.sim, "u-000002").is_empty());
 
     let out = undo(&h, &[&batch]).await;
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let rows = by_user(&h.report(&batch_of(&out)).await);
-    let scim = h
-        .sim
-        .state()
-        .scim
-        .users
-        .into_iter()
-        .find(|u| u.id == "u-000002")
-        .unwrap();
+    let scim = scim_user(&h.sim, "u-000002").unwrap();
     assert!(scim.active);
-    assert_eq!(groups_of("u-000002"), scim_groups);
+    assert_eq!(scim_groups_of(&h.sim, "u-000002"), scim_groups);
     assert_eq!(rows["u-000002"]["outcome"], "succeeded");
 
     let ait = &rows["usr_000003"];

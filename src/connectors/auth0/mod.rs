@@ -25,7 +25,7 @@ pub use intake::{check_user_id, parse_target};
 
 /// Roles per page when reading, and per bulk DELETE (or POST, in an undo).
 const PAGE: usize = 100;
-const DELETE_CHUNK: usize = 20;
+const ROLES_CHUNK: usize = 20;
 /// Auth0 applies a membership removal within ~5–10 s.
 const CONSISTENCY_WAIT: Duration = Duration::from_secs(3);
 
@@ -52,6 +52,43 @@ impl Auth0 {
             client,
             policy,
         }
+    }
+}
+
+impl Auth0 {
+    /// Removes (`DELETE`) or assigns (`POST`, in an undo) a member's
+    /// organization roles in bulk, a chunk per call; never an empty list,
+    /// so no roles cause no call.
+    async fn member_roles(
+        &self,
+        cx: &CallContext,
+        t: &Target,
+        method: Method,
+        roles: &[RoleId],
+    ) -> StripResult {
+        let mut result = StripResult::default();
+        for chunk in roles.chunks(ROLES_CHUNK) {
+            let ids: Vec<&str> = chunk.iter().map(RoleId::as_str).collect();
+            let call = Call::new(
+                method.clone(),
+                &[
+                    "organizations",
+                    t.organization_id.as_str(),
+                    "members",
+                    t.user_id.as_str(),
+                    "roles",
+                ],
+            )
+            .json(serde_json::json!({ "roles": ids }));
+            match self.client.send(cx, &call, classify::write).await {
+                Ok(_) => result.removed.extend(chunk.iter().cloned()),
+                Err(e) => {
+                    result.error = Some(e);
+                    return result;
+                }
+            }
+        }
+        result
     }
 }
 
@@ -165,30 +202,7 @@ impl Connector for Auth0 {
         _plan: &Plan,
         roles: &[RoleId],
     ) -> StripResult {
-        let mut result = StripResult::default();
-        // Never an empty list: a user holding no roles causes no DELETE.
-        for chunk in roles.chunks(DELETE_CHUNK) {
-            let ids: Vec<&str> = chunk.iter().map(RoleId::as_str).collect();
-            let call = Call::new(
-                Method::DELETE,
-                &[
-                    "organizations",
-                    t.organization_id.as_str(),
-                    "members",
-                    t.user_id.as_str(),
-                    "roles",
-                ],
-            )
-            .json(serde_json::json!({ "roles": ids }));
-            match self.client.send(cx, &call, classify::write).await {
-                Ok(_) => result.removed.extend(chunk.iter().cloned()),
-                Err(e) => {
-                    result.error = Some(e);
-                    return result;
-                }
-            }
-        }
-        result
+        self.member_roles(cx, t, Method::DELETE, roles).await
     }
 
     async fn remove_membership(
@@ -301,7 +315,7 @@ impl Connector for Auth0 {
         _wanted: &Restore,
         roles: &[RoleId],
     ) -> StripResult {
-        self.add_roles(cx, t, roles).await
+        self.member_roles(cx, t, Method::POST, roles).await
     }
 
     async fn list_members(

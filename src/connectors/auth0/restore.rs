@@ -6,9 +6,9 @@
 use reqwest::Method;
 use serde::Deserialize;
 
-use super::{Auth0, DELETE_CHUNK, classify};
+use super::{Auth0, classify};
 use crate::connectors::http::{Call, Verdict};
-use crate::connectors::{CallContext, Change, Connector, StepError, StripResult, restore};
+use crate::connectors::{CallContext, Change, Connector, StepError, restore};
 use crate::domain::{Removal, Restore, RoleId, Target};
 
 #[derive(Deserialize)]
@@ -45,12 +45,7 @@ impl Auth0 {
             return Err(restore::deleted(t, removal));
         };
         let now = self.plan(cx, t).await?;
-        let roles = removal
-            .roles
-            .iter()
-            .filter(|r| !now.role_ids.iter().any(|h| h.as_str() == r.as_str()))
-            .map(|r| RoleId::new_unchecked(r.clone()))
-            .collect();
+        let roles = removal.roles_missing(now.role_ids.iter().map(RoleId::as_str));
         Ok(Restore {
             membership: removal.membership && !now.is_member,
             roles,
@@ -82,37 +77,5 @@ impl Auth0 {
             change = Change::Changed;
         }
         Ok(change)
-    }
-
-    pub(super) async fn add_roles(
-        &self,
-        cx: &CallContext,
-        t: &Target,
-        roles: &[RoleId],
-    ) -> StripResult {
-        let mut result = StripResult::default();
-        // Never an empty list: nothing to give back makes no call.
-        for chunk in roles.chunks(DELETE_CHUNK) {
-            let ids: Vec<&str> = chunk.iter().map(RoleId::as_str).collect();
-            let call = Call::new(
-                Method::POST,
-                &[
-                    "organizations",
-                    t.organization_id.as_str(),
-                    "members",
-                    t.user_id.as_str(),
-                    "roles",
-                ],
-            )
-            .json(serde_json::json!({ "roles": ids }));
-            match self.client.send(cx, &call, classify::write).await {
-                Ok(_) => result.removed.extend(chunk.iter().cloned()),
-                Err(e) => {
-                    result.error = Some(e);
-                    return result;
-                }
-            }
-        }
-        result
     }
 }

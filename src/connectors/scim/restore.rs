@@ -4,7 +4,7 @@
 
 use reqwest::Method;
 
-use super::{ETAG_RETRIES, PATCH_OP, SCIM_JSON, Scim, classify};
+use super::{PATCH_OP, SCIM_JSON, Scim, classify};
 use crate::connectors::http::Call;
 use crate::connectors::{CallContext, Change, StepError, StripResult, restore};
 use crate::domain::{Removal, Restore, RoleId, Target};
@@ -25,12 +25,7 @@ impl Scim {
         };
         let id = super::checked_id(user.id.clone(), "user")?;
         let held = self.groups_of(cx, &user).await?;
-        let roles = removal
-            .roles
-            .iter()
-            .filter(|g| !held.contains(g))
-            .map(|g| RoleId::new_unchecked(g.clone()))
-            .collect();
+        let roles = removal.roles_missing(held.iter().map(String::as_str));
         Ok(Restore {
             membership: removal.membership && !user.active,
             roles,
@@ -49,12 +44,7 @@ impl Scim {
             return Ok(Change::Unchanged);
         }
         let user = wanted.subject.as_deref().unwrap_or(t.user_id.as_str());
-        let call = Call::new(Method::PATCH, &["Users", user])
-            .content_type(SCIM_JSON)
-            .json(serde_json::json!({
-                "schemas": [PATCH_OP],
-                "Operations": [{"op": "replace", "path": "active", "value": true}]
-            }));
+        let call = Self::set_active(user, true);
         self.client.send(cx, &call, classify::add).await?;
         Ok(Change::Changed)
     }
@@ -81,34 +71,23 @@ impl Scim {
     }
 
     /// One group membership back (the RFC's `members` add, which every
-    /// server takes), with a fresh `If-Match` after a 412.
+    /// server takes).
     async fn add_to_group(
         &self,
         cx: &CallContext,
         group: &str,
         user: &str,
     ) -> Result<(), StepError> {
-        let mut etag: Option<String> = None;
-        for _ in 0..=ETAG_RETRIES {
-            let mut call = Call::new(Method::PATCH, &["Groups", group])
+        let call = || {
+            Call::new(Method::PATCH, &["Groups", group])
                 .content_type(SCIM_JSON)
                 .json(serde_json::json!({
                     "schemas": [PATCH_OP],
                     "Operations": [{"op": "add", "path": "members", "value": [{"value": user}]}]
-                }));
-            if let Some(tag) = &etag {
-                call = call.header("if-match", tag.clone());
-            }
-            match self.client.send(cx, &call, classify::add).await {
-                Ok(_) => return Ok(()),
-                Err(e) if e.code == "http_412" => etag = self.group_etag(cx, group).await?,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(StepError::transient(
-            "etag_conflict",
-            format!("group {group} kept changing while we added {user} back"),
-            None,
-        ))
+                }))
+        };
+        self.patch_group(cx, group, user, call, classify::add, |_| false)
+            .await
+            .map(|_| ())
     }
 }

@@ -65,37 +65,17 @@ pub async fn undo(
         }
     }
     let mut undo_batch: Option<String> = None;
-    let mut requests = 0u64;
-    let mut after = String::new();
-    loop {
-        let page = store.undo_sources(&batch.id, &after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.request.id.clone();
-        let rows = undo_rows(&page, only)?;
-        if rows.is_empty() {
-            continue;
+    let made = make(engine, &batch.id, only, actor, &mut undo_batch).await;
+    let requests = match (made, &undo_batch) {
+        (Ok(n), _) => n,
+        (Err(e), Some(id)) => {
+            // A batch made half-way leaves nothing runnable behind.
+            let why = "the making of this undo batch failed";
+            store.cancel_batch(id, why, &Actor::system()).await?;
+            return Err(e);
         }
-        let id = match &undo_batch {
-            Some(id) => id.clone(),
-            None => {
-                let id = store
-                    .create_batch(&NewBatch {
-                        source: "undo".into(),
-                        source_name: Some(batch.id.clone()),
-                        dry_run: false,
-                        actor: actor.clone(),
-                        origin: "undo",
-                    })
-                    .await?;
-                // Nothing of it runs before the cap is checked.
-                store.mark_intake(&id).await?;
-                undo_batch = Some(id.clone());
-                id
-            }
-        };
-        requests += rows.len() as u64;
-        store.write_undo_rows(&id, &rows).await?;
-    }
+        (Err(e), None) => return Err(e),
+    };
     let Some(id) = undo_batch else {
         return Err(RailError::NothingToUndo(batch.id));
     };
@@ -130,6 +110,52 @@ pub async fn undo(
         requests,
         halted,
     })
+}
+
+/// Writes the undo batch's requests, a page of the batch at a time,
+/// creating the undo batch (held in intake) with the first of them; the
+/// number written.
+async fn make(
+    engine: &Engine,
+    batch_id: &str,
+    only: Option<&[String]>,
+    actor: &Actor,
+    undo_batch: &mut Option<String>,
+) -> Result<u64, RailError> {
+    let store = engine.store();
+    let mut requests = 0u64;
+    let mut after = String::new();
+    loop {
+        let page = store.undo_sources(batch_id, &after, PAGE).await?;
+        let Some(last) = page.last() else {
+            return Ok(requests);
+        };
+        after = last.request.id.clone();
+        let rows = undo_rows(&page, only)?;
+        if rows.is_empty() {
+            continue;
+        }
+        let id = match undo_batch {
+            Some(id) => id.clone(),
+            None => {
+                let id = store
+                    .create_batch(&NewBatch {
+                        source: "undo".into(),
+                        source_name: Some(batch_id.to_owned()),
+                        dry_run: false,
+                        actor: actor.clone(),
+                        origin: "undo",
+                    })
+                    .await?;
+                *undo_batch = Some(id.clone());
+                // Nothing of it runs before the cap is checked.
+                store.mark_intake(&id).await?;
+                id
+            }
+        };
+        requests += rows.len() as u64;
+        store.write_undo_rows(&id, &rows).await?;
+    }
 }
 
 /// The undo requests of one page: every request (in `only`, when given),

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::steps::{Stopped, StripCheckpoint, call_context, decode, finish, save};
+use super::steps::{Stopped, call_context, decode, finish, roles_step, save};
 use crate::connectors::{CallContext, Change, StepError};
 use crate::domain::{Outcome, Removal, Restore, Step};
 use crate::engine::Engine;
@@ -37,6 +37,11 @@ pub async fn run(
 ) -> Result<(), Stopped> {
     let t = &request.target;
     let cx = call_context(engine, request);
+    // Checked on every run, a resumed one too: a newer offboarding may
+    // have come while this request waited for its next attempt.
+    let Some(removal) = check(engine, request, &cx).await? else {
+        return Ok(());
+    };
     let Some(connector) = engine.connector(t.provider.as_str()) else {
         let message = format!(
             "provider connection {} is not configured in this process",
@@ -54,9 +59,6 @@ pub async fn run(
     let planned: UndoPlanCheckpoint = match checkpoints.get(&Step::UndoPlan) {
         Some(v) => decode(v)?,
         None => {
-            let Some(removal) = plan(engine, request, &cx).await? else {
-                return Ok(());
-            };
             // Nothing removed, nothing to read or give back.
             let restore = if removal.is_empty() {
                 Restore::default()
@@ -86,32 +88,23 @@ pub async fn run(
         }
     };
 
-    let mut roles: StripCheckpoint = match checkpoints.get(&Step::RestoreRoles) {
-        Some(v) => decode(v)?,
-        None => StripCheckpoint::default(),
+    let roles = match roles_step(
+        engine,
+        request,
+        &cx,
+        &checkpoints,
+        Step::RestoreRoles,
+        &restore.roles,
+        |remaining| {
+            let cx = &cx;
+            async move { connector.restore_roles(cx, t, restore, &remaining).await }
+        },
+    )
+    .await?
+    {
+        Ok(cp) => cp,
+        Err((error, restored)) => return Err(stop(error, restored)),
     };
-    if !roles.complete {
-        let remaining: Vec<_> = restore
-            .roles
-            .iter()
-            .filter(|r| !roles.removed.iter().any(|d| d == r.as_str()))
-            .cloned()
-            .collect();
-        let result = connector.restore_roles(&cx, t, restore, &remaining).await;
-        roles
-            .removed
-            .extend(result.removed.iter().map(|r| r.to_string()));
-        if let Some(error) = result.error {
-            let value = serde_json::to_value(&roles).unwrap_or_default();
-            engine
-                .store()
-                .save_step(&request.id, &request.claim, Step::RestoreRoles, &value, &[])
-                .await?;
-            return Err(stop(error, roles.removed));
-        }
-        roles.complete = true;
-        save(engine, request, Step::RestoreRoles, &roles, &cx).await?;
-    }
 
     let changed = membership.change == Change::Changed || !roles.removed.is_empty();
     let outcome = if changed {
@@ -124,9 +117,9 @@ pub async fn run(
 }
 
 /// What the undo request gives back, read when its batch was made, once
-/// the checks that may stop it before any call have passed: `None` when
-/// the request ended here (skipped).
-async fn plan(
+/// the check that may stop it before any call has passed: `None` when the
+/// request ended here (skipped).
+async fn check(
     engine: &Engine,
     request: &RequestRow,
     cx: &CallContext,
@@ -143,7 +136,7 @@ async fn plan(
     // A person offboarded again since must stay offboarded.
     if let Some(batch) = store.offboarded_again(&link.undoes).await? {
         let message = format!(
-            "{} was offboarded again by batch {batch}, which still stands; nothing was restored (undo that batch first if they are to come back)",
+            "{} was offboarded again by batch {batch}, which still stands; nothing (more) was restored (undo that batch first if they are to come back)",
             request.target.user_id
         );
         let error = Some(("offboarded_again", message));
@@ -190,4 +183,90 @@ fn describe(
         );
     }
     Some(("", note))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::domain::{Outcome, Removal, RunMode, Step};
+    use crate::engine::Engine;
+    use crate::store::{ClaimResult, Finish, UndoRow, chunk_of, scratch_batch, scratch_store};
+
+    /// A resumed undo request checks again before it gives anything back:
+    /// an offboarding that came while it waited keeps the person out.
+    #[tokio::test]
+    async fn a_resumed_undo_checks_for_a_newer_offboarding_again() {
+        let (_dir, _url, store) = scratch_store().await;
+        let engine = Engine::with_store(crate::config::Config::default(), Vec::new(), store)
+            .expect("an engine with no provider");
+        let store = engine.store();
+        let lease = Duration::from_secs(60);
+        let done = Finish {
+            outcome: Outcome::Succeeded,
+            roles_removed: vec!["role_a".into()],
+            error_code: None,
+            error_message: None,
+        };
+        let offboard = |batch: String| {
+            let store = store.clone();
+            let done = done.clone();
+            async move {
+                let jobs = store
+                    .write_intake_chunk(&batch, RunMode::Live, None, chunk_of(&["u1"]))
+                    .await
+                    .unwrap();
+                let id = jobs[0].request_id.clone();
+                let ClaimResult::Claimed(_) = store.claim(&id, "w", lease).await.unwrap() else {
+                    panic!("not claimed");
+                };
+                store.finish(&id, "w", &done, 0, &[]).await.unwrap();
+                id
+            }
+        };
+        let original = offboard(scratch_batch(store).await).await;
+        let undo_batch = scratch_batch(store).await;
+        let row = UndoRow {
+            line: 2,
+            undoes: original.clone(),
+            target: chunk_of(&["u1"]).accepted.remove(0).target,
+            reason: None,
+            removal: Removal {
+                roles: vec!["role_a".into()],
+                ..Removal::default()
+            },
+        };
+        store.write_undo_rows(&undo_batch, &[row]).await.unwrap();
+        let undo_id = store.undo_sources(&undo_batch, "", 1).await.unwrap();
+        assert!(
+            undo_id.is_empty(),
+            "an undo request is no live request to undo"
+        );
+        let undo_id: String = sqlx::query_scalar("SELECT id FROM requests WHERE batch_id = $1")
+            .bind(&undo_batch)
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        // An earlier run planned the undo, then had to wait.
+        let ClaimResult::Claimed(_) = store.claim(&undo_id, "w", lease).await.unwrap() else {
+            panic!("not claimed");
+        };
+        let planned = serde_json::json!({
+            "removal": {"roles": ["role_a"]},
+            "restore": {"roles": ["role_a"]}
+        });
+        store
+            .save_step(&undo_id, "w", Step::UndoPlan, &planned, &[])
+            .await
+            .unwrap();
+        store.postpone(&undo_id, "w", None, 0, &[]).await.unwrap();
+        // Meanwhile the person is offboarded again.
+        offboard(scratch_batch(store).await).await;
+
+        crate::pipeline::run_job(&engine, &undo_id).await.unwrap();
+        let request = store.request(&undo_id).await.unwrap().unwrap();
+        assert_eq!(request.outcome, Some(Outcome::Skipped));
+        assert_eq!(request.error_code.as_deref(), Some("offboarded_again"));
+        store.close().await;
+    }
 }

@@ -16,7 +16,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-use super::envelope::{Answer, id_list, insufficient_scope, invalid_body, object_body};
+use super::envelope::{Answer, id_list, invalid_body, object_body, require_scope};
 use super::paging::{Checkpoint, OffsetPage, encode_cursor};
 use super::store::{Auth0Store, OrgStore};
 use crate::sim::directory::Auth0Member;
@@ -129,12 +129,7 @@ pub(super) async fn add(
     ids: PathIds,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    if state
-        .faults
-        .auth0_lacks_scope("create:organization_members")
-    {
-        return Err(insufficient_scope("create:organization_members").into());
-    }
+    require_scope(&state, "create:organization_members")?;
     let body = object_body(body)?;
     let members = id_list(&body, "members", MAX_MEMBERS)?;
     let mut store = state.auth0();

@@ -14,8 +14,9 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-use super::envelope::{Answer, id_list, insufficient_scope, object_body};
+use super::envelope::{Answer, id_list, object_body, require_scope};
 use super::paging::OffsetPage;
+use crate::sim::problem::Problem;
 use crate::sim::request::{PathIds, QueryPairs};
 use crate::sim::state::SimState;
 
@@ -47,15 +48,7 @@ pub(super) async fn remove(
     ids: PathIds,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    let body = object_body(body)?;
-    // The schema allows no other property next to `roles`.
-    if let Some(extra) = body.keys().find(|k| k.as_str() != "roles") {
-        return Err(super::envelope::invalid_body(format!(
-            "Payload validation error: 'Additional properties not allowed: {extra}'."
-        ))
-        .into());
-    }
-    let roles = id_list(&body, "roles", MAX_ROLES)?;
+    let roles = roles_body(body)?;
     let mut store = state.auth0();
     store
         .org_mut(ids.get("org"))?
@@ -70,23 +63,23 @@ pub(super) async fn assign(
     ids: PathIds,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    if state
-        .faults
-        .auth0_lacks_scope("create:organization_member_roles")
-    {
-        return Err(insufficient_scope("create:organization_member_roles").into());
-    }
-    let body = object_body(body)?;
-    if let Some(extra) = body.keys().find(|k| k.as_str() != "roles") {
-        return Err(super::envelope::invalid_body(format!(
-            "Payload validation error: 'Additional properties not allowed: {extra}'."
-        ))
-        .into());
-    }
-    let roles = id_list(&body, "roles", MAX_ROLES)?;
+    require_scope(&state, "create:organization_member_roles")?;
+    let roles = roles_body(body)?;
     let mut store = state.auth0();
     store
         .org_mut(ids.get("org"))?
         .assign_roles(ids.get("user"), &roles, Utc::now())?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The `{"roles": [...]}` body of a removal or an assignment: the schema
+/// allows no other property next to `roles`.
+fn roles_body(body: Result<Bytes, BytesRejection>) -> Result<Vec<String>, Problem> {
+    let body = object_body(body)?;
+    if let Some(extra) = body.keys().find(|k| k.as_str() != "roles") {
+        return Err(super::envelope::invalid_body(format!(
+            "Payload validation error: 'Additional properties not allowed: {extra}'."
+        )));
+    }
+    id_list(&body, "roles", MAX_ROLES)
 }

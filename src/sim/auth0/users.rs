@@ -11,8 +11,9 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-use super::envelope::{Answer, insufficient_scope, invalid_body, object_body};
+use super::envelope::{Answer, invalid_body, object_body, require_scope};
 use super::paging::OffsetPage;
+use crate::sim::directory::Auth0User;
 use crate::sim::request::{PathIds, QueryPairs};
 use crate::sim::state::SimState;
 
@@ -45,13 +46,7 @@ pub(super) async fn organizations(
 pub(super) async fn get(State(state): State<Arc<SimState>>, ids: PathIds) -> Answer {
     let store = state.auth0();
     let user = store.user(ids.get("user"))?;
-    Ok(Json(json!({
-        "user_id": user.user_id,
-        "email": user.email,
-        "name": user.name,
-        "blocked": user.blocked,
-    }))
-    .into_response())
+    Ok(Json(user_json(user)).into_response())
 }
 
 /// `PATCH /users/{user}`: only `blocked` is modelled; the vendor's other
@@ -83,13 +78,7 @@ pub(super) async fn update(
     if let Some(blocked) = blocked {
         user.blocked = blocked;
     }
-    Ok(Json(json!({
-        "user_id": user.user_id,
-        "email": user.email,
-        "name": user.name,
-        "blocked": user.blocked,
-    }))
-    .into_response())
+    Ok(Json(user_json(user)).into_response())
 }
 
 /// `DELETE /users/{user}/sessions`: 202, every session of the user ended.
@@ -112,12 +101,21 @@ fn revoke(
     state: &SimState,
     ids: &PathIds,
     scope: &str,
-    end: impl FnOnce(&mut crate::sim::directory::Auth0User),
+    end: impl FnOnce(&mut Auth0User),
 ) -> Answer {
-    if state.faults.auth0_lacks_scope(scope) {
-        return Err(insufficient_scope(scope).into());
-    }
+    require_scope(state, scope)?;
     let mut store = state.auth0();
     end(store.user_mut(ids.get("user"))?);
     Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// A user as `GET` and `PATCH /users/{user}` answer (the attributes
+/// offboarding reads).
+fn user_json(user: &Auth0User) -> Value {
+    json!({
+        "user_id": user.user_id,
+        "email": user.email,
+        "name": user.name,
+        "blocked": user.blocked,
+    })
 }
