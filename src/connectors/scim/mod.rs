@@ -219,17 +219,24 @@ impl Scim {
         group: &str,
         user: &str,
     ) -> Result<bool, StepError> {
+        // The form each attempt used: another request may switch the
+        // connection to the list form while this one's call is out.
+        let used_list_form = AtomicBool::new(false);
         let verdict = self
             .patch_group(
                 cx,
                 group,
                 user,
-                || self.removal(group, user, self.list_form.load(Ordering::Relaxed)),
+                || {
+                    let list_form = self.list_form.load(Ordering::Relaxed);
+                    used_list_form.store(list_form, Ordering::Relaxed);
+                    self.removal(group, user, list_form)
+                },
                 classify::remove_member,
                 |e| {
                     // A server that refuses value filters: the list form from
                     // now on, at once.
-                    let refused = !self.list_form.load(Ordering::Relaxed)
+                    let refused = !used_list_form.load(Ordering::Relaxed)
                         && matches!(e.code.as_str(), "invalidPath" | "invalidFilter");
                     if refused {
                         self.list_form.store(true, Ordering::Relaxed);
