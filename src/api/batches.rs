@@ -243,8 +243,19 @@ async fn still_wanted(
 
 #[derive(Debug, Deserialize)]
 pub struct ApproveQuery {
-    /// Comma-separated user ids: apply only their requests.
+    /// Comma-separated user ids: apply (or undo) only their requests.
     only: Option<String>,
+}
+
+impl ApproveQuery {
+    fn only(self) -> Option<Vec<String>> {
+        self.only.map(|o| {
+            o.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+    }
 }
 
 fn rail_error(e: crate::pipeline::rails::RailError) -> ApiError {
@@ -271,6 +282,15 @@ fn rail_error(e: crate::pipeline::rails::RailError) -> ApiError {
         }
         RailError::FourEyes { .. } => {
             ApiError::new(StatusCode::FORBIDDEN, "four_eyes_required", e.to_string())
+        }
+        RailError::UndoOfUndo(_) => {
+            ApiError::new(StatusCode::CONFLICT, "undo_of_undo", e.to_string())
+        }
+        RailError::NothingToUndo(_) => {
+            ApiError::new(StatusCode::CONFLICT, "nothing_to_undo", e.to_string())
+        }
+        RailError::NotFinished { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "batch_not_finished", e.to_string())
         }
         RailError::Store(_) | RailError::Queue(_) => ApiError::internal(e),
     }
@@ -301,12 +321,7 @@ pub async fn approve(
     Params(q): Params<ApproveQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     may_approve(&state, &identity, &id).await?;
-    let only: Option<Vec<String>> = q.only.map(|o| {
-        o.split(',')
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect()
-    });
+    let only = q.only();
     let keep = still_wanted(&state, &id).await?;
     let approval = crate::pipeline::rails::approve(
         &state.engine,
@@ -380,4 +395,18 @@ pub async fn reconcile(
             other => ApiError::internal(other),
         })?;
     Ok((StatusCode::ACCEPTED, axum::Json(result)))
+}
+
+/// `POST /v1/batches/{id}/undo[?only=USER,…]`: 202 with the undo batch.
+pub async fn undo(
+    State(state): State<ApiState>,
+    Extension(identity): Extension<Identity>,
+    Path(id): Path<String>,
+    Params(q): Params<ApproveQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let only = q.only();
+    let undo = crate::pipeline::rails::undo(&state.engine, &id, only.as_deref(), &identity.actor)
+        .await
+        .map_err(rail_error)?;
+    Ok((StatusCode::ACCEPTED, axum::Json(undo)))
 }

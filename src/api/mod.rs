@@ -101,6 +101,7 @@ fn protected_routes(probes: Option<Router<ApiState>>) -> Router<ApiState> {
         .route("/v1/batches/{id}/retry", post(batches::retry))
         .route("/v1/batches/{id}/approve", post(batches::approve))
         .route("/v1/batches/{id}/cancel", post(batches::cancel))
+        .route("/v1/batches/{id}/undo", post(batches::undo))
         .route("/v1/jobs/{name}/reconcile", post(batches::reconcile));
     let admin = Router::new()
         .route("/v1/tokens", get(tokens::list).post(tokens::add))

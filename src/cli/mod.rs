@@ -17,6 +17,7 @@ mod serve;
 mod setup;
 mod status;
 mod tokens;
+mod undo;
 
 use std::path::PathBuf;
 
@@ -112,6 +113,9 @@ pub enum Command {
     Approve(rails::ApproveArgs),
     /// Stop a batch or a request: no new step starts, unstarted requests end cancelled.
     Cancel(rails::CancelArgs),
+    /// Give back what a batch removed (all of it, or --only some users),
+    /// as a new batch that passes the same rails.
+    Undo(undo::UndoArgs),
     /// Run the example leavers against the built-in simulator.
     Demo,
     /// Validate the configuration and reach every provider.
@@ -151,6 +155,7 @@ pub async fn execute(cli: Cli) -> u8 {
         Command::Reconcile(args) => reconcile::reconcile(config_path.as_deref(), args).await,
         Command::Approve(args) => rails::approve(config_path.as_deref(), args).await,
         Command::Cancel(args) => rails::cancel(config_path.as_deref(), args).await,
+        Command::Undo(args) => undo::undo(config_path.as_deref(), args).await,
         Command::Demo => demo::demo().await,
         Command::Check => check::check(config_path.as_deref()).await,
         Command::Migrate => migrate::migrate(config_path.as_deref()).await,

@@ -479,6 +479,10 @@ pub struct ProviderConfig {
     /// Auth0: also block the user (`PATCH /users/{id}`) after removal.
     #[serde(default)]
     pub block_user: bool,
+    /// Auth0: after removal, revoke the user's sessions and refresh
+    /// tokens (tenant-wide, not per organization).
+    #[serde(default)]
+    pub revoke_sessions: bool,
     /// SCIM: deactivate (default) or delete the account.
     #[serde(default)]
     pub deprovision: Option<Deprovision>,
@@ -551,6 +555,7 @@ impl ProviderConfig {
             retry: None,
             prune_custom_roles: false,
             block_user: false,
+            revoke_sessions: false,
             deprovision: None,
             membership_read: None,
             service_account_id: None,
@@ -603,6 +608,7 @@ impl ProviderConfig {
             ProviderKind::Aitronos,
         )?;
         only("block_user", self.block_user, ProviderKind::Auth0)?;
+        only("revoke_sessions", self.revoke_sessions, ProviderKind::Auth0)?;
         only(
             "deprovision",
             self.deprovision.is_some(),

@@ -9,6 +9,7 @@ pub mod error;
 pub mod http;
 pub mod intake;
 pub mod recoup;
+pub mod restore;
 pub mod retry;
 pub mod scim;
 
@@ -18,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::config::{ProviderKind, ResolvedProvider, RetryConfig};
-use crate::domain::{OrgId, ProviderName, Rejection, RoleId, Target};
+use crate::domain::{OrgId, ProviderName, Rejection, Removal, Restore, RoleId, Target};
 use crate::intake::RowFields;
 use crate::store::AuditEvent;
 
@@ -41,6 +42,10 @@ pub struct Plan {
     /// whatever the CSV called them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub emails: Vec<String>,
+    /// Whether the user was blocked before this request, where it blocks
+    /// users (Auth0 `block_user`): an undo unblocks only those it blocked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<bool>,
 }
 
 impl Plan {
@@ -48,8 +53,7 @@ impl Plan {
         Self {
             is_member: true,
             role_ids,
-            subject: None,
-            emails: Vec::new(),
+            ..Self::not_a_member()
         }
     }
 
@@ -59,14 +63,16 @@ impl Plan {
             role_ids: Vec::new(),
             subject: None,
             emails: Vec::new(),
+            blocked: None,
         }
     }
 }
 
-/// What stripping roles did before it finished or stopped.
+/// What stripping (or, in an undo, giving back) roles did before it
+/// finished or stopped.
 #[derive(Debug, Default)]
 pub struct StripResult {
-    /// Roles this call removed (not those that were already gone).
+    /// Roles this call removed, or gave back (not those that already were).
     pub removed: Vec<RoleId>,
     /// Set when the step stopped early.
     pub error: Option<StepError>,
@@ -214,6 +220,18 @@ pub trait Connector: Send + Sync {
         plan: &Plan,
     ) -> Result<Change, StepError>;
 
+    /// Policy step after removal (Auth0 `revoke_sessions`): ends the
+    /// user's sessions and refresh tokens. `None` when this connection has
+    /// no such policy (the step is then not checkpointed); `Some(false)`
+    /// when the provider knows no such user, so there was nothing to end.
+    async fn revoke_sessions(
+        &self,
+        _cx: &CallContext,
+        _target: &Target,
+    ) -> Result<Option<bool>, StepError> {
+        Ok(None)
+    }
+
     /// Policy step after removal (Aitronos `prune_custom_roles`): returns
     /// notes on what was left alone and why, or `None` when this connection
     /// has no such policy (the step is then not even checkpointed).
@@ -234,6 +252,48 @@ pub trait Connector: Send + Sync {
         target: &Target,
         plan: &Plan,
     ) -> Result<Option<Note>, StepError>;
+
+    /// Undo: which of what an offboarding removed is missing at the
+    /// provider now. A provider that documents no call giving access back
+    /// ends the request with what a person must restore by hand.
+    async fn restore_plan(
+        &self,
+        _cx: &CallContext,
+        target: &Target,
+        removal: &Removal,
+    ) -> Result<Restore, StepError> {
+        Err(restore::manual(
+            &format!("{} documents no call that gives access back", self.name()),
+            target,
+            removal,
+        ))
+    }
+
+    /// Undo: gives the membership back (and unblocks or reactivates the
+    /// user where the restore says so).
+    async fn restore_membership(
+        &self,
+        _cx: &CallContext,
+        _target: &Target,
+        _restore: &Restore,
+    ) -> Result<Change, StepError> {
+        Err(restore::unsupported(self.name()))
+    }
+
+    /// Undo: gives the given roles (groups) back, a subset of
+    /// `restore.roles`.
+    async fn restore_roles(
+        &self,
+        _cx: &CallContext,
+        _target: &Target,
+        _restore: &Restore,
+        _roles: &[RoleId],
+    ) -> StripResult {
+        StripResult {
+            removed: Vec::new(),
+            error: Some(restore::unsupported(self.name())),
+        }
+    }
 
     /// Checks that the provider answers and accepts our credentials.
     async fn probe(&self) -> Result<Probe, StepError>;
@@ -313,7 +373,13 @@ pub fn build(
     let cfg = &provider.config;
     Ok(match cfg.kind {
         ProviderKind::Aitronos => Arc::new(aitronos::Aitronos::new(client, cfg.prune_custom_roles)),
-        ProviderKind::Auth0 => Arc::new(auth0::Auth0::new(client, cfg.block_user)),
+        ProviderKind::Auth0 => Arc::new(auth0::Auth0::new(
+            client,
+            auth0::Policy {
+                block_user: cfg.block_user,
+                revoke_sessions: cfg.revoke_sessions,
+            },
+        )),
         ProviderKind::Recoup => Arc::new(recoup::Recoup::new(
             client,
             cfg.membership_read.unwrap_or(true),

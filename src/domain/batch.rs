@@ -96,10 +96,15 @@ pub enum EventAction {
     Cancelled,
     /// Requests reopened; `detail.outcomes` and `detail.reopened`.
     Retried,
+    /// An undo batch was made for this batch; `detail.batch` names it.
+    UndoneBy,
+    /// This batch undoes another; `detail.batch` names it, `detail.only`
+    /// the people when not all.
+    Undoes,
 }
 
 impl EventAction {
-    pub const ALL: [EventAction; 7] = [
+    pub const ALL: [EventAction; 9] = [
         EventAction::Submitted,
         EventAction::Held,
         EventAction::Released,
@@ -107,6 +112,8 @@ impl EventAction {
         EventAction::Approved,
         EventAction::Cancelled,
         EventAction::Retried,
+        EventAction::UndoneBy,
+        EventAction::Undoes,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -118,6 +125,8 @@ impl EventAction {
             EventAction::Approved => "approved",
             EventAction::Cancelled => "cancelled",
             EventAction::Retried => "retried",
+            EventAction::UndoneBy => "undone_by",
+            EventAction::Undoes => "undoes",
         }
     }
 

@@ -8,6 +8,7 @@ pub mod protection;
 pub mod request;
 pub mod role;
 pub mod step;
+pub mod undo;
 
 pub use batch::{Actor, BatchEvent, EventAction, Halt, HaltCode};
 pub use ids::{DepartmentId, IdError, OrgId, ProviderName, RoleId, UserId};
@@ -16,3 +17,4 @@ pub use protection::{IdCase, Protection};
 pub use request::{IdempotencyKey, Rejection, RunMode, Target};
 pub use role::{Role, check_token_name};
 pub use step::Step;
+pub use undo::{Removal, Restore};

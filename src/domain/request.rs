@@ -14,15 +14,17 @@ pub struct Target {
 }
 
 /// How a request runs (`requests.dry_run`): for real, as a dry run that
-/// reports what it would remove, or as a held preview that plans, waits
-/// for its batch's release and then applies what it previewed. Only live
-/// requests take part in deduplication.
+/// reports what it would remove, as a held preview that plans, waits
+/// for its batch's release and then applies what it previewed, or as the
+/// undo of an earlier request, which restores what that one removed. Only
+/// live requests take part in deduplication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RunMode {
     #[default]
     Live,
     DryRun,
     Preview,
+    Undo,
 }
 
 impl RunMode {
@@ -32,6 +34,7 @@ impl RunMode {
             RunMode::Live => 0,
             RunMode::DryRun => 1,
             RunMode::Preview => 2,
+            RunMode::Undo => 3,
         }
     }
 
@@ -40,6 +43,7 @@ impl RunMode {
             0 => Some(RunMode::Live),
             1 => Some(RunMode::DryRun),
             2 => Some(RunMode::Preview),
+            3 => Some(RunMode::Undo),
             _ => None,
         }
     }

@@ -6,6 +6,7 @@ mod lease;
 mod preview;
 pub mod rails;
 mod steps;
+pub(crate) mod undo;
 
 use std::time::Duration;
 
@@ -125,7 +126,13 @@ async fn run_claimed(
         // A run that has ended wins: its finish may itself be what a
         // renewal just found (the claim ends with the outcome).
         biased;
-        result = steps::run(engine, &request, checkpoints) => result,
+        result = async {
+            if request.mode == RunMode::Undo {
+                undo::run(engine, &request, checkpoints).await
+            } else {
+                steps::run(engine, &request, checkpoints).await
+            }
+        } => result,
         () = lease.lost() => {
             tracing::warn!("the claim on this request was lost to another worker; its running step was stopped");
             return Ok(());

@@ -105,6 +105,7 @@ pub(super) fn applied(previewed: &Plan, current: Plan) -> (Plan, Left) {
         role_ids: roles,
         subject: current.subject,
         emails: current.emails,
+        blocked: current.blocked,
     };
     (plan, left)
 }

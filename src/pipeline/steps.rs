@@ -1,4 +1,5 @@
-//! The step loop: plan → strip_roles → remove_membership → verify, each
+//! The step loop: plan → strip_roles → remove_membership →
+//! revoke_sessions → prune_custom_roles → verify, each
 //! skipped when its checkpoint exists, each checkpointed with the audit
 //! events of its calls.
 
@@ -9,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::PipelineError;
 use super::preview::{self, Left, PlanCheckpoint};
 use crate::connectors::{CallContext, Change, StepError};
-use crate::domain::{Outcome, RunMode, Step};
+use crate::domain::{Outcome, RoleId, RunMode, Step};
 use crate::engine::Engine;
 use crate::store::{AuditEvent, Finish, RequestRow, SubjectClaim};
 
@@ -36,14 +37,21 @@ impl From<crate::store::StoreError> for Stopped {
 /// Checkpoint of `strip_roles`; `complete` is false when it stopped part
 /// way, so a resumed run removes only the rest and still reports all.
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct StripCheckpoint {
-    removed: Vec<String>,
-    complete: bool,
+pub(super) struct StripCheckpoint {
+    pub removed: Vec<String>,
+    pub complete: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct MembershipCheckpoint {
-    change: Change,
+pub(super) struct MembershipCheckpoint {
+    pub change: Change,
+}
+
+/// Checkpoint of `revoke_sessions`: whether the provider had the user
+/// (and so ended their sessions and refresh tokens).
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct RevokeCheckpoint {
+    pub revoked: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -90,14 +98,7 @@ pub async fn run(
         )
         .await;
     };
-    let cx = CallContext::for_request(&request.id, &request.batch_id).with_audit_sink(
-        std::sync::Arc::new(ClaimedAudit {
-            store: store.clone(),
-            id: request.id.clone(),
-            owner: request.claim.clone(),
-        }),
-    );
-    cx.lap();
+    let cx = call_context(engine, request);
     // Roles an earlier attempt removed before a retry reopened the request
     // stay on its record.
     let with_earlier = |roles: Vec<String>| {
@@ -218,6 +219,15 @@ pub async fn run(
                 .await?;
             return Ok(());
         }
+        // Dispatched to `undo::run` before any call; never here.
+        RunMode::Undo => {
+            return Err(Stopped::Infra(PipelineError::Store(
+                crate::store::StoreError::Corrupt(format!(
+                    "undo request {} reached the offboarding steps",
+                    request.id
+                )),
+            )));
+        }
         RunMode::DryRun => {
             let message = format!("dry run: {would}");
             return finish(
@@ -232,36 +242,23 @@ pub async fn run(
         }
     }
 
-    let mut strip: StripCheckpoint = match checkpoints.get(&Step::StripRoles) {
-        Some(v) => decode(v)?,
-        None => StripCheckpoint::default(),
+    let strip = match roles_step(
+        engine,
+        request,
+        &cx,
+        &checkpoints,
+        Step::StripRoles,
+        &plan.role_ids,
+        |remaining| {
+            let (cx, plan) = (&cx, &plan);
+            async move { connector.strip_roles(cx, t, plan, &remaining).await }
+        },
+    )
+    .await?
+    {
+        Ok(cp) => cp,
+        Err((error, removed)) => return Err(stop(error, removed)),
     };
-    if !strip.complete {
-        let remaining: Vec<_> = plan
-            .role_ids
-            .iter()
-            .filter(|r| !strip.removed.iter().any(|d| d == r.as_str()))
-            .cloned()
-            .collect();
-        let result = connector.strip_roles(&cx, t, &plan, &remaining).await;
-        strip
-            .removed
-            .extend(result.removed.iter().map(|r| r.to_string()));
-        if let Some(error) = result.error {
-            store
-                .save_step(
-                    &request.id,
-                    &request.claim,
-                    Step::StripRoles,
-                    &serde_json::to_value(&strip).unwrap_or_default(),
-                    &[],
-                )
-                .await?;
-            return Err(stop(error, strip.removed));
-        }
-        strip.complete = true;
-        save(engine, request, Step::StripRoles, &strip, &cx).await?;
-    }
 
     let membership: MembershipCheckpoint = match checkpoints.get(&Step::RemoveMembership) {
         Some(v) => decode(v)?,
@@ -278,6 +275,24 @@ pub async fn run(
             save(engine, request, Step::RemoveMembership, &cp, &cx).await?;
             cp
         }
+    };
+
+    // Tenant-wide, so it runs whatever the plan found: a retry after a
+    // missing scope plans a person whose membership is already gone.
+    let revoked = match checkpoints.get(&Step::RevokeSessions) {
+        Some(v) => decode::<RevokeCheckpoint>(v)?.revoked,
+        None => match connector
+            .revoke_sessions(&cx, t)
+            .await
+            .map_err(|e| stop(e, strip.removed.clone()))?
+        {
+            Some(revoked) => {
+                let cp = RevokeCheckpoint { revoked };
+                save(engine, request, Step::RevokeSessions, &cp, &cx).await?;
+                revoked
+            }
+            None => false,
+        },
     };
 
     let prune: PruneCheckpoint = match checkpoints.get(&Step::PruneCustomRoles) {
@@ -329,13 +344,64 @@ pub async fn run(
     // A role left alone by pruning, or a removal the provider could not
     // show, is worth a note, not a failure.
     let mut notes: Vec<String> = verified.iter().map(|n| n.message.clone()).collect();
+    if revoked {
+        notes.push(format!(
+            "sessions and refresh tokens of {} revoked, tenant-wide",
+            t.user_id
+        ));
+    }
     notes.extend(prune.notes);
-    let code = verified.map_or("", |n| n.code);
+    let code = verified.map_or(if revoked { "sessions_revoked" } else { "" }, |n| n.code);
     let note = (!notes.is_empty()).then(|| (code, notes.join("; ")));
     finish(engine, request, outcome, removed, note, &cx).await
 }
 
-async fn save<T: Serialize>(
+/// Runs a roles step (`strip_roles`, or an undo's `restore_roles`) from
+/// its checkpoint: `call` gets only the `wanted` roles not done yet, and a
+/// step that stops part way checkpoints what it did, so a resumed run does
+/// the rest and still reports all. `Ok(Err(_))` is the step's error with
+/// the roles done so far.
+pub(super) async fn roles_step<Fut>(
+    engine: &Engine,
+    request: &RequestRow,
+    cx: &CallContext,
+    checkpoints: &HashMap<Step, serde_json::Value>,
+    step: Step,
+    wanted: &[RoleId],
+    call: impl FnOnce(Vec<RoleId>) -> Fut,
+) -> Result<Result<StripCheckpoint, (StepError, Vec<String>)>, Stopped>
+where
+    Fut: std::future::Future<Output = crate::connectors::StripResult>,
+{
+    let mut cp: StripCheckpoint = match checkpoints.get(&step) {
+        Some(v) => decode(v)?,
+        None => StripCheckpoint::default(),
+    };
+    if cp.complete {
+        return Ok(Ok(cp));
+    }
+    let remaining = wanted
+        .iter()
+        .filter(|r| !cp.removed.iter().any(|d| d == r.as_str()))
+        .cloned()
+        .collect();
+    let result = call(remaining).await;
+    cp.removed
+        .extend(result.removed.iter().map(|r| r.to_string()));
+    if let Some(error) = result.error {
+        let value = serde_json::to_value(&cp).unwrap_or_default();
+        engine
+            .store()
+            .save_step(&request.id, &request.claim, step, &value, &[])
+            .await?;
+        return Ok(Err((error, cp.removed)));
+    }
+    cp.complete = true;
+    save(engine, request, step, &cp, cx).await?;
+    Ok(Ok(cp))
+}
+
+pub(super) async fn save<T: Serialize>(
     engine: &Engine,
     request: &RequestRow,
     step: Step,
@@ -373,7 +439,7 @@ async fn save<T: Serialize>(
     Ok(())
 }
 
-async fn finish(
+pub(super) async fn finish(
     engine: &Engine,
     request: &RequestRow,
     outcome: Outcome,
@@ -405,12 +471,28 @@ async fn finish(
     Ok(())
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(value: &serde_json::Value) -> Result<T, Stopped> {
+pub(super) fn decode<T: for<'de> Deserialize<'de>>(
+    value: &serde_json::Value,
+) -> Result<T, Stopped> {
     serde_json::from_value(value.clone()).map_err(|e| {
         Stopped::Infra(PipelineError::Store(crate::store::StoreError::Corrupt(
             format!("checkpoint does not decode: {e}"),
         )))
     })
+}
+
+/// The context of a claimed request's calls: their audit events are
+/// stored under its claim between its checkpoints.
+pub(super) fn call_context(engine: &Engine, request: &RequestRow) -> CallContext {
+    let cx = CallContext::for_request(&request.id, &request.batch_id).with_audit_sink(
+        std::sync::Arc::new(ClaimedAudit {
+            store: engine.store().clone(),
+            id: request.id.clone(),
+            owner: request.claim.clone(),
+        }),
+    );
+    cx.lap();
+    cx
 }
 
 /// A run's audit events stored between its checkpoints, under its claim.

@@ -19,7 +19,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, patch};
+use axum::routing::{delete, get};
 use std::sync::Arc;
 
 use super::faults::{FaultLayer, Quota};
@@ -52,14 +52,21 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
     Router::new()
         .route_ids(
             "/organizations/{org}/members",
-            get(members::list).delete(members::remove),
+            get(members::list)
+                .delete(members::remove)
+                .post(members::add),
         )
         .route_ids(
             "/organizations/{org}/members/{user}/roles",
-            get(roles::list).delete(roles::remove),
+            get(roles::list).delete(roles::remove).post(roles::assign),
         )
         .route_ids("/users/{user}/organizations", get(users::organizations))
-        .route_ids("/users/{user}", patch(users::update))
+        .route_ids("/users/{user}", get(users::get).patch(users::update))
+        .route_ids("/users/{user}/sessions", delete(users::delete_sessions))
+        .route_ids(
+            "/users/{user}/refresh-tokens",
+            delete(users::delete_refresh_tokens),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)

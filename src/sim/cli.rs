@@ -65,6 +65,10 @@ pub struct SimArgs {
     /// How long an Auth0 membership removal stays invisible to reads.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub auth0_membership_delay_ms: u64,
+    /// A scope the Auth0 token lacks (repeatable), e.g. `delete:sessions`:
+    /// calls that need it answer 403 `insufficient_scope`.
+    #[arg(long = "auth0-missing-scope", value_name = "SCOPE")]
+    pub auth0_missing_scopes: Vec<String>,
 }
 
 fn parse_fail_next(text: &str) -> Result<FailNext, String> {
@@ -102,6 +106,7 @@ impl SimArgs {
             rate_limit,
             fail_next: self.fail_next.clone(),
             auth0_membership_delay_ms: self.auth0_membership_delay_ms,
+            auth0_missing_scopes: self.auth0_missing_scopes.clone(),
         }
     }
 

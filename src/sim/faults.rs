@@ -43,6 +43,9 @@ pub struct FaultConfig {
     /// How long an Auth0 organization-membership removal stays invisible to
     /// reads; Auth0 documents that removals apply within seconds, not at once.
     pub auth0_membership_delay_ms: u64,
+    /// Scopes the Auth0 Management API token lacks: a call that needs one
+    /// answers 403 `insufficient_scope` naming it.
+    pub auth0_missing_scopes: Vec<String>,
 }
 
 impl Default for FaultConfig {
@@ -57,6 +60,7 @@ impl Default for FaultConfig {
             rate_limit: None,
             fail_next: Vec::new(),
             auth0_membership_delay_ms: 0,
+            auth0_missing_scopes: Vec::new(),
         }
     }
 }

@@ -19,6 +19,7 @@ mod sql;
 mod surfaces;
 mod tokens;
 mod trail;
+mod undo;
 
 pub use audit::AuditEvent;
 pub use batches::{BatchRow, NewBatch};
@@ -37,6 +38,7 @@ pub use sessions::{NewSession, SessionRow};
 pub use surfaces::{DropFile, IdempotentAnswer};
 pub use tokens::{NewToken, TokenHolder, TokenRow};
 pub use trail::{TrailCursor, TrailEntry, TrailQuery};
+pub use undo::{UndoLink, UndoRow, UndoSource};
 
 /// A failure of the database itself, never of a provider.
 #[derive(Debug, thiserror::Error)]

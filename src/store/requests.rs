@@ -77,7 +77,7 @@ pub struct Finish {
     pub error_message: Option<String>,
 }
 
-const REQUEST_COLUMNS: &str = "id, batch_id, provider, organization_id, user_id, transfer_to_department_id, reason, effective_at, dry_run, outcome, attempts, roles_removed, error_code, error_message, finished_at";
+pub(super) const REQUEST_COLUMNS: &str = "id, batch_id, provider, organization_id, user_id, transfer_to_department_id, reason, effective_at, dry_run, outcome, attempts, roles_removed, error_code, error_message, finished_at";
 
 impl Store {
     pub async fn request(&self, id: &str) -> Result<Option<RequestRow>, StoreError> {
@@ -589,6 +589,10 @@ mod tests {
         assert!(again.checkpoints.is_empty(), "{:?}", again.checkpoints);
         assert_eq!(again.request.roles_removed, ["role_a"]);
         assert_eq!(again.request.outcome, None);
+        // What the first attempt planned is kept for an undo to read.
+        store.finish(&id, "w:2", &dead, 0, &[]).await.unwrap();
+        let sources = store.undo_sources(&batch, "", 10).await.unwrap();
+        assert_eq!(sources[0].checkpoints, [(Step::Plan, plan)]);
         store.close().await;
     }
 

@@ -42,10 +42,15 @@ impl From<sqlx::Error> for ReopenError {
 }
 
 /// A finished request (`r`, as the query names `requests`) may be reopened
-/// only while no other open request does its work (same key).
+/// only while no other open request does its work (same key), never once
+/// an undo gave back what it removed, and not while an undo of it waits to
+/// run (it would give back less than this run removes).
 fn reopenable_sql(r: &str) -> String {
     format!(
         "
+       AND {r}.undone_by IS NULL
+       AND NOT EXISTS (SELECT 1 FROM undo_requests u JOIN requests x ON x.id = u.request_id
+                       WHERE u.undoes = {r}.id AND x.outcome IS NULL)
        AND NOT EXISTS (SELECT 1 FROM requests o
                        WHERE o.idempotency_key = {r}.idempotency_key
                          AND o.outcome IS NULL AND o.dry_run = 0 AND {r}.dry_run = 0)"
@@ -87,7 +92,8 @@ impl Store {
 
     /// Reopens `r.run` (those that still ended with one of `r.outcomes`)
     /// with a fresh attempt budget and no checkpoint, so they plan again
-    /// (what they removed before stays in `roles_removed`); ends `r.back`
+    /// (what they removed before stays in `roles_removed`, and their
+    /// checkpoints move to `step_history` for an undo to read); ends `r.back`
     /// `back_in_roster`; records a `retried` event; and halts the batch
     /// when `r.halt` says so — all in one transaction, so no sweep can
     /// run a reopened request before the halt. Returns the reopened
@@ -176,15 +182,22 @@ impl Store {
             let rows = query.fetch_all(&mut *tx).await?;
             let done: Vec<String> = rows.iter().map(|row| row.get("id")).collect();
             if !done.is_empty() {
-                let sql = format!(
-                    "DELETE FROM step_checkpoints WHERE request_id IN ({})",
-                    Params::new(backend).list(done.len())
+                let listed = Params::new(backend).list(done.len());
+                // An undo still reads what the earlier attempt removed.
+                let keep = format!(
+                    "INSERT INTO step_history (request_id, step, data, finished_at)
+                     SELECT request_id, step, data, finished_at FROM step_checkpoints
+                     WHERE request_id IN ({listed})
+                     ON CONFLICT DO NOTHING"
                 );
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for id in &done {
-                    query = query.bind(id.as_str());
+                let drop = format!("DELETE FROM step_checkpoints WHERE request_id IN ({listed})");
+                for sql in [keep, drop] {
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for id in &done {
+                        query = query.bind(id.as_str());
+                    }
+                    query.execute(&mut *tx).await?;
                 }
-                query.execute(&mut *tx).await?;
             }
             reopened.extend(rows.iter().map(|row| NewJob {
                 request_id: row.get("id"),

@@ -487,3 +487,53 @@ async fn a_stale_retry_is_409_retry_too_old() {
     assert_envelope(&res.json().await.unwrap(), "retry_too_old");
     serve.stop().await;
 }
+
+/// `POST /v1/batches/{id}/undo` makes the undo batch (202), which the
+/// server's workers run; an undo batch is not undone in turn (409), nor is
+/// a name outside the batch taken (422).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_undone_over_the_api() {
+    let h = Harness::start_with(directory(), options()).await;
+    let serve = h.serve(&[]).await;
+    let (status, body) = upload(&serve, &users_csv(2, 3), None).await;
+    assert_eq!(status, 202, "{body}");
+    let batch = body["batch_id"].as_str().unwrap().to_owned();
+    wait_done(&serve, &batch).await;
+    assert_eq!(
+        crate::helpers::member(&h.sim, "usr_000002").account_state,
+        "deleted"
+    );
+
+    let c = serve.client();
+    let undo = |id: String, query: &'static str| {
+        let rb = serve.authed(c.post(format!("{}/v1/batches/{id}/undo{query}", serve.url)));
+        async move {
+            let res = rb.send().await.unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = undo(batch.clone(), "?only=usr_999999").await;
+    assert_eq!(status, 422, "{body}");
+    assert_envelope(&body, "not_in_batch");
+    let (status, body) = undo(batch.clone(), "").await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(
+        (body["undoes"].as_str(), body["requests"].as_u64()),
+        (Some(batch.as_str()), Some(2))
+    );
+    let undo_batch = body["batch_id"].as_str().unwrap().to_owned();
+    wait_done(&serve, &undo_batch).await;
+    let state = batch_state(&serve, &undo_batch).await;
+    assert_eq!(state["source"], "undo", "{state}");
+    assert_eq!(
+        state["counts"]["needs_attention"], 2,
+        "Aitronos is restored by hand: {state}"
+    );
+    let events = state["events"].as_array().unwrap();
+    assert_eq!(events[0]["actor"], "bootstrap");
+    assert_eq!(events[0]["detail"]["source"], "undo");
+    let (status, body) = undo(undo_batch, "").await;
+    assert_eq!(status, 409, "{body}");
+    assert_envelope(&body, "undo_of_undo");
+    serve.stop().await;
+}

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use offboard::sim::{Auth0Client, Directory, FailNext, FaultConfig, RetryHint};
 
-use crate::helpers::{Harness, Options, member};
+use crate::helpers::{Harness, Options, member, scim_groups_of, scim_user};
 
 const RC_ORG: &str = "00000000-0000-4000-8000-000000000001";
 
@@ -33,21 +33,6 @@ fn recoup_member(h: &Harness, account: &str) -> bool {
         .member_account_ids
         .iter()
         .any(|a| a == account)
-}
-
-fn scim_user(h: &Harness, id: &str) -> Option<offboard::sim::ScimUser> {
-    h.sim.state().scim.users.into_iter().find(|u| u.id == id)
-}
-
-fn scim_groups_of(h: &Harness, id: &str) -> Vec<String> {
-    h.sim
-        .state()
-        .scim
-        .groups
-        .into_iter()
-        .filter(|g| g.members.iter().any(|m| m == id))
-        .map(|g| g.id)
-        .collect()
 }
 
 fn outcomes(rows: &[HashMap<String, String>]) -> HashMap<String, String> {
@@ -105,10 +90,10 @@ async fn one_scenario_conforms_on_every_connector() {
             "auth0|{i:06} still a member"
         );
         assert!(!recoup_member(&h, &rc_account(i)));
-        let u = scim_user(&h, &format!("u-{i:06}")).unwrap();
+        let u = scim_user(&h.sim, &format!("u-{i:06}")).unwrap();
         assert!(!u.active, "u-{i:06} still active");
         assert!(
-            scim_groups_of(&h, &u.id).is_empty(),
+            scim_groups_of(&h.sim, &u.id).is_empty(),
             "{} still in groups",
             u.id
         );
@@ -116,7 +101,7 @@ async fn one_scenario_conforms_on_every_connector() {
     assert_eq!(member(&h.sim, "usr_000004").account_state, "active");
     assert!(auth0_member(&h, "auth0|000004").is_some());
     assert!(recoup_member(&h, &rc_account(4)));
-    assert!(scim_user(&h, "u-000004").unwrap().active);
+    assert!(scim_user(&h.sim, "u-000004").unwrap().active);
 
     // Running the same file again (forced) changes nothing anywhere.
     let writes = |h: &Harness| h.sim.calls().iter().filter(|c| c.method != "GET").count();
@@ -365,10 +350,10 @@ async fn scim_falls_back_to_the_list_form_and_deletes_by_policy() {
     assert_eq!(o["u-000002"], "succeeded");
     assert_eq!(o["user000004@acme.example"], "succeeded");
     assert_eq!(o["u-999999"], "already_done");
-    assert!(scim_user(&h, "u-000002").is_none(), "deleted by policy");
-    assert!(scim_user(&h, "u-000004").is_none());
-    assert!(scim_groups_of(&h, "u-000002").is_empty());
-    assert!(scim_user(&h, "u-000003").is_some());
+    assert!(scim_user(&h.sim, "u-000002").is_none(), "deleted by policy");
+    assert!(scim_user(&h.sim, "u-000004").is_none());
+    assert!(scim_groups_of(&h.sim, "u-000002").is_empty());
+    assert!(scim_user(&h.sim, "u-000003").is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -274,6 +274,25 @@ pub fn member(sim: &SimServer, user_id: &str) -> offboard::sim::AitronosMember {
         .unwrap_or_else(|| panic!("{user_id} is not in the directory"))
 }
 
+/// The SCIM user with `id` in the simulator's current state.
+pub fn scim_user(sim: &SimServer, id: &str) -> Option<offboard::sim::ScimUser> {
+    sim.state().scim.users.into_iter().find(|u| u.id == id)
+}
+
+/// The ids of the SCIM groups `id` belongs to now, sorted.
+pub fn scim_groups_of(sim: &SimServer, id: &str) -> Vec<String> {
+    let mut groups: Vec<String> = sim
+        .state()
+        .scim
+        .groups
+        .into_iter()
+        .filter(|g| g.members.iter().any(|m| m == id))
+        .map(|g| g.id)
+        .collect();
+    groups.sort();
+    groups
+}
+
 pub fn removal_calls(sim: &SimServer) -> usize {
     sim.calls().iter().filter(|c| c.method == "DELETE").count()
 }

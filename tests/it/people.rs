@@ -83,7 +83,7 @@ async fn every_role_against_every_route() {
     let h = Harness::start_with(directory(), options("")).await;
     let p = people(&h).await;
     let serve = h.serve(&["--no-workers"]).await;
-    let routes: [(Method, &str, &str); 16] = [
+    let routes: [(Method, &str, &str); 17] = [
         (Method::GET, "/v1/batches", "viewer"),
         (Method::GET, "/v1/batches/B1", "viewer"),
         (Method::GET, "/v1/batches/B1/requests", "viewer"),
@@ -96,6 +96,7 @@ async fn every_role_against_every_route() {
         (Method::POST, "/v1/batches/B1/approve", "operator"),
         (Method::POST, "/v1/batches/B1/cancel", "operator"),
         (Method::POST, "/v1/jobs/nightly/reconcile", "operator"),
+        (Method::POST, "/v1/batches/B1/undo", "operator"),
         (Method::GET, "/v1/tokens", "admin"),
         (Method::POST, "/v1/tokens", "admin"),
         (Method::DELETE, "/v1/tokens/nobody", "admin"),

@@ -306,6 +306,10 @@ same_as_sqlite!(
     retry_of_dead_requests_on_postgres,
     crate::faults::exhausted_budget_scenario
 );
+same_as_sqlite!(
+    undo_of_an_older_offboarding_on_postgres,
+    crate::undo::newer_offboarding_scenario
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_apply_once_then_are_a_no_op() {

@@ -15,7 +15,7 @@ use super::{
     StripResult, parse_json,
 };
 use crate::domain::ids::check_prefixed;
-use crate::domain::{ProviderName, RoleId, Target};
+use crate::domain::{ProviderName, Removal, Restore, RoleId, Target};
 
 pub use intake::parse_target;
 
@@ -366,6 +366,19 @@ impl Connector for Aitronos {
             }
         }
         Ok(members)
+    }
+
+    async fn restore_plan(
+        &self,
+        _cx: &CallContext,
+        t: &Target,
+        removal: &Removal,
+    ) -> Result<Restore, StepError> {
+        Err(super::restore::manual(
+            "Aitronos documents no call that gives a removed member back",
+            t,
+            removal,
+        ))
     }
 
     async fn probe(&self) -> Result<Probe, StepError> {

@@ -45,6 +45,24 @@ pub fn read_member(answer: &Answer) -> Classified {
     })
 }
 
+/// Auth0's code for a token without the scope a call needs.
+pub const INSUFFICIENT_SCOPE: &str = "insufficient_scope";
+
+/// Revoking sessions or refresh tokens: a missing user has none left, and
+/// a missing scope is for a person to grant, not a credential failure
+/// (it must not trip the breaker that stops the batch).
+pub fn revoke(answer: &Answer) -> Classified {
+    classify(answer, parse_error(&answer.body), |status, code| {
+        if user_missing(status, code, answer) {
+            Some(Verdict::AlreadyDone)
+        } else if status == 403 && code == INSUFFICIENT_SCOPE {
+            Some(Verdict::NeedsAttention)
+        } else {
+            None
+        }
+    })
+}
+
 /// Writes: Auth0 documents no 404 on the DELETEs (we delete only what the
 /// plan read), so only the common table applies.
 pub fn write(answer: &Answer) -> Classified {
@@ -93,6 +111,17 @@ mod tests {
         assert!(matches!(
             write(&answer(503, "<html>")).verdict,
             Verdict::Transient { .. }
+        ));
+        // A missing scope on a revocation is for a person to grant: not
+        // the credential failure that the same answer is on a removal.
+        let c = revoke(&scope);
+        assert!(matches!(c.verdict, Verdict::NeedsAttention));
+        assert_eq!(c.code.as_deref(), Some(INSUFFICIENT_SCOPE));
+        assert!(matches!(revoke(&missing).verdict, Verdict::AlreadyDone));
+        assert!(matches!(revoke(&answer(202, "")).verdict, Verdict::Done));
+        assert!(matches!(
+            revoke(&answer(404, "<html>")).verdict,
+            Verdict::Permanent
         ));
     }
 }

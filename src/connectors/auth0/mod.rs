@@ -5,6 +5,7 @@
 
 mod classify;
 mod intake;
+mod restore;
 
 use std::time::Duration;
 
@@ -18,13 +19,13 @@ use super::{
     StripResult,
 };
 use crate::domain::ids::check_safe;
-use crate::domain::{ProviderName, RoleId, Target};
+use crate::domain::{ProviderName, Removal, Restore, RoleId, Target};
 
 pub use intake::{check_user_id, parse_target};
 
-/// Roles per page when reading, and per bulk DELETE.
+/// Roles per page when reading, and per bulk DELETE (or POST, in an undo).
 const PAGE: usize = 100;
-const DELETE_CHUNK: usize = 20;
+const ROLES_CHUNK: usize = 20;
 /// Auth0 applies a membership removal within ~5–10 s.
 const CONSISTENCY_WAIT: Duration = Duration::from_secs(3);
 
@@ -32,18 +33,70 @@ const CONSISTENCY_WAIT: Duration = Duration::from_secs(3);
 pub struct Auth0 {
     name: ProviderName,
     client: ProviderClient,
-    block_user: bool,
+    policy: Policy,
+}
+
+/// What a connection does beyond removing roles and the membership.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Policy {
+    /// Block the user (`PATCH /users/{id}`) after removal.
+    pub block_user: bool,
+    /// Revoke the user's sessions and refresh tokens after removal.
+    pub revoke_sessions: bool,
 }
 
 impl Auth0 {
-    pub fn new(client: ProviderClient, block_user: bool) -> Self {
+    pub fn new(client: ProviderClient, policy: Policy) -> Self {
         Self {
             name: ProviderName::new_unchecked(client.provider()),
             client,
-            block_user,
+            policy,
         }
     }
 }
+
+impl Auth0 {
+    /// Removes (`DELETE`) or assigns (`POST`, in an undo) a member's
+    /// organization roles in bulk, a chunk per call; never an empty list,
+    /// so no roles cause no call.
+    async fn member_roles(
+        &self,
+        cx: &CallContext,
+        t: &Target,
+        method: Method,
+        roles: &[RoleId],
+    ) -> StripResult {
+        let mut result = StripResult::default();
+        for chunk in roles.chunks(ROLES_CHUNK) {
+            let ids: Vec<&str> = chunk.iter().map(RoleId::as_str).collect();
+            let call = Call::new(
+                method.clone(),
+                &[
+                    "organizations",
+                    t.organization_id.as_str(),
+                    "members",
+                    t.user_id.as_str(),
+                    "roles",
+                ],
+            )
+            .json(serde_json::json!({ "roles": ids }));
+            match self.client.send(cx, &call, classify::write).await {
+                Ok(_) => result.removed.extend(chunk.iter().cloned()),
+                Err(e) => {
+                    result.error = Some(e);
+                    return result;
+                }
+            }
+        }
+        result
+    }
+}
+
+/// The tenant-wide revocations, each with the scope it needs.
+const REVOCATIONS: [(&str, &str); 2] = [
+    ("sessions", "delete:sessions"),
+    ("refresh-tokens", "delete:refresh_tokens"),
+];
 
 #[derive(Deserialize)]
 struct Role {
@@ -134,7 +187,12 @@ impl Connector for Auth0 {
                 break;
             }
         }
-        Ok(Plan::member(roles))
+        let mut plan = Plan::member(roles);
+        if self.policy.block_user {
+            // What an undo may unblock: only a user this request blocks.
+            plan.blocked = self.blocked(cx, t).await?;
+        }
+        Ok(plan)
     }
 
     async fn strip_roles(
@@ -144,30 +202,7 @@ impl Connector for Auth0 {
         _plan: &Plan,
         roles: &[RoleId],
     ) -> StripResult {
-        let mut result = StripResult::default();
-        // Never an empty list: a user holding no roles causes no DELETE.
-        for chunk in roles.chunks(DELETE_CHUNK) {
-            let ids: Vec<&str> = chunk.iter().map(RoleId::as_str).collect();
-            let call = Call::new(
-                Method::DELETE,
-                &[
-                    "organizations",
-                    t.organization_id.as_str(),
-                    "members",
-                    t.user_id.as_str(),
-                    "roles",
-                ],
-            )
-            .json(serde_json::json!({ "roles": ids }));
-            match self.client.send(cx, &call, classify::write).await {
-                Ok(_) => result.removed.extend(chunk.iter().cloned()),
-                Err(e) => {
-                    result.error = Some(e);
-                    return result;
-                }
-            }
-        }
-        result
+        self.member_roles(cx, t, Method::DELETE, roles).await
     }
 
     async fn remove_membership(
@@ -182,12 +217,41 @@ impl Connector for Auth0 {
         )
         .json(serde_json::json!({ "members": [t.user_id.as_str()] }));
         self.client.send(cx, &call, classify::write).await?;
-        if self.block_user {
+        if self.policy.block_user {
             let call = Call::new(Method::PATCH, &["users", t.user_id.as_str()])
                 .json(serde_json::json!({ "blocked": true }));
             self.client.send(cx, &call, classify::write).await?;
         }
         Ok(Change::Changed)
+    }
+
+    async fn revoke_sessions(
+        &self,
+        cx: &CallContext,
+        t: &Target,
+    ) -> Result<Option<bool>, StepError> {
+        if !self.policy.revoke_sessions {
+            return Ok(None);
+        }
+        let mut revoked = false;
+        for (what, scope) in REVOCATIONS {
+            let call = Call::new(Method::DELETE, &["users", t.user_id.as_str(), what]);
+            match self.client.send(cx, &call, classify::revoke).await {
+                Ok((_, verdict)) => revoked |= matches!(verdict, Verdict::Done),
+                Err(e) if e.code == classify::INSUFFICIENT_SCOPE => {
+                    return Err(StepError::needs_attention(
+                        "revoke_scope_missing",
+                        format!(
+                            "the Management API token lacks the scope {scope}, so the {} of {} were not revoked (their roles and membership are removed); grant {scope} to the application, then retry this request",
+                            what.replace('-', " "),
+                            t.user_id
+                        ),
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Some(revoked))
     }
 
     async fn verify(
@@ -224,6 +288,34 @@ impl Connector for Auth0 {
             }
         }
         Ok(None)
+    }
+
+    async fn restore_plan(
+        &self,
+        cx: &CallContext,
+        t: &Target,
+        removal: &Removal,
+    ) -> Result<Restore, StepError> {
+        self.missing_now(cx, t, removal).await
+    }
+
+    async fn restore_membership(
+        &self,
+        cx: &CallContext,
+        t: &Target,
+        wanted: &Restore,
+    ) -> Result<Change, StepError> {
+        self.add_membership(cx, t, wanted).await
+    }
+
+    async fn restore_roles(
+        &self,
+        cx: &CallContext,
+        t: &Target,
+        _wanted: &Restore,
+        roles: &[RoleId],
+    ) -> StripResult {
+        self.member_roles(cx, t, Method::POST, roles).await
     }
 
     async fn list_members(

@@ -16,7 +16,7 @@ use super::http::{Answer, Call, Classified, Verdict};
 use super::{
     CallContext, Change, Connector, Note, Plan, Probe, ProviderClient, StepError, StripResult,
 };
-use crate::domain::{ProviderName, RoleId, Target};
+use crate::domain::{ProviderName, Removal, Restore, RoleId, Target};
 
 pub use intake::{check_uuid, parse_target};
 
@@ -220,6 +220,19 @@ impl Connector for Recoup {
                 ),
             })),
         }
+    }
+
+    async fn restore_plan(
+        &self,
+        _cx: &CallContext,
+        t: &Target,
+        removal: &Removal,
+    ) -> Result<Restore, StepError> {
+        Err(super::restore::manual(
+            "Recoup documents no call that adds a member to an organization",
+            t,
+            removal,
+        ))
     }
 
     async fn probe(&self) -> Result<Probe, StepError> {

@@ -80,6 +80,12 @@ pub fn remove_member(answer: &Answer) -> Classified {
     })
 }
 
+/// Giving access back (undo): a group or user that is gone is no success;
+/// 412 is handled by the caller (re-read, then retry with the fresh ETag).
+pub fn add(answer: &Answer) -> Classified {
+    classify(answer, parse_error(&answer.body), common)
+}
+
 /// Plain reads (filters may be unsupported: the caller falls back).
 pub fn read(answer: &Answer) -> Classified {
     classify(answer, parse_error(&answer.body), common)

@@ -5,6 +5,7 @@
 
 mod classify;
 mod intake;
+mod restore;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -12,14 +13,14 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde::Deserialize;
 
-use super::http::{Answer, Call, Verdict};
+use super::http::{Answer, Call, Classified, Verdict};
 use super::{
     CallContext, Change, Connector, Member, Note, Plan, Probe, ProviderClient, StepError,
     StripResult,
 };
 use crate::config::Deprovision;
 use crate::domain::ids::check_safe;
-use crate::domain::{ProviderName, RoleId, Target};
+use crate::domain::{ProviderName, Removal, Restore, RoleId, Target};
 
 pub use intake::parse_target;
 
@@ -218,20 +219,56 @@ impl Scim {
         group: &str,
         user: &str,
     ) -> Result<bool, StepError> {
+        // The form each attempt used: another request may switch the
+        // connection to the list form while this one's call is out.
+        let used_list_form = AtomicBool::new(false);
+        let verdict = self
+            .patch_group(
+                cx,
+                group,
+                user,
+                || {
+                    let list_form = self.list_form.load(Ordering::Relaxed);
+                    used_list_form.store(list_form, Ordering::Relaxed);
+                    self.removal(group, user, list_form)
+                },
+                classify::remove_member,
+                |e| {
+                    // A server that refuses value filters: the list form from
+                    // now on, at once.
+                    let refused = !used_list_form.load(Ordering::Relaxed)
+                        && matches!(e.code.as_str(), "invalidPath" | "invalidFilter");
+                    if refused {
+                        self.list_form.store(true, Ordering::Relaxed);
+                    }
+                    refused
+                },
+            )
+            .await?;
+        Ok(matches!(verdict, Verdict::Done))
+    }
+
+    /// Sends a PATCH of `group`'s members built by `call`, again at once
+    /// when `again` says so, and after a 412 with the group's fresh ETag in
+    /// `If-Match`, a few times.
+    async fn patch_group(
+        &self,
+        cx: &CallContext,
+        group: &str,
+        user: &str,
+        call: impl Fn() -> Call,
+        classify: fn(&Answer) -> Classified,
+        again: impl Fn(&StepError) -> bool,
+    ) -> Result<Verdict, StepError> {
         let mut etag: Option<String> = None;
         for _ in 0..=ETAG_RETRIES {
-            let list_form = self.list_form.load(Ordering::Relaxed);
-            let mut call = self.removal(group, user, list_form);
+            let mut call = call();
             if let Some(tag) = &etag {
                 call = call.header("if-match", tag.clone());
             }
-            match self.client.send(cx, &call, classify::remove_member).await {
-                Ok((_, v)) => return Ok(matches!(v, Verdict::Done)),
-                Err(e)
-                    if !list_form && matches!(e.code.as_str(), "invalidPath" | "invalidFilter") =>
-                {
-                    self.list_form.store(true, Ordering::Relaxed);
-                }
+            match self.client.send(cx, &call, classify).await {
+                Ok((_, verdict)) => return Ok(verdict),
+                Err(e) if again(&e) => {}
                 Err(e) if e.code == "http_412" => {
                     etag = self.group_etag(cx, group).await?;
                 }
@@ -240,9 +277,19 @@ impl Scim {
         }
         Err(StepError::transient(
             "etag_conflict",
-            format!("group {group} kept changing while we removed {user}"),
+            format!("group {group} kept changing while we changed {user}'s membership"),
             None,
         ))
+    }
+
+    /// `PATCH /Users/{id}` replacing `active`.
+    fn set_active(user: &str, active: bool) -> Call {
+        Call::new(Method::PATCH, &["Users", user])
+            .content_type(SCIM_JSON)
+            .json(serde_json::json!({
+                "schemas": [PATCH_OP],
+                "Operations": [{"op": "replace", "path": "active", "value": active}]
+            }))
     }
 
     async fn group_etag(&self, cx: &CallContext, group: &str) -> Result<Option<String>, StepError> {
@@ -287,6 +334,7 @@ impl Connector for Scim {
             role_ids: roles,
             subject: Some(id),
             emails: user.emails(),
+            blocked: None,
         })
     }
 
@@ -320,12 +368,7 @@ impl Connector for Scim {
     ) -> Result<Change, StepError> {
         let user = plan.subject.as_deref().unwrap_or(t.user_id.as_str());
         let call = match self.deprovision {
-            Deprovision::Deactivate => Call::new(Method::PATCH, &["Users", user])
-                .content_type(SCIM_JSON)
-                .json(serde_json::json!({
-                    "schemas": [PATCH_OP],
-                    "Operations": [{"op": "replace", "path": "active", "value": false}]
-                })),
+            Deprovision::Deactivate => Self::set_active(user, false),
             Deprovision::Delete => Call::new(Method::DELETE, &["Users", user]),
         };
         let (_, verdict) = self.client.send(cx, &call, classify::gone_is_done).await?;
@@ -361,6 +404,34 @@ impl Connector for Scim {
                 ),
             )),
         }
+    }
+
+    async fn restore_plan(
+        &self,
+        cx: &CallContext,
+        t: &Target,
+        removal: &Removal,
+    ) -> Result<Restore, StepError> {
+        self.missing_now(cx, t, removal).await
+    }
+
+    async fn restore_membership(
+        &self,
+        cx: &CallContext,
+        t: &Target,
+        wanted: &Restore,
+    ) -> Result<Change, StepError> {
+        self.reactivate(cx, t, wanted).await
+    }
+
+    async fn restore_roles(
+        &self,
+        cx: &CallContext,
+        t: &Target,
+        wanted: &Restore,
+        groups: &[RoleId],
+    ) -> StripResult {
+        self.add_to_groups(cx, t, wanted, groups).await
     }
 
     async fn list_members(

@@ -1,14 +1,17 @@
 //! The decisions a person makes about work the rails stopped or must
 //! guard: approving a halted batch or releasing a held one, retrying what
-//! failed, and cancelling. Each is recorded with its actor.
+//! failed, cancelling, and undoing a batch. Each is recorded with its
+//! actor.
 
 mod approve;
 mod cancel;
 mod retry;
+mod undo;
 
 pub use approve::{Approval, approve, hold_owner, submitters};
 pub use cancel::{Cancellation, cancel, expire_holds};
 pub use retry::{Retried, retry};
+pub use undo::{Undo, undo};
 
 use crate::store::StoreError;
 
@@ -42,6 +45,18 @@ pub enum RailError {
         "four_eyes_required: {actor} submitted batch {batch} (or retried or released it), so another person must approve it ([safety] four_eyes)"
     )]
     FourEyes { batch: String, actor: String },
+    #[error(
+        "batch {0} is an undo batch; an undo cannot be undone (offboard the people again instead)"
+    )]
+    UndoOfUndo(String),
+    #[error(
+        "batch {0} has no request of its own to undo (a dry run, or rows that reported earlier batches' requests)"
+    )]
+    NothingToUndo(String),
+    #[error(
+        "batch {batch} is not finished ({open} request(s) still to run or waiting for approval): cancel it or let it finish before undoing it"
+    )]
+    NotFinished { batch: String, open: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

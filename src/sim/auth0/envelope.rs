@@ -84,6 +84,23 @@ pub(super) fn inexistent_organization() -> Problem {
     )
 }
 
+/// Refuses a call whose scope the token lacks
+/// (`FaultConfig::auth0_missing_scopes`); checked first, as the vendor
+/// authorises before it reads anything.
+pub(super) fn require_scope(
+    state: &crate::sim::state::SimState,
+    scope: &str,
+) -> Result<(), Problem> {
+    if state.faults.auth0_lacks_scope(scope) {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            format!("Insufficient scope; expected: {scope}"),
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn invalid_body(message: impl Into<String>) -> Problem {
     Problem::new(StatusCode::BAD_REQUEST, "invalid_body", message)
 }

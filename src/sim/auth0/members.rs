@@ -1,5 +1,5 @@
 //! `/organizations/{org}/members`: listing an organization's members
-//! (reconcile) and removing memberships.
+//! (reconcile), removing memberships, and adding members (undo).
 //!
 //! Offset paging stops at 1,000 records (`invalid_paging`); checkpoint paging
 //! (`from`/`take`, following `next`) reaches every member. Removals become
@@ -16,7 +16,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-use super::envelope::{Answer, id_list, object_body};
+use super::envelope::{Answer, id_list, invalid_body, object_body, require_scope};
 use super::paging::{Checkpoint, OffsetPage, encode_cursor};
 use super::store::{Auth0Store, OrgStore};
 use crate::sim::directory::Auth0Member;
@@ -119,5 +119,25 @@ pub(super) async fn remove(
     store
         .org_mut(ids.get("org"))?
         .remove_members(&members, visible_at, now);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST …/members` `{"members": [...]}`: 204; every id must be a user of
+/// the tenant (Auth0 adds existing users only).
+pub(super) async fn add(
+    State(state): State<Arc<SimState>>,
+    ids: PathIds,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    require_scope(&state, "create:organization_members")?;
+    let body = object_body(body)?;
+    let members = id_list(&body, "members", MAX_MEMBERS)?;
+    let mut store = state.auth0();
+    if let Some(unknown) = members.iter().find(|m| store.user(Some(m)).is_err()) {
+        return Err(invalid_body(format!("The user {unknown} does not exist.")).into());
+    }
+    store
+        .org_mut(ids.get("org"))?
+        .add_members(&members, Utc::now());
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -1,5 +1,5 @@
 //! `/organizations/{org}/members/{user}/roles`: a member's organization
-//! roles, read (plan) and removed in bulk.
+//! roles, read (plan), removed in bulk, and assigned (undo).
 //!
 //! Auth0 documents no 404 for a role the member does not hold: removal takes
 //! away what is held and ignores the rest, so a repeated removal succeeds.
@@ -14,8 +14,9 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-use super::envelope::{Answer, id_list, object_body};
+use super::envelope::{Answer, id_list, object_body, require_scope};
 use super::paging::OffsetPage;
+use crate::sim::problem::Problem;
 use crate::sim::request::{PathIds, QueryPairs};
 use crate::sim::state::SimState;
 
@@ -47,18 +48,38 @@ pub(super) async fn remove(
     ids: PathIds,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    let body = object_body(body)?;
-    // The schema allows no other property next to `roles`.
-    if let Some(extra) = body.keys().find(|k| k.as_str() != "roles") {
-        return Err(super::envelope::invalid_body(format!(
-            "Payload validation error: 'Additional properties not allowed: {extra}'."
-        ))
-        .into());
-    }
-    let roles = id_list(&body, "roles", MAX_ROLES)?;
+    let roles = roles_body(body)?;
     let mut store = state.auth0();
     store
         .org_mut(ids.get("org"))?
         .remove_roles(ids.get("user"), &roles, Utc::now())?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST …/members/{user}/roles` `{"roles": [...]}`: 204; roles already
+/// held stay, unknown roles are a 400.
+pub(super) async fn assign(
+    State(state): State<Arc<SimState>>,
+    ids: PathIds,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    require_scope(&state, "create:organization_member_roles")?;
+    let roles = roles_body(body)?;
+    let mut store = state.auth0();
+    store
+        .org_mut(ids.get("org"))?
+        .assign_roles(ids.get("user"), &roles, Utc::now())?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The `{"roles": [...]}` body of a removal or an assignment: the schema
+/// allows no other property next to `roles`.
+fn roles_body(body: Result<Bytes, BytesRejection>) -> Result<Vec<String>, Problem> {
+    let body = object_body(body)?;
+    if let Some(extra) = body.keys().find(|k| k.as_str() != "roles") {
+        return Err(super::envelope::invalid_body(format!(
+            "Payload validation error: 'Additional properties not allowed: {extra}'."
+        )));
+    }
+    id_list(&body, "roles", MAX_ROLES)
 }

@@ -244,6 +244,64 @@ impl OrgStore {
         }
     }
 
+    /// Add members back (or anew): a removed membership comes back
+    /// without the roles it had, as Auth0 drops them with it; a pending
+    /// removal is called off; a visible member is left as is.
+    pub(crate) fn add_members(&mut self, user_ids: &[String], now: DateTime<Utc>) {
+        for user_id in user_ids {
+            let at = self
+                .members
+                .binary_search_by(|slot| slot.member.user_id.as_str().cmp(user_id));
+            match at {
+                Ok(pos) if self.members[pos].visible(now) => {
+                    self.members[pos].member.removal_visible_at = None;
+                }
+                Ok(pos) => {
+                    let slot = &mut self.members[pos];
+                    slot.gone = false;
+                    slot.member.removal_visible_at = None;
+                    slot.member.roles.clear();
+                }
+                Err(pos) => self.members.insert(
+                    pos,
+                    Slot {
+                        member: Auth0Member {
+                            user_id: user_id.clone(),
+                            roles: Vec::new(),
+                            removal_visible_at: None,
+                        },
+                        gone: false,
+                    },
+                ),
+            }
+        }
+    }
+
+    /// Give a member roles; those already held are left as they are.
+    pub(crate) fn assign_roles(
+        &mut self,
+        user_id: Option<&str>,
+        role_ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), Problem> {
+        if let Some(unknown) = role_ids
+            .iter()
+            .find(|r| !self.roles.iter().any(|o| &o.id == *r))
+        {
+            return Err(super::envelope::invalid_body(format!(
+                "One or more of the specified roles do not exist: {unknown}"
+            )));
+        }
+        let pos = self.visible_position(user_id, now)?;
+        let held = &mut self.members[pos].member.roles;
+        for role in role_ids {
+            if !held.contains(role) {
+                held.push(role.clone());
+            }
+        }
+        Ok(())
+    }
+
     fn visible_position(
         &self,
         user_id: Option<&str>,

@@ -1,17 +1,19 @@
-//! `/users/{user}/…`: the organizations a user belongs to (verify), and
-//! blocking a user.
+//! `/users/{user}/…`: the organizations a user belongs to (verify),
+//! blocking a user, and ending their sessions and refresh tokens.
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use chrono::Utc;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-use super::envelope::{Answer, invalid_body, object_body};
+use super::envelope::{Answer, invalid_body, object_body, require_scope};
 use super::paging::OffsetPage;
+use crate::sim::directory::Auth0User;
 use crate::sim::request::{PathIds, QueryPairs};
 use crate::sim::state::SimState;
 
@@ -38,6 +40,13 @@ pub(super) async fn organizations(
         })
         .collect();
     Ok(Json(paging.wrap("organizations", page, total)).into_response())
+}
+
+/// `GET /users/{user}`: the user (the attributes offboarding reads).
+pub(super) async fn get(State(state): State<Arc<SimState>>, ids: PathIds) -> Answer {
+    let store = state.auth0();
+    let user = store.user(ids.get("user"))?;
+    Ok(Json(user_json(user)).into_response())
 }
 
 /// `PATCH /users/{user}`: only `blocked` is modelled; the vendor's other
@@ -69,11 +78,44 @@ pub(super) async fn update(
     if let Some(blocked) = blocked {
         user.blocked = blocked;
     }
-    Ok(Json(json!({
+    Ok(Json(user_json(user)).into_response())
+}
+
+/// `DELETE /users/{user}/sessions`: 202, every session of the user ended.
+pub(super) async fn delete_sessions(State(state): State<Arc<SimState>>, ids: PathIds) -> Answer {
+    revoke(&state, &ids, "delete:sessions", |u| u.sessions = 0)
+}
+
+/// `DELETE /users/{user}/refresh-tokens`: 202, every refresh token revoked.
+pub(super) async fn delete_refresh_tokens(
+    State(state): State<Arc<SimState>>,
+    ids: PathIds,
+) -> Answer {
+    revoke(&state, &ids, "delete:refresh_tokens", |u| {
+        u.refresh_tokens = 0
+    })
+}
+
+/// The scope is checked before the user, as the vendor authorises first.
+fn revoke(
+    state: &SimState,
+    ids: &PathIds,
+    scope: &str,
+    end: impl FnOnce(&mut Auth0User),
+) -> Answer {
+    require_scope(state, scope)?;
+    let mut store = state.auth0();
+    end(store.user_mut(ids.get("user"))?);
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// A user as `GET` and `PATCH /users/{user}` answer (the attributes
+/// offboarding reads).
+fn user_json(user: &Auth0User) -> Value {
+    json!({
         "user_id": user.user_id,
         "email": user.email,
         "name": user.name,
         "blocked": user.blocked,
-    }))
-    .into_response())
+    })
 }

@@ -92,6 +92,16 @@ pub struct Auth0User {
     pub name: String,
     /// Blocked by an administrator: the user can no longer log in.
     pub blocked: bool,
+    /// Live login sessions (the Management API ends them all at once).
+    #[serde(skip_serializing_if = "is_zero_u32")]
+    pub sessions: u32,
+    /// Refresh tokens issued to the user's applications.
+    #[serde(skip_serializing_if = "is_zero_u32")]
+    pub refresh_tokens: u32,
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Mixed into the seed so Auth0's random choices do not mirror Aitronos's.
@@ -123,6 +133,9 @@ impl Auth0Directory {
                 email: format!("user{n:06}@acme.example"),
                 name: format!("User {n:06}"),
                 blocked: false,
+                // Everyone is signed in somewhere until revoked.
+                sessions: 1,
+                refresh_tokens: 1,
             });
         }
         people.push(Auth0User {
@@ -130,6 +143,8 @@ impl Auth0Directory {
             email: "breakglass@acme.example".to_owned(),
             name: "Break Glass".to_owned(),
             blocked: false,
+            sessions: 0,
+            refresh_tokens: 0,
         });
         members.push(Auth0Member {
             user_id: "auth0|breakglass".to_owned(),

@@ -95,6 +95,15 @@ impl FaultEngine {
         Duration::from_millis(lock(&self.inner).config.auth0_membership_delay_ms)
     }
 
+    /// Whether the Auth0 token is set up without `scope`.
+    pub(crate) fn auth0_lacks_scope(&self, scope: &str) -> bool {
+        lock(&self.inner)
+            .config
+            .auth0_missing_scopes
+            .iter()
+            .any(|s| s == scope)
+    }
+
     /// The provider's bucket now, without taking a token; `None` without a limit.
     pub(crate) fn quota(&self, provider: &'static str) -> Option<Quota> {
         let inner = lock(&self.inner);

@@ -223,3 +223,85 @@ async fn with_a_delay_reads_see_the_member_until_it_passes() {
     assert_eq!(h.server.state().auth0.organizations[0].members.len(), 5);
     h.server.shutdown().await;
 }
+
+/// Undo's calls: members added back (a removed one without the roles it
+/// had), and roles assigned; unknown users and roles are a 400.
+#[tokio::test]
+async fn members_and_their_roles_are_added_back() {
+    use super::auth0::directory;
+    let h = Harness::start(directory()).await;
+    let removed = call(
+        &h,
+        Method::DELETE,
+        "/organizations/org_acme/members",
+        Some(json!({"members": ["auth0|bob"]})),
+    )
+    .await;
+    assert_eq!(removed.status, 204);
+    for user in ["auth0|bob", "auth0|carol"] {
+        let added = call(
+            &h,
+            Method::POST,
+            "/organizations/org_acme/members",
+            Some(json!({"members": [user]})),
+        )
+        .await;
+        assert_eq!(added.status, 204, "{user}");
+    }
+    let roles = call(
+        &h,
+        Method::GET,
+        "/organizations/org_acme/members/auth0%7Cbob/roles",
+        None,
+    )
+    .await;
+    assert_eq!(
+        roles.body,
+        json!([]),
+        "a membership comes back without its roles"
+    );
+    let assigned = call(
+        &h,
+        Method::POST,
+        "/organizations/org_acme/members/auth0%7Cbob/roles",
+        Some(json!({"roles": ["rol_member", "rol_admin"]})),
+    )
+    .await;
+    assert_eq!(assigned.status, 204);
+    let again = call(
+        &h,
+        Method::POST,
+        "/organizations/org_acme/members/auth0%7Cbob/roles",
+        Some(json!({"roles": ["rol_member"]})),
+    )
+    .await;
+    assert_eq!(again.status, 204, "assigning a held role changes nothing");
+    let org = &h.server.state().auth0.organizations[0];
+    let bob = org
+        .members
+        .iter()
+        .find(|m| m.user_id == "auth0|bob")
+        .unwrap();
+    assert_eq!(bob.roles, ["rol_member", "rol_admin"]);
+    assert!(org.members.iter().any(|m| m.user_id == "auth0|carol"));
+    let stranger = call(
+        &h,
+        Method::POST,
+        "/organizations/org_acme/members",
+        Some(json!({"members": ["auth0|nobody"]})),
+    )
+    .await;
+    assert_eq!((stranger.status, code(&stranger)), (400, "invalid_body"));
+    let unknown_role = call(
+        &h,
+        Method::POST,
+        "/organizations/org_acme/members/auth0%7Cbob/roles",
+        Some(json!({"roles": ["rol_nope"]})),
+    )
+    .await;
+    assert_eq!(
+        (unknown_role.status, code(&unknown_role)),
+        (400, "invalid_body")
+    );
+    h.server.shutdown().await;
+}

@@ -59,7 +59,63 @@ async fn a_users_organizations_and_blocking() {
     )
     .await;
     assert_eq!((unknown.status, code(&unknown)), (404, "inexistent_user"));
-    let wrong_method = call(&h, Method::GET, "/users/auth0%7Cbob", None).await;
+    let wrong_method = call(&h, Method::PUT, "/users/auth0%7Cbob", None).await;
     assert_eq!(wrong_method.status, 405);
+    let read = call(&h, Method::GET, "/users/auth0%7Cbob", None).await;
+    assert_eq!((read.status, &read.body["blocked"]), (200, &json!(true)));
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn ending_a_users_sessions_and_refresh_tokens() {
+    let mut dir = directory();
+    for u in &mut dir.auth0.users {
+        (u.sessions, u.refresh_tokens) = (2, 3);
+    }
+    let h = Harness::start(dir).await;
+    for tail in ["sessions", "refresh-tokens"] {
+        let ended = call(
+            &h,
+            Method::DELETE,
+            &format!("/users/auth0%7Cbob/{tail}"),
+            None,
+        )
+        .await;
+        assert_eq!(ended.status, 202, "{tail}");
+        let nobody = call(
+            &h,
+            Method::DELETE,
+            &format!("/users/auth0%7Cnobody/{tail}"),
+            None,
+        )
+        .await;
+        assert_eq!((nobody.status, code(&nobody)), (404, "inexistent_user"));
+    }
+    let state = h.server.state();
+    let bob = &state.auth0.users[1];
+    assert_eq!((bob.sessions, bob.refresh_tokens), (0, 0));
+    assert_eq!(state.auth0.users[0].sessions, 2, "alice keeps hers");
+    h.server.shutdown().await;
+
+    let faults = crate::sim::FaultConfig {
+        auth0_missing_scopes: vec!["delete:refresh_tokens".into()],
+        ..Default::default()
+    };
+    let h = Harness::with_faults(directory(), faults).await;
+    let sessions = call(&h, Method::DELETE, "/users/auth0%7Cbob/sessions", None).await;
+    assert_eq!(sessions.status, 202);
+    let tokens = call(
+        &h,
+        Method::DELETE,
+        "/users/auth0%7Cbob/refresh-tokens",
+        None,
+    )
+    .await;
+    assert_eq!((tokens.status, code(&tokens)), (403, "insufficient_scope"));
+    assert!(
+        tokens.text.contains("delete:refresh_tokens"),
+        "{}",
+        tokens.text
+    );
     h.server.shutdown().await;
 }

@@ -135,10 +135,11 @@ async fn find_reusable(
     };
     let rest: Vec<&String> = keys.iter().filter(|k| !found.contains_key(*k)).collect();
     for part in rest.chunks(ROWS_PER_STATEMENT) {
-        // The newest success per key answers for it.
+        // The newest success per key answers for it, unless an undo gave
+        // back what it removed (then none does).
         let mut p = Params::new(BACKEND);
         let sql = format!(
-            "SELECT id, idempotency_key FROM requests
+            "SELECT id, idempotency_key, undone_by FROM requests
              WHERE idempotency_key IN ({}) AND dry_run = 0
                AND outcome IN ('succeeded', 'already_done') AND finished_at >= {}
              ORDER BY finished_at",
@@ -150,9 +151,16 @@ async fn find_reusable(
             q = q.bind(k.as_str());
         }
         q = q.bind(since);
+        let mut newest: HashMap<String, Option<String>> = HashMap::new();
         for row in q.fetch_all(&mut *tx).await? {
-            found.insert(row.try_get("idempotency_key")?, row.try_get("id")?);
+            let undone: Option<String> = row.try_get("undone_by")?;
+            let id: String = row.try_get("id")?;
+            newest.insert(
+                row.try_get("idempotency_key")?,
+                undone.is_none().then_some(id),
+            );
         }
+        found.extend(newest.into_iter().filter_map(|(k, id)| Some((k, id?))));
     }
     Ok(found)
 }

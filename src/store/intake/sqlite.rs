@@ -21,8 +21,9 @@ const OPEN_SQL: &str =
     "SELECT r.id, b.stored_state FROM requests r JOIN batches b ON b.id = r.batch_id
      WHERE r.idempotency_key = ?1 AND r.outcome IS NULL AND r.dry_run = 0";
 const ADOPT_SQL: &str = "UPDATE requests SET batch_id = ?1, enqueued = 0 WHERE id = ?2";
-/// The newest success per key answers for it.
-const RECENT_SQL: &str = "SELECT id FROM requests
+/// The newest success per key answers for it, unless an undo gave back
+/// what it removed (then none does: the person may have access again).
+const RECENT_SQL: &str = "SELECT id, undone_by FROM requests
      WHERE idempotency_key = ?1 AND dry_run = 0
        AND outcome IN ('succeeded', 'already_done') AND finished_at >= ?2
      ORDER BY finished_at DESC LIMIT 1";
@@ -244,10 +245,13 @@ impl<'t> Reusable<'t> {
             return Ok(Some(id));
         }
         match self.dedupe_since {
-            Some(since) => self
+            Some(since) => Ok(self
                 .recent
-                .query_row(params![key, since], |r| r.get(0))
-                .optional(),
+                .query_row(params![key, since], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+                })
+                .optional()?
+                .and_then(|(id, undone_by)| undone_by.is_none().then_some(id))),
             None => Ok(None),
         }
     }
