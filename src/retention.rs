@@ -1,6 +1,7 @@
 //! Retention: the record of a finished batch is kept `[retention]
-//! keep_days`, then purged with a `purged` record left in its place. Open,
-//! halted and held batches are never purged.
+//! keep_days` after its last activity, then purged with a `purged` record
+//! left in its place. Open, halted and held batches are never purged, nor
+//! a reconciliation job's last good run (the next run's baseline).
 
 use crate::domain::Actor;
 use crate::engine::Engine;
@@ -30,17 +31,28 @@ pub async fn purge(
         std::time::Duration::from_secs(engine.config().retention.keep_days.saturating_mul(86_400));
     let before = crate::store::now_ms().saturating_sub(crate::config::millis(keep));
     let mut purged = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    let mut after: Option<(i64, String)> = None;
     loop {
-        let page = store.purgeable(before, PAGE).await?;
-        let fresh: Vec<_> = page
-            .into_iter()
-            .filter(|b| seen.insert(b.id.clone()))
-            .collect();
-        if fresh.is_empty() {
+        let page = store
+            .purgeable(
+                before,
+                after.as_ref().map(|(at, id)| (*at, id.as_str())),
+                PAGE,
+            )
+            .await?;
+        let Some(last) = page.last() else {
             return Ok(purged);
-        }
-        for batch in fresh {
+        };
+        after = Some((last.created_at, last.id.clone()));
+        for batch in page {
+            // A job's last good run is the baseline its next run's roster
+            // is held against (`min_roster_ratio`): it stays.
+            if batch.source == "reconcile"
+                && let Some(job) = &batch.source_name
+                && store.last_good_roster_batch(job).await?.as_deref() == Some(batch.id.as_str())
+            {
+                continue;
+            }
             let counts = store.batch_counts(&batch).await?;
             let done = dry_run || store.purge_batch(&batch, &counts, actor).await?;
             if done {

@@ -37,6 +37,11 @@ pub async fn list(
     Params(p): Params<AuditParams>,
 ) -> Result<impl IntoResponse, ApiError> {
     let limit = page_limit(p.limit)?;
+    if p.user.is_some() && p.actor.is_some() {
+        return Err(bad(
+            "user selects provider calls and actor decisions: ask for one or the other",
+        ));
+    }
     let after = match p.after.as_deref() {
         Some(c) => {
             TrailCursor::decode(c).ok_or_else(|| bad("after is not a cursor this API gave"))?
@@ -57,14 +62,16 @@ pub async fn list(
         actor: p.actor,
         since,
     };
-    let (entries, next) = state
+    let page = state
         .engine
         .store()
         .trail_page(&query, after, limit)
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(json!({
-        "entries": entries,
-        "next_cursor": next.map(|c| c.encode()),
+        "entries": page.entries,
+        "next_cursor": page.more.then(|| page.cursor.encode()),
+        // To come back later for what is recorded after this page.
+        "resume_cursor": page.cursor.encode(),
     })))
 }

@@ -66,19 +66,13 @@ async fn identify(
     peer: Option<IpAddr>,
     headers: &HeaderMap,
 ) -> Result<Identity, ApiError> {
-    if let Some(proxy) = &state.proxy {
-        // The header counts only from the proxy's own addresses.
-        if peer.is_some_and(|p| proxy.trusts(p))
-            && let Some(value) = headers.get(proxy.header.as_str())
-        {
-            let value = value.to_str().unwrap_or_default();
-            return proxy.identity(value).map_err(|e| match e {
-                TrustedProxyError::NoRole(_) => {
-                    ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
-                }
-                TrustedProxyError::Malformed { .. } => unauthorized(&e.to_string()),
-            });
-        }
+    if let Some(found) = state.proxy.as_ref().and_then(|p| p.identify(peer, headers)) {
+        return found.map_err(|e| match e {
+            TrustedProxyError::NoRole(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+            }
+            _ => unauthorized(&e.to_string()),
+        });
     }
     let token = headers
         .get(axum::http::header::AUTHORIZATION)

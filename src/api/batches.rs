@@ -61,6 +61,15 @@ pub async fn list(
     let store = state.engine.store();
     let limit = page_limit(page.limit)?;
     // One row past the page says whether another follows.
+    if let Some(after) = &page.after
+        && (after.len() != 26 || !after.chars().all(|c| c.is_ascii_alphanumeric()))
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "after is not a cursor this API gave",
+        ));
+    }
     let mut rows = match &page.after {
         Some(after) => store.list_batches_after(Some(after), limit + 1).await,
         None if page.offset > 0 => store.list_batches(limit + 1, page.offset).await,
@@ -283,6 +292,9 @@ fn rail_error(e: crate::pipeline::rails::RailError) -> ApiError {
         RailError::FourEyes { .. } => {
             ApiError::new(StatusCode::FORBIDDEN, "four_eyes_required", e.to_string())
         }
+        RailError::NeedsApprover(_) => {
+            ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+        }
         RailError::UndoOfUndo(_) => {
             ApiError::new(StatusCode::CONFLICT, "undo_of_undo", e.to_string())
         }
@@ -329,6 +341,7 @@ pub async fn approve(
         only.as_deref(),
         &keep,
         &identity.actor,
+        identity.allows(Role::Approver),
     )
     .await
     .map_err(rail_error)?;

@@ -108,6 +108,11 @@ fn csv_cells(e: &TrailEntry) -> Vec<String> {
 
 pub async fn audit(config: Option<&Path>, args: AuditArgs) -> Result<u8, Failure> {
     let store = setup::store(config).await?;
+    if args.user.is_some() && args.actor.is_some() {
+        return Err(Failure::usage(anyhow!(
+            "--user selects provider calls and --actor decisions: give one or the other"
+        )));
+    }
     let since = args
         .since
         .as_deref()
@@ -128,10 +133,11 @@ pub async fn audit(config: Option<&Path>, args: AuditArgs) -> Result<u8, Failure
     let mut header = csv_format;
     let mut after = TrailCursor::default();
     loop {
-        let (entries, next) = store
+        let page = store
             .trail_page(&query, after, 1_000)
             .await
             .map_err(Failure::other)?;
+        let entries = page.entries;
         if csv_format {
             // A page at a time: the trail never sits in memory whole.
             let mut w = csv::WriterBuilder::new()
@@ -156,10 +162,10 @@ pub async fn audit(config: Option<&Path>, args: AuditArgs) -> Result<u8, Failure
                 out.write_all(b"\n").map_err(Failure::other)?;
             }
         }
-        match next {
-            Some(n) => after = n,
-            None => break,
+        if !page.more {
+            break;
         }
+        after = page.cursor;
     }
     out.flush().map_err(Failure::other)?;
     Ok(exit::OK)

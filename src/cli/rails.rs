@@ -55,6 +55,8 @@ pub async fn approve(config: Option<&Path>, args: ApproveArgs) -> Result<u8, Fai
         args.only.as_deref(),
         &keep,
         &setup::actor(),
+        // A shell on the database host is admin-level.
+        true,
     )
     .await
     .map_err(rail_failure)?;

@@ -84,7 +84,11 @@ pub async fn tokens(config: Option<&Path>, args: TokensArgs) -> Result<u8, Failu
                         t.role,
                         t.created_at,
                         t.last_used_at.as_deref().unwrap_or("never"),
-                        t.expires_at.as_deref().unwrap_or("never"),
+                        match (&t.expires_at, t.expired) {
+                            (Some(at), true) => format!("{at} (expired)"),
+                            (Some(at), false) => at.clone(),
+                            (None, _) => "never".to_owned(),
+                        },
                         t.created_by
                     );
                 }

@@ -64,7 +64,7 @@ fn back_to(batch: &str) -> Response {
 fn rail_page(e: RailError) -> PageError {
     let status = match &e {
         RailError::NotFound(_) => StatusCode::NOT_FOUND,
-        RailError::FourEyes { .. } => StatusCode::FORBIDDEN,
+        RailError::FourEyes { .. } | RailError::NeedsApprover(_) => StatusCode::FORBIDDEN,
         RailError::NotInBatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
         RailError::Store(_) | RailError::Queue(_) => {
             return PageError::internal(e);
@@ -207,6 +207,7 @@ pub async fn release(
         None,
         &HashSet::new(),
         &user.identity.actor,
+        user.identity.allows(Role::Approver),
     )
     .await
     .map_err(rail_page)?;
@@ -255,6 +256,7 @@ pub async fn approve(
         only.as_deref(),
         &keep,
         &user.identity.actor,
+        user.identity.allows(Role::Approver),
     )
     .await
     .map_err(rail_page)?;

@@ -113,11 +113,7 @@ pub async fn console_user(
             csrf: s.csrf,
         });
     }
-    if let Some(proxy) = state.proxy()
-        && peer.is_some_and(|p| proxy.trusts(p))
-        && let Some(value) = headers.get(proxy.header.as_str())
-        && let Ok(identity) = proxy.identity(value.to_str().unwrap_or_default())
-    {
+    if let Some(Ok(identity)) = state.proxy().and_then(|p| p.identify(peer, &headers)) {
         // The proxy's word wins over an old session of someone else.
         let same_person = user.as_ref().is_some_and(|u| u.identity == identity);
         if !same_person {

@@ -37,7 +37,17 @@ impl Cidr {
                 .filter(|b| *b <= max)
                 .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {max}"))?,
         };
-        Ok(Cidr { addr, bits })
+        // Peers arrive as IPv4 when they are IPv4-mapped; so do entries.
+        Ok(match addr {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Cidr {
+                    addr: IpAddr::V4(v4),
+                    bits: bits.saturating_sub(96),
+                },
+                None => Cidr { addr, bits },
+            },
+            IpAddr::V4(_) => Cidr { addr, bits },
+        })
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
@@ -58,6 +68,10 @@ impl Cidr {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TrustedProxyError {
+    /// A client's own copy of the header beside the proxy's: which one the
+    /// proxy meant cannot be told.
+    #[error("the {header} header came more than once")]
+    Repeated { header: String },
     #[error("{0} has no role in http.trusted_proxy.roles")]
     NoRole(String),
     #[error("the {header} header does not name a person")]
@@ -91,14 +105,38 @@ impl TrustedProxy {
         self.from.iter().any(|c| c.contains(peer))
     }
 
+    /// The person this request comes from, when it comes through the
+    /// proxy (from one of its addresses, with its header): `None` when it
+    /// does not, so other credentials are looked at.
+    pub fn identify(
+        &self,
+        peer: Option<std::net::IpAddr>,
+        headers: &axum::http::HeaderMap,
+    ) -> Option<Result<Identity, TrustedProxyError>> {
+        if !peer.is_some_and(|p| self.trusts(p)) {
+            return None;
+        }
+        let mut values = headers.get_all(self.header.as_str()).iter();
+        let first = values.next()?;
+        if values.next().is_some() {
+            return Some(Err(TrustedProxyError::Repeated {
+                header: self.header.clone(),
+            }));
+        }
+        Some(self.identity(first.to_str().unwrap_or_default()))
+    }
+
     /// The person the proxy's header names, with their role.
     pub fn identity(&self, value: &str) -> Result<Identity, TrustedProxyError> {
         let who = value.trim().to_ascii_lowercase();
+        // A person's name or email: never a path, a list, or another kind
+        // of actor (`cli:…`, `bootstrap`).
         let shaped = !who.is_empty()
             && who.len() <= 254
             && who
                 .chars()
-                .all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\' | ',' | ';'));
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | '@'))
+            && !matches!(who.as_str(), "bootstrap" | "system");
         if !shaped {
             return Err(TrustedProxyError::Malformed {
                 header: self.header.clone(),
@@ -170,6 +208,22 @@ mod tests {
             Err(TrustedProxyError::NoRole("eve@evil.example".into()))
         );
         assert!(proxy.identity("a\"b@acme.example").is_err());
+        assert!(proxy.identity("a/b@acme.example").is_err());
+        assert!(proxy.identity("cli:x@acme.example").is_err());
+        let mut headers = axum::http::HeaderMap::new();
+        headers.append("x-forwarded-email", "ann@acme.example".parse().unwrap());
+        let trusted = Some("127.0.0.1".parse().unwrap());
+        assert!(matches!(proxy.identify(trusted, &headers), Some(Ok(_))));
+        assert!(
+            proxy
+                .identify(Some("10.9.9.9".parse().unwrap()), &headers)
+                .is_none()
+        );
+        headers.append("x-forwarded-email", "bob@acme.example".parse().unwrap());
+        assert!(matches!(
+            proxy.identify(trusted, &headers),
+            Some(Err(TrustedProxyError::Repeated { .. }))
+        ));
         assert!(proxy.identity(" ").is_err());
     }
 }

@@ -257,6 +257,7 @@ mod tests {
             None,
             &HashSet::new(),
             &crate::domain::Actor::named("approver"),
+            true,
         )
         .await
         .unwrap();

@@ -93,11 +93,11 @@ impl Store {
         Ok(row.map(|r| batch_from_row(&r)))
     }
 
-    /// Newest first.
+    /// Newest first (ids are ULIDs: they sort as they were made).
     pub async fn list_batches(&self, limit: u32, offset: u64) -> Result<Vec<BatchRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, source, source_name, dry_run, stored_state, halt_code, halt_reason, rejected_rows, created_at
-             FROM batches ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2",
+             FROM batches ORDER BY id DESC LIMIT $1 OFFSET $2",
         )
         .bind(i64::from(limit))
         .bind(offset as i64)

@@ -37,7 +37,7 @@ pub use retry::{ReopenError, Reopening};
 pub use sessions::{NewSession, SessionRow};
 pub use surfaces::{DropFile, IdempotentAnswer};
 pub use tokens::{NewToken, TokenHolder, TokenRow};
-pub use trail::{TrailCursor, TrailEntry, TrailQuery};
+pub use trail::{TrailCursor, TrailEntry, TrailPage, TrailQuery};
 pub use undo::{UndoLink, UndoRow, UndoSource};
 
 /// A failure of the database itself, never of a provider.

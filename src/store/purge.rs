@@ -21,21 +21,41 @@ const FINISHED_SQL: &str =
                      WHERE e.batch_id = b.id AND r.outcome IS NULL)";
 
 impl Store {
-    /// Batches that may be purged: taken in before `before` (unix ms),
-    /// finished (no open request; not held, halted or being taken in), or
-    /// already half-purged. Oldest first, at most `limit`.
-    pub async fn purgeable(&self, before: i64, limit: u32) -> Result<Vec<BatchRow>, StoreError> {
-        let ids: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+    /// Batches that may be purged: last active before `before` (unix ms:
+    /// taken in, a decision, or a request finished), finished (no open
+    /// request; not held, halted or being taken in), or already
+    /// half-purged. Oldest first, after `after` (keyset), at most `limit`.
+    pub async fn purgeable(
+        &self,
+        before: i64,
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<BatchRow>, StoreError> {
+        let (after_at, after_id) = after.unwrap_or((i64::MIN, ""));
+        let ids: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT b.id FROM batches b
              WHERE b.created_at < $1
+               AND (b.created_at > $2 OR (b.created_at = $3 AND b.id > $4))
                AND (b.stored_state = 'purging'
-                    OR ((b.stored_state IS NULL OR b.stored_state = 'cancelled') AND {FINISHED_SQL}))
-             ORDER BY b.created_at, b.id LIMIT $2"
+                    OR ((b.stored_state IS NULL OR b.stored_state = 'cancelled') AND {FINISHED_SQL}
+                        AND NOT EXISTS (SELECT 1 FROM batch_events ev
+                                        WHERE ev.batch_id = b.id AND ev.at >= $5)
+                        AND NOT EXISTS (SELECT 1 FROM batch_entries e JOIN requests r ON r.id = e.request_id
+                                        WHERE e.batch_id = b.id AND r.finished_at >= $6)))
+             ORDER BY b.created_at, b.id LIMIT $7"
         )))
+        .bind(before)
+        .bind(after_at)
+        .bind(after_at)
+        .bind(after_id)
+        .bind(before)
         .bind(before)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
-        .await?;
+        .await?
+        .iter()
+        .map(|r| r.get("id"))
+        .collect();
         let mut batches = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(b) = self.batch(&id).await? {
@@ -53,6 +73,16 @@ impl Store {
         counts: &OutcomeCounts,
         actor: &Actor,
     ) -> Result<bool, StoreError> {
+        // Under the lock retries and intakes take on PostgreSQL, so a retry
+        // that reopens this batch's requests is seen here, not purged.
+        let mut tx = self.begin_write().await?;
+        if self.backend() == super::Backend::Postgres {
+            sqlx::query(
+                "SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock(hashtext('offboard.intake'))) AS l",
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
         let n = sqlx::query(
             "UPDATE batches SET stored_state = 'purging' WHERE id = $1
                AND (stored_state = 'purging'
@@ -62,9 +92,10 @@ impl Store {
         )
         .bind(&batch.id)
         .bind(&batch.id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        tx.commit().await?;
         if n == 0 {
             return Ok(false);
         }

@@ -23,6 +23,14 @@ impl LeftOut {
     }
 }
 
+/// A job's (`$1`) last run that reached a final state: applied (not a
+/// dry run), not halted, held or cancelled, with no request still open.
+const LAST_GOOD_SQL: &str = "WHERE b.source = 'reconcile' AND b.source_name = $1 AND b.dry_run = 0
+       AND b.roster_rows IS NOT NULL AND b.stored_state IS NULL
+       AND NOT EXISTS (SELECT 1 FROM batch_entries e JOIN requests r ON r.id = e.request_id
+                       WHERE e.batch_id = b.id AND r.outcome IS NULL)
+     ORDER BY b.created_at DESC, b.id DESC LIMIT 1";
+
 /// What releasing a held preview did.
 #[derive(Debug)]
 pub struct Released {
@@ -349,18 +357,24 @@ impl Store {
         Ok(())
     }
 
+    /// The job's last run that reached a final state (see
+    /// [`Store::last_good_roster_rows`]).
+    pub async fn last_good_roster_batch(&self, job: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT b.id FROM batches b {LAST_GOOD_SQL}"
+        )))
+        .bind(job)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// The roster size of the job's last run that reached a final state:
     /// applied (not a dry run), not halted, held or cancelled, with no
     /// request still open.
     pub async fn last_good_roster_rows(&self, job: &str) -> Result<Option<u64>, StoreError> {
-        let rows: Option<i64> = sqlx::query_scalar(
-            "SELECT b.roster_rows FROM batches b
-             WHERE b.source = 'reconcile' AND b.source_name = $1 AND b.dry_run = 0
-               AND b.roster_rows IS NOT NULL AND b.stored_state IS NULL
-               AND NOT EXISTS (SELECT 1 FROM batch_entries e JOIN requests r ON r.id = e.request_id
-                               WHERE e.batch_id = b.id AND r.outcome IS NULL)
-             ORDER BY b.created_at DESC, b.id DESC LIMIT 1",
-        )
+        let rows: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT b.roster_rows FROM batches b {LAST_GOOD_SQL}"
+        )))
         .bind(job)
         .fetch_optional(&self.pool)
         .await?;

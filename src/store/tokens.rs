@@ -15,6 +15,8 @@ pub struct TokenRow {
     pub created_by: String,
     pub expires_at: Option<String>,
     pub last_used_at: Option<String>,
+    /// Past its expiry: it no longer signs anyone in.
+    pub expired: bool,
 }
 
 /// A live token found by its hash, for authentication.
@@ -50,8 +52,19 @@ fn role_of(text: &str) -> Result<Role, StoreError> {
 }
 
 impl Store {
-    /// Stores a new token; false when a live token already has the name.
+    /// Stores a new token; false when a live token already has the name
+    /// (an expired one gives its name up, and is marked revoked).
     pub async fn add_token(&self, token: &NewToken<'_>) -> Result<bool, StoreError> {
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1
+             WHERE name = $2 AND revoked_at IS NULL AND expires_at IS NOT NULL AND expires_at <= $3",
+        )
+        .bind(now)
+        .bind(token.name)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
         let n = sqlx::query(
             "INSERT INTO api_tokens (name, role, token_sha256, created_at, created_by, expires_at)
              VALUES ($1, $2, $3, $4, $5, $6)
@@ -125,6 +138,9 @@ impl Store {
                     role: role_of(&r.try_get::<String, _>("role")?)?,
                     created_at: format_ms(r.try_get("created_at")?),
                     created_by: r.try_get("created_by")?,
+                    expired: r
+                        .try_get::<Option<i64>, _>("expires_at")?
+                        .is_some_and(|at| at <= now_ms()),
                     expires_at: r.try_get::<Option<i64>, _>("expires_at")?.map(format_ms),
                     last_used_at: r.try_get::<Option<i64>, _>("last_used_at")?.map(format_ms),
                 })

@@ -1,6 +1,8 @@
 //! The audit trail people read: every decision on a batch (with its
-//! actor), every batch retention purged, and every provider call, in time
-//! order, a page at a time. Each source is read by its own id from a
+//! actor), every batch retention purged, and every provider call, in the
+//! order they were recorded (a call is recorded when its step ends, so a
+//! step's calls may follow a decision taken while it ran), a page at a
+//! time. Each source is read by its own id from a
 //! cursor, so a deep page is an index seek, never a walk past earlier rows.
 
 use sqlx::Row;
@@ -75,6 +77,16 @@ pub enum TrailEntry {
     },
 }
 
+/// One page of the trail.
+#[derive(Debug)]
+pub struct TrailPage {
+    pub entries: Vec<TrailEntry>,
+    /// Where the page ended: the next page, or later entries, start here.
+    pub cursor: TrailCursor,
+    /// More entries are there now.
+    pub more: bool,
+}
+
 /// An entry with what orders and pages it.
 struct Keyed {
     at: i64,
@@ -83,14 +95,16 @@ struct Keyed {
 }
 
 impl Store {
-    /// Up to `limit` entries after `after`, oldest first, and the cursor of
-    /// the next page (`None` on the last).
+    /// Up to `limit` entries after `after`, in the order they were
+    /// recorded, the cursor after them (to resume from, even at the end:
+    /// entries recorded later come after it), and whether more are there
+    /// now.
     pub async fn trail_page(
         &self,
         q: &TrailQuery,
         after: TrailCursor,
         limit: u32,
-    ) -> Result<(Vec<TrailEntry>, Option<TrailCursor>), StoreError> {
+    ) -> Result<TrailPage, StoreError> {
         let mut sources: [std::collections::VecDeque<Keyed>; 3] = Default::default();
         if q.actor.is_none() {
             sources[0] = self.calls(q, after.call, limit).await?.into();
@@ -125,7 +139,11 @@ impl Store {
         }
         // Each source read one row past the page: any left means more.
         let more = sources.iter().any(|s| !s.is_empty());
-        Ok((entries, more.then_some(next)))
+        Ok(TrailPage {
+            entries,
+            cursor: next,
+            more,
+        })
     }
 
     async fn calls(

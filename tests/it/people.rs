@@ -427,10 +427,13 @@ async fn purge_removes_old_finished_batches_and_keeps_halted_ones() {
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
         .await
         .unwrap();
-    sqlx::query("UPDATE batches SET created_at = created_at - 500 * 86400000")
-        .execute(&pool)
-        .await
-        .unwrap();
+    for sql in [
+        "UPDATE batches SET created_at = created_at - 500 * 86400000",
+        "UPDATE batch_events SET at = at - 500 * 86400000",
+        "UPDATE requests SET finished_at = finished_at - 500 * 86400000",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
     let out = h.offboard(&["purge", "--dry-run"], &[]).await;
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains(&done) && !said.contains(&halted), "{said}");
@@ -467,5 +470,138 @@ async fn purge_removes_old_finished_batches_and_keeps_halted_ones() {
     let trail = String::from_utf8_lossy(&out.stdout);
     assert!(trail.contains("\"purged\""), "{trail}");
     assert!(trail.contains("cli:ops@"), "{trail}");
+    pool.close().await;
+}
+
+/// However approvals race, an operator never applies a halted batch: the
+/// rail checks the role on the state it acts on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_never_approves_a_halted_batch() {
+    let h = Harness::start_with(
+        directory(),
+        options("[safety]\nmax_batch_requests = 2\nfour_eyes = false\n"),
+    )
+    .await;
+    let p = people(&h).await;
+    let serve = h.serve(&[]).await;
+    let res = serve
+        .client()
+        .post(format!("{}/v1/batches?hold=true", serve.url))
+        .bearer_auth(&p.operator)
+        .header("content-type", "text/csv")
+        .body(users_csv(2, 4))
+        .send()
+        .await
+        .unwrap();
+    let id = res.json::<Value>().await.unwrap()["batch_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    crate::helpers::eventually(30, "the preview", || async {
+        call(
+            &serve,
+            Some(&p.viewer),
+            Method::GET,
+            &format!("/v1/batches/{id}"),
+        )
+        .await
+        .1["counts"]["held"]
+            == 3
+    })
+    .await;
+    let tries = (0..8).map(|_| approve_as(&serve, &p.operator, &id));
+    let answers = futures::future::join_all(tries).await;
+    let applied: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == 202)
+        .map(|(_, b)| b)
+        .filter(|b| b["enqueued"].as_u64().unwrap_or(0) > 0)
+        .collect();
+    assert!(applied.is_empty(), "an operator applied it: {applied:?}");
+    let state = call(
+        &serve,
+        Some(&p.viewer),
+        Method::GET,
+        &format!("/v1/batches/{id}"),
+    )
+    .await
+    .1;
+    assert_eq!(state["state"], "halted", "{state}");
+    serve.stop().await;
+}
+
+/// Retention counts from a batch's last activity, pages its dry run to
+/// the end, and keeps a job's last good run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_counts_from_the_last_activity() {
+    let h = Harness::start_with(
+        directory(),
+        Options {
+            extra_config: "[safety]\nmax_batch_requests = 2\n[retention]\nkeep_days = 30\n".into(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let out = h
+        .offboard(
+            &[
+                "run",
+                h.write_csv("3.csv", &users_csv(2, 4)).to_str().unwrap(),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(3));
+    let halted = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_start_matches("batch ")
+        .split(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let db = h.dir.path().join("offboard.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let forty_days = 40 * 86_400_000i64;
+    sqlx::query("UPDATE batches SET created_at = created_at - ?1")
+        .bind(forty_days)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE batch_events SET at = at - ?1")
+        .bind(forty_days)
+        .execute(&pool)
+        .await
+        .unwrap();
+    // 150 old, finished, empty batches.
+    for i in 0..150 {
+        sqlx::query(
+            "INSERT INTO batches (id, source, dry_run, created_at) VALUES (?1, 'cli', 0, 1000)",
+        )
+        .bind(format!("01OLD{i:021}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let out = h.offboard(&["purge", "--dry-run"], &[]).await;
+    let listed = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert_eq!(listed, 150, "the dry run lists every one");
+    let out = h.offboard(&["approve", &halted], &[("USER", "ann")]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = h.offboard(&["purge"], &[]).await;
+    assert!(out.status.success());
+    let status = h.offboard(&["status", &halted], &[]).await;
+    assert!(status.status.success(), "approved today: kept");
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM batches")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 1);
     pool.close().await;
 }

@@ -25,12 +25,17 @@ pub struct Approval {
 /// in `only` (all when `None`) and not in `keep` run; the others end
 /// `cancelled`. The state change, the cancels and the event are one
 /// transaction, so two approvals at once cannot both act.
+///
+/// `may_approve_halted` says whether `actor` may approve a halted batch
+/// (an approver): checked here, on the state this approval acts on, since
+/// a preview's release can halt it between a caller's look and this.
 pub async fn approve(
     engine: &Engine,
     batch_id: &str,
     only: Option<&[String]>,
     keep: &HashSet<String>,
     actor: &Actor,
+    may_approve_halted: bool,
 ) -> Result<Approval, RailError> {
     let store = engine.store();
     let batch = store
@@ -44,6 +49,8 @@ pub async fn approve(
     };
     if held {
         check_hold(engine, &batch).await?;
+    } else if !may_approve_halted {
+        return Err(RailError::NeedsApprover(batch.id));
     } else if engine.config().safety.four_eyes {
         let submitters = submitters(engine, &batch.id).await?;
         if submitters.iter().any(|s| s == actor.as_str()) {

@@ -45,6 +45,8 @@ pub enum RailError {
         "four_eyes_required: {actor} submitted batch {batch} (or retried or released it), so another person must approve it ([safety] four_eyes)"
     )]
     FourEyes { batch: String, actor: String },
+    #[error("batch {0} is halted: approving it needs the approver role")]
+    NeedsApprover(String),
     #[error(
         "batch {0} is an undo batch; an undo cannot be undone (offboard the people again instead)"
     )]
