@@ -6,6 +6,9 @@
   if (!status) { return; }
   var url = status.getAttribute("data-progress-url");
   var finished = ["completed", "completed_with_failures", "cancelled"];
+  // A preview still being planned shows its plan (and its buttons) once
+  // planned: the one time the page is loaded again.
+  var planning = status.getAttribute("data-planning") === "true";
   function text(id, value) {
     var el = document.getElementById(id);
     if (el) { el.textContent = value; }
@@ -21,6 +24,7 @@
         text("eta", p.eta || "");
         var bar = document.getElementById("progress");
         if (bar) { bar.value = p.percent; }
+        if (planning && p.state === "held" && p.percent >= 100) { window.location.reload(); return; }
         if (finished.indexOf(p.state) < 0) { window.setTimeout(poll, 2000); }
       })
       .catch(function () { window.setTimeout(poll, 2000); });

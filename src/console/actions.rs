@@ -368,7 +368,10 @@ pub async fn upload(
     )
     .await
     {
-        Ok(summary) => Ok(back_to(&summary.batch_id)),
+        Ok(summary) => {
+            wait_for_preview(&state, &summary.batch_id).await;
+            Ok(back_to(&summary.batch_id))
+        }
         // Every row was refused: the batch's page says which and why.
         Err(SubmitError::NoValidRow { batch_id, .. }) => Ok(back_to(&batch_id)),
         Err(SubmitError::Input(e)) => Err(PageError::new(
@@ -402,4 +405,22 @@ pub async fn run_schedule(
         .await
         .map_err(|e| PageError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
     Ok(back_to(&result.batch_id))
+}
+
+/// Gives the workers a moment to plan a fresh preview, so that its page
+/// opens with the plan; a large one goes on planning while its page shows
+/// the progress.
+async fn wait_for_preview(state: &ApiState, batch_id: &str) {
+    let store = state.engine.store();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let planned = match store.batch(batch_id).await {
+            Ok(Some(b)) => store.batch_counts(&b).await.is_ok_and(|c| c.open == 0),
+            _ => true,
+        };
+        if planned {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

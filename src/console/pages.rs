@@ -93,6 +93,14 @@ fn eta_text(seconds: Option<f64>) -> Option<String> {
 
 /// A batch's view, with who submitted it.
 pub(super) async fn batch_view(store: &Store, batch: BatchRow) -> Result<BatchView, PageError> {
+    Ok(batch_view_counted(store, batch).await?.0)
+}
+
+/// [`batch_view`] with the counts and events it read.
+async fn batch_view_counted(
+    store: &Store,
+    batch: BatchRow,
+) -> Result<(BatchView, OutcomeCounts, Vec<crate::domain::BatchEvent>), PageError> {
     let events = store.events(&batch.id).await.map_err(PageError::internal)?;
     let submitter = events
         .iter()
@@ -106,7 +114,9 @@ pub(super) async fn batch_view(store: &Store, batch: BatchRow) -> Result<BatchVi
         .unwrap_or_else(|| batch.source.clone());
     let status = describe(store, batch).await.map_err(PageError::internal)?;
     let moving = status.counts.open > 0 && !matches!(status.state.as_str(), "halted" | "cancelled");
-    Ok(BatchView {
+    let planning = moving && status.state == "held";
+    let counts = status.counts.clone();
+    let view = BatchView {
         reason: status.batch.halt_reason.clone().or_else(|| {
             (status.state == "held").then(|| "a preview waiting to be submitted".to_owned())
         }),
@@ -119,8 +129,10 @@ pub(super) async fn batch_view(store: &Store, batch: BatchRow) -> Result<BatchVi
         counts: counts_text(&status.counts),
         percent: (status.progress * 100.0).floor() as u32,
         eta: eta_text(status.eta_seconds),
+        planning,
         moving,
-    })
+    };
+    Ok((view, counts, events))
 }
 
 #[derive(Debug, Deserialize)]
@@ -255,13 +267,12 @@ pub async fn render_batch_page(
                 format!("no batch {}", crate::intake::row::truncate(id)),
             )
         })?;
-    let counts = store
-        .batch_counts(&batch)
-        .await
-        .map_err(PageError::internal)?;
+    let rejected_rows = batch.rejected_rows;
+    let batch_id = batch.id.clone();
+    let (b, counts, events) = batch_view_counted(store, batch).await?;
     let filter = filter.filter(|f| outcomes().iter().any(|o| o == f));
     let mut rows = store
-        .report_page(&batch.id, filter, after, PAGE_ROWS + 1)
+        .report_page(&batch_id, filter, after, PAGE_ROWS + 1)
         .await
         .map_err(PageError::internal)?;
     let more = rows.len() > PAGE_ROWS as usize;
@@ -269,14 +280,14 @@ pub async fn render_batch_page(
     let next = more
         .then(|| rows.last().map(|r| r.line.to_string()))
         .flatten();
-    let rejected = if after.is_none() && filter.is_none() && counts.rejected > 0 {
+    let rejected = if after.is_none() && filter.is_none() && rejected_rows > 0 {
         let window = ReportWindow {
             outcome: Some("rejected"),
             offset: 0,
             limit: REJECTED_SHOWN,
         };
         store
-            .report_window(&batch.id, window)
+            .report_window(&batch_id, window)
             .await
             .map_err(PageError::internal)?
             .into_iter()
@@ -289,10 +300,7 @@ pub async fn render_batch_page(
     } else {
         Vec::new()
     };
-    let events = store
-        .events(&batch.id)
-        .await
-        .map_err(PageError::internal)?
+    let events = events
         .into_iter()
         .map(|e| EventView {
             at: e.at,
@@ -301,7 +309,6 @@ pub async fn render_batch_page(
             detail: event_detail(&e.detail),
         })
         .collect();
-    let b = batch_view(store, batch).await?;
     let actions = actions(engine, user, &b, &counts).await?;
     let rows = rows
         .into_iter()

@@ -69,6 +69,8 @@ pub struct BatchView {
     pub eta: Option<String>,
     /// Work is still going on (for the no-script refresh).
     pub moving: bool,
+    /// A preview still being planned.
+    pub planning: bool,
 }
 
 #[derive(Template)]

@@ -205,8 +205,14 @@ pub async fn run(
     match request.mode {
         RunMode::Live => {}
         RunMode::Preview => {
-            // Waits for its batch's release, with what it would remove.
-            let message = format!("held for review: {would}");
+            // Waits for its batch's release, with what it would remove,
+            // which stays readable (in the message) once it is released.
+            let roles = if planned.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", planned.join(", "))
+            };
+            let message = format!("previewed: {would}{roles}");
             store
                 .preview(
                     &request.id,

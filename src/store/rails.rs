@@ -178,7 +178,7 @@ impl Store {
             self.cancel_in(&mut tx, left).await?;
         }
         let live = sqlx::query(
-            "UPDATE requests SET dry_run = 0, roles_removed = '', error_message = NULL,
+            "UPDATE requests SET dry_run = 0, roles_removed = '',
                  finished_at = NULL, enqueued = 0
              WHERE batch_id = $1 AND dry_run = 2 AND outcome IS NULL
                AND NOT EXISTS (SELECT 1 FROM requests o

@@ -117,3 +117,17 @@ async fn ratelimit_reports_the_ratio_to_the_limit() {
     assert_eq!(f["unit"], "x minimum");
     assert!(f["detail"].as_str().unwrap().contains("answered 429"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_reports_the_time_to_render_a_batch_page() {
+    let f = bench(&["console", "--users", "2000"]).await;
+    assert_eq!(f["unit"], "ms per batch page (median)");
+    assert!(f["value"].as_f64().unwrap() > 0.0, "{f}");
+    assert!(
+        f["detail"]
+            .as_str()
+            .unwrap()
+            .contains("renders of a 2000-request batch's page"),
+        "{f}"
+    );
+}

@@ -4,6 +4,7 @@
 
 mod api;
 mod bench;
+mod browser;
 mod claims;
 mod connectors;
 mod console;
@@ -24,3 +25,4 @@ mod safety;
 mod small_things;
 mod undo;
 mod upgrade;
+mod webdriver;

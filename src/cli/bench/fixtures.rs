@@ -230,6 +230,9 @@ impl BenchEngine {
         config.database.url = database.url();
         config.worker.concurrency = concurrency;
         config.providers = BTreeMap::from([("sim".to_owned(), provider.clone())]);
+        // The benches approve their own batches (`yes`), as the figures
+        // before four eyes did: they measure the work, not the rails.
+        config.safety.four_eyes = false;
         let providers = vec![ResolvedProvider {
             name: "sim".into(),
             config: provider,

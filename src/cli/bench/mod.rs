@@ -3,6 +3,7 @@
 //! scenario; `fixtures` holds what they share.
 
 mod baseline;
+mod console;
 mod fixtures;
 mod ingest;
 mod pipeline;
@@ -29,6 +30,9 @@ pub enum Scenario {
     Reconcile,
     /// A sequential script of the same calls vs offboard, 20 ms latency.
     Baseline,
+    /// The server's time to render the web console's page of a
+    /// 100,000-request batch.
+    Console,
 }
 
 #[derive(Debug, Args)]
@@ -36,7 +40,8 @@ pub struct BenchArgs {
     #[arg(value_enum)]
     pub scenario: Scenario,
     /// Size: leavers (engine 20,000; ratelimit and baseline 1,000), CSV rows
-    /// (ingest 1,000,000) or tenant members (reconcile 1,000,000).
+    /// (ingest 1,000,000), tenant members (reconcile 1,000,000) or a
+    /// batch's requests (console 100,000).
     #[arg(long)]
     pub users: Option<usize>,
     /// Worker concurrency.
@@ -86,6 +91,7 @@ pub async fn bench(args: BenchArgs) -> Result<u8, Failure> {
         Scenario::Ingest => ingest::ingest(&args).await,
         Scenario::Reconcile => reconcile::reconcile(&args).await,
         Scenario::Baseline => baseline::baseline(&args).await,
+        Scenario::Console => console::console(&args).await,
     }
     .map_err(Failure::other)?;
     if args.json {
