@@ -2,19 +2,25 @@
 //! identity and SaaS providers.
 //!
 //! # Layout
-//! - [`domain`]: ids, outcomes, steps, requests — no I/O.
+//! - [`domain`]: ids, outcomes, steps, requests, batch states — no I/O.
 //! - [`config`]: TOML + `OFFBOARD__SECTION__KEY` overrides, validated once.
-//! - [`intake`]: streaming CSV intake with per-row rejections.
-//! - [`store`]: our tables (batches, requests, checkpoints, audit events).
+//! - [`identity`]: who is asking (tokens, a trusted proxy) and their role.
+//! - [`connectors`]: the `Connector` trait, the shared HTTP client, one folder per provider.
+//! - [`store`]: our tables (batches, requests, checkpoints, audit events), one function per query.
 //! - [`queue`]: the apalis queue and the worker that drains it.
-//! - [`pipeline`]: the checkpointed per-request step loop.
-//! - [`connectors`]: the `Connector` trait, the shared HTTP client, one
-//!   module per provider.
+//! - [`engine`]: what a worker builds once: store, queue, connectors, safety lists.
+//! - [`intake`]: streaming CSV intake with per-row rejections, drop folders.
+//! - [`pipeline`]: the checkpointed per-request step loop, rails and undo.
+//! - [`jobs`]: declarative job specs and the scheduled reconciliation they run.
+//! - [`retention`]: purging finished batches after `keep_days`.
 //! - [`report`]: CSV (formula-safe) and JSON reports.
+//! - [`metrics`]: the Prometheus recorder behind `GET /metrics`.
+//! - [`telemetry`]: logging setup (human or JSON lines).
+//! - [`api`]: the HTTP API of `offboard serve`.
+//! - [`console`]: the web console on the API's listener.
+//! - [`safe_fs`]: files written where others can write too, never through a link.
 //! - [`sim`]: the provider simulator used by tests, the demo and benchmarks.
-//! - [`safe_fs`]: files written where others can write too (drop folders,
-//!   reports): created new, never through a symbolic link.
-//! - [`cli`]: the `offboard` commands.
+//! - [`cli`]: the `offboard` commands, `bench` among them.
 
 pub mod api;
 pub mod cli;
@@ -29,7 +35,6 @@ pub mod jobs;
 pub mod metrics;
 pub mod pipeline;
 pub mod queue;
-pub mod reconcile;
 pub mod report;
 pub mod retention;
 pub mod safe_fs;

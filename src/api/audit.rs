@@ -13,7 +13,7 @@ use super::{ApiError, ApiState};
 use crate::store::{TrailCursor, TrailQuery};
 
 #[derive(Debug, Deserialize)]
-pub struct AuditParams {
+pub(super) struct AuditParams {
     batch: Option<String>,
     user: Option<String>,
     actor: Option<String>,
@@ -32,7 +32,7 @@ fn bad(message: &str) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
 }
 
-pub async fn list(
+pub(super) async fn list(
     State(state): State<ApiState>,
     Params(p): Params<AuditParams>,
 ) -> Result<impl IntoResponse, ApiError> {

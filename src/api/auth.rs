@@ -43,7 +43,7 @@ fn unauthorized(message: &str) -> ApiError {
 
 /// Finds the caller and hands the request on with its [`Identity`], or
 /// answers 401 (no valid credential) or 403 (a proxy's person with no role).
-pub async fn authenticate(
+pub(super) async fn authenticate(
     State(state): State<ApiState>,
     mut request: Request,
     next: Next,
@@ -112,7 +112,7 @@ async fn identify(
 }
 
 /// The 403 for a caller whose role does not reach `needed`.
-pub fn forbidden(identity: &Identity, needed: Role) -> ApiError {
+pub(super) fn forbidden(identity: &Identity, needed: Role) -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
         "forbidden",
@@ -125,7 +125,11 @@ pub fn forbidden(identity: &Identity, needed: Role) -> ApiError {
 }
 
 /// Lets the request through when its caller's role reaches `needed`.
-pub async fn require_role(State(needed): State<Role>, request: Request, next: Next) -> Response {
+pub(super) async fn require_role(
+    State(needed): State<Role>,
+    request: Request,
+    next: Next,
+) -> Response {
     match request.extensions().get::<Identity>() {
         Some(identity) if identity.allows(needed) => next.run(request).await,
         Some(identity) => forbidden(identity, needed).into_response(),

@@ -18,7 +18,7 @@ use crate::report::{JsonReport, csv_parts, json_parts};
 use crate::store::{BatchRow, ReportWindow, Store};
 
 #[derive(Debug, Deserialize)]
-pub struct Page {
+pub(super) struct Page {
     #[serde(default = "default_limit")]
     limit: u32,
     #[serde(default)]
@@ -54,7 +54,7 @@ async fn batch(store: &Store, id: &str) -> Result<BatchRow, ApiError> {
         .ok_or_else(|| ApiError::batch_not_found(id))
 }
 
-pub async fn list(
+pub(super) async fn list(
     State(state): State<ApiState>,
     Params(page): Params<Page>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -91,7 +91,7 @@ pub async fn list(
     })))
 }
 
-pub async fn get(
+pub(super) async fn get(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -102,7 +102,7 @@ pub async fn get(
     ))
 }
 
-pub async fn requests(
+pub(super) async fn requests(
     State(state): State<ApiState>,
     Path(id): Path<String>,
     Params(page): Params<Page>,
@@ -158,7 +158,7 @@ pub async fn requests(
     })))
 }
 
-pub async fn report(
+pub(super) async fn report(
     State(state): State<ApiState>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -193,7 +193,7 @@ pub async fn report(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct RetryQuery {
+pub(super) struct RetryQuery {
     /// Comma-separated outcomes to run again (default `dead`).
     outcome: Option<String>,
     /// Reopen a CSV batch older than `[safety] retry_max_age` anyway.
@@ -201,7 +201,7 @@ pub struct RetryQuery {
     force: bool,
 }
 
-pub async fn retry(
+pub(super) async fn retry(
     State(state): State<ApiState>,
     Extension(identity): Extension<Identity>,
     Path(id): Path<String>,
@@ -243,7 +243,7 @@ async fn still_wanted(
 ) -> Result<std::collections::HashSet<String>, ApiError> {
     let dir = std::path::PathBuf::from(&state.engine.config().jobs.dir);
     Ok(
-        crate::reconcile::still_wanted(&state.engine, batch_id, &dir)
+        crate::jobs::reconcile::still_wanted(&state.engine, batch_id, &dir)
             .await
             .map_err(ApiError::internal)?
             .unwrap_or_default(),
@@ -251,7 +251,7 @@ async fn still_wanted(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct ApproveQuery {
+pub(super) struct ApproveQuery {
     /// Comma-separated user ids: apply (or undo) only their requests.
     only: Option<String>,
 }
@@ -326,7 +326,7 @@ async fn may_approve(state: &ApiState, identity: &Identity, id: &str) -> Result<
     Err(super::auth::forbidden(identity, Role::Approver))
 }
 
-pub async fn approve(
+pub(super) async fn approve(
     State(state): State<ApiState>,
     Extension(identity): Extension<Identity>,
     Path(id): Path<String>,
@@ -348,7 +348,7 @@ pub async fn approve(
     Ok((StatusCode::ACCEPTED, axum::Json(approval)))
 }
 
-pub async fn cancel(
+pub(super) async fn cancel(
     State(state): State<ApiState>,
     Extension(identity): Extension<Identity>,
     Path(id): Path<String>,
@@ -360,7 +360,7 @@ pub async fn cancel(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct ReconcileQuery {
+pub(super) struct ReconcileQuery {
     /// Plan, store and show the plan; change nothing (the default).
     #[serde(default = "yes")]
     dry_run: bool,
@@ -373,7 +373,7 @@ fn yes() -> bool {
 /// `POST /v1/jobs/{name}/reconcile?dry_run=true`: one reconciliation of a
 /// scheduled job now. An operator may run it as a dry run; a run that
 /// changes anything needs an approver, and passes the same rails.
-pub async fn reconcile(
+pub(super) async fn reconcile(
     State(state): State<ApiState>,
     Extension(identity): Extension<Identity>,
     Path(name): Path<String>,
@@ -395,14 +395,14 @@ pub async fn reconcile(
             ),
         )
     })?;
-    let trigger = crate::reconcile::Trigger {
+    let trigger = crate::jobs::reconcile::Trigger {
         actor: identity.actor.clone(),
         origin: "schedule",
     };
-    let result = crate::reconcile::reconcile(&state.engine, spec, q.dry_run, &trigger)
+    let result = crate::jobs::reconcile::reconcile(&state.engine, spec, q.dry_run, &trigger)
         .await
         .map_err(|e| match e {
-            crate::reconcile::ReconcileError::Listing { .. } => {
+            crate::jobs::reconcile::ReconcileError::Listing { .. } => {
                 ApiError::new(StatusCode::BAD_GATEWAY, "listing_failed", e.to_string())
             }
             other => ApiError::internal(other),
@@ -411,7 +411,7 @@ pub async fn reconcile(
 }
 
 /// `POST /v1/batches/{id}/undo[?only=USER,…]`: 202 with the undo batch.
-pub async fn undo(
+pub(super) async fn undo(
     State(state): State<ApiState>,
     Extension(identity): Extension<Identity>,
     Path(id): Path<String>,

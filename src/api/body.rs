@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Limited};
 
 /// Multipart framing allowed beyond `max_upload_bytes`: boundaries and the
 /// part headers of a form with one file.
-pub const MULTIPART_ALLOWANCE: u64 = 64 * 1024;
+pub(super) const MULTIPART_ALLOWANCE: u64 = 64 * 1024;
 
 /// Longest a rejected upload's rest is read for.
 const DRAIN_TIME: Duration = Duration::from_secs(10);
@@ -23,12 +23,12 @@ const DRAIN_TIME: Duration = Duration::from_secs(10);
 /// The request body, shared between the handler's limited view and the
 /// drain after its answer.
 #[derive(Clone)]
-pub struct Upload {
+pub(super) struct Upload {
     inner: Arc<Mutex<Body>>,
 }
 
 impl Upload {
-    pub fn new(body: Body) -> Upload {
+    pub(super) fn new(body: Body) -> Upload {
         Upload {
             inner: Arc::new(Mutex::new(body)),
         }
@@ -36,12 +36,12 @@ impl Upload {
 
     /// The body for the handler: an error once more than `limit` bytes
     /// arrive (`is_too_large` recognises it).
-    pub fn limited(&self, limit: u64) -> Body {
+    pub(super) fn limited(&self, limit: u64) -> Body {
         Body::new(Limited::new(self.clone(), limit as usize))
     }
 
     /// Reads and discards what is left, up to `max_bytes` or 10 s.
-    pub async fn drain(mut self, max_bytes: u64) {
+    pub(super) async fn drain(mut self, max_bytes: u64) {
         let _ = tokio::time::timeout(DRAIN_TIME, async {
             let mut read = 0u64;
             while let Some(Ok(frame)) = self.frame().await {
@@ -76,7 +76,7 @@ impl http_body::Body for Upload {
 }
 
 /// Whether a body read failed because the body passed its limit.
-pub fn is_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
+pub(super) fn is_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(error);
     while let Some(e) = cause {
         if e.is::<http_body_util::LengthLimitError>() {

@@ -55,13 +55,13 @@ impl IntoResponse for ApiError {
     }
 }
 
-pub async fn not_found() -> ApiError {
+pub(super) async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
 }
 
 /// Query strings read into `T`, with a malformed one answered in the
 /// envelope (axum's own rejection is plain text).
-pub struct Params<T>(pub T);
+pub(super) struct Params<T>(pub T);
 
 impl<T, S> axum::extract::FromRequestParts<S> for Params<T>
 where
@@ -85,7 +85,7 @@ where
 /// `limit` (`[http] request_timeout_ms`): a body sent slowly, or not at
 /// all, must not hold a connection. A streamed answer is not cut once it
 /// has started.
-pub async fn request_timeout(
+pub(super) async fn request_timeout(
     axum::extract::State(limit): axum::extract::State<std::time::Duration>,
     request: axum::extract::Request,
     next: axum::middleware::Next,

@@ -10,12 +10,12 @@ use serde_json::json;
 use super::{ApiError, ApiState};
 
 /// The process answers.
-pub async fn live() -> impl IntoResponse {
+pub(super) async fn live() -> impl IntoResponse {
     axum::Json(json!({"status": "ok"}))
 }
 
 /// The database answers and, where this process runs workers, they run.
-pub async fn ready(State(state): State<ApiState>) -> Result<impl IntoResponse, ApiError> {
+pub(super) async fn ready(State(state): State<ApiState>) -> Result<impl IntoResponse, ApiError> {
     state.engine.store().ping().await.map_err(|_| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -38,7 +38,7 @@ pub async fn ready(State(state): State<ApiState>) -> Result<impl IntoResponse, A
     Ok(axum::Json(json!({"status": "ready"})))
 }
 
-pub async fn metrics(State(state): State<ApiState>) -> Result<impl IntoResponse, ApiError> {
+pub(super) async fn metrics(State(state): State<ApiState>) -> Result<impl IntoResponse, ApiError> {
     let handle =
         crate::metrics::handle().ok_or_else(|| ApiError::internal("no metrics recorder"))?;
     let open = state

@@ -15,7 +15,7 @@ use crate::identity::{Identity, issue_token};
 use crate::store::NewToken;
 
 #[derive(Debug, Deserialize)]
-pub struct TokenPage {
+pub(super) struct TokenPage {
     /// The last name of the page before (keyset).
     after: Option<String>,
     #[serde(default = "default_limit")]
@@ -26,7 +26,7 @@ fn default_limit() -> u32 {
     100
 }
 
-pub async fn list(
+pub(super) async fn list(
     State(state): State<ApiState>,
     Params(page): Params<TokenPage>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -45,14 +45,14 @@ pub async fn list(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NewTokenBody {
+pub(super) struct NewTokenBody {
     name: String,
     role: String,
     /// A lifetime such as `90d`; none lives until revoked.
     expires: Option<String>,
 }
 
-pub async fn add(
+pub(super) async fn add(
     State(state): State<ApiState>,
     Extension(identity): Extension<Identity>,
     body: Result<Json<NewTokenBody>, axum::extract::rejection::JsonRejection>,
@@ -97,7 +97,7 @@ pub async fn add(
     ))
 }
 
-pub async fn revoke(
+pub(super) async fn revoke(
     State(state): State<ApiState>,
     Extension(identity): Extension<Identity>,
     Path(name): Path<String>,
@@ -123,13 +123,13 @@ pub async fn revoke(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct PurgeQuery {
+pub(super) struct PurgeQuery {
     #[serde(default)]
     dry_run: bool,
 }
 
 /// `POST /v1/purge[?dry_run=true]`: retention now.
-pub async fn purge(
+pub(super) async fn purge(
     State(state): State<ApiState>,
     Extension(identity): Extension<Identity>,
     Params(q): Params<PurgeQuery>,

@@ -64,7 +64,7 @@ async fn keep_sane_id(mut request: axum::extract::Request) -> axum::extract::Req
 }
 
 /// `app` with its requests identified and logged.
-pub fn layer(app: Router) -> Router {
+pub(super) fn layer(app: Router) -> Router {
     app.layer(
         TraceLayer::new_for_http()
             .make_span_with(span as fn(&Request<_>) -> Span)

@@ -22,7 +22,7 @@ use crate::intake::{IntakeOptions, ProviderCatalog, SubmitError, submit_csv};
 use crate::store::FIRST_REJECTED;
 
 #[derive(Debug, Deserialize)]
-pub struct UploadQuery {
+pub(super) struct UploadQuery {
     #[serde(default)]
     dry_run: bool,
     /// Connection for rows without a provider column.
@@ -192,7 +192,7 @@ fn stored(status: u16, response: &str) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-pub async fn create_batch(
+pub(super) async fn create_batch(
     State(state): State<ApiState>,
     Extension(identity): Extension<Identity>,
     Params(query): Params<UploadQuery>,

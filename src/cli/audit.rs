@@ -106,7 +106,7 @@ fn csv_cells(e: &TrailEntry) -> Vec<String> {
     }
 }
 
-pub async fn audit(config: Option<&Path>, args: AuditArgs) -> Result<u8, Failure> {
+pub(super) async fn audit(config: Option<&Path>, args: AuditArgs) -> Result<u8, Failure> {
     let store = setup::store(config).await?;
     if args.user.is_some() && args.actor.is_some() {
         return Err(Failure::usage(anyhow!(
@@ -178,7 +178,7 @@ pub struct PurgeArgs {
     pub dry_run: bool,
 }
 
-pub async fn purge(config: Option<&Path>, args: PurgeArgs) -> Result<u8, Failure> {
+pub(super) async fn purge(config: Option<&Path>, args: PurgeArgs) -> Result<u8, Failure> {
     let engine = setup::engine(config).await?;
     let purged = crate::retention::purge(&engine, args.dry_run, &setup::actor())
         .await

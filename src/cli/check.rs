@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::{Failure, exit, setup};
 
-pub async fn check(config: Option<&Path>) -> Result<u8, Failure> {
+pub(super) async fn check(config: Option<&Path>) -> Result<u8, Failure> {
     let engine = setup::engine(config).await?;
     println!(
         "configuration: ok ({}, {})",

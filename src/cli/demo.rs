@@ -19,7 +19,7 @@ const SEED: &str = include_str!("../../examples/sim-seed.json");
 const LEAVERS: &str = include_str!("../../examples/leavers.csv");
 const AUTH0_LEAVERS: &str = include_str!("../../examples/auth0-leavers.csv");
 
-pub async fn demo() -> Result<u8, Failure> {
+pub(super) async fn demo() -> Result<u8, Failure> {
     let token = format!("demo-{:032x}", rand::random::<u128>());
     let directory = Directory::from_json_str(SEED).map_err(|e| Failure::other(anyhow!("{e}")))?;
     let sim = SimServer::start(

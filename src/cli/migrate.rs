@@ -8,7 +8,7 @@ use std::path::Path;
 use super::{Failure, exit, setup};
 use crate::store::Store;
 
-pub async fn migrate(config: Option<&Path>) -> Result<u8, Failure> {
+pub(super) async fn migrate(config: Option<&Path>) -> Result<u8, Failure> {
     let config = setup::load_config(config)?;
     let store = Store::connect(&config.database)
         .await

@@ -39,13 +39,13 @@ pub(super) fn rail_failure(e: RailError) -> Failure {
     }
 }
 
-pub async fn approve(config: Option<&Path>, args: ApproveArgs) -> Result<u8, Failure> {
+pub(super) async fn approve(config: Option<&Path>, args: ApproveArgs) -> Result<u8, Failure> {
     let engine = setup::engine(config).await?;
     let dir = args
         .jobs
         .clone()
         .unwrap_or_else(|| engine.config().jobs.dir.clone().into());
-    let keep = crate::reconcile::still_wanted(&engine, &args.batch, &dir)
+    let keep = crate::jobs::reconcile::still_wanted(&engine, &args.batch, &dir)
         .await
         .map_err(|e| Failure::other(anyhow!(e)))?
         .unwrap_or_default();
@@ -77,7 +77,7 @@ pub async fn approve(config: Option<&Path>, args: ApproveArgs) -> Result<u8, Fai
     Ok(exit::for_counts(&counts))
 }
 
-pub async fn cancel(config: Option<&Path>, args: CancelArgs) -> Result<u8, Failure> {
+pub(super) async fn cancel(config: Option<&Path>, args: CancelArgs) -> Result<u8, Failure> {
     let engine = setup::engine(config).await?;
     let c = rails::cancel(&engine, &args.id, &setup::actor())
         .await

@@ -21,7 +21,7 @@ pub struct ReconcileArgs {
     pub jobs: Option<PathBuf>,
 }
 
-pub async fn reconcile(config: Option<&Path>, args: ReconcileArgs) -> Result<u8, Failure> {
+pub(super) async fn reconcile(config: Option<&Path>, args: ReconcileArgs) -> Result<u8, Failure> {
     let engine = setup::engine(config).await?;
     let dir = args
         .jobs
@@ -35,11 +35,11 @@ pub async fn reconcile(config: Option<&Path>, args: ReconcileArgs) -> Result<u8,
             dir.display()
         ))
     })?;
-    let trigger = crate::reconcile::Trigger {
+    let trigger = crate::jobs::reconcile::Trigger {
         actor: setup::actor(),
         origin: "cli",
     };
-    let result = crate::reconcile::reconcile(&engine, spec, args.dry_run, &trigger)
+    let result = crate::jobs::reconcile::reconcile(&engine, spec, args.dry_run, &trigger)
         .await
         .map_err(Failure::other)?;
     eprintln!(

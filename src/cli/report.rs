@@ -26,7 +26,7 @@ pub struct ReportArgs {
     pub output: Option<PathBuf>,
 }
 
-pub async fn report(config: Option<&Path>, args: ReportArgs) -> Result<u8, Failure> {
+pub(super) async fn report(config: Option<&Path>, args: ReportArgs) -> Result<u8, Failure> {
     let store = setup::store(config).await?;
     let batch = store
         .batch(&args.batch)

@@ -51,7 +51,7 @@ pub struct RetryArgs {
     pub jobs: Option<std::path::PathBuf>,
 }
 
-pub async fn retry(config: Option<&Path>, args: RetryArgs) -> Result<u8, Failure> {
+pub(super) async fn retry(config: Option<&Path>, args: RetryArgs) -> Result<u8, Failure> {
     let engine = setup::engine(config).await?;
     let outcomes: Vec<Outcome> = if args.outcome.is_empty() {
         vec![Outcome::Dead]
@@ -62,7 +62,7 @@ pub async fn retry(config: Option<&Path>, args: RetryArgs) -> Result<u8, Failure
         .jobs
         .clone()
         .unwrap_or_else(|| engine.config().jobs.dir.clone().into());
-    let keep = crate::reconcile::still_wanted(&engine, &args.batch, &dir)
+    let keep = crate::jobs::reconcile::still_wanted(&engine, &args.batch, &dir)
         .await
         .map_err(|e| Failure::other(anyhow!(e)))?
         .unwrap_or_default();

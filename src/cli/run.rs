@@ -101,7 +101,7 @@ fn options(args: &SubmitArgs, progress: bool) -> RunOptions {
     }
 }
 
-pub async fn submit(config: Option<&Path>, args: SubmitArgs) -> Result<u8, Failure> {
+pub(super) async fn submit(config: Option<&Path>, args: SubmitArgs) -> Result<u8, Failure> {
     let engine = setup::engine(config).await?;
     let file = open(&args.file)?;
     let summary = intake(&engine, file, &options(&args, false)).await?;
@@ -139,7 +139,7 @@ pub async fn submit(config: Option<&Path>, args: SubmitArgs) -> Result<u8, Failu
     })
 }
 
-pub async fn run(config: Option<&Path>, args: RunArgs) -> Result<u8, Failure> {
+pub(super) async fn run(config: Option<&Path>, args: RunArgs) -> Result<u8, Failure> {
     let engine = setup::engine(config).await?;
     let file = open(&args.submit.file)?;
     let progress = std::io::stderr().is_terminal();
@@ -153,7 +153,7 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> Result<u8, Failure> {
 }
 
 /// Stores the CSV as a batch and enqueues its new requests.
-pub async fn intake<R: Read>(
+pub(super) async fn intake<R: Read>(
     engine: &Engine,
     input: R,
     opts: &RunOptions,
@@ -188,7 +188,7 @@ pub async fn intake<R: Read>(
 
 /// Intake, then workers in this process until the batch has no open
 /// request; then a clean worker stop.
-pub async fn run_batch<R: Read>(
+pub(super) async fn run_batch<R: Read>(
     engine: Arc<Engine>,
     input: R,
     opts: &RunOptions,
@@ -227,7 +227,7 @@ pub async fn run_batch<R: Read>(
 
 /// Runs workers in this process until the batch has no open request, then
 /// stops them cleanly.
-pub async fn process_batch(
+pub(super) async fn process_batch(
     engine: &Arc<Engine>,
     batch_id: &str,
     progress: bool,

@@ -36,7 +36,7 @@ pub struct ServeArgs {
     pub jobs: Option<PathBuf>,
 }
 
-pub async fn serve(config: Option<&Path>, args: ServeArgs) -> Result<u8, Failure> {
+pub(super) async fn serve(config: Option<&Path>, args: ServeArgs) -> Result<u8, Failure> {
     let engine = setup::engine(config).await?;
     let cfg = engine.config().clone();
     // Everything that can be wrong with the setup is checked before any
@@ -105,7 +105,7 @@ pub async fn serve(config: Option<&Path>, args: ServeArgs) -> Result<u8, Failure
         }));
     }
     if !schedules.is_empty() {
-        intake_tasks.push(tokio::spawn(crate::reconcile::schedule::run(
+        intake_tasks.push(tokio::spawn(crate::jobs::reconcile::schedule::run(
             engine.clone(),
             schedules,
             stop_rx.clone(),
@@ -207,7 +207,7 @@ async fn housekeeping(engine: Arc<crate::engine::Engine>, mut stop: watch::Recei
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
+pub(super) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -13,7 +13,7 @@ const DEFAULT_CONFIG: &str = "config/offboard.toml";
 
 /// Loads the configuration: the given file, else the default file when it
 /// exists, else built-in defaults; then environment overrides.
-pub fn load_config(path: Option<&Path>) -> Result<Config, Failure> {
+pub(super) fn load_config(path: Option<&Path>) -> Result<Config, Failure> {
     let default = PathBuf::from(DEFAULT_CONFIG);
     let path = match path {
         Some(p) => Some(p),
@@ -24,7 +24,7 @@ pub fn load_config(path: Option<&Path>) -> Result<Config, Failure> {
 }
 
 /// Configuration, tokens and engine: everything a worker needs.
-pub async fn engine(path: Option<&Path>) -> Result<Arc<Engine>, Failure> {
+pub(super) async fn engine(path: Option<&Path>) -> Result<Arc<Engine>, Failure> {
     let config = load_config(path)?;
     let providers =
         resolve_providers(&config, |name| std::env::var(name).ok()).map_err(Failure::usage)?;
@@ -35,7 +35,7 @@ pub async fn engine(path: Option<&Path>) -> Result<Arc<Engine>, Failure> {
 
 /// The person at this shell, as every decision they take is recorded:
 /// `cli:USER@HOST`.
-pub fn actor() -> Actor {
+pub(super) fn actor() -> Actor {
     let user = ["USER", "LOGNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
@@ -44,7 +44,7 @@ pub fn actor() -> Actor {
 }
 
 /// Only the database, for read-only commands that need no tokens.
-pub async fn store(path: Option<&Path>) -> Result<Store, Failure> {
+pub(super) async fn store(path: Option<&Path>) -> Result<Store, Failure> {
     let config = load_config(path)?;
     Store::open(&config.database).await.map_err(Failure::other)
 }

@@ -30,7 +30,7 @@ async fn describe(store: &Store, batch: BatchRow, one: bool) -> Result<BatchStat
     status.map_err(Failure::other)
 }
 
-pub async fn status(config: Option<&Path>, args: StatusArgs) -> Result<u8, Failure> {
+pub(super) async fn status(config: Option<&Path>, args: StatusArgs) -> Result<u8, Failure> {
     let store = setup::store(config).await?;
     let batches = match &args.batch {
         Some(id) => vec![

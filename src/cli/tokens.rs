@@ -58,7 +58,7 @@ pub fn token_request(
     Ok((role, expires_at))
 }
 
-pub async fn tokens(config: Option<&Path>, args: TokensArgs) -> Result<u8, Failure> {
+pub(super) async fn tokens(config: Option<&Path>, args: TokensArgs) -> Result<u8, Failure> {
     let store = setup::store(config).await?;
     match args.command {
         TokensCommand::Add {

@@ -24,7 +24,7 @@ pub struct UndoArgs {
     pub no_wait: bool,
 }
 
-pub async fn undo(config: Option<&Path>, args: UndoArgs) -> Result<u8, Failure> {
+pub(super) async fn undo(config: Option<&Path>, args: UndoArgs) -> Result<u8, Failure> {
     let engine = setup::engine(config).await?;
     let undo = rails::undo(&engine, &args.batch, args.only.as_deref(), &setup::actor())
         .await

@@ -6,7 +6,7 @@ use super::ConfigError;
 
 const PREFIX: &str = "OFFBOARD__";
 
-pub fn apply_overrides(
+pub(super) fn apply_overrides(
     table: &mut toml::Table,
     vars: &[(String, String)],
 ) -> Result<(), ConfigError> {
@@ -31,7 +31,7 @@ pub fn apply_overrides(
 
 /// The first `OFFBOARD__…` variable whose override makes `fails` true of
 /// `file`, applied in order; `None` when the file fails on its own.
-pub fn culprit(
+pub(super) fn culprit(
     file: &toml::Table,
     vars: &[(String, String)],
     fails: impl Fn(toml::Table) -> bool,

@@ -79,7 +79,7 @@ pub fn with_database(url: &str, name: &str) -> String {
 /// Drops the password of a `scheme://user:password@host` URL, and of a
 /// `?password=` (or `&password=`) query parameter, which PostgreSQL's
 /// drivers read too.
-pub fn redact_url(url: &str) -> String {
+pub(super) fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };

@@ -26,7 +26,7 @@ use crate::store::{NewSession, now_ms};
 
 /// A form that carries the session's form token, and nothing else.
 #[derive(Debug, Deserialize)]
-pub struct TokenOnly {
+pub(super) struct TokenOnly {
     #[serde(default)]
     csrf: String,
 }
@@ -75,14 +75,14 @@ fn rail_page(e: RailError) -> PageError {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct SignInForm {
+pub(super) struct SignInForm {
     #[serde(default)]
     csrf: String,
     #[serde(default)]
     token: String,
 }
 
-pub async fn sign_in(
+pub(super) async fn sign_in(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Form(form): Form<SignInForm>,
@@ -149,7 +149,7 @@ pub async fn sign_in(
     response
 }
 
-pub async fn sign_out(
+pub(super) async fn sign_out(
     State(state): State<ApiState>,
     user: Option<Extension<ConsoleUser>>,
     headers: HeaderMap,
@@ -173,7 +173,7 @@ pub async fn sign_out(
 }
 
 /// Submit (or request approval for) a preview: releases the hold.
-pub async fn release(
+pub(super) async fn release(
     State(state): State<ApiState>,
     user: Option<Extension<ConsoleUser>>,
     Path(id): Path<String>,
@@ -215,7 +215,7 @@ pub async fn release(
 }
 
 /// `Approve`, or `Approve selected` with the checked people.
-pub async fn approve(
+pub(super) async fn approve(
     State(state): State<ApiState>,
     user: Option<Extension<ConsoleUser>>,
     Path(id): Path<String>,
@@ -246,7 +246,7 @@ pub async fn approve(
         _ => None,
     };
     let dir = std::path::PathBuf::from(&state.engine.config().jobs.dir);
-    let keep = crate::reconcile::still_wanted(&state.engine, &id, &dir)
+    let keep = crate::jobs::reconcile::still_wanted(&state.engine, &id, &dir)
         .await
         .map_err(PageError::internal)?
         .unwrap_or_default();
@@ -279,7 +279,7 @@ fn form_urlencoded(body: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-pub async fn retry(
+pub(super) async fn retry(
     State(state): State<ApiState>,
     user: Option<Extension<ConsoleUser>>,
     Path(id): Path<String>,
@@ -288,7 +288,7 @@ pub async fn retry(
     let user = checked(user, &form.csrf)?;
     needs(&user, Role::Operator)?;
     let dir = std::path::PathBuf::from(&state.engine.config().jobs.dir);
-    let keep = crate::reconcile::still_wanted(&state.engine, &id, &dir)
+    let keep = crate::jobs::reconcile::still_wanted(&state.engine, &id, &dir)
         .await
         .map_err(PageError::internal)?
         .unwrap_or_default();
@@ -305,7 +305,7 @@ pub async fn retry(
     Ok(back_to(&id))
 }
 
-pub async fn cancel(
+pub(super) async fn cancel(
     State(state): State<ApiState>,
     user: Option<Extension<ConsoleUser>>,
     Path(id): Path<String>,
@@ -321,7 +321,7 @@ pub async fn cancel(
 
 /// A leavers file from the browser: stored as a held preview, then its
 /// page.
-pub async fn upload(
+pub(super) async fn upload(
     State(state): State<ApiState>,
     user: Option<Extension<ConsoleUser>>,
     request: Request,
@@ -383,7 +383,7 @@ pub async fn upload(
 }
 
 /// `Run now (dry run)` on a schedule.
-pub async fn run_schedule(
+pub(super) async fn run_schedule(
     State(state): State<ApiState>,
     user: Option<Extension<ConsoleUser>>,
     Path(name): Path<String>,
@@ -397,11 +397,11 @@ pub async fn run_schedule(
     let spec = jobs
         .reconcile(&name)
         .ok_or_else(|| PageError::new(StatusCode::NOT_FOUND, "no such reconciliation job"))?;
-    let trigger = crate::reconcile::Trigger {
+    let trigger = crate::jobs::reconcile::Trigger {
         actor: user.identity.actor.clone(),
         origin: "schedule",
     };
-    let result = crate::reconcile::reconcile(&state.engine, spec, true, &trigger)
+    let result = crate::jobs::reconcile::reconcile(&state.engine, spec, true, &trigger)
         .await
         .map_err(|e| PageError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
     Ok(back_to(&result.batch_id))

@@ -21,7 +21,7 @@ use crate::report::status::describe;
 use crate::store::{BatchRow, ReportWindow, Store};
 
 /// Rows of a page of requests, at most.
-pub const PAGE_ROWS: u32 = 100;
+pub(super) const PAGE_ROWS: u32 = 100;
 /// Rejected rows a page lists, at most.
 const REJECTED_SHOWN: u32 = 100;
 
@@ -39,7 +39,7 @@ pub(super) fn nav(user: &ConsoleUser) -> NavUser {
     }
 }
 
-pub async fn sign_in(headers: HeaderMap) -> Response {
+pub(super) async fn sign_in(headers: HeaderMap) -> Response {
     // The sign-in form's own form token rides in a cookie of its own
     // until a session exists.
     let csrf = random_token();
@@ -136,11 +136,11 @@ async fn batch_view_counted(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct ListQuery {
+pub(super) struct ListQuery {
     after: Option<String>,
 }
 
-pub async fn batches(
+pub(super) async fn batches(
     State(state): State<ApiState>,
     user: Option<Extension<ConsoleUser>>,
     Query(q): Query<ListQuery>,
@@ -178,12 +178,12 @@ pub async fn batches(
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct BatchQuery {
+pub(super) struct BatchQuery {
     outcome: Option<String>,
     after: Option<u64>,
 }
 
-pub async fn batch(
+pub(super) async fn batch(
     State(state): State<ApiState>,
     user: Option<Extension<ConsoleUser>>,
     Path(id): Path<String>,
@@ -361,7 +361,7 @@ fn event_detail(detail: &serde_json::Value) -> String {
 }
 
 /// `GET /batches/{id}/progress`: what the page's script updates in place.
-pub async fn progress(
+pub(super) async fn progress(
     State(state): State<ApiState>,
     user: Option<Extension<ConsoleUser>>,
     Path(id): Path<String>,
@@ -406,7 +406,7 @@ fn attachment(content_type: &'static str, name: String, body: Body) -> Response 
         .into_response()
 }
 
-pub async fn report_csv(
+pub(super) async fn report_csv(
     State(state): State<ApiState>,
     user: Option<Extension<ConsoleUser>>,
     Path(id): Path<String>,
@@ -421,7 +421,7 @@ pub async fn report_csv(
     ))
 }
 
-pub async fn report_json(
+pub(super) async fn report_json(
     State(state): State<ApiState>,
     user: Option<Extension<ConsoleUser>>,
     Path(id): Path<String>,
@@ -442,7 +442,7 @@ pub async fn report_json(
     ))
 }
 
-pub async fn upload(
+pub(super) async fn upload(
     State(state): State<ApiState>,
     user: Option<Extension<ConsoleUser>>,
 ) -> Result<Response, PageError> {
@@ -461,7 +461,7 @@ pub async fn upload(
     Ok(html(&page))
 }
 
-pub async fn schedules(
+pub(super) async fn schedules(
     State(state): State<ApiState>,
     user: Option<Extension<ConsoleUser>>,
 ) -> Result<Response, PageError> {

@@ -17,9 +17,9 @@ use crate::identity::Identity;
 use crate::store::NewSession;
 
 /// The session cookie's name.
-pub const SESSION_COOKIE: &str = "ob_session";
+pub(super) const SESSION_COOKIE: &str = "ob_session";
 /// The sign-in form's own form token, before any session exists.
-pub const SIGN_IN_COOKIE: &str = "ob_signin";
+pub(super) const SIGN_IN_COOKIE: &str = "ob_signin";
 
 /// The person at the console, as every page and action sees them.
 #[derive(Debug, Clone)]
@@ -30,18 +30,18 @@ pub struct ConsoleUser {
 }
 
 /// 256 random bits in hex.
-pub fn random_token() -> String {
+pub(super) fn random_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     hex::encode(bytes)
 }
 
-pub fn sha256(text: &str) -> String {
+pub(super) fn sha256(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 /// Whether two form tokens are the same, in constant time.
-pub fn same(a: &str, b: &str) -> bool {
+pub(super) fn same(a: &str, b: &str) -> bool {
     let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
     a.iter()
         .zip(b.iter())
@@ -50,7 +50,7 @@ pub fn same(a: &str, b: &str) -> bool {
 }
 
 /// The value of cookie `name`, if the request sent it.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(super) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(COOKIE)
         .iter()
@@ -63,7 +63,7 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// Whether the browser reached us over TLS (directly, or through a proxy
 /// that says so): then cookies are `Secure`.
-pub fn over_tls(headers: &HeaderMap) -> bool {
+pub(super) fn over_tls(headers: &HeaderMap) -> bool {
     headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
@@ -72,7 +72,7 @@ pub fn over_tls(headers: &HeaderMap) -> bool {
 
 /// A `Set-Cookie` for `name`, HttpOnly and SameSite=Strict, expiring with
 /// the browser (the server ends it after inactivity); `None` clears it.
-pub fn set_cookie(name: &str, value: Option<&str>, secure: bool) -> HeaderValue {
+pub(super) fn set_cookie(name: &str, value: Option<&str>, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
     let text = match value {
         Some(v) => format!("{name}={v}; Path=/; HttpOnly; SameSite=Strict{secure}"),
@@ -88,7 +88,7 @@ fn idle_ms(state: &ApiState) -> i64 {
 /// Finds the person at the console (if any) and hands the request on
 /// with a [`ConsoleUser`]; a person a trusted proxy names gets a session
 /// of their own, for the form token.
-pub async fn console_user(
+pub(super) async fn console_user(
     State(state): State<ApiState>,
     mut request: Request,
     next: Next,

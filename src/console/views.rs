@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use crate::domain::Role;
 
 /// Renders a page as an HTML answer.
-pub fn html(page: &impl Template) -> Response {
+pub(super) fn html(page: &impl Template) -> Response {
     match page.render() {
         Ok(body) => (
             [(
@@ -31,7 +31,7 @@ pub fn html(page: &impl Template) -> Response {
 }
 
 /// The signed-in person, as the page header shows them.
-pub struct NavUser {
+pub(super) struct NavUser {
     pub actor: String,
     pub role: Role,
     pub csrf: String,
@@ -40,7 +40,7 @@ pub struct NavUser {
 
 #[derive(Template)]
 #[template(path = "sign_in.html")]
-pub struct SignInPage<'a> {
+pub(super) struct SignInPage<'a> {
     pub nav: Option<NavUser>,
     pub csrf: &'a str,
     pub problem: Option<&'a str>,
@@ -48,7 +48,7 @@ pub struct SignInPage<'a> {
 
 #[derive(Template)]
 #[template(path = "error.html")]
-pub struct ErrorPage<'a> {
+pub(super) struct ErrorPage<'a> {
     pub nav: Option<NavUser>,
     pub heading: &'a str,
     pub message: &'a str,
@@ -56,7 +56,7 @@ pub struct ErrorPage<'a> {
 }
 
 /// A batch as a list or its page shows it.
-pub struct BatchView {
+pub(super) struct BatchView {
     pub id: String,
     pub created: String,
     pub state: String,
@@ -75,7 +75,7 @@ pub struct BatchView {
 
 #[derive(Template)]
 #[template(path = "batches.html")]
-pub struct BatchesPage {
+pub(super) struct BatchesPage {
     pub nav: Option<NavUser>,
     pub rows: Vec<BatchView>,
     pub next: Option<String>,
@@ -84,7 +84,7 @@ pub struct BatchesPage {
 
 /// What the person may decide on this batch now.
 #[derive(Default)]
-pub struct Actions {
+pub(super) struct Actions {
     /// "Submit", or "Request approval" for a preview over the cap.
     pub release: Option<String>,
     pub approve: bool,
@@ -93,18 +93,18 @@ pub struct Actions {
 }
 
 impl Actions {
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.release.is_none() && !self.approve && !self.retry && !self.cancel
     }
 }
 
-pub struct RejectedView {
+pub(super) struct RejectedView {
     pub line: u64,
     pub code: String,
     pub message: String,
 }
 
-pub struct RowView {
+pub(super) struct RowView {
     pub line: u64,
     pub user_id: String,
     pub outcome: String,
@@ -115,7 +115,7 @@ pub struct RowView {
     pub open: bool,
 }
 
-pub struct EventView {
+pub(super) struct EventView {
     pub at: String,
     pub actor: String,
     pub action: String,
@@ -124,7 +124,7 @@ pub struct EventView {
 
 #[derive(Template)]
 #[template(path = "batch.html")]
-pub struct BatchPage {
+pub(super) struct BatchPage {
     pub nav: Option<NavUser>,
     pub csrf: String,
     pub b: BatchView,
@@ -139,13 +139,13 @@ pub struct BatchPage {
 
 #[derive(Template)]
 #[template(path = "upload.html")]
-pub struct UploadPage {
+pub(super) struct UploadPage {
     pub nav: Option<NavUser>,
     pub csrf: String,
     pub providers: Vec<String>,
 }
 
-pub struct JobView {
+pub(super) struct JobView {
     pub name: String,
     pub provider: String,
     pub organization: String,
@@ -159,7 +159,7 @@ pub struct JobView {
 
 #[derive(Template)]
 #[template(path = "schedules.html")]
-pub struct SchedulesPage {
+pub(super) struct SchedulesPage {
     pub nav: Option<NavUser>,
     pub csrf: String,
     pub jobs: Vec<JobView>,

@@ -1,5 +1,7 @@
 //! Getting offboarding requests in: CSV files (streamed, validated row by
-//! row) and, later, drop folders and schedules.
+//! row, each provider's columns checked by its connector), the people a
+//! file names, drop folders (`jobs/*.toml` with `watch`), and the hand-off
+//! of a stored batch to the queue.
 
 pub mod csv;
 pub mod dropfolder;

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use crate::store::Store;
 
 /// A claim being renewed.
-pub struct Lease {
+pub(super) struct Lease {
     renewal: JoinHandle<()>,
     lost: oneshot::Receiver<()>,
 }
@@ -19,20 +19,20 @@ pub struct Lease {
 impl Lease {
     /// Resolves once a renewal finds the claim held by another; never
     /// otherwise.
-    pub async fn lost(&mut self) {
+    pub(super) async fn lost(&mut self) {
         if (&mut self.lost).await.is_err() {
             std::future::pending::<()>().await;
         }
     }
 
     /// Stops renewing (the run is over).
-    pub fn stop(self) {
+    pub(super) fn stop(self) {
         self.renewal.abort();
     }
 }
 
 /// Renews the claim every third of the lease until stopped.
-pub fn keep_alive(store: Store, request_id: &str, owner: &str, lease: Duration) -> Lease {
+pub(super) fn keep_alive(store: Store, request_id: &str, owner: &str, lease: Duration) -> Lease {
     let (id, owner) = (request_id.to_owned(), owner.to_owned());
     let period = (lease / 3).max(Duration::from_millis(200));
     let (tell, lost) = oneshot::channel();

@@ -37,18 +37,18 @@ pub(super) struct Left {
 }
 
 impl Left {
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.roles.is_empty() && !self.membership && self.other_account.is_none()
     }
 
     /// Whether the membership stays, so a read-back of it must not fail
     /// the request.
-    pub fn keeps_membership(&self) -> bool {
+    pub(super) fn keeps_membership(&self) -> bool {
         self.membership || self.other_account.is_some()
     }
 
     /// What a person must look at, for the report.
-    pub fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         if let Some(other) = &self.other_account {
             return format!(
                 "the row now names another account ({other}) than the one previewed; nothing was removed"

@@ -15,7 +15,7 @@ use crate::engine::Engine;
 use crate::store::{AuditEvent, Finish, RequestRow, SubjectClaim};
 
 /// Why the loop stopped before an outcome was stored.
-pub enum Stopped {
+pub(crate) enum Stopped {
     /// A person cancelled the request; its outcome is stored.
     Cancelled,
     Infra(PipelineError),
@@ -61,7 +61,7 @@ struct PruneCheckpoint {
 
 /// Runs the steps of `request` that have no checkpoint in `checkpoints`
 /// (read with its claim).
-pub async fn run(
+pub(super) async fn run(
     engine: &Engine,
     request: &RequestRow,
     checkpoints: HashMap<Step, serde_json::Value>,

@@ -12,9 +12,9 @@
 //!
 //! An intake on SQLite stores its new requests held (`enqueued = 2`, so no
 //! sweep for unqueued requests takes them) and holds their jobs back until
-//! the batch may run ([`push_held_page`]): a mark written afterwards
-//! rewrote every row and moved it in and out of `requests_batch_unqueued`
-//! (BENCHMARKS.md, "Night"). The push reads the held requests back by
+//! the batch may run ([`push_held_page`]), because a mark written
+//! afterwards rewrites every row and moves it in and out of
+//! `requests_batch_unqueued` (BENCHMARKS.md, "Why: held jobs"). The push reads the held requests back by
 //! rowid and records how far it got in the transaction that writes their
 //! jobs, so a crash resumes it without a duplicate. A request adopted by
 //! an intake (it is then unqueued, `enqueued = 0`) and marked by a sweep
@@ -45,8 +45,8 @@ const MARK_ENQUEUED_SQL: &str = "UPDATE requests SET enqueued = 1 WHERE id = ?1"
 /// Marks a page of a batch read by `UNENQUEUED_OF_SQL` in one statement:
 /// in the transaction that read it, the page is exactly the batch's
 /// unqueued requests up to its last id. Walking `requests_batch_unqueued`
-/// once replaces a primary-key lookup and a statement per request (a
-/// sixth of an intake's writer time; BENCHMARKS.md, "Evening").
+/// once replaces a primary-key lookup and a statement per request
+/// (BENCHMARKS.md, "Why: multi-row statements on the writer").
 /// `INDEXED BY` turns a plan that lost the index into an error, not a
 /// scan of the whole batch per page.
 const MARK_PAGE_OF_SQL: &str = "UPDATE requests INDEXED BY requests_batch_unqueued SET enqueued = 1

@@ -6,7 +6,6 @@
 //! (BENCHMARKS.md, "One job per slice").
 
 mod bulk;
-mod floor;
 mod prune;
 mod worker;
 
@@ -19,14 +18,14 @@ use apalis_sqlite::SqliteStorage;
 use crate::config::WorkerConfig;
 use crate::store::{NewJob, QueuePool, Store, StoreError, now_ms};
 
-pub use floor::noop_floor;
 pub use prune::{KEEP_FINISHED, PRUNE_EVERY, prune_finished, release_held};
+pub(crate) use worker::POLL_INTERVAL;
 pub use worker::{WorkerHandle, spawn_worker};
 
 /// The queue name, fixed so that renaming a Rust type never strands jobs.
 pub const QUEUE_NAME: &str = "offboard.requests";
 /// Jobs pushed per transaction when a batch is enqueued.
-const ENQUEUE_PAGE: usize = 2_000;
+pub(crate) const ENQUEUE_PAGE: usize = 2_000;
 /// Storage-level re-runs of a job whose handler failed on infrastructure
 /// (database) errors. Provider errors never fail a job: the pipeline records
 /// them and reschedules through our own attempt budget.
@@ -286,7 +285,7 @@ fn not_before_secs(at_ms: i64) -> u64 {
 /// jobs buffered in one process while another idles.
 const FETCH_BATCH: usize = 50;
 
-fn sqlite_config(settings: &WorkerConfig) -> apalis_sqlite::Config {
+pub(crate) fn sqlite_config(settings: &WorkerConfig) -> apalis_sqlite::Config {
     apalis_sqlite::Config::default()
         .queue(QUEUE_NAME)
         .batch_size(FETCH_BATCH.min(settings.concurrency))
@@ -296,7 +295,7 @@ fn sqlite_config(settings: &WorkerConfig) -> apalis_sqlite::Config {
 
 /// A silent worker's jobs go back to the queue after `heartbeat_secs ×
 /// missed_heartbeats` (apalis's own default would be five minutes).
-fn postgres_config(settings: &WorkerConfig) -> apalis_postgres::Config {
+pub(crate) fn postgres_config(settings: &WorkerConfig) -> apalis_postgres::Config {
     apalis_postgres::Config::default()
         .queue(QUEUE_NAME)
         .batch_size(FETCH_BATCH.min(settings.concurrency))

@@ -19,7 +19,7 @@ use crate::pipeline;
 
 /// How often an idle worker looks for new jobs (apalis otherwise waits for
 /// its heartbeat, 30 s by default).
-pub(super) const POLL_INTERVAL: Duration = Duration::from_millis(100);
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// On PostgreSQL an insert wakes idle workers at once (LISTEN/NOTIFY); the
 /// poll only catches jobs scheduled for later, which send no notification,
 /// and notifications lost while the listener reconnects.

@@ -21,10 +21,9 @@ pub(super) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Page cache of each pooled SQLite connection, in KiB when negative (the
 /// writer keeps SQLite's default 2 MB). The run's writes and the claim's
 /// reads go through the writer, so the pools' connections mostly read a
-/// few hot pages of apalis's `Jobs`; with 2 MB each, the two pools' up to
-/// 32 connections filled their caches as the database grew, and the
-/// engine's peak RSS rose from 47 to 70 MiB between 20,000 and 100,000
-/// users (43 and 52 MiB with 256 KiB; BENCHMARKS.md, "Afternoon series").
+/// few hot pages of apalis's `Jobs`, and 2 MB caches on up to 32 of them
+/// only grew the RSS with the database (BENCHMARKS.md, "Why: small pool
+/// caches").
 const POOL_CACHE_SIZE: &str = "-256";
 
 /// The database engine behind the store and the queue.

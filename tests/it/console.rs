@@ -8,7 +8,7 @@ use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 
 use crate::helpers::{Harness, Options, Serve, directory, users_csv};
 
-pub fn options(extra: &str) -> Options {
+pub(crate) fn options(extra: &str) -> Options {
     Options {
         extra_config: format!(
             "[http]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"OFFBOARD_IT_API_TOKEN\"\n{extra}"
@@ -18,7 +18,7 @@ pub fn options(extra: &str) -> Options {
 }
 
 /// A form's fields as `application/x-www-form-urlencoded`.
-pub fn urlencoded(form: &[(&str, &str)]) -> String {
+pub(crate) fn urlencoded(form: &[(&str, &str)]) -> String {
     let enc = |s: &str| {
         percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
     };
@@ -29,14 +29,14 @@ pub fn urlencoded(form: &[(&str, &str)]) -> String {
 }
 
 /// A browser without a browser: follows no redirect, keeps its cookies.
-pub struct Visitor {
+pub(crate) struct Visitor {
     client: reqwest::Client,
     base: String,
     cookies: Vec<(String, String)>,
 }
 
 impl Visitor {
-    pub fn new(serve: &Serve) -> Self {
+    pub(crate) fn new(serve: &Serve) -> Self {
         Visitor {
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -67,7 +67,10 @@ impl Visitor {
         }
     }
 
-    pub async fn get(&mut self, path: &str) -> (StatusCode, reqwest::header::HeaderMap, String) {
+    pub(crate) async fn get(
+        &mut self,
+        path: &str,
+    ) -> (StatusCode, reqwest::header::HeaderMap, String) {
         let res = self
             .client
             .get(format!("{}{path}", self.base))
@@ -80,7 +83,7 @@ impl Visitor {
         (status, headers, res.text().await.unwrap())
     }
 
-    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
+    pub(crate) async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
         let res = self
             .client
             .post(format!("{}{path}", self.base))
@@ -100,13 +103,13 @@ impl Visitor {
     }
 
     /// The value of the first hidden `csrf` field on a page.
-    pub fn csrf(page: &str) -> String {
+    pub(crate) fn csrf(page: &str) -> String {
         let at = page.find("name=\"csrf\" value=\"").expect("a form token") + 19;
         page[at..].split('"').next().unwrap().to_owned()
     }
 
     /// Signs in with `token`; the session's form token.
-    pub async fn sign_in(&mut self, token: &str) -> String {
+    pub(crate) async fn sign_in(&mut self, token: &str) -> String {
         let (_, _, page) = self.get("/sign-in").await;
         let csrf = Self::csrf(&page);
         let (status, location) = self

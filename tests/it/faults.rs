@@ -197,7 +197,7 @@ async fn an_exhausted_budget_is_dead_until_retried() {
     exhausted_budget_scenario(None).await;
 }
 
-pub async fn exhausted_budget_scenario(database_url: Option<String>) {
+pub(crate) async fn exhausted_budget_scenario(database_url: Option<String>) {
     let h = Harness::start_with(
         directory(),
         Options {

@@ -6,9 +6,9 @@ use std::process::Output;
 
 use offboard::sim::{Directory, FaultConfig, SimConfig, SimServer};
 
-pub const TOKEN_ENV: &str = "OFFBOARD_IT_ACME_TOKEN";
+pub(crate) const TOKEN_ENV: &str = "OFFBOARD_IT_ACME_TOKEN";
 
-pub struct Harness {
+pub(crate) struct Harness {
     pub sim: SimServer,
     pub token: String,
     pub dir: tempfile::TempDir,
@@ -16,7 +16,7 @@ pub struct Harness {
 }
 
 /// Knobs of a test's worker configuration and simulator.
-pub struct Options {
+pub(crate) struct Options {
     pub faults: FaultConfig,
     pub concurrency: usize,
     pub timeout_ms: u64,
@@ -50,13 +50,13 @@ impl Default for Options {
 }
 
 impl Harness {
-    pub async fn start(directory: Directory) -> Harness {
+    pub(crate) async fn start(directory: Directory) -> Harness {
         Self::start_with(directory, Options::default()).await
     }
 
     /// The default harness on SQLite (`None`) or the PostgreSQL database
     /// at the URL.
-    pub async fn on_database(directory: Directory, database_url: Option<String>) -> Harness {
+    pub(crate) async fn on_database(directory: Directory, database_url: Option<String>) -> Harness {
         Self::start_with(
             directory,
             Options {
@@ -67,7 +67,7 @@ impl Harness {
         .await
     }
 
-    pub async fn start_with(directory: Directory, o: Options) -> Harness {
+    pub(crate) async fn start_with(directory: Directory, o: Options) -> Harness {
         let token = format!("it-{:032x}", rand::random::<u128>());
         let sim_token = if o.wrong_token {
             format!("{token}-other")
@@ -142,14 +142,14 @@ connect_timeout_ms = 1000
         }
     }
 
-    pub fn write_csv(&self, name: &str, text: &str) -> PathBuf {
+    pub(crate) fn write_csv(&self, name: &str, text: &str) -> PathBuf {
         let path = self.dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         path
     }
 
     /// Runs `offboard --config <cfg> ARGS…` with the token set.
-    pub async fn offboard(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
+    pub(crate) async fn offboard(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_offboard"));
         cmd.arg("--config").arg(&self.config).args(args);
         cmd.env(TOKEN_ENV, &self.token).env_remove("RUST_LOG");
@@ -163,7 +163,7 @@ connect_timeout_ms = 1000
     }
 
     /// `offboard tokens add NAME --role ROLE`: the new personal token.
-    pub async fn token(&self, name: &str, role: &str) -> String {
+    pub(crate) async fn token(&self, name: &str, role: &str) -> String {
         let out = self
             .offboard(&["tokens", "add", name, "--role", role], &[])
             .await;
@@ -178,7 +178,7 @@ connect_timeout_ms = 1000
     }
 
     /// `offboard run FILE`, returning (exit code, batch id).
-    pub async fn run(&self, csv: &Path) -> (Option<i32>, String, Output) {
+    pub(crate) async fn run(&self, csv: &Path) -> (Option<i32>, String, Output) {
         let out = self.offboard(&["run", csv.to_str().unwrap()], &[]).await;
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         let batch = stdout
@@ -196,7 +196,10 @@ connect_timeout_ms = 1000
     }
 
     /// The batch report as CSV records keyed by column name.
-    pub async fn report(&self, batch: &str) -> Vec<std::collections::HashMap<String, String>> {
+    pub(crate) async fn report(
+        &self,
+        batch: &str,
+    ) -> Vec<std::collections::HashMap<String, String>> {
         let out = self
             .offboard(&["report", batch, "--format", "csv"], &[])
             .await;
@@ -224,7 +227,7 @@ connect_timeout_ms = 1000
 /// Runs a 2,400-line file (lines 2 to 2,401) whose lines 500, 1,000, 1,500
 /// and 2,000 are rejected, on a harness whose `max_batch_requests` halts
 /// it; returns the batch id.
-pub async fn long_halted_batch(h: &Harness) -> String {
+pub(crate) async fn long_halted_batch(h: &Harness) -> String {
     let mut csv = String::from("user_id,organization_id,transfer_to_department_id\n");
     for line in 2..=2_401 {
         if line % 500 == 0 {
@@ -245,7 +248,7 @@ pub async fn long_halted_batch(h: &Harness) -> String {
 }
 
 /// 60 generated users plus the special cases the scenarios need.
-pub fn directory() -> Directory {
+pub(crate) fn directory() -> Directory {
     let mut dir = Directory::generate(60, 11);
     let org = &mut dir.aitronos.organizations[0];
     for m in &mut org.members {
@@ -265,7 +268,7 @@ pub fn directory() -> Directory {
 }
 
 /// The member with `user_id` in the simulator's current state.
-pub fn member(sim: &SimServer, user_id: &str) -> offboard::sim::AitronosMember {
+pub(crate) fn member(sim: &SimServer, user_id: &str) -> offboard::sim::AitronosMember {
     sim.state().aitronos.organizations[0]
         .members
         .iter()
@@ -275,12 +278,12 @@ pub fn member(sim: &SimServer, user_id: &str) -> offboard::sim::AitronosMember {
 }
 
 /// The SCIM user with `id` in the simulator's current state.
-pub fn scim_user(sim: &SimServer, id: &str) -> Option<offboard::sim::ScimUser> {
+pub(crate) fn scim_user(sim: &SimServer, id: &str) -> Option<offboard::sim::ScimUser> {
     sim.state().scim.users.into_iter().find(|u| u.id == id)
 }
 
 /// The ids of the SCIM groups `id` belongs to now, sorted.
-pub fn scim_groups_of(sim: &SimServer, id: &str) -> Vec<String> {
+pub(crate) fn scim_groups_of(sim: &SimServer, id: &str) -> Vec<String> {
     let mut groups: Vec<String> = sim
         .state()
         .scim
@@ -293,12 +296,12 @@ pub fn scim_groups_of(sim: &SimServer, id: &str) -> Vec<String> {
     groups
 }
 
-pub fn removal_calls(sim: &SimServer) -> usize {
+pub(crate) fn removal_calls(sim: &SimServer) -> usize {
     sim.calls().iter().filter(|c| c.method == "DELETE").count()
 }
 
 /// A CSV offboarding `usr_{from:06}` to `usr_{to:06}` into dept_offboarded.
-pub fn users_csv(from: usize, to: usize) -> String {
+pub(crate) fn users_csv(from: usize, to: usize) -> String {
     let mut csv = String::from("user_id,organization_id,transfer_to_department_id\n");
     for i in from..=to {
         csv.push_str(&format!("usr_{i:06},org_acme,dept_offboarded\n"));
@@ -306,11 +309,11 @@ pub fn users_csv(from: usize, to: usize) -> String {
     csv
 }
 
-pub const API_TOKEN_ENV: &str = "OFFBOARD_IT_API_TOKEN";
+pub(crate) const API_TOKEN_ENV: &str = "OFFBOARD_IT_API_TOKEN";
 
 /// Options whose API listens on a random port, with `http` added to its
 /// `[http]` section.
-pub fn api_options(http: &str) -> Options {
+pub(crate) fn api_options(http: &str) -> Options {
     Options {
         extra_config: format!(
             "[http]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"{API_TOKEN_ENV}\"\n{http}"
@@ -321,14 +324,14 @@ pub fn api_options(http: &str) -> Options {
 
 /// A listener on a random loopback port and its base URL, for a mock
 /// provider the harness's config must name before it serves.
-pub async fn loopback() -> (tokio::net::TcpListener, String) {
+pub(crate) async fn loopback() -> (tokio::net::TcpListener, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     (listener, url)
 }
 
 /// A running `offboard serve` child process.
-pub struct Serve {
+pub(crate) struct Serve {
     child: tokio::process::Child,
     pub url: String,
     pub api_token: String,
@@ -340,13 +343,13 @@ pub struct Serve {
 
 impl Serve {
     /// Kills it with SIGKILL, as a crash would, and waits.
-    pub async fn kill(mut self) {
+    pub(crate) async fn kill(mut self) {
         self.child.start_kill().expect("SIGKILL is sent");
         let _ = self.child.wait().await;
     }
 
     /// Stops it with SIGTERM (graceful) and waits.
-    pub async fn stop(mut self) -> std::process::ExitStatus {
+    pub(crate) async fn stop(mut self) -> std::process::ExitStatus {
         if let Some(pid) = self.child.id() {
             let _ = std::process::Command::new("kill")
                 .arg("-TERM")
@@ -357,7 +360,7 @@ impl Serve {
     }
 
     /// The first stderr line containing `needle`, waiting up to `secs`.
-    pub async fn log_line(&self, secs: u64, needle: &str) -> String {
+    pub(crate) async fn log_line(&self, secs: u64, needle: &str) -> String {
         let mut found = None;
         eventually(secs, &format!("a log line with {needle:?}"), || {
             found = self
@@ -375,13 +378,13 @@ impl Serve {
     }
 
     /// Every stderr line so far.
-    pub fn logs(&self) -> Vec<String> {
+    pub(crate) fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
     }
 
     /// Sends SIGTERM and waits for the exit, failing after `secs` seconds
     /// (a serve that does not stop is the failure, not a hang).
-    pub async fn stop_within(mut self, secs: u64) -> std::process::ExitStatus {
+    pub(crate) async fn stop_within(mut self, secs: u64) -> std::process::ExitStatus {
         if let Some(pid) = self.child.id() {
             let _ = std::process::Command::new("kill")
                 .arg("-TERM")
@@ -394,17 +397,17 @@ impl Serve {
             .expect("serve exits")
     }
 
-    pub fn client(&self) -> reqwest::Client {
+    pub(crate) fn client(&self) -> reqwest::Client {
         reqwest::Client::new()
     }
 
-    pub fn authed(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    pub(crate) fn authed(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         rb.bearer_auth(&self.api_token)
     }
 
     /// `GET /v1/batches/{batch}/report` asking for `accept`, which must be
     /// the content type of the answer.
-    pub async fn report(&self, batch: &str, accept: &str) -> reqwest::Response {
+    pub(crate) async fn report(&self, batch: &str, accept: &str) -> reqwest::Response {
         let response = self
             .authed(
                 self.client()
@@ -422,12 +425,12 @@ impl Serve {
 
 impl Harness {
     /// Starts `offboard serve ARGS` and waits for its API address.
-    pub async fn serve(&self, args: &[&str]) -> Serve {
+    pub(crate) async fn serve(&self, args: &[&str]) -> Serve {
         self.serve_with_env(args, &[]).await
     }
 
     /// `offboard serve ARGS` with more environment variables.
-    pub async fn serve_with_env(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Serve {
+    pub(crate) async fn serve_with_env(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Serve {
         use tokio::io::AsyncBufReadExt;
         let api_token = format!("api-{:032x}", rand::random::<u128>());
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_offboard"));
@@ -492,7 +495,7 @@ impl Harness {
 }
 
 /// Polls `check` every 50 ms until it holds, failing after `secs` seconds.
-pub async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
+pub(crate) async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,

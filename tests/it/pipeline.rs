@@ -34,7 +34,7 @@ async fn offboards_a_batch_end_to_end() {
 }
 
 /// The core scenario, on SQLite (`None`) or the PostgreSQL database at `url`.
-pub async fn core_scenario(database_url: Option<String>) {
+pub(crate) async fn core_scenario(database_url: Option<String>) {
     let postgres = database_url.clone();
     let h = Harness::on_database(directory(), database_url).await;
     let before = h.sim.state();
@@ -163,7 +163,7 @@ async fn a_repeat_far_down_a_long_file_is_refused_with_the_first_line() {
 
 /// Repeats thousands of lines after the row they repeat, past the intake's
 /// first chunk of 5,000 rows: one the same, one to another department.
-pub async fn repeats_across_chunks_scenario(database_url: Option<String>) {
+pub(crate) async fn repeats_across_chunks_scenario(database_url: Option<String>) {
     let h = Harness::on_database(directory(), database_url).await;
     let mut text = crate::helpers::users_csv(2, 6_001);
     text.push_str("usr_000002,org_acme,dept_offboarded\n");

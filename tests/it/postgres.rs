@@ -13,17 +13,17 @@ use sqlx::{AssertSqlSafe, Connection, Executor, PgPool, Row};
 
 use crate::helpers::{Harness, Options, Serve, eventually, users_csv};
 
-pub const URL_ENV: &str = "OFFBOARD_TEST_POSTGRES_URL";
+pub(crate) const URL_ENV: &str = "OFFBOARD_TEST_POSTGRES_URL";
 
 /// A database made for one test, dropped at its end.
-pub struct TestDatabase {
+pub(crate) struct TestDatabase {
     pub url: String,
     admin_url: String,
     name: String,
 }
 
 impl TestDatabase {
-    pub async fn create(test: &str) -> Option<TestDatabase> {
+    pub(crate) async fn create(test: &str) -> Option<TestDatabase> {
         let Ok(admin_url) = std::env::var(URL_ENV) else {
             // Past the harness's output capture, so a run without
             // PostgreSQL shows it rather than passing silently.
@@ -48,11 +48,11 @@ impl TestDatabase {
         })
     }
 
-    pub async fn pool(&self) -> PgPool {
+    pub(crate) async fn pool(&self) -> PgPool {
         PgPool::connect(&self.url).await.unwrap()
     }
 
-    pub async fn drop(self) {
+    pub(crate) async fn drop(self) {
         let mut conn = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
         conn.execute(AssertSqlSafe(format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
@@ -65,7 +65,7 @@ impl TestDatabase {
 
 /// Every row of our tables and apalis's jobs, as text: for proving that no
 /// secret was stored.
-pub async fn all_text(url: &str) -> String {
+pub(crate) async fn all_text(url: &str) -> String {
     let pool = PgPool::connect(url).await.unwrap();
     let mut text = String::new();
     for table in [

@@ -99,7 +99,7 @@ async fn drift_is_offboarded_and_a_second_run_changes_nothing() {
     drift_scenario(None).await;
 }
 
-pub async fn drift_scenario(database_url: Option<String>) {
+pub(crate) async fn drift_scenario(database_url: Option<String>) {
     let s = setup_on("", database_url).await;
     write_roster(&s.roster, &[50, 51, 52]);
     let (code, batch, err) = s.reconcile(&[]).await;
@@ -196,7 +196,7 @@ async fn approve_only_and_members_back_in_the_roster() {
     approve_only_scenario(None).await;
 }
 
-pub async fn approve_only_scenario(database_url: Option<String>) {
+pub(crate) async fn approve_only_scenario(database_url: Option<String>) {
     let s = setup_on("max_removals = 5\n", database_url).await;
     write_roster(&s.roster, &(60..=69).collect::<Vec<_>>());
     let (code, batch, err) = s.reconcile(&[]).await;

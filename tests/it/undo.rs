@@ -352,7 +352,7 @@ async fn undoing_the_newer_offboarding_first_lets_the_older_undo_restore() {
 
 /// The scenario above on SQLite (`None`) or the PostgreSQL database at
 /// the URL, whose collation need not order the keys by byte.
-pub async fn newer_offboarding_scenario(database_url: Option<String>) {
+pub(crate) async fn newer_offboarding_scenario(database_url: Option<String>) {
     let o = Options {
         database_url,
         ..options("", "")

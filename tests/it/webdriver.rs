@@ -13,7 +13,7 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// A chromedriver process and one browser session of it.
-pub struct Browser {
+pub(crate) struct Browser {
     driver: tokio::process::Child,
     http: reqwest::Client,
     session: String,
@@ -22,12 +22,12 @@ pub struct Browser {
 
 /// An element of the page.
 #[derive(Clone)]
-pub struct Element(String);
+pub(crate) struct Element(String);
 
 impl Browser {
     /// A headless browser, or `None` (with a SKIPPED line) where Chromium
     /// and its driver are not installed.
-    pub async fn start(test: &str) -> Option<Browser> {
+    pub(crate) async fn start(test: &str) -> Option<Browser> {
         if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
             eprintln!("SKIPPED browser::{test}: {CHROMIUM} or {CHROMEDRIVER} is not installed");
             return None;
@@ -121,12 +121,12 @@ impl Browser {
         (res["value"].get("error").is_none()).then(|| res["value"].clone())
     }
 
-    pub async fn go(&self, url: &str) {
+    pub(crate) async fn go(&self, url: &str) {
         self.call(reqwest::Method::POST, "/url", Some(json!({"url": url})))
             .await;
     }
 
-    pub async fn url(&self) -> String {
+    pub(crate) async fn url(&self) -> String {
         self.call(reqwest::Method::GET, "/url", None)
             .await
             .as_str()
@@ -134,7 +134,7 @@ impl Browser {
             .to_owned()
     }
 
-    pub async fn source(&self) -> String {
+    pub(crate) async fn source(&self) -> String {
         self.call(reqwest::Method::GET, "/source", None)
             .await
             .as_str()
@@ -154,12 +154,12 @@ impl Browser {
     }
 
     /// The element a CSS selector finds, if any.
-    pub async fn css(&self, selector: &str) -> Option<Element> {
+    pub(crate) async fn css(&self, selector: &str) -> Option<Element> {
         self.find_by("css selector", selector).await
     }
 
     /// The button whose accessible name is `name`, if the page has one.
-    pub async fn button(&self, name: &str) -> Option<Element> {
+    pub(crate) async fn button(&self, name: &str) -> Option<Element> {
         let e = self
             .find_by(
                 "xpath",
@@ -170,7 +170,7 @@ impl Browser {
     }
 
     /// The link whose accessible name is `name`.
-    pub async fn link(&self, name: &str) -> Option<Element> {
+    pub(crate) async fn link(&self, name: &str) -> Option<Element> {
         let e = self
             .find_by("xpath", &format!("//a[normalize-space()='{name}']"))
             .await?;
@@ -178,7 +178,7 @@ impl Browser {
     }
 
     /// The form field labelled `label`.
-    pub async fn field(&self, label: &str) -> Option<Element> {
+    pub(crate) async fn field(&self, label: &str) -> Option<Element> {
         let e = self
             .find_by(
                 "xpath",
@@ -205,7 +205,7 @@ impl Browser {
         true
     }
 
-    pub async fn click(&self, e: &Element) {
+    pub(crate) async fn click(&self, e: &Element) {
         self.call(
             reqwest::Method::POST,
             &format!("/element/{}/click", e.0),
@@ -214,7 +214,7 @@ impl Browser {
         .await;
     }
 
-    pub async fn type_in(&self, e: &Element, text: &str) {
+    pub(crate) async fn type_in(&self, e: &Element, text: &str) {
         self.call(
             reqwest::Method::POST,
             &format!("/element/{}/value", e.0),
@@ -225,7 +225,7 @@ impl Browser {
 
     /// `e`'s text, or `None` once it is no longer on the page (the page
     /// was replaced).
-    pub async fn text(&self, e: &Element) -> Option<String> {
+    pub(crate) async fn text(&self, e: &Element) -> Option<String> {
         self.try_call(
             reqwest::Method::GET,
             &format!("/element/{}/text", e.0),
@@ -235,7 +235,7 @@ impl Browser {
         .and_then(|v| v.as_str().map(str::to_owned))
     }
 
-    pub async fn attribute(&self, e: &Element, name: &str) -> Option<String> {
+    pub(crate) async fn attribute(&self, e: &Element, name: &str) -> Option<String> {
         self.try_call(
             reqwest::Method::GET,
             &format!("/element/{}/attribute/{name}", e.0),
@@ -246,18 +246,18 @@ impl Browser {
     }
 
     /// A cookie's value, HttpOnly ones included.
-    pub async fn cookie(&self, name: &str) -> Option<String> {
+    pub(crate) async fn cookie(&self, name: &str) -> Option<String> {
         self.try_call(reqwest::Method::GET, &format!("/cookie/{name}"), None)
             .await
             .and_then(|v| v["value"].as_str().map(str::to_owned))
     }
 
-    pub async fn delete_cookies(&self) {
+    pub(crate) async fn delete_cookies(&self) {
         self.call(reqwest::Method::DELETE, "/cookie", None).await;
     }
 
     /// A PNG of the window, written to `path`.
-    pub async fn screenshot(&self, path: &Path) {
+    pub(crate) async fn screenshot(&self, path: &Path) {
         use base64::Engine as _;
         let png = self.call(reqwest::Method::GET, "/screenshot", None).await;
         let bytes = base64::engine::general_purpose::STANDARD
@@ -270,7 +270,7 @@ impl Browser {
     }
 
     /// Waits until `check` holds, looking every 100 ms, for `secs`.
-    pub async fn until<F, Fut>(&self, secs: u64, what: &str, mut check: F)
+    pub(crate) async fn until<F, Fut>(&self, secs: u64, what: &str, mut check: F)
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
@@ -285,7 +285,7 @@ impl Browser {
         }
     }
 
-    pub async fn quit(mut self) {
+    pub(crate) async fn quit(mut self) {
         let _ = self.http.delete(&self.session).send().await;
         let _ = self.driver.start_kill();
         let _ = self.driver.wait().await;

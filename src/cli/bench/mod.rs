@@ -5,6 +5,7 @@
 mod baseline;
 mod console;
 mod fixtures;
+mod floor;
 mod ingest;
 mod pipeline;
 mod ratelimit;
@@ -84,7 +85,7 @@ pub(super) struct Figure {
 }
 
 /// Runs one scenario and prints its figure.
-pub async fn bench(args: BenchArgs) -> Result<u8, Failure> {
+pub(super) async fn bench(args: BenchArgs) -> Result<u8, Failure> {
     let figure = match args.scenario {
         Scenario::Engine => pipeline::engine(&args).await,
         Scenario::Ratelimit => ratelimit::ratelimit(&args).await,

@@ -5,9 +5,9 @@
 use super::fixtures::{
     BenchDatabase, Pacing, backend, cores, offboard_users, peak_rss_mb, start_sim,
 };
+use super::floor::noop_floor;
 use super::{BenchArgs, Figure};
 use crate::config::{DatabaseConfig, WorkerConfig};
-use crate::queue::noop_floor;
 use crate::store::Store;
 
 pub(super) async fn engine(args: &BenchArgs) -> anyhow::Result<Figure> {

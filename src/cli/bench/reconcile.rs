@@ -9,7 +9,7 @@ use anyhow::anyhow;
 
 use super::fixtures::{BenchEngine, Pacing, backend, cores, peak_rss_mb, start_sim};
 use super::{BenchArgs, Figure};
-use crate::reconcile::{MatchOn, ReconcileSpec, RosterSource};
+use crate::jobs::reconcile::{MatchOn, ReconcileSpec, RosterSource};
 
 pub(super) async fn reconcile(args: &BenchArgs) -> anyhow::Result<Figure> {
     let members = args.users.unwrap_or(1_000_000);
@@ -44,17 +44,17 @@ pub(super) async fn reconcile(args: &BenchArgs) -> anyhow::Result<Figure> {
             allow_insecure_http: false,
         }),
         Some("dept_offboarded".into()),
-        crate::reconcile::JobRails::default(),
+        crate::jobs::reconcile::JobRails::default(),
         true,
         bench.engine.config(),
     )
     .map_err(|(key, e)| anyhow!("{key}: {e}"))?;
     let started = Instant::now();
-    let trigger = crate::reconcile::Trigger {
+    let trigger = crate::jobs::reconcile::Trigger {
         actor: crate::domain::Actor::named("bench"),
         origin: "cli",
     };
-    let result = crate::reconcile::reconcile(&bench.engine, &spec, true, &trigger).await?;
+    let result = crate::jobs::reconcile::reconcile(&bench.engine, &spec, true, &trigger).await?;
     let seconds = started.elapsed().as_secs_f64();
     bench.finish().await?;
     // The simulator's own extra accounts count as drift too.

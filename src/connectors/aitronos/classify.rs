@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::connectors::classify::{ProviderError, classify, clip};
 use crate::connectors::http::{Answer, Classified, Verdict};
 
-pub const LAST_OWNER: &str = "LAST_OWNER_CANNOT_BE_REMOVED";
+pub(super) const LAST_OWNER: &str = "LAST_OWNER_CANNOT_BE_REMOVED";
 /// Codes that say the user is not (or no longer) a member.
 const NOT_A_MEMBER: [&str; 4] = [
     "USER_NOT_FOUND",
@@ -33,7 +33,7 @@ struct ErrorBody {
 }
 
 /// The error envelope, and the two older shapes the API still sends.
-pub fn parse_error(body: &[u8]) -> ProviderError {
+pub(super) fn parse_error(body: &[u8]) -> ProviderError {
     let Ok(env) = serde_json::from_slice::<Envelope>(body) else {
         return ProviderError::default();
     };
@@ -75,14 +75,14 @@ fn verdict(answer: &Answer, specific: impl Fn(u16, &str) -> Option<Verdict>) -> 
 }
 
 /// Reads of a member (plan, verify): "not a member" is already done.
-pub fn read_member(answer: &Answer) -> Classified {
+pub(super) fn read_member(answer: &Answer) -> Classified {
     verdict(answer, |status, code| {
         (status == 404 && NOT_A_MEMBER.contains(&code)).then_some(Verdict::AlreadyDone)
     })
 }
 
 /// `DELETE …/roles/{role}/members/{usr}`.
-pub fn remove_role(answer: &Answer) -> Classified {
+pub(super) fn remove_role(answer: &Answer) -> Classified {
     verdict(answer, |status, code| match (status, code) {
         (404, "ROLE_ASSIGNMENT_NOT_FOUND" | "ROLE_NOT_FOUND") => Some(Verdict::AlreadyDone),
         (404, c) if NOT_A_MEMBER.contains(&c) => Some(Verdict::AlreadyDone),
@@ -93,7 +93,7 @@ pub fn remove_role(answer: &Answer) -> Classified {
 
 /// `DELETE …/users/{usr}`: a 404 naming the member is already done; the
 /// verify step reads the member back to confirm.
-pub fn remove_member(answer: &Answer) -> Classified {
+pub(super) fn remove_member(answer: &Answer) -> Classified {
     verdict(answer, |status, code| match (status, code) {
         (404, c) if NOT_A_MEMBER.contains(&c) => Some(Verdict::AlreadyDone),
         (422, LAST_OWNER) => Some(Verdict::NeedsAttention),
@@ -103,7 +103,7 @@ pub fn remove_member(answer: &Answer) -> Classified {
 
 /// `DELETE …/roles/{role}` (pruning): a system role or a role that still
 /// has members is left for a person, never retried.
-pub fn delete_role(answer: &Answer) -> Classified {
+pub(super) fn delete_role(answer: &Answer) -> Classified {
     verdict(answer, |status, code| match (status, code) {
         (403, "SYSTEM_ROLE_IMMUTABLE") | (409, "ROLE_HAS_MEMBERS") => Some(Verdict::NeedsAttention),
         (404, "ROLE_NOT_FOUND") => Some(Verdict::AlreadyDone),

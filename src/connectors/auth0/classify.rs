@@ -18,7 +18,7 @@ struct Body {
     error: Option<String>,
 }
 
-pub fn parse_error(body: &[u8]) -> ProviderError {
+pub(super) fn parse_error(body: &[u8]) -> ProviderError {
     match serde_json::from_slice::<Body>(body) {
         Ok(b) => ProviderError {
             code: b.error_code.map(|c| clip(&c)),
@@ -39,19 +39,19 @@ fn user_missing(status: u16, code: &str, answer: &Answer) -> bool {
 
 /// Reads of a member's roles or a user's organizations: a missing user is
 /// not a member.
-pub fn read_member(answer: &Answer) -> Classified {
+pub(super) fn read_member(answer: &Answer) -> Classified {
     classify(answer, parse_error(&answer.body), |status, code| {
         user_missing(status, code, answer).then_some(Verdict::AlreadyDone)
     })
 }
 
 /// Auth0's code for a token without the scope a call needs.
-pub const INSUFFICIENT_SCOPE: &str = "insufficient_scope";
+pub(super) const INSUFFICIENT_SCOPE: &str = "insufficient_scope";
 
 /// Revoking sessions or refresh tokens: a missing user has none left, and
 /// a missing scope is for a person to grant, not a credential failure
 /// (it must not trip the breaker that stops the batch).
-pub fn revoke(answer: &Answer) -> Classified {
+pub(super) fn revoke(answer: &Answer) -> Classified {
     classify(answer, parse_error(&answer.body), |status, code| {
         if user_missing(status, code, answer) {
             Some(Verdict::AlreadyDone)
@@ -65,7 +65,7 @@ pub fn revoke(answer: &Answer) -> Classified {
 
 /// Writes: Auth0 documents no 404 on the DELETEs (we delete only what the
 /// plan read), so only the common table applies.
-pub fn write(answer: &Answer) -> Classified {
+pub(super) fn write(answer: &Answer) -> Classified {
     classify(answer, parse_error(&answer.body), |_, _| None)
 }
 

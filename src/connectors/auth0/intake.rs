@@ -8,7 +8,7 @@ use crate::intake::RowFields;
 
 /// Characters Auth0 user ids use besides letters, digits, `_` and `-`.
 /// `|` separates the connection; the path encoding turns it into `%7C`.
-pub const USER_ID_EXTRA: &[char] = &['|', '.', '@', '+', ':'];
+pub(super) const USER_ID_EXTRA: &[char] = &['|', '.', '@', '+', ':'];
 
 pub fn check_user_id(value: &str) -> Result<(), IdError> {
     check_safe(value, USER_ID_EXTRA)?;

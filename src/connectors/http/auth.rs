@@ -13,14 +13,14 @@ use crate::config::{AuthScheme, ResolvedProvider};
 use crate::connectors::StepError;
 
 /// Credentials of one connection.
-pub enum Credentials {
+pub(super) enum Credentials {
     ApiKey(SecretString),
     Bearer(SecretString),
     Client(ClientCredentials),
 }
 
 /// OAuth 2 client credentials grant (Auth0 M2M applications).
-pub struct ClientCredentials {
+pub(super) struct ClientCredentials {
     http: reqwest::Client,
     token_url: String,
     audience: String,
@@ -42,7 +42,7 @@ struct TokenAnswer {
 }
 
 impl Credentials {
-    pub fn new(provider: &ResolvedProvider, http: reqwest::Client) -> Self {
+    pub(super) fn new(provider: &ResolvedProvider, http: reqwest::Client) -> Self {
         let cfg = &provider.config;
         match (cfg.auth_scheme(), &provider.client) {
             (AuthScheme::ClientCredentials, Some((id, secret))) => {
@@ -63,7 +63,7 @@ impl Credentials {
     /// The header to send. `rejected` is the header the provider just
     /// answered 401 to: a client-credentials token equal to it is replaced
     /// (once, however many workers saw the 401 at the same time).
-    pub async fn header(
+    pub(super) async fn header(
         &self,
         rejected: Option<&HeaderValue>,
     ) -> Result<(&'static str, HeaderValue), StepError> {
@@ -75,7 +75,7 @@ impl Credentials {
     }
 
     /// Whether a 401 may be cured by renewing the token.
-    pub fn renewable(&self) -> bool {
+    pub(super) fn renewable(&self) -> bool {
         matches!(self, Self::Client(_))
     }
 }

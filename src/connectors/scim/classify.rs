@@ -20,7 +20,7 @@ struct Body {
 
 /// Whether the body is a SCIM error: only then does a 404 speak of the
 /// resource, rather than of a path no SCIM server lives at.
-pub fn is_scim_error(body: &[u8]) -> bool {
+pub(super) fn is_scim_error(body: &[u8]) -> bool {
     serde_json::from_slice::<Body>(body).is_ok_and(|b| b.schemas.iter().any(|s| s == ERROR_SCHEMA))
 }
 
@@ -30,7 +30,7 @@ fn gone(answer: &Answer) -> bool {
 }
 
 /// The RFC error schema; `status` is a string and is not needed here.
-pub fn parse_error(body: &[u8]) -> ProviderError {
+pub(super) fn parse_error(body: &[u8]) -> ProviderError {
     match serde_json::from_slice::<Body>(body) {
         Ok(b) => ProviderError {
             code: b.scim_type.map(|c| clip(&c)),
@@ -55,7 +55,7 @@ fn common(status: u16, _code: &str) -> Option<Verdict> {
 }
 
 /// Reads and writes where 404 means the user (or group) is gone.
-pub fn gone_is_done(answer: &Answer) -> Classified {
+pub(super) fn gone_is_done(answer: &Answer) -> Classified {
     let gone = gone(answer);
     classify(answer, parse_error(&answer.body), |status, code| {
         if gone {
@@ -68,7 +68,7 @@ pub fn gone_is_done(answer: &Answer) -> Classified {
 
 /// Group member removal: `noTarget` and 404 are already done; 412 is
 /// handled by the caller (re-read, then retry with the fresh ETag).
-pub fn remove_member(answer: &Answer) -> Classified {
+pub(super) fn remove_member(answer: &Answer) -> Classified {
     let gone = gone(answer);
     classify(answer, parse_error(&answer.body), |status, code| {
         match (status, code) {
@@ -82,12 +82,12 @@ pub fn remove_member(answer: &Answer) -> Classified {
 
 /// Giving access back (undo): a group or user that is gone is no success;
 /// 412 is handled by the caller (re-read, then retry with the fresh ETag).
-pub fn add(answer: &Answer) -> Classified {
+pub(super) fn add(answer: &Answer) -> Classified {
     classify(answer, parse_error(&answer.body), common)
 }
 
 /// Plain reads (filters may be unsupported: the caller falls back).
-pub fn read(answer: &Answer) -> Classified {
+pub(super) fn read(answer: &Answer) -> Classified {
     classify(answer, parse_error(&answer.body), common)
 }
 

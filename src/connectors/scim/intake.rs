@@ -8,7 +8,7 @@ use crate::domain::{ProviderName, Rejection, Target};
 use crate::intake::RowFields;
 
 /// Characters SCIM ids and userNames may use besides letters, digits, `_`, `-`.
-pub const ID_EXTRA: &[char] = &['.', '@', '+', ':'];
+pub(super) const ID_EXTRA: &[char] = &['.', '@', '+', ':'];
 
 pub fn parse_target(provider: ProviderName, f: &RowFields<'_>) -> Result<Target, Rejection> {
     let user = match (f.user_id, f.email) {

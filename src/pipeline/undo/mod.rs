@@ -5,7 +5,7 @@
 //! the undo batch was made) and only what is missing at the provider now,
 //! so a second undo of the same batch ends `already_done`.
 
-pub mod record;
+pub(crate) mod record;
 
 use std::collections::HashMap;
 
@@ -30,7 +30,7 @@ struct RestoreMembershipCheckpoint {
 }
 
 /// Runs the undo steps of `request` that have no checkpoint yet.
-pub async fn run(
+pub(crate) async fn run(
     engine: &Engine,
     request: &RequestRow,
     checkpoints: HashMap<Step, serde_json::Value>,

@@ -12,7 +12,7 @@ use crate::store::{StoreError, UndoSource};
 /// were all done but whose membership step left no checkpoint stopped
 /// during that step, so its membership removal may have gone through: it
 /// counts (the undo gives back only what is missing at the provider).
-pub fn removal(source: &UndoSource) -> Result<Removal, StoreError> {
+pub(crate) fn removal(source: &UndoSource) -> Result<Removal, StoreError> {
     let request = &source.request;
     let mut removal = Removal {
         roles: request.roles_removed.clone(),

@@ -1,14 +1,12 @@
 //! WAL checkpoints beside the SQLite writer, on a thread of their own.
 //!
 //! SQLite checkpoints in the commit that takes the WAL past
-//! `wal_autocheckpoint` pages: the committing connection copies those pages
-//! into the database file and waits for two fsyncs before it returns. On
-//! the writer that was 40% of an intake's write time (BENCHMARKS.md,
-//! "Afternoon series, 2026-12-02"), time in which no other write could
-//! start. The writer now only notes how long the WAL is (SQLite's WAL hook
-//! runs in its commit, on its thread) and wakes this thread, which runs a
-//! PASSIVE checkpoint on a connection of its own: one that takes no lock a
-//! writer waits for, so both go on at once on two cores.
+//! `wal_autocheckpoint` pages, copying pages and waiting for two fsyncs
+//! while no other write can start. So the writer only notes how long the
+//! WAL is (SQLite's WAL hook runs in its commit, on its thread) and wakes
+//! this thread, which runs a PASSIVE checkpoint on a connection of its
+//! own: one that takes no lock a writer waits for, so both go on at once
+//! (BENCHMARKS.md, "Why: checkpoints beside the writer").
 
 use std::cell::Cell;
 use std::path::Path;
@@ -77,12 +75,10 @@ impl Checkpoints {
     /// checkpoint thread, or checkpoints right here when the WAL is far too
     /// long.
     ///
-    /// Growth, not length, is the trigger: a PASSIVE checkpoint never
-    /// restarts the WAL, and while apalis's connections read and write
-    /// without pause it is seldom back at its start. Asking whenever it was
-    /// long (SQLite's own rule) ran a checkpoint, with its two fsyncs, after
-    /// almost every commit, copying the same hot pages again each time
-    /// (BENCHMARKS.md, "2026-12-04: checkpoints on growth, a cheaper wait").
+    /// Growth, not length, is the trigger: under apalis's constant readers
+    /// a PASSIVE checkpoint seldom restarts the WAL, so asking whenever it
+    /// is long would checkpoint after almost every commit (BENCHMARKS.md,
+    /// "Why: checkpoints beside the writer").
     pub(super) fn after_commit(&self, writer: &Connection) {
         match due(&self.asked_at, WAL_PAGES.get()) {
             Due::No => {}

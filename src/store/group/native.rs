@@ -1,12 +1,10 @@
 //! The group writer on SQLite: a thread of its own with a connection of its
 //! own, through SQLite's C API directly (rusqlite) rather than sqlx.
 //!
-//! sqlx runs each SQLite connection on a worker thread and every statement
-//! is a round trip to it: two thread wake-ups, each waiting for a core the
-//! requests' tasks and the simulator share. A group of ten writes sent about
-//! ten statements and held SQLite's only write lock for ~1.5 ms, most of it
-//! in those hand-offs (BENCHMARKS.md, "Late morning series, 2026-12-02").
-//! Here a statement is a function call on the thread that holds the lock.
+//! sqlx runs each SQLite connection on a worker thread, so every statement
+//! is a round trip of two thread wake-ups made while SQLite's only write
+//! lock is held. Here a statement is a function call on the thread that
+//! holds the lock (BENCHMARKS.md, "Why: a native writer").
 
 use std::path::Path;
 use std::sync::LazyLock;

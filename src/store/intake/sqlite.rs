@@ -1,7 +1,7 @@
 //! An intake chunk on SQLite, written on the group writer's thread and
 //! connection with prepared multi-row statements, not through sqlx, whose
 //! every statement is a round trip to its connection's thread
-//! (BENCHMARKS.md, "Late morning series"). The same rows as the PostgreSQL
+//! (BENCHMARKS.md, "Why: a native writer"). The same rows as the PostgreSQL
 //! path writes, through the same plan (`ChunkPlan`), except that new
 //! requests are stored held (`enqueued = 2`: not unqueued, and not marked
 //! by a sweep) and their batch as holding jobs to push (`queue::bulk`),
@@ -142,9 +142,9 @@ pub(super) fn write_chunk(
     Ok(plan.created)
 }
 
-/// Rows per multi-row `INSERT`. SQLite binds, steps and resets a
-/// statement once for all of them, where one statement per row paid that,
-/// and rusqlite's call, for each (BENCHMARKS.md, "Evening").
+/// Rows per multi-row `INSERT`: SQLite binds, steps and resets a statement
+/// once for all of them instead of once a row (BENCHMARKS.md, "Why:
+/// multi-row statements on the writer").
 const ROWS_PER_INSERT: usize = 64;
 
 /// Inserts rows into one table, [`ROWS_PER_INSERT`] to a statement and

@@ -152,7 +152,7 @@ pub async fn still_wanted(
         return Ok(None);
     }
     let config = engine.config();
-    let jobs = crate::jobs::load(jobs_dir, config)?;
+    let jobs = super::load(jobs_dir, config)?;
     let name = batch.source_name.unwrap_or_default();
     let spec = jobs.reconcile(&name).ok_or_else(|| {
         format!(

@@ -1,7 +1,10 @@
-//! Declarative job specs (`jobs/*.toml`): a spec with `watch` is a drop
-//! folder, one with `schedule` a reconciliation; both is an error. Specs are
+//! Declarative jobs (`jobs/*.toml`) and what they run. A spec with `watch`
+//! is a drop folder (run by [`crate::intake::dropfolder`]), one with
+//! `schedule` a reconciliation ([`reconcile`]); both is an error. Specs are
 //! loaded and validated at start, and a bad one is reported with its file
 //! and key.
+
+pub mod reconcile;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,7 +13,7 @@ use serde::Deserialize;
 
 use crate::config::Config;
 use crate::intake::dropfolder::DropFolderSpec;
-use crate::reconcile::{JobRails, Rail, ReconcileSpec, RosterSource};
+use reconcile::{JobRails, Rail, ReconcileSpec, RosterSource};
 
 /// Every job of a jobs folder.
 #[derive(Debug, Default)]

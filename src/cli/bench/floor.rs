@@ -1,6 +1,7 @@
-//! The queue's own floor: no-op jobs through apalis alone, enqueued and
-//! drained the way offboard's jobs are, so `offboard bench engine` can say
-//! how close the pipeline comes to the queue it is built on.
+//! The queue's own floor for `bench engine`: no-op jobs through apalis
+//! alone, enqueued and drained the way offboard's jobs are (the queue's
+//! settings, page size and poll interval), so the bench can say how close
+//! the pipeline comes to the queue it is built on. Bench-only.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,9 +15,8 @@ use apalis_postgres::PostgresStorage;
 use apalis_sqlite::SqliteStorage;
 use tokio::sync::Notify;
 
-use super::worker::POLL_INTERVAL;
-use super::{ENQUEUE_PAGE, QueueError, postgres_config, sqlite_config};
 use crate::config::WorkerConfig;
+use crate::queue::{ENQUEUE_PAGE, POLL_INTERVAL, QueueError, postgres_config, sqlite_config};
 use crate::store::{QueuePool, Store};
 
 /// A queue of its own, so no-op jobs never meet offboard's.
@@ -42,7 +42,7 @@ async fn noop(_job: NoopJob, drained: Data<Arc<Drained>>) -> Result<(), BoxDynEr
 
 /// Enqueues `jobs` no-op jobs (in the pages offboard uses) and drains them
 /// with one worker of `settings.concurrency`; returns the wall time of both.
-pub async fn noop_floor(
+pub(super) async fn noop_floor(
     store: &Store,
     settings: &WorkerConfig,
     jobs: usize,
