@@ -62,13 +62,12 @@ impl Engine {
         let mut connectors = HashMap::new();
         let mut protected = HashMap::new();
         for p in &providers {
-            let connector =
-                connectors::build(p, &user_agent, &config.retry).map_err(|message| {
-                    EngineError::Connector {
-                        name: p.name.clone(),
-                        message,
-                    }
-                })?;
+            let connector = connectors::build(p, &user_agent, &config.retry).map_err(|e| {
+                EngineError::Connector {
+                    name: p.name.clone(),
+                    message: e.to_string(),
+                }
+            })?;
             connectors.insert(p.name.clone(), connector);
             // The connector's own account is never offboarded either.
             protected.insert(p.name.clone(), p.config.protection());

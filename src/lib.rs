@@ -21,6 +21,7 @@
 //! - [`safe_fs`]: files written where others can write too, never through a link.
 //! - [`sim`]: the provider simulator used by tests, the demo and benchmarks.
 //! - [`cli`]: the `offboard` commands, `bench` among them.
+//! - `import_circles` (tests only): no import circle between these modules.
 
 pub mod api;
 pub mod cli;
@@ -30,6 +31,8 @@ pub mod console;
 pub mod domain;
 pub mod engine;
 pub mod identity;
+#[cfg(test)]
+mod import_circles;
 pub mod intake;
 pub mod jobs;
 pub mod metrics;

@@ -29,7 +29,7 @@ pub async fn purge(
     let store = engine.store();
     let keep =
         std::time::Duration::from_secs(engine.config().retention.keep_days.saturating_mul(86_400));
-    let before = crate::store::now_ms().saturating_sub(crate::config::millis(keep));
+    let before = crate::domain::now_ms().saturating_sub(crate::config::millis(keep));
     let mut purged = Vec::new();
     let mut after: Option<(i64, String)> = None;
     loop {

@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 
 use super::{ApiError, ApiState};
 use crate::domain::Role;
+use crate::domain::now_ms;
 use crate::identity::{Identity, TOKEN_PREFIX, TrustedProxyError, hash_token};
-use crate::store::now_ms;
 
 /// Compares digests of both sides, so neither the length nor a common
 /// prefix of the token shows in the timing.

@@ -315,7 +315,7 @@ async fn may_approve(state: &ApiState, identity: &Identity, id: &str) -> Result<
         return Ok(());
     }
     let b = batch(state.engine.store(), id).await?;
-    if b.stored_state.as_deref() == Some("held") {
+    if b.stored_state == Some(crate::domain::StoredState::Held) {
         let owner = crate::pipeline::rails::hold_owner(&state.engine, &b.id)
             .await
             .map_err(rail_error)?;
@@ -389,10 +389,7 @@ pub(super) async fn reconcile(
         ApiError::new(
             StatusCode::NOT_FOUND,
             "job_not_found",
-            format!(
-                "no reconciliation job {}",
-                crate::intake::row::truncate(&name)
-            ),
+            format!("no reconciliation job {}", crate::domain::truncate(&name)),
         )
     })?;
     let trigger = crate::jobs::reconcile::Trigger {

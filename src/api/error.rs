@@ -42,7 +42,7 @@ impl ApiError {
         Self::new(
             StatusCode::NOT_FOUND,
             "batch_not_found",
-            format!("no batch {}", crate::intake::row::truncate(id)),
+            format!("no batch {}", crate::domain::truncate(id)),
         )
     }
 }

@@ -30,6 +30,7 @@ use crate::identity::TrustedProxy;
 
 pub use error::ApiError;
 pub use server::{Limits, serve};
+pub use tokens::{TokenRequestError, token_request};
 pub(crate) use upload::{bounded as upload_bounded, spool as upload_spool};
 
 /// What every handler can reach.

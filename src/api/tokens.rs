@@ -11,8 +11,41 @@ use serde_json::json;
 use super::batches::page_limit;
 use super::error::Params;
 use super::{ApiError, ApiState};
+use crate::config::{DurationError, millis, parse_duration};
+use crate::domain::role::{TokenNameError, UnknownRole};
+use crate::domain::{Role, check_token_name, now_ms};
 use crate::identity::{Identity, issue_token};
 use crate::store::NewToken;
+
+/// A token's name, role or lifetime refused (by the API or `offboard
+/// tokens add`).
+#[derive(Debug, thiserror::Error)]
+pub enum TokenRequestError {
+    #[error(transparent)]
+    Name(#[from] TokenNameError),
+    #[error(transparent)]
+    Role(#[from] UnknownRole),
+    #[error("--expires: {0}")]
+    Expires(DurationError),
+}
+
+/// Parses an `add`'s name, role and lifetime (shared with the CLI).
+pub fn token_request(
+    name: &str,
+    role: &str,
+    expires: Option<&str>,
+) -> Result<(Role, Option<i64>), TokenRequestError> {
+    check_token_name(name)?;
+    let role: Role = role.parse()?;
+    let expires_at = expires
+        .map(|e| {
+            parse_duration(e)
+                .map(|d| now_ms().saturating_add(millis(d)))
+                .map_err(TokenRequestError::Expires)
+        })
+        .transpose()?;
+    Ok((role, expires_at))
+}
 
 #[derive(Debug, Deserialize)]
 pub(super) struct TokenPage {
@@ -59,9 +92,14 @@ pub(super) async fn add(
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(body) =
         body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.body_text()))?;
-    let (role, expires_at) =
-        crate::cli::token_request(&body.name, &body.role, body.expires.as_deref())
-            .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_token", m))?;
+    let (role, expires_at) = token_request(&body.name, &body.role, body.expires.as_deref())
+        .map_err(|m| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_token",
+                m.to_string(),
+            )
+        })?;
     let issued = issue_token();
     let stored = state
         .engine
@@ -112,10 +150,7 @@ pub(super) async fn revoke(
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "token_not_found",
-            format!(
-                "no live token called {}",
-                crate::intake::row::truncate(&name)
-            ),
+            format!("no live token called {}", crate::domain::truncate(&name)),
         ));
     }
     tracing::info!(token = %name, by = %identity.actor, "personal token revoked");

@@ -158,7 +158,7 @@ pub(crate) async fn spool(state: &ApiState, request: Request) -> Result<Spooled,
             }
             continue;
         }
-        let name = field.file_name().map(crate::intake::row::truncate);
+        let name = field.file_name().map(crate::domain::truncate);
         while let Some(chunk) = field
             .chunk()
             .await
@@ -304,7 +304,7 @@ async fn take_in(
         ));
     }
     let catalog = ProviderCatalog::new(config, query.provider.as_deref(), "?provider=NAME")
-        .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "unknown_provider", m))?;
+        .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "unknown_provider", m.to_string()))?;
     let options = IntakeOptions {
         source: "api".into(),
         source_name: upload.name.clone(),

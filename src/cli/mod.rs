@@ -26,7 +26,6 @@ use clap::{Parser, Subcommand};
 use crate::telemetry::{self, LogFormat};
 
 pub use run::{RunOptions, RunResult};
-pub use tokens::token_request;
 
 /// Exit codes (`../shared/conventions.md`).
 pub mod exit {

@@ -14,7 +14,7 @@ use super::{Failure, exit, setup};
 use crate::domain::OutcomeCounts;
 use crate::engine::Engine;
 use crate::intake::{IntakeOptions, IntakeSummary, ProviderCatalog, SubmitError, submit_csv};
-use crate::queue::spawn_worker;
+use crate::pipeline::spawn_worker;
 
 /// How often `run` looks at its batch's progress.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);

@@ -15,7 +15,8 @@ use tokio::sync::watch;
 use super::{Failure, exit, setup};
 use crate::api::{ApiState, router};
 use crate::intake::dropfolder;
-use crate::queue::{KEEP_FINISHED, PRUNE_EVERY, prune_finished, release_held, spawn_worker};
+use crate::pipeline::spawn_worker;
+use crate::queue::{KEEP_FINISHED, PRUNE_EVERY, prune_finished, release_held};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {

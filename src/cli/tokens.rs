@@ -8,9 +8,9 @@ use clap::{Args, Subcommand};
 use secrecy::ExposeSecret;
 
 use super::{Failure, exit, setup};
-use crate::domain::{Role, check_token_name};
+use crate::api::token_request;
 use crate::identity::issue_token;
-use crate::store::{NewToken, Store, now_ms};
+use crate::store::{NewToken, Store};
 
 #[derive(Debug, Args)]
 pub struct TokensArgs {
@@ -36,26 +36,6 @@ pub enum TokensCommand {
     List,
     /// Revoke the live token called NAME.
     Revoke { name: String },
-}
-
-/// Parses an `add`'s name, role and lifetime (shared with the API).
-pub fn token_request(
-    name: &str,
-    role: &str,
-    expires: Option<&str>,
-) -> Result<(Role, Option<i64>), String> {
-    check_token_name(name).map_err(|e| e.to_string())?;
-    let role: Role = role
-        .parse()
-        .map_err(|e: crate::domain::role::UnknownRole| e.to_string())?;
-    let expires_at = expires
-        .map(|e| {
-            crate::config::parse_duration(e)
-                .map(|d| now_ms().saturating_add(crate::config::millis(d)))
-                .map_err(|m| format!("--expires: {m}"))
-        })
-        .transpose()?;
-    Ok((role, expires_at))
 }
 
 pub(super) async fn tokens(config: Option<&Path>, args: TokensArgs) -> Result<u8, Failure> {

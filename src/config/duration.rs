@@ -8,15 +8,28 @@ pub fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+/// Why a duration was refused; each names the text as given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("{0:?} has no unit (use ms, s, m, h or d)")]
+    NoUnit(String),
+    #[error("{0:?} does not start with a whole number")]
+    NotANumber(String),
+    #[error("unknown unit {unit:?} in {text:?} (use ms, s, m, h or d)")]
+    UnknownUnit { unit: String, text: String },
+    #[error("{0:?} is too large")]
+    TooLarge(String),
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{text:?} has no unit (use ms, s, m, h or d)"))?;
+        .ok_or_else(|| DurationError::NoUnit(text.to_owned()))?;
     let (digits, unit) = text.split_at(split);
     let n: u64 = digits
         .parse()
-        .map_err(|_| format!("{text:?} does not start with a whole number"))?;
+        .map_err(|_| DurationError::NotANumber(text.to_owned()))?;
     let secs = match unit {
         "ms" => return Ok(Duration::from_millis(n)),
         "s" => 1,
@@ -24,14 +37,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => 3600,
         "d" => 86_400,
         other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?} (use ms, s, m, h or d)"
-            ));
+            return Err(DurationError::UnknownUnit {
+                unit: other.to_owned(),
+                text: text.to_owned(),
+            });
         }
     };
     n.checked_mul(secs)
         .map(Duration::from_secs)
-        .ok_or_else(|| format!("{text:?} is too large"))
+        .ok_or_else(|| DurationError::TooLarge(text.to_owned()))
 }
 
 #[cfg(test)]

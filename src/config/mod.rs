@@ -11,14 +11,14 @@ mod transport;
 
 use std::path::Path;
 
-pub use duration::{millis, parse_duration};
+pub use duration::{DurationError, millis, parse_duration};
 pub use model::{
     AuthScheme, Config, DatabaseConfig, Deprovision, HttpConfig, IntakeConfig, JobsConfig,
     ProviderConfig, ProviderKind, RetryConfig, RetryOverride, SafetyConfig, WorkerConfig,
     with_database,
 };
 pub use secrets::{ResolvedProvider, resolve_providers};
-pub use transport::check_transport;
+pub use transport::{InsecureTransport, check_transport};
 
 /// Why the configuration cannot be used. Every variant names the key.
 #[derive(Debug, thiserror::Error)]

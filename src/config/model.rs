@@ -281,7 +281,7 @@ impl TrustedProxyConfig {
         let from = self
             .from
             .iter()
-            .map(|c| Cidr::parse(c).map_err(|m| ConfigError::invalid(key("from"), m)))
+            .map(|c| Cidr::parse(c).map_err(|m| ConfigError::invalid(key("from"), m.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
         let mut roles = BTreeMap::new();
         for (who, role) in &self.roles {
@@ -392,6 +392,13 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
+    pub const ALL: [ProviderKind; 4] = [
+        ProviderKind::Aitronos,
+        ProviderKind::Auth0,
+        ProviderKind::Recoup,
+        ProviderKind::Scim,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::Aitronos => "aitronos",
@@ -638,7 +645,7 @@ impl ProviderConfig {
             let url = reqwest::Url::parse(self.token_url.as_deref().unwrap_or_default())
                 .map_err(|e| ConfigError::invalid(key("token_url"), format!("not a URL: {e}")))?;
             super::check_transport(&url, self.allow_insecure_http)
-                .map_err(|m| ConfigError::invalid(key("token_url"), m))?;
+                .map_err(|m| ConfigError::invalid(key("token_url"), m.to_string()))?;
         }
         if !cc && self.token_env.is_empty() {
             return Err(ConfigError::invalid(key("token_env"), "is required"));
@@ -739,11 +746,11 @@ impl Config {
             ));
         }
         parse_duration(&self.intake.dedupe_window)
-            .map_err(|m| ConfigError::invalid("intake.dedupe_window", m))?;
+            .map_err(|m| ConfigError::invalid("intake.dedupe_window", m.to_string()))?;
         parse_duration(&self.safety.retry_max_age)
-            .map_err(|m| ConfigError::invalid("safety.retry_max_age", m))?;
+            .map_err(|m| ConfigError::invalid("safety.retry_max_age", m.to_string()))?;
         parse_duration(&self.safety.hold_ttl)
-            .map_err(|m| ConfigError::invalid("safety.hold_ttl", m))?;
+            .map_err(|m| ConfigError::invalid("safety.hold_ttl", m.to_string()))?;
         self.http
             .listen
             .parse::<std::net::SocketAddr>()
@@ -770,7 +777,7 @@ impl Config {
             }
         }
         parse_duration(&self.http.session_idle)
-            .map_err(|m| ConfigError::invalid("http.session_idle", m))?;
+            .map_err(|m| ConfigError::invalid("http.session_idle", m.to_string()))?;
         if let Some(proxy) = &self.http.trusted_proxy {
             proxy.parse()?;
         }
@@ -805,7 +812,7 @@ impl ProviderConfig {
             ));
         }
         super::check_transport(&url, self.allow_insecure_http)
-            .map_err(|m| ConfigError::invalid(key("base_url"), m))?;
+            .map_err(|m| ConfigError::invalid(key("base_url"), m.to_string()))?;
         if url.query().is_some() || url.fragment().is_some() {
             return Err(ConfigError::invalid(
                 key("base_url"),

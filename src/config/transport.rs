@@ -2,16 +2,28 @@
 //! only to this machine (the simulator, a local proxy) unless a connection
 //! says `allow_insecure_http = true`.
 
+/// Why a URL may not carry a token or a roster; the message follows the
+/// key that names the URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InsecureTransport {
+    #[error(
+        "is http:// to another host, which would send credentials and people's ids in clear text; use https://, or set allow_insecure_http = true"
+    )]
+    ClearText,
+    #[error("must be an http:// or https:// URL")]
+    NotHttp,
+}
+
 /// Refuses `http://` to another host unless `allow_insecure_http`.
-pub fn check_transport(url: &reqwest::Url, allow_insecure_http: bool) -> Result<(), String> {
+pub fn check_transport(
+    url: &reqwest::Url,
+    allow_insecure_http: bool,
+) -> Result<(), InsecureTransport> {
     match url.scheme() {
         "https" => Ok(()),
         "http" if allow_insecure_http || is_loopback(url) => Ok(()),
-        "http" => Err(
-            "is http:// to another host, which would send credentials and people's ids in clear text; use https://, or set allow_insecure_http = true"
-                .into(),
-        ),
-        _ => Err("must be an http:// or https:// URL".into()),
+        "http" => Err(InsecureTransport::ClearText),
+        _ => Err(InsecureTransport::NotHttp),
     }
 }
 

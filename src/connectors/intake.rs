@@ -1,10 +1,10 @@
 //! Intake checks shared by every provider kind: required cells, id shapes
 //! with the field named in the message, and refusing what a provider cannot do.
 
+use crate::domain::RowFields;
 use crate::domain::ids::IdError;
+use crate::domain::truncate;
 use crate::domain::{OrgId, ProviderName, Rejection, Target, UserId};
-use crate::intake::RowFields;
-use crate::intake::row::truncate;
 
 /// A required cell, or `missing_<field>`.
 pub fn required<'a>(value: Option<&'a str>, field: &'static str) -> Result<&'a str, Rejection> {

@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::config::{ProviderKind, ResolvedProvider, RetryConfig};
+use crate::domain::AuditEvent;
+use crate::domain::RowFields;
 use crate::domain::{OrgId, ProviderName, Rejection, Removal, Restore, RoleId, Target};
-use crate::intake::RowFields;
-use crate::store::AuditEvent;
 
 pub use error::{ErrorClass, StepError, invalid_response, parse_json};
 pub use http::ProviderClient;
@@ -97,9 +97,14 @@ pub enum Change {
 /// before each destructive call, so what the previous one did is on record
 /// before the next one starts (a crash between two removals loses no
 /// record of the first).
+/// The sink's error is its own (the store's, in the pipeline): connectors
+/// only show it.
 #[async_trait]
 pub trait AuditSink: Send + Sync {
-    async fn store(&self, events: &[AuditEvent]) -> Result<(), String>;
+    async fn store(
+        &self,
+        events: &[AuditEvent],
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
 }
 
 /// The sink of a context, if any (`Debug` for the context's sake).
@@ -348,6 +353,39 @@ pub async fn probe_with(
     )))
 }
 
+/// What a provider kind can do beyond offboarding one person, declared by
+/// its folder (`CAPABILITIES`) and read wherever a job or a setting needs
+/// it, so no other module names the kinds that can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Lists an organization's members, so it can be reconciled.
+    pub list_members: bool,
+    /// Transfers a leaver's resources to a department on removal.
+    pub transfer_resources: bool,
+    /// Gives access back from a batch's record (`offboard undo`).
+    pub undo: bool,
+}
+
+/// The capabilities `kind`'s connector declares.
+pub fn capabilities(kind: ProviderKind) -> Capabilities {
+    match kind {
+        ProviderKind::Aitronos => aitronos::CAPABILITIES,
+        ProviderKind::Auth0 => auth0::CAPABILITIES,
+        ProviderKind::Recoup => recoup::CAPABILITIES,
+        ProviderKind::Scim => scim::CAPABILITIES,
+    }
+}
+
+/// The kinds whose connector declares a capability, for messages
+/// ("only aitronos can …").
+pub fn kinds_that(can: impl Fn(Capabilities) -> bool) -> Vec<&'static str> {
+    ProviderKind::ALL
+        .into_iter()
+        .filter(|k| can(capabilities(*k)))
+        .map(ProviderKind::as_str)
+        .collect()
+}
+
 /// Validates a CSV row's ids for a provider kind (intake).
 pub fn parse_target(
     kind: ProviderKind,
@@ -367,7 +405,7 @@ pub fn build(
     provider: &ResolvedProvider,
     user_agent: &str,
     retry: &RetryConfig,
-) -> Result<Arc<dyn Connector>, String> {
+) -> Result<Arc<dyn Connector>, http::ClientError> {
     let client =
         ProviderClient::new(provider, user_agent)?.with_retry(provider.config.retry_policy(retry));
     let cfg = &provider.config;

@@ -18,11 +18,12 @@ use super::session::{
 };
 use super::views::{SignInPage, html};
 use crate::api::ApiState;
+use crate::domain::now_ms;
 use crate::domain::{Outcome, Role};
 use crate::identity::{TOKEN_PREFIX, hash_token};
 use crate::intake::{IntakeOptions, ProviderCatalog, SubmitError, submit_csv};
 use crate::pipeline::rails::{self, RailError};
-use crate::store::{NewSession, now_ms};
+use crate::store::NewSession;
 
 /// A form that carries the session's form token, and nothing else.
 #[derive(Debug, Deserialize)]
@@ -195,7 +196,7 @@ pub(super) async fn release(
         .batch(&id)
         .await
         .map_err(PageError::internal)?;
-    if batch.and_then(|b| b.stored_state).as_deref() != Some("held") {
+    if batch.and_then(|b| b.stored_state) != Some(crate::domain::StoredState::Held) {
         return Err(PageError::new(
             StatusCode::CONFLICT,
             "this batch is not a held preview",
@@ -347,7 +348,7 @@ pub(super) async fn upload(
         .filter(|p| !p.is_empty());
     let config = state.engine.config();
     let catalog = ProviderCatalog::new(config, provider, "the provider choice")
-        .map_err(|m| PageError::new(StatusCode::UNPROCESSABLE_ENTITY, m))?;
+        .map_err(|m| PageError::new(StatusCode::UNPROCESSABLE_ENTITY, m.to_string()))?;
     let options = IntakeOptions {
         source: "api".into(),
         source_name: spooled.name.clone(),

@@ -264,7 +264,7 @@ pub async fn render_batch_page(
         .ok_or_else(|| {
             PageError::new(
                 StatusCode::NOT_FOUND,
-                format!("no batch {}", crate::intake::row::truncate(id)),
+                format!("no batch {}", crate::domain::truncate(id)),
             )
         })?;
     let rejected_rows = batch.rejected_rows;

@@ -3,6 +3,60 @@
 
 use std::fmt;
 
+/// What a batch's row stores of its state (`batches.stored_state`); with
+/// none stored, the state follows from its requests' outcomes. Parsed once,
+/// where the store reads the row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoredState {
+    /// Intake is still storing its requests: none may run yet.
+    Intake,
+    /// A preview waiting for its submitter to release it.
+    Held,
+    /// A rail halted it before the first change; it waits for approval.
+    Halted,
+    /// A person cancelled it (or its hold expired).
+    Cancelled,
+    /// Retention is purging its record.
+    Purging,
+}
+
+impl StoredState {
+    pub const ALL: [StoredState; 5] = [
+        StoredState::Intake,
+        StoredState::Held,
+        StoredState::Halted,
+        StoredState::Cancelled,
+        StoredState::Purging,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoredState::Intake => "intake",
+            StoredState::Held => "held",
+            StoredState::Halted => "halted",
+            StoredState::Cancelled => "cancelled",
+            StoredState::Purging => "purging",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StoredState> {
+        StoredState::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// Whether its requests wait for the batch's release instead of
+    /// running (`intake` or `halted`).
+    pub fn waits_for_release(self) -> bool {
+        matches!(self, StoredState::Intake | StoredState::Halted)
+    }
+}
+
+impl fmt::Display for StoredState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Which rail halted a batch (`batches.halt_code`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -16,9 +16,18 @@ pub struct Cidr {
     bits: u8,
 }
 
+/// Why a network entry was refused; each names the text as given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CidrError {
+    #[error("{0:?} is not an address or address/bits")]
+    NotAnAddress(String),
+    #[error("{text:?}: the prefix length must be 0 to {max}")]
+    PrefixLength { text: String, max: u8 },
+}
+
 impl Cidr {
     /// `10.0.0.0/8`, `::1/128`, or a bare address (all its bits).
-    pub fn parse(text: &str) -> Result<Cidr, String> {
+    pub fn parse(text: &str) -> Result<Cidr, CidrError> {
         let (addr, bits) = match text.split_once('/') {
             Some((a, b)) => (a, Some(b)),
             None => (text, None),
@@ -26,7 +35,7 @@ impl Cidr {
         let addr: IpAddr = addr
             .trim()
             .parse()
-            .map_err(|_| format!("{text:?} is not an address or address/bits"))?;
+            .map_err(|_| CidrError::NotAnAddress(text.to_owned()))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let bits = match bits {
             None => max,
@@ -35,7 +44,10 @@ impl Cidr {
                 .parse::<u8>()
                 .ok()
                 .filter(|b| *b <= max)
-                .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {max}"))?,
+                .ok_or_else(|| CidrError::PrefixLength {
+                    text: text.to_owned(),
+                    max,
+                })?,
         };
         // Peers arrive as IPv4 when they are IPv4-mapped; so do entries.
         Ok(match addr {

@@ -7,8 +7,9 @@ use std::io::{BufRead, BufReader, Cursor, Read};
 
 use super::header::{Column, ColumnMap, detect_delimiter};
 use super::people::{PeopleError, SeenPeople};
-use super::row::{ProviderCatalog, RowFields, truncate};
+use super::row::ProviderCatalog;
 use crate::domain::Rejection;
+use crate::domain::{RowFields, truncate};
 use crate::store::{IntakeChunk, RejectedRow};
 
 /// The input as a whole cannot be used (exit code 2), or, for `People`
@@ -75,7 +76,8 @@ impl<'c, R: Read> CsvIntake<'c, R> {
             .map(std::str::from_utf8)
             .collect::<Result<_, _>>()
             .map_err(|_| IntakeError::HeaderEncoding)?;
-        let columns = ColumnMap::from_headers(cells.into_iter()).map_err(IntakeError::Header)?;
+        let columns = ColumnMap::from_headers(cells.into_iter())
+            .map_err(|e| IntakeError::Header(e.to_string()))?;
         Ok(Self {
             reader,
             columns,

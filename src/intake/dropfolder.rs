@@ -18,7 +18,7 @@ use super::{IntakeOptions, ProviderCatalog, SubmitError, submit_csv};
 use crate::engine::Engine;
 use crate::report::{ReportFile, csv_parts};
 use crate::safe_fs;
-use crate::store::{FIRST_REJECTED, Store};
+use crate::store::{FIRST_REJECTED, Store, StoreError};
 
 /// A drop-folder job spec (`jobs/NAME.toml` with `watch = …`).
 #[derive(Debug, Clone)]
@@ -72,6 +72,26 @@ pub async fn run(engine: Arc<Engine>, spec: DropFolderSpec, mut stop: watch::Rec
     }
 }
 
+/// Why a pass over a drop folder stopped; it is logged, and the next pass
+/// tries again.
+#[derive(Debug, thiserror::Error)]
+enum DropFolderError {
+    #[error("cannot prepare {dir}: {error}")]
+    Prepare { dir: String, error: std::io::Error },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Submit(SubmitError),
+    #[error("batch {batch} of {file} is missing")]
+    BatchMissing { batch: String, file: String },
+    #[error("cannot write {path}: {error}")]
+    Write { path: String, error: std::io::Error },
+}
+
 /// Why a file in the inbox is not taken.
 fn ignored(name: &str) -> bool {
     name.starts_with('.') || name.ends_with(".tmp") || name.ends_with(".part")
@@ -81,15 +101,17 @@ async fn tick(
     engine: &Engine,
     spec: &DropFolderSpec,
     seen: &mut HashMap<String, ((u64, SystemTime), u32)>,
-) -> Result<(), String> {
-    let folders = Folders::new(&spec.watch)
-        .map_err(|e| format!("cannot prepare {}: {e}", spec.watch.display()))?;
+) -> Result<(), DropFolderError> {
+    let folders = Folders::new(&spec.watch).map_err(|error| DropFolderError::Prepare {
+        dir: spec.watch.display().to_string(),
+        error,
+    })?;
     // Files claimed earlier (in this run or before a crash) first.
     for name in list_files(&folders.processing)? {
         advance(engine, spec, &folders, &name, false).await?;
     }
     let mut present = Vec::new();
-    let entries = std::fs::read_dir(&folders.inbox).map_err(|e| e.to_string())?;
+    let entries = std::fs::read_dir(&folders.inbox).map_err(DropFolderError::from)?;
     for entry in entries.flatten() {
         let Ok(name) = entry.file_name().into_string() else {
             refuse(&folders, &entry.path(), "the file name is not valid UTF-8")?;
@@ -167,9 +189,9 @@ fn ends_with_newline(path: &Path) -> bool {
     f.seek(SeekFrom::End(-1)).is_ok() && f.read_exact(&mut last).is_ok() && last[0] == b'\n'
 }
 
-fn list_files(dir: &Path) -> Result<Vec<String>, String> {
+fn list_files(dir: &Path) -> Result<Vec<String>, DropFolderError> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map_err(|e| e.to_string())?
+        .map_err(DropFolderError::from)?
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .filter_map(|e| e.file_name().into_string().ok())
@@ -191,7 +213,7 @@ fn unique(dir: &Path, name: &str) -> PathBuf {
         .unwrap_or(first)
 }
 
-fn refuse(folders: &Folders, path: &Path, why: &str) -> Result<(), String> {
+fn refuse(folders: &Folders, path: &Path, why: &str) -> Result<(), DropFolderError> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -202,7 +224,7 @@ fn refuse(folders: &Folders, path: &Path, why: &str) -> Result<(), String> {
         .collect();
     let target = unique(&folders.failed, &safe);
     // Renaming a symlink moves the link itself, never what it points to.
-    std::fs::rename(path, &target).map_err(|e| e.to_string())?;
+    std::fs::rename(path, &target).map_err(DropFolderError::from)?;
     let note = folders.failed.join(format!(
         "{}.errors.txt",
         target
@@ -210,7 +232,8 @@ fn refuse(folders: &Folders, path: &Path, why: &str) -> Result<(), String> {
             .map(|n| n.to_string_lossy())
             .unwrap_or_default()
     ));
-    safe_fs::write_new(&note, format!("refused: {why}\n").as_bytes()).map_err(|e| e.to_string())?;
+    safe_fs::write_new(&note, format!("refused: {why}\n").as_bytes())
+        .map_err(DropFolderError::from)?;
     tracing::warn!(file = %safe, reason = why, "drop folder file refused");
     Ok(())
 }
@@ -236,7 +259,7 @@ async fn advance(
     folders: &Folders,
     name: &str,
     fresh: bool,
-) -> Result<(), String> {
+) -> Result<(), DropFolderError> {
     let path = folders.processing.join(name);
     // The claiming rename moved whatever was at the name by then: a link
     // swapped in after the inbox's check is refused, never read through.
@@ -245,22 +268,22 @@ async fn advance(
         Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
             return refuse(folders, &path, "not a regular file (a symbolic link?)");
         }
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
-    let sha = sha256_file(file).map_err(|e| e.to_string())?;
+    let sha = sha256_file(file).map_err(DropFolderError::from)?;
     let store = engine.store();
-    let record = store.drop_file(&sha).await.map_err(|e| e.to_string())?;
+    let record = store.drop_file(&sha).await.map_err(DropFolderError::from)?;
     match record {
         Some(rec) if fresh || matches!(rec.state.as_str(), "done" | "failed") => {
             let target = unique(&folders.done, name);
-            std::fs::rename(&path, &target).map_err(|e| e.to_string())?;
+            std::fs::rename(&path, &target).map_err(DropFolderError::from)?;
             let note = format!(
                 "duplicate: the same content as {} was already taken (batch {}); no second batch was created\n",
                 rec.file_name,
                 rec.batch_id.as_deref().unwrap_or("-")
             );
             safe_fs::write_new(&sidecar(&target, "duplicate.txt"), note.as_bytes())
-                .map_err(|e| e.to_string())?;
+                .map_err(DropFolderError::from)?;
             tracing::info!(file = %name, "duplicate drop folder file");
             Ok(())
         }
@@ -281,7 +304,7 @@ async fn advance(
             store
                 .record_drop_file(&sha, &spec.name, name)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(DropFolderError::from)?;
             intake(engine, spec, folders, name, &sha).await
         }
     }
@@ -301,18 +324,18 @@ async fn intake(
     folders: &Folders,
     name: &str,
     sha: &str,
-) -> Result<(), String> {
+) -> Result<(), DropFolderError> {
     let path = folders.processing.join(name);
     let store = engine.store();
     let config = engine.config();
-    let fail = |why: String| -> Result<(), String> {
+    let fail = |why: String| -> Result<(), DropFolderError> {
         let target = unique(&folders.failed, name);
-        std::fs::rename(&path, &target).map_err(|e| e.to_string())?;
+        std::fs::rename(&path, &target).map_err(DropFolderError::from)?;
         safe_fs::write_new(
             &sidecar(&target, "errors.txt"),
             format!("{why}\n").as_bytes(),
         )
-        .map_err(|e| e.to_string())
+        .map_err(DropFolderError::from)
     };
     let catalog = match ProviderCatalog::new(
         config,
@@ -325,7 +348,7 @@ async fn intake(
             return store
                 .update_drop_file(sha, None, "failed")
                 .await
-                .map_err(|e| e.to_string());
+                .map_err(DropFolderError::from);
         }
     };
     let options = IntakeOptions {
@@ -338,13 +361,13 @@ async fn intake(
         actor: crate::domain::Actor::dropfolder(&spec.name),
         origin: "dropfolder",
     };
-    let file = safe_fs::open_regular(&path).map_err(|e| e.to_string())?;
+    let file = safe_fs::open_regular(&path).map_err(DropFolderError::from)?;
     match submit_csv(store, engine.queue(), &catalog, file, &options).await {
         Ok(summary) => {
             store
                 .update_drop_file(sha, Some(&summary.batch_id), "running")
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(DropFolderError::from)?;
             tracing::info!(file = %name, batch = %summary.batch_id, "drop folder batch queued");
             Ok(())
         }
@@ -353,13 +376,13 @@ async fn intake(
             store
                 .update_drop_file(sha, None, "failed")
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(DropFolderError::from)
         }
         Err(SubmitError::NoValidRow { batch_id, rejected }) => {
             let rows = store
                 .report_window(&batch_id, FIRST_REJECTED)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(DropFolderError::from)?;
             let mut text = format!("the CSV has no valid row ({rejected} rejected)\n");
             for r in &rows {
                 text.push_str(&format!(
@@ -371,9 +394,9 @@ async fn intake(
             store
                 .update_drop_file(sha, Some(&batch_id), "failed")
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(DropFolderError::from)
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(DropFolderError::Submit(e)),
     }
 }
 
@@ -383,25 +406,28 @@ async fn finish_if_done(
     name: &str,
     sha: &str,
     batch_id: &str,
-) -> Result<(), String> {
+) -> Result<(), DropFolderError> {
     let store = engine.store();
     // Most looks find work still open: that takes reading up to the first
     // open entry, where the counts read every one.
     if store
         .first_open_entry(batch_id, 0)
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(DropFolderError::from)?
         .is_some()
     {
         return Ok(());
     }
-    let Some(batch) = store.batch(batch_id).await.map_err(|e| e.to_string())? else {
-        return Err(format!("batch {batch_id} of {name} is missing"));
+    let Some(batch) = store.batch(batch_id).await.map_err(DropFolderError::from)? else {
+        return Err(DropFolderError::BatchMissing {
+            batch: batch_id.to_owned(),
+            file: name.to_owned(),
+        });
     };
     let counts = store
         .batch_counts(&batch)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(DropFolderError::from)?;
     // A preview waits for its release, and then runs: done only after.
     if counts.open > 0 || counts.held > 0 {
         return Ok(());
@@ -409,7 +435,7 @@ async fn finish_if_done(
     // A cancelled batch (by a person, or a hold that expired) ran nothing.
     let failed = counts.failures() > 0
         || counts.rejected > 0
-        || batch.stored_state.as_deref() == Some("cancelled");
+        || batch.stored_state == Some(crate::domain::StoredState::Cancelled);
     let dest = if failed {
         &folders.failed
     } else {
@@ -419,31 +445,48 @@ async fn finish_if_done(
     // The report comes last: once it is there, so is everything else.
     write_events_file(store, batch_id, &sidecar(&target, "events.json")).await?;
     write_report_file(store, batch_id, &sidecar(&target, "report.csv")).await?;
-    std::fs::rename(folders.processing.join(name), &target).map_err(|e| e.to_string())?;
+    std::fs::rename(folders.processing.join(name), &target).map_err(DropFolderError::from)?;
     store
         .update_drop_file(sha, None, if failed { "failed" } else { "done" })
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(DropFolderError::from)?;
     tracing::info!(file = %name, batch = %batch_id, "drop folder file finished");
     Ok(())
 }
 
 /// Writes the batch's CSV report to `path` whole or not at all.
-async fn write_report_file(store: &Store, batch_id: &str, path: &Path) -> Result<(), String> {
+async fn write_report_file(
+    store: &Store,
+    batch_id: &str,
+    path: &Path,
+) -> Result<(), DropFolderError> {
     let parts = csv_parts(store.clone(), batch_id.to_owned());
     let written = async { ReportFile::create(path)?.write(parts).await }.await;
-    written.map_err(|e| format!("cannot write {}: {e}", path.display()))
+    written.map_err(|error| DropFolderError::Write {
+        path: path.display().to_string(),
+        error,
+    })
 }
 
 /// Writes the batch's events (who submitted, halted, approved it) to
 /// `path` as a JSON array, whole or not at all.
-async fn write_events_file(store: &Store, batch_id: &str, path: &Path) -> Result<(), String> {
-    let events = store.events(batch_id).await.map_err(|e| e.to_string())?;
-    let mut json = serde_json::to_vec_pretty(&events).map_err(|e| e.to_string())?;
+async fn write_events_file(
+    store: &Store,
+    batch_id: &str,
+    path: &Path,
+) -> Result<(), DropFolderError> {
+    let events = store
+        .events(batch_id)
+        .await
+        .map_err(DropFolderError::from)?;
+    let mut json = serde_json::to_vec_pretty(&events).map_err(DropFolderError::from)?;
     json.push(b'\n');
     let parts: crate::report::Parts = Box::pin(futures::stream::once(async { Ok(json) }));
     let written = async { ReportFile::create(path)?.write(parts).await }.await;
-    written.map_err(|e| format!("cannot write {}: {e}", path.display()))
+    written.map_err(|error| DropFolderError::Write {
+        path: path.display().to_string(),
+        error,
+    })
 }
 
 #[cfg(test)]
@@ -465,7 +508,10 @@ mod tests {
         let error = write_report_file(&store, "b_none", &again)
             .await
             .unwrap_err();
-        assert!(error.contains("again.csv.report.csv"), "{error}");
+        assert!(
+            error.to_string().contains("again.csv.report.csv"),
+            "{error}"
+        );
         let left: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

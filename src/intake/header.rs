@@ -52,6 +52,21 @@ impl Column {
 }
 
 /// Where each known column sits in a record.
+/// A header row intake cannot read its rows by.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    #[error("column {name} appears twice (columns {first} and {second})")]
+    Twice {
+        name: &'static str,
+        first: usize,
+        second: usize,
+    },
+    #[error("the header has no user_id (or email) column")]
+    NoUser,
+    #[error("the header has no organization_id column")]
+    NoOrganization,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ColumnMap {
     slots: [Option<usize>; 7],
@@ -60,27 +75,28 @@ pub struct ColumnMap {
 impl ColumnMap {
     /// Maps the header cells; a column named twice is an error naming both
     /// positions (1-based), since either reading could be the wrong one.
-    pub fn from_headers<'a>(cells: impl Iterator<Item = &'a str>) -> Result<ColumnMap, String> {
+    pub fn from_headers<'a>(
+        cells: impl Iterator<Item = &'a str>,
+    ) -> Result<ColumnMap, HeaderError> {
         let mut map = ColumnMap::default();
         for (i, cell) in cells.enumerate() {
             if let Some(col) = Column::from_header(cell) {
                 let slot = &mut map.slots[col as usize];
                 if let Some(first) = slot {
-                    return Err(format!(
-                        "column {} appears twice (columns {} and {})",
-                        col.name(),
-                        *first + 1,
-                        i + 1
-                    ));
+                    return Err(HeaderError::Twice {
+                        name: col.name(),
+                        first: *first + 1,
+                        second: i + 1,
+                    });
                 }
                 *slot = Some(i);
             }
         }
         if map.get(Column::UserId).is_none() && map.get(Column::Email).is_none() {
-            return Err("the header has no user_id (or email) column".into());
+            return Err(HeaderError::NoUser);
         }
         if map.get(Column::OrganizationId).is_none() {
-            return Err("the header has no organization_id column".into());
+            return Err(HeaderError::NoOrganization);
         }
         Ok(map)
     }
@@ -135,9 +151,9 @@ mod tests {
         assert!(ColumnMap::from_headers(["user_id", "org"].into_iter()).is_ok());
         assert!(ColumnMap::from_headers(["email", "organization_id"].into_iter()).is_ok());
         let e = ColumnMap::from_headers(["user_id", "reason"].into_iter()).unwrap_err();
-        assert!(e.contains("organization_id"), "{e}");
+        assert!(e.to_string().contains("organization_id"), "{e}");
         let e = ColumnMap::from_headers(["user_id", "org", "user"].into_iter()).unwrap_err();
-        assert!(e.contains("columns 1 and 3"), "{e}");
+        assert!(e.to_string().contains("columns 1 and 3"), "{e}");
     }
 
     #[test]

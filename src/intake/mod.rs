@@ -11,5 +11,5 @@ pub mod row;
 pub mod submit;
 
 pub use self::csv::{CsvIntake, IntakeError};
-pub use row::{ProviderCatalog, RowFields};
+pub use row::ProviderCatalog;
 pub use submit::{IntakeOptions, IntakeSummary, SubmitError, submit_csv};

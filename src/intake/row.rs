@@ -6,20 +6,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::config::{Config, ProviderKind};
 use crate::connectors;
-use crate::domain::{ProviderName, Rejection};
+use crate::domain::{ProviderName, Rejection, RowFields, truncate};
 use crate::store::AcceptedRow;
-
-/// The cells of one record, trimmed; empty cells are `None`.
-#[derive(Debug, Default, Clone)]
-pub struct RowFields<'a> {
-    pub user_id: Option<&'a str>,
-    pub email: Option<&'a str>,
-    pub organization_id: Option<&'a str>,
-    pub provider: Option<&'a str>,
-    pub transfer_to_department_id: Option<&'a str>,
-    pub reason: Option<&'a str>,
-    pub effective_at: Option<&'a str>,
-}
 
 /// The provider connections a row may name, and the default for rows that
 /// name none.
@@ -35,6 +23,15 @@ pub struct ProviderCatalog {
 /// Longest `reason` kept; it is free text that ends up in reports.
 const MAX_REASON_CHARS: usize = 1000;
 
+/// A default provider connection that is not configured, named the way
+/// the surface that gave it calls it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{naming}: {name:?} is not a configured provider connection")]
+pub struct UnknownDefault {
+    naming: &'static str,
+    name: String,
+}
+
 impl ProviderCatalog {
     /// `default` is `--provider NAME` (or what `naming` says this surface
     /// calls it); without it, a lone connection is the default
@@ -43,7 +40,7 @@ impl ProviderCatalog {
         config: &Config,
         default: Option<&str>,
         naming: &'static str,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, UnknownDefault> {
         let kinds: BTreeMap<String, ProviderKind> = config
             .providers
             .iter()
@@ -52,9 +49,10 @@ impl ProviderCatalog {
         if let Some(d) = default
             && !kinds.contains_key(d)
         {
-            return Err(format!(
-                "{naming}: {d:?} is not a configured provider connection"
-            ));
+            return Err(UnknownDefault {
+                naming,
+                name: d.to_owned(),
+            });
         }
         let default = default.map(str::to_owned).or_else(|| {
             (kinds.len() == 1)
@@ -133,16 +131,4 @@ pub fn parse_effective_at(text: &str) -> Result<i64, Rejection> {
             truncate(text)
         ),
     ))
-}
-
-/// Quotes of untrusted cells in messages stay short.
-pub fn truncate(text: &str) -> String {
-    const MAX: usize = 64;
-    if text.chars().count() <= MAX {
-        text.to_owned()
-    } else {
-        let mut s: String = text.chars().take(MAX).collect();
-        s.push('…');
-        s
-    }
 }

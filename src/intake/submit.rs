@@ -4,9 +4,10 @@
 use std::io::Read;
 
 use super::{CsvIntake, IntakeError, ProviderCatalog};
+use crate::domain::now_ms;
 use crate::domain::{Actor, Halt, HaltCode, RunMode};
 use crate::queue::{Queue, QueueError};
-use crate::store::{NewBatch, RejectedRow, Store, StoreError, now_ms};
+use crate::store::{NewBatch, RejectedRow, Store, StoreError};
 
 /// Rows per transaction: large enough to amortise the commit (each one
 /// rewrites the index pages it touched), small enough to keep memory flat

@@ -71,9 +71,24 @@ impl SpecFile {
     }
 }
 
+/// A job spec that cannot be used, named by its file (and key).
+#[derive(Debug, thiserror::Error)]
+pub enum JobSpecError {
+    /// The file cannot be read or is not TOML of a spec's shape.
+    #[error("job spec {file}: {message}")]
+    Unreadable { file: String, message: String },
+    /// A key's value is refused.
+    #[error("job spec {file}: `{key}`: {message}")]
+    Invalid {
+        file: String,
+        key: &'static str,
+        message: String,
+    },
+}
+
 /// Loads and validates every `*.toml` in `dir`; a missing folder means no
 /// jobs.
-pub fn load(dir: &Path, config: &Config) -> Result<Jobs, String> {
+pub fn load(dir: &Path, config: &Config) -> Result<Jobs, JobSpecError> {
     let mut jobs = Jobs::default();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(jobs);
@@ -85,15 +100,23 @@ pub fn load(dir: &Path, config: &Config) -> Result<Jobs, String> {
     paths.sort();
     for path in paths {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("job spec {shown}: {e}"))?;
+        let unreadable = |message: String| JobSpecError::Unreadable {
+            file: shown.clone(),
+            message,
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| unreadable(e.to_string()))?;
         let spec: SpecFile =
-            toml::from_str(&text).map_err(|e| format!("job spec {shown}: {}", e.message()))?;
+            toml::from_str(&text).map_err(|e| unreadable(e.message().to_owned()))?;
         let stem = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         let name = spec.name.clone().unwrap_or(stem);
-        let err = |key: &str, msg: &str| format!("job spec {shown}: `{key}`: {msg}");
+        let err = |key: &'static str, msg: &str| JobSpecError::Invalid {
+            file: shown.clone(),
+            key,
+            message: msg.to_owned(),
+        };
         if let Some(p) = &spec.provider
             && !config.providers.contains_key(p)
         {

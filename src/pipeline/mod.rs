@@ -8,15 +8,17 @@ pub mod rails;
 mod steps;
 pub(crate) mod undo;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::Instrument;
 
 use crate::connectors::{ErrorClass, StepError};
-use crate::domain::{Outcome, RunMode};
+use crate::domain::now_ms;
+use crate::domain::{Outcome, RunMode, StoredState};
 use crate::engine::Engine;
-use crate::queue::QueueError;
-use crate::store::{ClaimResult, Claimed, Finish, RequestRow, StoreError, now_ms};
+use crate::queue::{QueueError, RunRequest, WorkerHandle};
+use crate::store::{ClaimResult, Claimed, Finish, RequestRow, StoreError};
 
 /// An infrastructure failure; the queue re-runs the job.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +27,22 @@ pub enum PipelineError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+}
+
+/// Starts a worker on the engine's queue, in the background, that runs
+/// each request it takes through [`run_job`].
+pub fn spawn_worker(engine: Arc<Engine>) -> WorkerHandle {
+    let name = engine.worker_name().to_owned();
+    let queue = engine.queue().clone();
+    let run: RunRequest = Arc::new(move |request_id: String| {
+        let engine = engine.clone();
+        Box::pin(async move {
+            run_job(&engine, &request_id)
+                .await
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+        })
+    });
+    crate::queue::spawn_worker(&queue, &name, run)
 }
 
 /// Runs one queue job for `request_id`.
@@ -64,8 +82,8 @@ async fn run_claimed(
         cancel_requested,
         checkpoints,
     } = claimed;
-    match (batch_state.as_deref(), cancel_requested) {
-        (Some("halted" | "intake"), false) => {
+    match (batch_state, cancel_requested) {
+        (Some(StoredState::Halted | StoredState::Intake), false) => {
             // Waits for the batch's release (an approval, the end of its
             // intake), whose sweep enqueues what is marked unqueued. A
             // release between the claim and the park has swept already, so
@@ -75,7 +93,7 @@ async fn run_claimed(
             let released = store
                 .batch(&request.batch_id)
                 .await?
-                .is_some_and(|b| !matches!(b.stored_state.as_deref(), Some("halted" | "intake")));
+                .is_some_and(|b| !b.stored_state.is_some_and(StoredState::waits_for_release));
             if released {
                 engine
                     .queue()
@@ -84,7 +102,7 @@ async fn run_claimed(
             }
             return Ok(());
         }
-        (Some("cancelled"), _) | (_, true) => {
+        (Some(StoredState::Cancelled), _) | (_, true) => {
             engine
                 .store()
                 .finish(
@@ -158,7 +176,7 @@ async fn settle_error(
     request: &RequestRow,
     error: StepError,
     roles_removed: Vec<String>,
-    events: Vec<crate::store::AuditEvent>,
+    events: Vec<crate::domain::AuditEvent>,
     retries: u32,
 ) -> Result<(), PipelineError> {
     let store = engine.store();

@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 use super::PipelineError;
 use super::preview::{self, Left, PlanCheckpoint};
 use crate::connectors::{CallContext, Change, StepError};
+use crate::domain::AuditEvent;
 use crate::domain::{Outcome, RoleId, RunMode, Step};
 use crate::engine::Engine;
-use crate::store::{AuditEvent, Finish, RequestRow, SubjectClaim};
+use crate::store::{Finish, RequestRow, SubjectClaim};
 
 /// Why the loop stopped before an outcome was stored.
 pub(crate) enum Stopped {
@@ -510,10 +511,10 @@ struct ClaimedAudit {
 
 #[async_trait::async_trait]
 impl crate::connectors::AuditSink for ClaimedAudit {
-    async fn store(&self, events: &[AuditEvent]) -> Result<(), String> {
-        self.store
-            .save_audit(&self.id, &self.owner, events)
-            .await
-            .map_err(|e| e.to_string())
+    async fn store(
+        &self,
+        events: &[AuditEvent],
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Ok(self.store.save_audit(&self.id, &self.owner, events).await?)
     }
 }

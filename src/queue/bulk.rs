@@ -33,7 +33,8 @@ use apalis::prelude::Task;
 use rusqlite::{OptionalExtension, params};
 
 use super::{QUEUE_NAME, RequestJob, Unqueued};
-use crate::store::{NewJob, Store, StoreError, UNENQUEUED_OF_SQL, UNENQUEUED_PAGE, now_ms};
+use crate::domain::now_ms;
+use crate::store::{NewJob, Store, StoreError, UNENQUEUED_OF_SQL, UNENQUEUED_PAGE};
 
 /// The status apalis's sink gives a new job (with no attempts yet).
 const NEW_STATUS: &str = "Pending";

@@ -16,11 +16,12 @@ use apalis_postgres::PostgresStorage;
 use apalis_sqlite::SqliteStorage;
 
 use crate::config::WorkerConfig;
-use crate::store::{NewJob, QueuePool, Store, StoreError, now_ms};
+use crate::domain::now_ms;
+use crate::store::{NewJob, QueuePool, Store, StoreError};
 
 pub use prune::{KEEP_FINISHED, PRUNE_EVERY, prune_finished, release_held};
 pub(crate) use worker::POLL_INTERVAL;
-pub use worker::{WorkerHandle, spawn_worker};
+pub use worker::{RunRequest, WorkerError, WorkerHandle, spawn_worker};
 
 /// The queue name, fixed so that renaming a Rust type never strands jobs.
 pub const QUEUE_NAME: &str = "offboard.requests";

@@ -1,6 +1,8 @@
 //! A worker process's queue consumer: apalis pulls jobs and hands each
-//! request id to the pipeline. Stopping it lets in-flight requests finish
-//! their current step; jobs fetched but not started go back to the queue.
+//! request id to the function it was given (the pipeline's run, wired by
+//! `pipeline::spawn_worker`, so the queue knows nothing above it).
+//! Stopping it lets in-flight requests finish their current step; jobs
+//! fetched but not started go back to the queue.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +15,17 @@ use apalis_postgres::Pubsub;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use super::{QUEUE_NAME, RequestJob, Storage};
-use crate::engine::Engine;
-use crate::pipeline;
+use futures::future::BoxFuture;
+
+use super::{QUEUE_NAME, Queue, RequestJob, Storage};
+
+/// Runs one request of a job to the end of its run; an error is an
+/// infrastructure failure, and the queue runs the job again.
+pub type RunRequest = Arc<
+    dyn Fn(String) -> BoxFuture<'static, Result<(), Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + Sync,
+>;
 
 /// How often an idle worker looks for new jobs (apalis otherwise waits for
 /// its heartbeat, 30 s by default).
@@ -28,10 +38,22 @@ const PG_POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// a stop that meets a sleeping task (`../shared/apalis-notes.md` §5.5).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// Why a worker did not stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// apalis's worker ended with an error of its own.
+    #[error("{0}")]
+    Queue(String),
+    #[error("worker task failed: {0}")]
+    Task(tokio::task::JoinError),
+    #[error("worker did not stop within {0}s; unfinished requests resume after the claim expires")]
+    Timeout(u64),
+}
+
 /// A running worker; stop it with [`WorkerHandle::shutdown`].
 pub struct WorkerHandle {
     context: WorkerContext,
-    task: JoinHandle<Result<(), String>>,
+    task: JoinHandle<Result<(), WorkerError>>,
 }
 
 impl WorkerHandle {
@@ -40,15 +62,12 @@ impl WorkerHandle {
     }
 
     /// Stops fetching, waits (bounded) for in-flight requests.
-    pub async fn shutdown(self) -> Result<(), String> {
+    pub async fn shutdown(self) -> Result<(), WorkerError> {
         let _ = self.context.stop();
         match tokio::time::timeout(SHUTDOWN_GRACE, self.task).await {
             Ok(Ok(result)) => result,
-            Ok(Err(join)) => Err(format!("worker task failed: {join}")),
-            Err(_) => Err(format!(
-                "worker did not stop within {}s; unfinished requests resume after the claim expires",
-                SHUTDOWN_GRACE.as_secs()
-            )),
+            Ok(Err(join)) => Err(WorkerError::Task(join)),
+            Err(_) => Err(WorkerError::Timeout(SHUTDOWN_GRACE.as_secs())),
         }
     }
 
@@ -58,10 +77,12 @@ impl WorkerHandle {
     }
 }
 
-/// What a worker's jobs share: the engine, and one slot per request that
-/// may run at once (`worker.concurrency`), whichever slice it came in.
+/// What a worker's jobs share: the queue (to push a stopping slice's rest
+/// back), the run of one request, and one slot per request that may run at
+/// once (`worker.concurrency`), whichever slice it came in.
 struct Runner {
-    engine: Arc<Engine>,
+    queue: Queue,
+    run: RunRequest,
     slots: Arc<Semaphore>,
 }
 
@@ -91,16 +112,12 @@ async fn handle(
                 requests = rest.len(),
                 "worker stopping; slice rest requeued"
             );
-            runner
-                .engine
-                .queue()
-                .schedule_all(rest, Duration::ZERO)
-                .await?;
+            runner.queue.schedule_all(rest, Duration::ZERO).await?;
             break;
         }
-        let (engine, run_id) = (runner.engine.clone(), id.clone());
+        let request = (runner.run)(id.clone());
         let run = tokio::spawn(async move {
-            let result = pipeline::run_job(&engine, &run_id).await;
+            let result = request.await;
             drop(slot);
             result
         });
@@ -112,7 +129,7 @@ async fn handle(
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::warn!(request = %id, error = %e, "request hit an infrastructure error; the slice runs again");
-                failed.get_or_insert_with(|| Box::new(e));
+                failed.get_or_insert(e);
             }
             Err(join) if join.is_panic() => {
                 tracing::error!(request = %id, "request handler panicked");
@@ -127,24 +144,30 @@ async fn handle(
     failed.map_or(Ok(()), Err)
 }
 
-/// Starts a worker on the engine's queue, in the background.
-pub fn spawn_worker(engine: Arc<Engine>) -> WorkerHandle {
-    let name = engine.worker_name().to_owned();
-    let context = WorkerContext::new(&name);
-    let concurrency = engine.queue().settings().concurrency;
+/// Starts a worker named `name` on `queue`, in the background; `run` runs
+/// each request of the jobs it takes.
+pub fn spawn_worker(queue: &Queue, name: &str, run: RunRequest) -> WorkerHandle {
+    let context = WorkerContext::new(name);
+    let concurrency = queue.settings().concurrency;
     let runner = Arc::new(Runner {
+        queue: queue.clone(),
+        run,
         slots: Arc::new(Semaphore::new(concurrency)),
-        engine,
     });
     // The two backends differ in type, so each arm builds its own worker.
-    let task = match runner.engine.queue().storage() {
+    let task = match runner.queue.storage() {
         Storage::Sqlite(storage) => {
             let worker = WorkerBuilder::new(&context)
                 .backend(storage.poll_with_interval(POLL_INTERVAL))
                 .concurrency(concurrency)
                 .data(runner)
                 .build(handle);
-            tokio::spawn(async move { worker.run().await.map_err(|e| e.to_string()) })
+            tokio::spawn(async move {
+                worker
+                    .run()
+                    .await
+                    .map_err(|e| WorkerError::Queue(e.to_string()))
+            })
         }
         Storage::Postgres(storage) => {
             let wake = Strategy::new()
@@ -155,7 +178,12 @@ pub fn spawn_worker(engine: Arc<Engine>) -> WorkerHandle {
                 .concurrency(concurrency)
                 .data(runner)
                 .build(handle);
-            tokio::spawn(async move { worker.run().await.map_err(|e| e.to_string()) })
+            tokio::spawn(async move {
+                worker
+                    .run()
+                    .await
+                    .map_err(|e| WorkerError::Queue(e.to_string()))
+            })
         }
     };
     WorkerHandle { context, task }

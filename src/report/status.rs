@@ -1,8 +1,9 @@
 //! A batch's status as people and the API see it: state, counts, progress
 //! and an estimate of the time left.
 
+use crate::domain::now_ms;
 use crate::domain::{BatchEvent, OutcomeCounts};
-use crate::store::{BatchRow, Store, StoreError, now_ms};
+use crate::store::{BatchRow, Store, StoreError};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BatchStatus {

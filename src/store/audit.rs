@@ -2,22 +2,7 @@
 
 use super::sql::Params;
 use super::{Backend, StoreError};
-
-/// One provider call attempt, as recorded. Never a header or a token.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct AuditEvent {
-    pub request_id: Option<String>,
-    pub provider: String,
-    pub method: String,
-    pub path: String,
-    /// `None` when no answer came (timeout, reset, refused).
-    pub status: Option<u16>,
-    pub error_code: Option<String>,
-    pub attempt: u32,
-    pub latency_ms: u64,
-    /// Unix ms when the call started.
-    pub at: i64,
-}
+use crate::domain::AuditEvent;
 
 /// Stores a step's events in one statement (a step makes a handful of
 /// calls, so the statement stays small).

@@ -3,7 +3,9 @@
 use sqlx::Row;
 
 use super::{Store, StoreError, events, now_ms};
-use crate::domain::{Actor, BatchState, EventAction, HaltCode, Outcome, OutcomeCounts};
+use crate::domain::{
+    Actor, BatchState, EventAction, HaltCode, Outcome, OutcomeCounts, StoredState,
+};
 
 /// What a new batch records about its origin.
 #[derive(Debug, Clone)]
@@ -27,8 +29,8 @@ pub struct BatchRow {
     pub source: String,
     pub source_name: Option<String>,
     pub dry_run: bool,
-    /// Only `halted` and `cancelled` are stored; other states are derived.
-    pub stored_state: Option<String>,
+    /// The state its row stores, if any; other states are derived.
+    pub stored_state: Option<StoredState>,
     /// Which rail halted it, while it waits for approval.
     pub halt_code: Option<HaltCode>,
     /// Why a halted batch waits for approval.
@@ -229,14 +231,25 @@ impl Store {
 
     /// The batch's state: stored when halted or cancelled, else derived.
     pub fn batch_state(batch: &BatchRow, counts: &OutcomeCounts) -> BatchState {
-        match batch.stored_state.as_deref() {
-            Some("halted") => BatchState::Halted,
-            Some("held") => BatchState::Held,
-            Some("cancelled") => BatchState::Cancelled,
-            Some("intake") => BatchState::Queued,
-            _ => counts.derived_state(),
+        match batch.stored_state {
+            Some(StoredState::Halted) => BatchState::Halted,
+            Some(StoredState::Held) => BatchState::Held,
+            Some(StoredState::Cancelled) => BatchState::Cancelled,
+            Some(StoredState::Intake) => BatchState::Queued,
+            Some(StoredState::Purging) | None => counts.derived_state(),
         }
     }
+}
+
+/// A stored state as read from its column; a value this version does not
+/// know reads as none stored, as it always has.
+pub(super) fn stored_state(text: Option<String>) -> Option<StoredState> {
+    let text = text?;
+    let state = StoredState::parse(&text);
+    if state.is_none() {
+        tracing::warn!(stored_state = %text, "unknown stored batch state; derived from the requests instead");
+    }
+    state
 }
 
 fn batch_from_row(r: &sqlx::any::AnyRow) -> BatchRow {
@@ -245,7 +258,7 @@ fn batch_from_row(r: &sqlx::any::AnyRow) -> BatchRow {
         source: r.get("source"),
         source_name: r.get("source_name"),
         dry_run: r.get::<i64, _>("dry_run") != 0,
-        stored_state: r.get("stored_state"),
+        stored_state: stored_state(r.get("stored_state")),
         halt_code: r
             .get::<Option<String>, _>("halt_code")
             .as_deref()

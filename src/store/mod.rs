@@ -21,7 +21,9 @@ mod tokens;
 mod trail;
 mod undo;
 
-pub use audit::AuditEvent;
+// Every table stamps times with the same clock the audit events use.
+use crate::domain::{AuditEvent, now_ms};
+
 pub use batches::{BatchRow, NewBatch};
 pub(crate) use connect::QueuePool;
 pub use connect::{Backend, Store};
@@ -75,11 +77,6 @@ impl Store {
     {
         self.group.run(work).await
     }
-}
-
-/// Milliseconds since the Unix epoch, the timestamp unit of every table.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// Renders a stored timestamp for people and reports.

@@ -10,7 +10,9 @@ use sqlx::Row;
 
 use super::group::RunWrite;
 use super::{AuditEvent, Store, StoreError};
-use crate::domain::{DepartmentId, OrgId, Outcome, ProviderName, RunMode, Step, Target, UserId};
+use crate::domain::{
+    DepartmentId, OrgId, Outcome, ProviderName, RunMode, Step, StoredState, Target, UserId,
+};
 
 /// A stored request.
 #[derive(Debug, Clone)]
@@ -51,8 +53,8 @@ pub enum ClaimResult {
 #[derive(Debug)]
 pub struct Claimed {
     pub request: RequestRow,
-    /// The batch's stored state (`intake`, `halted`, `cancelled`), if any.
-    pub batch_state: Option<String>,
+    /// The batch's stored state, if any.
+    pub batch_state: Option<StoredState>,
     /// A person asked the request to stop.
     pub cancel_requested: bool,
     /// The checkpoints written by earlier runs, by step.
@@ -452,7 +454,7 @@ impl Columns for rusqlite::Row<'_> {
 pub(super) fn claimed_from_row(r: &impl Columns) -> Result<Claimed, StoreError> {
     Ok(Claimed {
         request: request_from_row(r)?,
-        batch_state: r.text("stored_state")?,
+        batch_state: super::batches::stored_state(r.text("stored_state")?),
         cancel_requested: r.required_int("cancel_requested")? != 0,
         checkpoints: HashMap::new(),
     })

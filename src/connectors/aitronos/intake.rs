@@ -1,10 +1,10 @@
 //! Aitronos ids at intake: `usr_`, `org_`, `dept_` prefixes, nothing that
 //! could change a URL.
 
+use crate::domain::RowFields;
 use crate::domain::ids::check_prefixed;
+use crate::domain::truncate;
 use crate::domain::{DepartmentId, OrgId, ProviderName, Rejection, Target, UserId};
-use crate::intake::RowFields;
-use crate::intake::row::truncate;
 
 pub fn parse_target(provider: ProviderName, f: &RowFields<'_>) -> Result<Target, Rejection> {
     let user = match (f.user_id, f.email) {

@@ -19,6 +19,14 @@ use crate::domain::{ProviderName, Removal, Restore, RoleId, Target};
 
 pub use intake::parse_target;
 
+/// What this kind can do, for reconciliation and config validation.
+/// Aitronos lists members and transfers a leaver's resources on removal; it documents no call that gives access back.
+pub const CAPABILITIES: super::Capabilities = super::Capabilities {
+    list_members: true,
+    transfer_resources: true,
+    undo: false,
+};
+
 /// The Aitronos connector.
 #[derive(Debug)]
 pub struct Aitronos {
@@ -303,7 +311,7 @@ impl Connector for Aitronos {
                     "cannot tell whether {} left {}: account_state is {:?}",
                     t.user_id,
                     t.organization_id,
-                    crate::intake::row::truncate(other)
+                    crate::domain::truncate(other)
                 ),
             )),
         }

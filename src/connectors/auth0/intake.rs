@@ -2,9 +2,9 @@
 //! `google-oauth2|123`), organizations `org_…`; no resource transfer.
 
 use crate::connectors::intake::{checked, no_transfer, required, target, user_id_required};
+use crate::domain::RowFields;
 use crate::domain::ids::{IdError, check_prefixed, check_safe};
 use crate::domain::{ProviderName, Rejection, Target};
-use crate::intake::RowFields;
 
 /// Characters Auth0 user ids use besides letters, digits, `_` and `-`.
 /// `|` separates the connection; the path encoding turns it into `%7C`.

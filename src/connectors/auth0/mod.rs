@@ -23,6 +23,14 @@ use crate::domain::{ProviderName, Removal, Restore, RoleId, Target};
 
 pub use intake::{check_user_id, parse_target};
 
+/// What this kind can do, for reconciliation and config validation.
+/// Auth0 lists an organization's members and gives a membership, roles and a blocked user back.
+pub const CAPABILITIES: super::Capabilities = super::Capabilities {
+    list_members: true,
+    transfer_resources: false,
+    undo: true,
+};
+
 /// Roles per page when reading, and per bulk DELETE (or POST, in an undo).
 const PAGE: usize = 100;
 const ROLES_CHUNK: usize = 20;

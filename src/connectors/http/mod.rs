@@ -14,7 +14,7 @@ use reqwest::{Method, Url};
 
 use super::{CallContext, StepError, retry};
 use crate::config::{ResolvedProvider, RetryConfig};
-use crate::store::{AuditEvent, now_ms};
+use crate::domain::{AuditEvent, now_ms};
 use body::{BodyError, MAX_PROVIDER_BODY, read_capped};
 pub use pacer::{AUTH_FAILURES_TO_TRIP, Pacer};
 
@@ -132,8 +132,17 @@ impl std::fmt::Debug for ProviderClient {
     }
 }
 
+/// A provider connection whose client cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot build HTTP client: {0}")]
+    Http(reqwest::Error),
+    #[error("{0}")]
+    BaseUrl(Box<dyn std::error::Error + Send + Sync>),
+}
+
 impl ProviderClient {
-    pub fn new(provider: &ResolvedProvider, user_agent: &str) -> Result<Self, String> {
+    pub fn new(provider: &ResolvedProvider, user_agent: &str) -> Result<Self, ClientError> {
         let cfg = &provider.config;
         let http = reqwest::Client::builder()
             .user_agent(user_agent)
@@ -144,8 +153,8 @@ impl ProviderClient {
             // or a client secret to another host: never follow one.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
-        let mut base = Url::parse(&cfg.base_url).map_err(|e| e.to_string())?;
+            .map_err(ClientError::Http)?;
+        let mut base = Url::parse(&cfg.base_url).map_err(|e| ClientError::BaseUrl(e.into()))?;
         // A trailing slash would become an empty segment before ours.
         if let Ok(mut segs) = base.path_segments_mut() {
             segs.pop_if_empty();

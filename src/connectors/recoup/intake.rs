@@ -2,9 +2,9 @@
 //! transfer.
 
 use crate::connectors::intake::{checked, no_transfer, required, target, user_id_required};
+use crate::domain::RowFields;
 use crate::domain::ids::IdError;
 use crate::domain::{ProviderName, Rejection, Target};
-use crate::intake::RowFields;
 
 /// A canonical UUID: 8-4-4-4-12 hex digits.
 pub fn check_uuid(value: &str) -> Result<(), IdError> {

@@ -20,6 +20,14 @@ use crate::domain::{ProviderName, Removal, Restore, RoleId, Target};
 
 pub use intake::{check_uuid, parse_target};
 
+/// What this kind can do, for reconciliation and config validation.
+/// Recoup documents no member listing, no transfer and no call that gives access back.
+pub const CAPABILITIES: super::Capabilities = super::Capabilities {
+    list_members: false,
+    transfer_resources: false,
+    undo: false,
+};
+
 /// The note code of a removal that could not be read back.
 pub const UNVERIFIED: &str = "membership_unverified";
 

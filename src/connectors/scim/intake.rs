@@ -3,9 +3,9 @@
 //! has no organizations: `organization_id` names the tenant for the report.
 
 use crate::connectors::intake::{checked, no_transfer, required, target};
+use crate::domain::RowFields;
 use crate::domain::ids::check_safe;
 use crate::domain::{ProviderName, Rejection, Target};
-use crate::intake::RowFields;
 
 /// Characters SCIM ids and userNames may use besides letters, digits, `_`, `-`.
 pub(super) const ID_EXTRA: &[char] = &['.', '@', '+', ':'];

@@ -24,6 +24,14 @@ use crate::domain::{ProviderName, Removal, Restore, RoleId, Target};
 
 pub use intake::parse_target;
 
+/// What this kind can do, for reconciliation and config validation.
+/// SCIM lists members through groups and gives group memberships and an account back.
+pub const CAPABILITIES: super::Capabilities = super::Capabilities {
+    list_members: true,
+    transfer_resources: false,
+    undo: true,
+};
+
 const SCIM_JSON: &str = "application/scim+json";
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const PAGE: usize = 100;

@@ -12,7 +12,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::config::{Config, ProviderKind};
+use crate::config::Config;
+use crate::connectors::{capabilities, kinds_that};
 use crate::domain::ids::check_safe;
 use crate::engine::Engine;
 
@@ -90,10 +91,15 @@ impl ReconcileSpec {
         };
         let provider = provider.ok_or(("provider", "is required".to_owned()))?;
         let kind = config.providers.get(&provider).map(|p| p.kind);
-        if kind == Some(ProviderKind::Recoup) {
+        if let Some(kind) = kind
+            && !capabilities(kind).list_members
+        {
             return Err((
                 "provider",
-                "recoup cannot list organization members, so it cannot be reconciled".into(),
+                format!(
+                    "{} cannot list organization members, so it cannot be reconciled",
+                    kind.as_str()
+                ),
             ));
         }
         let organization_id =
@@ -112,10 +118,13 @@ impl ReconcileSpec {
             _ => return Err(("roster", "give exactly one of csv or url".into())),
         }
         if let Some(d) = &transfer_to_department_id {
-            if kind != Some(ProviderKind::Aitronos) {
+            if !kind.is_some_and(|k| capabilities(k).transfer_resources) {
                 return Err((
                     "transfer_to_department_id",
-                    "only aitronos can transfer resources".into(),
+                    format!(
+                        "only {} can transfer resources",
+                        kinds_that(|c| c.transfer_resources).join(" and ")
+                    ),
                 ));
             }
             crate::domain::ids::check_prefixed(d, "dept_")
@@ -136,6 +145,27 @@ impl ReconcileSpec {
     }
 }
 
+/// Why a reconciliation's roster could not be read again.
+#[derive(Debug, thiserror::Error)]
+pub enum StillWantedError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Spec(#[from] super::JobSpecError),
+    #[error("job {name} of batch {batch} is no longer in {dir}")]
+    JobGone {
+        name: String,
+        batch: String,
+        dir: String,
+    },
+    #[error(transparent)]
+    Roster(#[from] RosterError),
+    #[error("provider {0} is not configured")]
+    UnknownProvider(String),
+    #[error(transparent)]
+    Listing(crate::connectors::StepError),
+}
+
 /// For a reconciliation batch: the members the job's roster wants, read
 /// again now (as user ids), so that an approval or a retry leaves them
 /// alone. `None` for other batches.
@@ -143,9 +173,9 @@ pub async fn still_wanted(
     engine: &Engine,
     batch_id: &str,
     jobs_dir: &std::path::Path,
-) -> Result<Option<HashSet<String>>, String> {
+) -> Result<Option<HashSet<String>>, StillWantedError> {
     let store = engine.store();
-    let Some(batch) = store.batch(batch_id).await.map_err(|e| e.to_string())? else {
+    let Some(batch) = store.batch(batch_id).await? else {
         return Ok(None);
     };
     if batch.source != "reconcile" {
@@ -154,26 +184,27 @@ pub async fn still_wanted(
     let config = engine.config();
     let jobs = super::load(jobs_dir, config)?;
     let name = batch.source_name.unwrap_or_default();
-    let spec = jobs.reconcile(&name).ok_or_else(|| {
-        format!(
-            "job {name} of batch {batch_id} is no longer in {}",
-            jobs_dir.display()
-        )
-    })?;
-    let roster = read_roster(&spec.roster).await.map_err(|e| e.to_string())?;
+    let spec = jobs
+        .reconcile(&name)
+        .ok_or_else(|| StillWantedError::JobGone {
+            name: name.clone(),
+            batch: batch_id.to_owned(),
+            dir: jobs_dir.display().to_string(),
+        })?;
+    let roster = read_roster(&spec.roster).await?;
     let wanted: HashSet<String> = match spec.roster.match_on {
         MatchOn::UserId => roster,
         MatchOn::Email => {
             // The plan holds provider ids: read their emails again.
             let connector = engine
                 .connector(&spec.provider)
-                .ok_or_else(|| format!("provider {} is not configured", spec.provider))?;
+                .ok_or_else(|| StillWantedError::UnknownProvider(spec.provider.clone()))?;
             let cx = crate::connectors::CallContext::default();
             let org = crate::domain::OrgId::new_unchecked(spec.organization_id.clone());
             let members = connector
                 .list_members(&cx, &org)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(StillWantedError::Listing)?;
             members
                 .into_iter()
                 .filter(|m| {

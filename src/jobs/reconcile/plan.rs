@@ -7,11 +7,12 @@ use super::rails::PlanFacts;
 use super::roster::read_roster;
 use super::{MatchOn, ReconcileSpec};
 use crate::connectors::{CallContext, Member};
+use crate::domain::now_ms;
 use crate::domain::{
     Actor, DepartmentId, Halt, OrgId, Outcome, ProviderName, RunMode, Target, UserId,
 };
 use crate::engine::Engine;
-use crate::store::{AcceptedRow, IntakeChunk, NewBatch, Store, now_ms};
+use crate::store::{AcceptedRow, IntakeChunk, NewBatch, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {

@@ -3,9 +3,10 @@
 use std::collections::HashSet;
 
 use super::RailError;
-use crate::domain::{Actor, EventAction, Halt, HaltCode};
+use crate::domain::now_ms;
+use crate::domain::{Actor, EventAction, Halt, HaltCode, StoredState};
 use crate::engine::Engine;
-use crate::store::{BatchRow, LeftOut, now_ms};
+use crate::store::{BatchRow, LeftOut};
 
 /// What an approval did.
 #[derive(Debug, Default, serde::Serialize)]
@@ -42,9 +43,9 @@ pub async fn approve(
         .batch(batch_id)
         .await?
         .ok_or_else(|| RailError::NotFound(batch_id.to_owned()))?;
-    let held = match batch.stored_state.as_deref() {
-        Some("halted") => false,
-        Some("held") => true,
+    let held = match batch.stored_state {
+        Some(StoredState::Halted) => false,
+        Some(StoredState::Held) => true,
         _ => return Err(RailError::NotHalted(batch.id)),
     };
     if held {
@@ -64,7 +65,7 @@ pub async fn approve(
     if let Some(only) = only {
         let planned: HashSet<&str> = open.iter().map(|(_, u)| u.as_str()).collect();
         if let Some(unknown) = only.iter().find(|u| !planned.contains(u.as_str())) {
-            return Err(RailError::NotInBatch(crate::intake::row::truncate(unknown)));
+            return Err(RailError::NotInBatch(crate::domain::truncate(unknown)));
         }
     }
     let left_out: Vec<LeftOut> = open

@@ -40,14 +40,14 @@ pub async fn cancel(engine: &Engine, id: &str, actor: &Actor) -> Result<Cancella
             cancelled: n,
         });
     }
-    Err(RailError::NotFound(crate::intake::row::truncate(id)))
+    Err(RailError::NotFound(crate::domain::truncate(id)))
 }
 
 /// Cancels every held preview whose `[safety] hold_ttl` ran out; how many.
 pub async fn expire_holds(engine: &Engine) -> Result<u64, RailError> {
     let store = engine.store();
     let ttl = &engine.config().safety.hold_ttl;
-    let before = crate::store::now_ms()
+    let before = crate::domain::now_ms()
         .saturating_sub(crate::config::millis(engine.config().safety.hold_ttl()));
     let expired = store.expired_holds(before).await?;
     let why = format!("the hold expired: not released within [safety] hold_ttl = {ttl}");

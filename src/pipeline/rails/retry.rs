@@ -4,9 +4,10 @@
 use std::collections::HashSet;
 
 use super::RailError;
+use crate::domain::now_ms;
 use crate::domain::{Actor, EventAction, Halt, HaltCode, Outcome, RunMode};
 use crate::engine::Engine;
-use crate::store::{ReopenError, Reopening, now_ms};
+use crate::store::{ReopenError, Reopening};
 
 /// What a retry did.
 #[derive(Debug, Default, serde::Serialize)]
@@ -43,7 +44,7 @@ pub async fn retry(
     let batch = store
         .batch(batch_id)
         .await?
-        .ok_or_else(|| RailError::NotFound(crate::intake::row::truncate(batch_id)))?;
+        .ok_or_else(|| RailError::NotFound(crate::domain::truncate(batch_id)))?;
     let safety = &engine.config().safety;
     let age = now_ms().saturating_sub(batch.created_at);
     if batch.source != "reconcile" && !force && age > crate::config::millis(safety.retry_max_age())

@@ -4,9 +4,9 @@
 //! approval before any call.
 
 use super::RailError;
-use crate::domain::{Actor, EventAction, Halt, HaltCode};
+use crate::domain::truncate;
+use crate::domain::{Actor, EventAction, Halt, HaltCode, StoredState};
 use crate::engine::Engine;
-use crate::intake::row::truncate;
 use crate::pipeline::undo::record;
 use crate::store::{NewBatch, UndoRow, UndoSource};
 
@@ -49,8 +49,8 @@ pub async fn undo(
     let counts = store.batch_counts(&batch).await?;
     let waiting = counts.open + counts.scheduled + counts.held;
     let stopped = matches!(
-        batch.stored_state.as_deref(),
-        Some("halted" | "held" | "intake")
+        batch.stored_state,
+        Some(StoredState::Halted | StoredState::Held | StoredState::Intake)
     );
     if waiting > 0 || stopped {
         return Err(RailError::NotFinished {

@@ -20,8 +20,8 @@ use std::sync::LazyLock;
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::audit::AuditEvent;
 use super::{Backend, Claimed, Finish, StoreError};
+use crate::domain::AuditEvent;
 use crate::domain::Step;
 
 /// Writes folded into one transaction at most.

@@ -110,7 +110,9 @@ async fn find_reusable(
         for row in q.fetch_all(&mut *tx).await? {
             let id: String = row.try_get("id")?;
             let state: Option<String> = row.try_get("stored_state")?;
-            if matches!(state.as_deref(), Some("halted" | "intake")) {
+            if crate::store::batches::stored_state(state)
+                .is_some_and(crate::domain::StoredState::waits_for_release)
+            {
                 adopt.push(id.clone());
             }
             found.insert(row.try_get("idempotency_key")?, id);

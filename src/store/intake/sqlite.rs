@@ -239,7 +239,9 @@ impl<'t> Reusable<'t> {
             .query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         if let Some((id, state)) = open {
-            if matches!(state.as_deref(), Some("halted" | "intake")) {
+            if crate::store::batches::stored_state(state)
+                .is_some_and(crate::domain::StoredState::waits_for_release)
+            {
                 self.adopt.execute(params![self.batch_id, id])?;
             }
             return Ok(Some(id));
