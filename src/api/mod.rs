@@ -116,7 +116,9 @@ fn protected_routes(probes: Option<Router<ApiState>>) -> Router<ApiState> {
         .merge(admin.route_layer(needs(Role::Admin)))
 }
 
-pub fn router(state: ApiState) -> Router {
+/// The API's routes, with `pages` (the web console's, which sit above
+/// the API and use its state) on the same listener.
+pub fn router(state: ApiState, pages: Router<ApiState>) -> Router {
     let http = state.engine.config().http.clone();
     let probes = Router::new()
         .route("/readyz", get(health::ready))
@@ -139,7 +141,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(health::live))
         .merge(public)
         .merge(protected)
-        .merge(crate::console::router(state.clone()))
+        .merge(pages)
         .fallback(error::not_found)
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(

@@ -95,7 +95,8 @@ pub(super) async fn serve(config: Option<&Path>, args: ServeArgs) -> Result<u8, 
             (!args.no_workers).then(|| workers_running.clone()),
         )
         .map_err(Failure::usage)?;
-        let app = router(state);
+        // The console's pages share the API's listener, state and limits.
+        let app = router(state.clone(), crate::console::router(state));
         let mut stop = stop_rx.clone();
         let limits = crate::api::Limits::new(&cfg.http);
         intake_tasks.push(tokio::spawn(async move {

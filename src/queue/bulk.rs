@@ -1,179 +1,26 @@
 //! Pushing many jobs at once on SQLite, in the transaction that marks their
 //! requests enqueued.
 //!
-//! apalis-sqlite 1.0 pushes one `INSERT` per job (`push_tasks` loops over
-//! `queries/task/sink.sql`), each a round trip to SQLite's connection
-//! thread: a million-row intake spent most of its time there. This writes
-//! the same rows — the same columns, values and encodings as that sink — on
-//! the store's writer thread and connection, with one prepared statement.
-//! Doing it in our own write transaction also makes "job exists" and
-//! "request marked enqueued" one atomic step, so a crash can no longer
-//! leave duplicate jobs behind.
+//! apalis-sqlite 1.0 pushes one `INSERT` per job, each a round trip to
+//! SQLite's connection thread: a million-row intake spent most of its time
+//! there. Here the store's hand-off (`store::handoff`) reads the requests
+//! that need jobs and marks them, and runs our job-writing closure
+//! ([`schema::JobRows`](super::schema::JobRows)) inside the same write
+//! transaction on its writer thread, so "job exists" and "request marked
+//! enqueued" are one atomic step and a crash leaves no duplicate job.
+//! Intake on SQLite holds its requests' jobs back until the batch may run
+//! ([`push_held_page`]); see `store::handoff` for why, and for the
+//! different mechanics on PostgreSQL, where apalis already pushes a whole
+//! page in one `unnest` statement.
 //!
-//! An intake on SQLite stores its new requests held (`enqueued = 2`, so no
-//! sweep for unqueued requests takes them) and holds their jobs back until
-//! the batch may run ([`push_held_page`]), because a mark written
-//! afterwards rewrites every row and moves it in and out of
-//! `requests_batch_unqueued` (BENCHMARKS.md, "Why: held jobs"). The push reads the held requests back by
-//! rowid and records how far it got in the transaction that writes their
-//! jobs, so a crash resumes it without a duplicate. A request adopted by
-//! an intake (it is then unqueued, `enqueued = 0`) and marked by a sweep
-//! (`1`) is never held again, so the push leaves it alone. The cursor is a
-//! rowid, which `VACUUM` may renumber: vacuum a database only while no
-//! batch holds jobs (`SELECT id FROM batches WHERE push_pending = 1`).
-//!
-//! It knows apalis-sqlite's `Jobs` schema: re-check it against
-//! `queries/task/sink.sql` on every apalis upgrade. Every test that runs a
-//! batch on SQLite runs its jobs through this path. apalis-postgres already
-//! pushes a whole slice in one `unnest` statement, so it keeps its own.
-
-use std::time::{SystemTime, UNIX_EPOCH};
+//! Every test that runs a batch on SQLite runs its jobs through this path.
 
 use apalis::prelude::Task;
-use rusqlite::{OptionalExtension, params};
 
-use super::{QUEUE_NAME, RequestJob, Unqueued};
+use super::schema::JobRows;
+use super::{RequestJob, Unqueued};
 use crate::domain::now_ms;
-use crate::store::{NewJob, Store, StoreError, UNENQUEUED_OF_SQL, UNENQUEUED_PAGE};
-
-/// The status apalis's sink gives a new job (with no attempts yet).
-const NEW_STATUS: &str = "Pending";
-/// apalis's default when a task sets no maximum (sink.rs).
-const APALIS_DEFAULT_MAX_ATTEMPTS: usize = 25;
-const INSERT_JOB_SQL: &str = "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority, metadata, idempotency_key)
-     VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(job_type, idempotency_key) DO NOTHING";
-const MARK_ENQUEUED_SQL: &str = "UPDATE requests SET enqueued = 1 WHERE id = ?1";
-/// Marks a page of a batch read by `UNENQUEUED_OF_SQL` in one statement:
-/// in the transaction that read it, the page is exactly the batch's
-/// unqueued requests up to its last id. Walking `requests_batch_unqueued`
-/// once replaces a primary-key lookup and a statement per request
-/// (BENCHMARKS.md, "Why: multi-row statements on the writer").
-/// `INDEXED BY` turns a plan that lost the index into an error, not a
-/// scan of the whole batch per page.
-const MARK_PAGE_OF_SQL: &str = "UPDATE requests INDEXED BY requests_batch_unqueued SET enqueued = 1
-     WHERE batch_id = ?1 AND enqueued = 0 AND outcome IS NULL AND id <= ?2";
-
-/// How far a batch's push has got, while it holds requests with no job
-/// and may run (the same states as [`HELD_BATCHES_SQL`]).
-const PUSH_CURSOR_SQL: &str =
-    "SELECT pushed_through FROM batches WHERE id = ?1 AND push_pending = 1
-       AND (stored_state IS NULL OR stored_state NOT IN ('intake', 'halted', 'cancelled'))";
-/// The next held requests of a batch, in the order intake stored them.
-/// `enqueued = 2` (intake's `HELD`) leaves out an adopted request (from
-/// another batch or an earlier chunk of this one), which comes unqueued
-/// and gets its job from [`enqueue_page`], and a reopened one.
-const HELD_PAGE_SQL: &str = "SELECT rowid, id, CASE WHEN dry_run = 2 THEN NULL ELSE effective_at END AS effective_at FROM requests INDEXED BY requests_batch
-     WHERE batch_id = ?1 AND rowid > ?2 AND enqueued = 2 AND outcome IS NULL
-     ORDER BY rowid LIMIT ?3";
-const PUSHED_THROUGH_SQL: &str = "UPDATE batches SET pushed_through = ?2 WHERE id = ?1";
-const PUSHED_ALL_SQL: &str = "UPDATE batches SET push_pending = 0 WHERE id = ?1";
-/// Batches holding jobs that may run now, oldest first.
-const HELD_BATCHES_SQL: &str = "SELECT id FROM batches WHERE push_pending = 1
-       AND (stored_state IS NULL OR stored_state NOT IN ('intake', 'halted', 'cancelled'))
-     ORDER BY id";
-
-/// One job row as apalis-sqlite's sink would write it.
-struct JobRow {
-    job: Vec<u8>,
-    id: String,
-    max_attempts: i64,
-    run_at: i64,
-    priority: i64,
-    metadata: String,
-    idempotency_key: Option<String>,
-}
-
-impl JobRow {
-    fn of(task: &Task<RequestJob>, now_secs: u64) -> Result<JobRow, StoreError> {
-        // apalis-sqlite stores args through its JSON codec (`serde_json::to_vec`).
-        let job = serde_json::to_vec(&task.args)
-            .map_err(|e| StoreError::Corrupt(format!("cannot encode a queue job: {e}")))?;
-        Ok(JobRow {
-            job,
-            id: task
-                .task_id()
-                .map_or_else(|| ulid::Ulid::new().to_string(), |id| id.to_string()),
-            max_attempts: task.max_attempts().unwrap_or(APALIS_DEFAULT_MAX_ATTEMPTS) as i64,
-            run_at: task.run_at().unwrap_or(now_secs) as i64,
-            priority: task.priority().unwrap_or_default() as i64,
-            metadata: serde_json::to_string(task.metadata()).unwrap_or_default(),
-            idempotency_key: task.idempotency_key().map(str::to_owned),
-        })
-    }
-}
-
-/// Which requests a write marks enqueued.
-enum Marks {
-    /// These, one by one.
-    Each(Vec<String>),
-    /// A batch's unqueued requests up to and including this id.
-    OfBatchThrough { batch: String, last: String },
-    /// None: intake stored them held.
-    Held,
-}
-
-/// The jobs of `tasks` and their requests' marks, ready to write.
-struct JobsOf {
-    rows: Vec<JobRow>,
-    marks: Marks,
-}
-
-impl JobsOf {
-    /// The jobs of `tasks`, which mark each of their requests.
-    fn new(tasks: &[Task<RequestJob>]) -> Result<JobsOf, StoreError> {
-        let marks = Marks::Each(
-            tasks
-                .iter()
-                .flat_map(|t| t.args.ids().map(str::to_owned))
-                .collect(),
-        );
-        JobsOf::marking(tasks, marks)
-    }
-
-    fn marking(tasks: &[Task<RequestJob>], marks: Marks) -> Result<JobsOf, StoreError> {
-        let now_secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        Ok(JobsOf {
-            rows: tasks
-                .iter()
-                .map(|t| JobRow::of(t, now_secs))
-                .collect::<Result<_, _>>()?,
-            marks,
-        })
-    }
-
-    fn write(&self, tx: &rusqlite::Transaction<'_>) -> Result<(), rusqlite::Error> {
-        let mut insert = tx.prepare_cached(INSERT_JOB_SQL)?;
-        for row in &self.rows {
-            insert.execute(params![
-                row.job,
-                row.id,
-                QUEUE_NAME,
-                NEW_STATUS,
-                row.max_attempts,
-                row.run_at,
-                row.priority,
-                row.metadata,
-                row.idempotency_key
-            ])?;
-        }
-        match &self.marks {
-            Marks::Each(ids) => {
-                let mut mark = tx.prepare_cached(MARK_ENQUEUED_SQL)?;
-                for id in ids {
-                    mark.execute(params![id])?;
-                }
-            }
-            Marks::OfBatchThrough { batch, last } => {
-                tx.prepare_cached(MARK_PAGE_OF_SQL)?
-                    .execute(params![batch, last])?;
-            }
-            Marks::Held => {}
-        }
-        Ok(())
-    }
-}
+use crate::store::{Store, StoreError};
 
 /// Inserts a job per task into apalis-sqlite's `Jobs` table and marks the
 /// requests enqueued, in one transaction.
@@ -181,8 +28,12 @@ pub(super) async fn push_and_mark(
     store: &Store,
     tasks: &[Task<RequestJob>],
 ) -> Result<(), StoreError> {
-    let jobs = JobsOf::new(tasks)?;
-    store.on_sqlite_writer(move |tx| Ok(jobs.write(tx)?)).await
+    let rows = JobRows::of(tasks)?;
+    let ids = tasks
+        .iter()
+        .flat_map(|t| t.args.ids().map(str::to_owned))
+        .collect();
+    store.hand_off_ids(ids, move |tx| rows.write(tx)).await
 }
 
 /// Enqueues the next `limit` of `which` requests that have no job, in
@@ -197,33 +48,8 @@ pub(super) async fn enqueue_page(
         Unqueued::Any => None,
     };
     store
-        .on_sqlite_writer(move |tx| {
-            let job = |r: &rusqlite::Row<'_>| {
-                Ok(NewJob {
-                    request_id: r.get(0)?,
-                    effective_at: r.get(1)?,
-                })
-            };
-            let page: Vec<NewJob> = match &batch {
-                Some(batch) => tx
-                    .prepare_cached(UNENQUEUED_OF_SQL)?
-                    .query_map(params![batch, limit as i64], job)?
-                    .collect::<Result<_, _>>()?,
-                None => tx
-                    .prepare_cached(UNENQUEUED_PAGE)?
-                    .query_map(params![limit as i64], job)?
-                    .collect::<Result<_, _>>()?,
-            };
-            let tasks = super::slices(&page, now_ms());
-            let jobs = match (batch, page.last()) {
-                (Some(batch), Some(last)) => {
-                    let last = last.request_id.clone();
-                    JobsOf::marking(&tasks, Marks::OfBatchThrough { batch, last })?
-                }
-                _ => JobsOf::new(&tasks)?,
-            };
-            jobs.write(tx)?;
-            Ok(page.len())
+        .hand_off_unqueued(batch, limit, |tx, page| {
+            JobRows::of(&super::slices(page, now_ms()))?.write(tx)
         })
         .await
 }
@@ -236,38 +62,9 @@ pub(super) async fn push_held_page(
     batch: &str,
     limit: usize,
 ) -> Result<usize, StoreError> {
-    let batch = batch.to_owned();
     store
-        .on_sqlite_writer(move |tx| {
-            let Some(after) = tx
-                .prepare_cached(PUSH_CURSOR_SQL)?
-                .query_row(params![batch], |r| r.get::<_, i64>(0))
-                .optional()?
-            else {
-                return Ok(0);
-            };
-            let held: Vec<(i64, NewJob)> = tx
-                .prepare_cached(HELD_PAGE_SQL)?
-                .query_map(params![batch, after, limit as i64], |r| {
-                    Ok((
-                        r.get(0)?,
-                        NewJob {
-                            request_id: r.get(1)?,
-                            effective_at: r.get(2)?,
-                        },
-                    ))
-                })?
-                .collect::<Result<_, _>>()?;
-            let Some(&(last, _)) = held.last() else {
-                tx.prepare_cached(PUSHED_ALL_SQL)?.execute(params![batch])?;
-                return Ok(0);
-            };
-            let page: Vec<NewJob> = held.into_iter().map(|(_, job)| job).collect();
-            let tasks = super::slices(&page, now_ms());
-            JobsOf::marking(&tasks, Marks::Held)?.write(tx)?;
-            tx.prepare_cached(PUSHED_THROUGH_SQL)?
-                .execute(params![batch, last])?;
-            Ok(page.len())
+        .hand_off_held(batch.to_owned(), limit, |tx, page| {
+            JobRows::of(&super::slices(page, now_ms()))?.write(tx)
         })
         .await
 }
@@ -275,14 +72,7 @@ pub(super) async fn push_held_page(
 /// The batches whose held requests may run now and still need jobs (an
 /// intake or approval that stopped before its push finished).
 pub(super) async fn held_batches(store: &Store) -> Result<Vec<String>, StoreError> {
-    store
-        .on_sqlite_writer(|tx| {
-            Ok(tx
-                .prepare_cached(HELD_BATCHES_SQL)?
-                .query_map([], |r| r.get(0))?
-                .collect::<Result<_, _>>()?)
-        })
-        .await
+    store.held_batches().await
 }
 
 #[cfg(test)]
@@ -292,7 +82,7 @@ mod tests {
     use sqlx::Row;
 
     use super::*;
-    use crate::queue::Queue;
+    use crate::queue::{QUEUE_NAME, Queue};
     use crate::store::QueuePool;
 
     /// A batch of requests as an intake stores them; returns its id.

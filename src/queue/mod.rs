@@ -7,6 +7,7 @@
 
 mod bulk;
 mod prune;
+mod schema;
 mod worker;
 
 use std::time::Duration;

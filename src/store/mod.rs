@@ -8,6 +8,7 @@ mod batches;
 mod connect;
 mod events;
 mod group;
+mod handoff;
 mod intake;
 mod purge;
 mod rails;
@@ -27,13 +28,12 @@ use crate::domain::{AuditEvent, now_ms};
 pub use batches::{BatchRow, NewBatch};
 pub(crate) use connect::QueuePool;
 pub use connect::{Backend, Store};
+pub(crate) use handoff::{EnqueueMark, WriterTx};
 pub use intake::{AcceptedRow, IntakeChunk, NewJob, RejectedRow};
 #[cfg(test)]
 pub(crate) use intake::{chunk_of, scratch_batch};
-pub(crate) use rails::UNENQUEUED_OF_SQL;
 pub use rails::{LeftOut, Released};
 pub use report::{FIRST_REJECTED, ReportRow, ReportWindow};
-pub(crate) use requests::UNENQUEUED_PAGE;
 pub use requests::{ClaimResult, Claimed, Finish, RequestRow, SubjectClaim};
 pub use retry::{ReopenError, Reopening};
 pub use sessions::{NewSession, SessionRow};
@@ -70,7 +70,7 @@ impl Store {
     /// connection, between two groups of run writes: for bulk writes whose
     /// statements would each be a round trip to sqlx's connection thread.
     /// Fails on PostgreSQL, which has no such connection.
-    pub(crate) async fn on_sqlite_writer<T, F>(&self, work: F) -> Result<T, StoreError>
+    pub(super) async fn on_sqlite_writer<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,

@@ -259,7 +259,7 @@ impl Store {
         batch_id: &str,
         limit: u32,
     ) -> Result<Vec<NewJob>, StoreError> {
-        let rows = sqlx::query(UNENQUEUED_OF_SQL)
+        let rows = sqlx::query(super::handoff::UNENQUEUED_OF_SQL)
             .bind(batch_id)
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
@@ -458,8 +458,3 @@ impl Store {
         Ok(v)
     }
 }
-
-/// A page of a batch's open requests with no queue job, in id order.
-pub(crate) const UNENQUEUED_OF_SQL: &str =
-    "SELECT id, CASE WHEN dry_run = 2 THEN NULL ELSE effective_at END AS effective_at FROM requests
-     WHERE batch_id = $1 AND enqueued = 0 AND outcome IS NULL ORDER BY id LIMIT $2";

@@ -391,7 +391,7 @@ impl Store {
 /// A page of open requests with no queue job, oldest first. A held
 /// preview's job runs at once whatever its `effective_at` (here and in
 /// every query that makes jobs): it plans now, and its release waits.
-pub(crate) const UNENQUEUED_PAGE: &str = "SELECT id, CASE WHEN dry_run = 2 THEN NULL ELSE effective_at END AS effective_at FROM requests
+pub(super) const UNENQUEUED_PAGE: &str = "SELECT id, CASE WHEN dry_run = 2 THEN NULL ELSE effective_at END AS effective_at FROM requests
      WHERE enqueued = 0 AND outcome IS NULL
        AND batch_id NOT IN (SELECT id FROM batches WHERE stored_state IN ('intake', 'halted', 'cancelled'))
      ORDER BY batch_id, id LIMIT $1";
@@ -520,7 +520,8 @@ pub(crate) async fn set_enqueued(
     for part in ids.chunks(500) {
         let list = super::sql::Params::new(backend).list(part.len());
         let sql = format!(
-            "UPDATE requests SET enqueued = 1 WHERE {}",
+            "UPDATE requests SET enqueued = {} WHERE {}",
+            super::EnqueueMark::Enqueued.value(),
             super::sql::requests_in_id_order(backend, &list)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));

@@ -123,7 +123,8 @@ async fn find_reusable(
         let mut p = Params::new(BACKEND);
         let batch = p.one();
         let sql = format!(
-            "UPDATE requests SET batch_id = {batch}, enqueued = 0 WHERE {}",
+            "UPDATE requests SET batch_id = {batch}, enqueued = {} WHERE {}",
+            crate::store::EnqueueMark::Unqueued.value(),
             requests_in_id_order(BACKEND, &p.list(part.len()))
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(batch_id);

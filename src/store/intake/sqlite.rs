@@ -3,9 +3,9 @@
 //! every statement is a round trip to its connection's thread
 //! (BENCHMARKS.md, "Why: a native writer"). The same rows as the PostgreSQL
 //! path writes, through the same plan (`ChunkPlan`), except that new
-//! requests are stored held (`enqueued = 2`: not unqueued, and not marked
-//! by a sweep) and their batch as holding jobs to push (`queue::bulk`),
-//! where PostgreSQL stores them unqueued.
+//! requests are stored held ([`EnqueueMark::Held`]: not unqueued, and not
+//! marked by a sweep) and their batch as holding jobs to push
+//! (`store::handoff`), where PostgreSQL stores them unqueued.
 
 use std::collections::HashMap;
 
@@ -15,7 +15,7 @@ use super::{
     ADD_REJECTED_SQL, AcceptedRow, ChunkPlan, ChunkWrite, REQUEST_INSERT_COLUMNS, keys_of,
 };
 use crate::store::sql::Params;
-use crate::store::{Backend, NewJob, StoreError, now_ms};
+use crate::store::{Backend, EnqueueMark, NewJob, StoreError, now_ms};
 
 const OPEN_SQL: &str =
     "SELECT r.id, b.stored_state FROM requests r JOIN batches b ON b.id = r.batch_id
@@ -28,9 +28,6 @@ const RECENT_SQL: &str = "SELECT id, undone_by FROM requests
        AND outcome IN ('succeeded', 'already_done') AND finished_at >= ?2
      ORDER BY finished_at DESC LIMIT 1";
 const ENTRY_COLUMNS: &str = "batch_id, line, request_id";
-/// `requests.enqueued` of a request whose job its batch's push writes
-/// (`HELD_PAGE_SQL` in `queue::bulk` reads exactly this value).
-const HELD: i64 = 2;
 /// The batch's new requests wait for the push that gives them jobs once
 /// the batch may run.
 const HOLD_JOBS_SQL: &str =
@@ -85,8 +82,8 @@ pub(super) fn write_chunk(
                 s.raw_bind_parameter(at + 8, *key)?;
                 s.raw_bind_parameter(at + 9, mode.as_int())?;
                 s.raw_bind_parameter(at + 10, now)?;
-                // Held: the batch's push gives it a job (`queue::bulk`).
-                s.raw_bind_parameter(at + 11, HELD)
+                // Held: the batch's push gives it a job (`store::handoff`).
+                s.raw_bind_parameter(at + 11, EnqueueMark::Held.value())
             },
         )?;
         let mut reusable = Reusable::new(tx, batch_id, *dedupe_since)?;
