@@ -21,9 +21,9 @@ pub(super) fn apply_overrides(
                 message: "has an empty key segment".into(),
             });
         }
-        set_path(table, &path, parse_value(raw)).map_err(|message| ConfigError::Override {
+        set_path(table, &path, parse_value(raw)).map_err(|e| ConfigError::Override {
             var: name.clone(),
-            message,
+            message: e.to_string(),
         })?;
     }
     Ok(())
@@ -62,8 +62,17 @@ fn parse_value(raw: &str) -> toml::Value {
     }
 }
 
-fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
-    let (last, parents) = path.split_last().ok_or("names no key")?;
+/// Why an override cannot be placed in the table.
+#[derive(Debug, thiserror::Error)]
+enum PathError {
+    #[error("names no key")]
+    NoKey,
+    #[error("`{0}` is not a table in the config file")]
+    NotATable(String),
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), PathError> {
+    let (last, parents) = path.split_last().ok_or(PathError::NoKey)?;
     let mut current = table;
     for key in parents {
         let entry = current
@@ -71,7 +80,7 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         current = entry
             .as_table_mut()
-            .ok_or_else(|| format!("`{key}` is not a table in the config file"))?;
+            .ok_or_else(|| PathError::NotATable(key.clone()))?;
     }
     current.insert(last.clone(), value);
     Ok(())

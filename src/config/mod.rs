@@ -86,7 +86,8 @@ impl Config {
                 })?;
         let file = table.clone();
         env::apply_overrides(&mut table, vars)?;
-        let config = typed(table).map_err(|message| {
+        let config = typed(table).map_err(|e| {
+            let message = e.message().to_owned();
             // A misspelt variable is named as the user wrote it, not as
             // the field it did not match.
             match env::culprit(&file, vars, |t| typed(t).is_err()) {
@@ -99,11 +100,10 @@ impl Config {
     }
 }
 
-/// The table as typed configuration, or serde's message.
-fn typed(table: toml::Table) -> Result<Config, String> {
-    toml::Value::Table(table)
-        .try_into()
-        .map_err(|e: toml::de::Error| e.message().to_owned())
+/// The table as typed configuration, or serde's error (whose message the
+/// caller shows).
+fn typed(table: toml::Table) -> Result<Config, toml::de::Error> {
+    toml::Value::Table(table).try_into()
 }
 
 #[cfg(test)]
