@@ -1,5 +1,7 @@
-//! The offboarding domain: identifiers, outcomes, steps and the shape of a
-//! request. Nothing here knows about HTTP, SQL or files.
+//! The offboarding domain: identifiers, outcomes, steps, the shape of a
+//! request, a batch's stored and derived states, a CSV record's cells and
+//! the audit event of one provider call. Nothing here knows about HTTP,
+//! SQL or files; every other module may use it.
 
 pub mod audit;
 pub mod batch;

@@ -1,6 +1,9 @@
 //! The per-request pipeline: claim the request, run the steps that have no
 //! checkpoint yet, and give the request its outcome. Provider failures never
 //! fail the queue job: they become outcomes or a rescheduled attempt.
+//! [`spawn_worker`] gives the queue's worker this run; `rails` holds the
+//! decisions taken on a batch (approve, retry, cancel, hold, undo) and
+//! `undo` the run that gives access back.
 
 mod lease;
 mod preview;

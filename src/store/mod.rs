@@ -1,7 +1,9 @@
 //! Our tables: batches, requests, checkpoints, audit events. One function
-//! per query; callers never write SQL. The same database (SQLite or
-//! PostgreSQL) holds apalis's queue tables. Queries use `$N` parameters and
-//! integer flags, which both engines read the same way.
+//! per query; callers never write SQL, and stored states come out as
+//! `domain` enums. The hand-off to the queue (`handoff`) runs the queue's
+//! job-writing closure inside our write transaction. The same database
+//! (SQLite or PostgreSQL) holds apalis's queue tables. Queries use `$N`
+//! parameters and integer flags, which both engines read the same way.
 
 mod audit;
 mod batches;
