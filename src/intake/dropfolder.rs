@@ -18,7 +18,7 @@ use super::{IntakeOptions, ProviderCatalog, SubmitError, submit_csv};
 use crate::engine::Engine;
 use crate::report::{ReportFile, csv_parts};
 use crate::safe_fs;
-use crate::store::{FIRST_REJECTED, Store, StoreError};
+use crate::store::{DropFileState, FIRST_REJECTED, Store, StoreError};
 
 /// A drop-folder job spec (`jobs/NAME.toml` with `watch = …`).
 #[derive(Debug, Clone)]
@@ -274,7 +274,7 @@ async fn advance(
     let store = engine.store();
     let record = store.drop_file(&sha).await.map_err(DropFolderError::from)?;
     match record {
-        Some(rec) if fresh || matches!(rec.state.as_str(), "done" | "failed") => {
+        Some(rec) if fresh || rec.state.is_finished() => {
             let target = unique(&folders.done, name);
             std::fs::rename(&path, &target).map_err(DropFolderError::from)?;
             let note = format!(
@@ -346,7 +346,7 @@ async fn intake(
         Err(e) => {
             fail(format!("job {}: {e}", spec.name))?;
             return store
-                .update_drop_file(sha, None, "failed")
+                .update_drop_file(sha, None, DropFileState::Failed)
                 .await
                 .map_err(DropFolderError::from);
         }
@@ -365,7 +365,7 @@ async fn intake(
     match submit_csv(store, engine.queue(), &catalog, file, &options).await {
         Ok(summary) => {
             store
-                .update_drop_file(sha, Some(&summary.batch_id), "running")
+                .update_drop_file(sha, Some(&summary.batch_id), DropFileState::Running)
                 .await
                 .map_err(DropFolderError::from)?;
             tracing::info!(file = %name, batch = %summary.batch_id, "drop folder batch queued");
@@ -374,7 +374,7 @@ async fn intake(
         Err(SubmitError::Input(e)) => {
             fail(e.to_string())?;
             store
-                .update_drop_file(sha, None, "failed")
+                .update_drop_file(sha, None, DropFileState::Failed)
                 .await
                 .map_err(DropFolderError::from)
         }
@@ -392,7 +392,7 @@ async fn intake(
             }
             fail(text)?;
             store
-                .update_drop_file(sha, Some(&batch_id), "failed")
+                .update_drop_file(sha, Some(&batch_id), DropFileState::Failed)
                 .await
                 .map_err(DropFolderError::from)
         }
@@ -447,7 +447,15 @@ async fn finish_if_done(
     write_report_file(store, batch_id, &sidecar(&target, "report.csv")).await?;
     std::fs::rename(folders.processing.join(name), &target).map_err(DropFolderError::from)?;
     store
-        .update_drop_file(sha, None, if failed { "failed" } else { "done" })
+        .update_drop_file(
+            sha,
+            None,
+            if failed {
+                DropFileState::Failed
+            } else {
+                DropFileState::Done
+            },
+        )
         .await
         .map_err(DropFolderError::from)?;
     tracing::info!(file = %name, batch = %batch_id, "drop folder file finished");

@@ -39,7 +39,7 @@ pub use report::{FIRST_REJECTED, ReportRow, ReportWindow};
 pub use requests::{ClaimResult, Claimed, Finish, RequestRow, SubjectClaim};
 pub use retry::{ReopenError, Reopening};
 pub use sessions::{NewSession, SessionRow};
-pub use surfaces::{DropFile, IdempotentAnswer};
+pub use surfaces::{DropFile, DropFileState, IdempotentAnswer};
 pub use tokens::{NewToken, TokenHolder, TokenRow};
 pub use trail::{TrailCursor, TrailEntry, TrailPage, TrailQuery};
 pub use undo::{UndoLink, UndoRow, UndoSource};

@@ -13,13 +13,54 @@ pub struct IdempotentAnswer {
     pub response: String,
 }
 
+/// Where a drop-folder file is (`dropfolder_files.state`), parsed where
+/// the row is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropFileState {
+    /// Taken into processing; its batch may not exist yet.
+    Intake,
+    /// Its batch is stored and runs.
+    Running,
+    /// Moved to `done/` with its report.
+    Done,
+    /// Moved to `failed/` with its errors or report.
+    Failed,
+}
+
+impl DropFileState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropFileState::Intake => "intake",
+            DropFileState::Running => "running",
+            DropFileState::Done => "done",
+            DropFileState::Failed => "failed",
+        }
+    }
+
+    /// The state of a stored value; one this version does not know reads
+    /// as not finished, as it always has.
+    fn parse(s: &str) -> DropFileState {
+        match s {
+            "running" => DropFileState::Running,
+            "done" => DropFileState::Done,
+            "failed" => DropFileState::Failed,
+            _ => DropFileState::Intake,
+        }
+    }
+
+    /// Whether the file has left `processing/`.
+    pub fn is_finished(self) -> bool {
+        matches!(self, DropFileState::Done | DropFileState::Failed)
+    }
+}
+
 /// A drop-folder file known by its content.
 #[derive(Debug, Clone)]
 pub struct DropFile {
     pub sha256: String,
     pub file_name: String,
     pub batch_id: Option<String>,
-    pub state: String,
+    pub state: DropFileState,
 }
 
 impl Store {
@@ -95,7 +136,7 @@ impl Store {
             sha256: r.get("sha256"),
             file_name: r.get("file_name"),
             batch_id: r.get("batch_id"),
-            state: r.get("state"),
+            state: DropFileState::parse(&r.get::<String, _>("state")),
         }))
     }
 
@@ -123,15 +164,15 @@ impl Store {
         &self,
         sha256: &str,
         batch_id: Option<&str>,
-        state: &str,
+        state: DropFileState,
     ) -> Result<(), StoreError> {
-        let finished = matches!(state, "done" | "failed").then(now_ms);
+        let finished = state.is_finished().then(now_ms);
         sqlx::query(
             "UPDATE dropfolder_files SET batch_id = COALESCE($1, batch_id), state = $2, finished_at = COALESCE($3, finished_at)
              WHERE sha256 = $4",
         )
         .bind(batch_id)
-        .bind(state)
+        .bind(state.as_str())
         .bind(finished)
         .bind(sha256)
         .execute(&self.pool)
