@@ -141,7 +141,9 @@ pub async fn execute(cli: Cli) -> u8 {
         Command::Serve(_) | Command::Sim(_) => "info",
         _ => "warn",
     };
-    telemetry::init(cli.log_format, level);
+    let count_statements =
+        matches!(&cli.command, Command::Bench(args) if bench::counts_statements(args));
+    telemetry::init(cli.log_format, level, count_statements);
     // Installed first, so no count from this process is lost.
     crate::metrics::handle();
     let config_path = cli.config.clone();
