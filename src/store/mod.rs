@@ -89,6 +89,58 @@ pub fn format_ms(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// A store on a fresh database of the PostgreSQL server named by
+/// `OFFBOARD_TEST_POSTGRES_URL`, for unit tests of PostgreSQL's own paths;
+/// `None` (with SKIPPED on stderr) when the variable is unset.
+#[cfg(test)]
+pub(crate) struct ScratchPostgres {
+    pub(crate) store: Store,
+    server: String,
+    name: String,
+}
+
+#[cfg(test)]
+impl ScratchPostgres {
+    pub(crate) async fn create(test: &str) -> Option<ScratchPostgres> {
+        use sqlx::{Connection, Executor};
+        let Ok(server) = std::env::var("OFFBOARD_TEST_POSTGRES_URL") else {
+            eprintln!(
+                "SKIPPED {test}: OFFBOARD_TEST_POSTGRES_URL is not set (no PostgreSQL server)"
+            );
+            return None;
+        };
+        let name = format!("offboard_unit_{:016x}", rand::random::<u64>());
+        let mut conn = sqlx::PgConnection::connect(&server).await.unwrap();
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        let store = Store::open(&crate::config::DatabaseConfig {
+            url: crate::config::with_database(&server, &name),
+            ..crate::config::DatabaseConfig::default()
+        })
+        .await
+        .unwrap();
+        Some(ScratchPostgres {
+            store,
+            server,
+            name,
+        })
+    }
+
+    pub(crate) async fn drop(self) {
+        use sqlx::{Connection, Executor};
+        self.store.close().await;
+        let mut conn = sqlx::PgConnection::connect(&self.server).await.unwrap();
+        conn.execute(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )))
+        .await
+        .unwrap();
+    }
+}
+
 /// A store on a fresh SQLite file for unit tests: the directory that holds
 /// it (keep it alive), the file's URL, and the store, migrated.
 #[cfg(test)]
