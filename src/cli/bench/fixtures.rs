@@ -312,6 +312,8 @@ pub(super) struct RoundTrips {
     pub(super) statements_ours: u64,
     /// Transactions of every process (PostgreSQL only).
     pub(super) transactions: Option<u64>,
+    /// The batch's CSV report streamed to nowhere afterwards: rows a second.
+    pub(super) report_rows_per_s: f64,
 }
 
 impl RoundTrips {
@@ -322,6 +324,7 @@ impl RoundTrips {
             statements_apalis: apalis,
             statements_ours: ours,
             transactions: database.transactions().await?,
+            report_rows_per_s: 0.0,
         })
     }
 
@@ -334,6 +337,7 @@ impl RoundTrips {
             transactions: transactions
                 .zip(self.transactions)
                 .map(|(end, start)| end.saturating_sub(start)),
+            report_rows_per_s: self.report_rows_per_s,
         }
     }
 }
@@ -379,7 +383,9 @@ pub(super) async fn offboard_users_counted(
     for worker in extra {
         worker.stop()?;
     }
-    let counted = counted.since(bench.finish().await?);
+    let report_rows_per_s = report_rate(&bench, &result.intake.batch_id, users).await?;
+    let mut counted = counted.since(bench.finish().await?);
+    counted.report_rows_per_s = report_rows_per_s;
     let done = result.counts.succeeded + result.counts.already_done;
     if done != users as u64 {
         return Err(anyhow!(
@@ -388,6 +394,16 @@ pub(super) async fn offboard_users_counted(
         ));
     }
     Ok((seconds, counted))
+}
+
+/// Streams the batch's CSV report (what `offboard report BATCH --format
+/// csv` writes) into a sink: rows a second.
+async fn report_rate(bench: &BenchEngine, batch_id: &str, rows: usize) -> anyhow::Result<f64> {
+    let store = bench.engine.store().clone();
+    let started = Instant::now();
+    let parts = crate::report::csv_parts(store, batch_id.to_owned());
+    crate::report::write_parts(parts, &mut std::io::sink()).await?;
+    Ok(rows as f64 / started.elapsed().as_secs_f64())
 }
 
 pub(super) fn backend(args: &BenchArgs) -> &'static str {

@@ -63,7 +63,7 @@ pub struct BenchArgs {
     /// sorted by them, as a roster in no particular order would come.
     #[arg(long)]
     pub shuffled: bool,
-    /// ratelimit: the simulator's limiter runs on its own clock (0.5% slow)
+    /// ratelimit: the simulator's limiter runs on its own clock (2.5% slow)
     /// and takes its token behind 20 ms of latency with 0–10 ms of jitter,
     /// as a vendor's limiter does, instead of sharing ours.
     #[arg(long)]

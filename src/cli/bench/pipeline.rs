@@ -45,6 +45,9 @@ pub(super) async fn engine(args: &BenchArgs) -> anyhow::Result<Figure> {
             calls as f64 / users.max(1) as f64,
             100.0 * rate / composed,
             100.0 * rate / floor_rate
+        ) + &format!(
+            "; its CSV report streamed at {:.0} rows/s",
+            trips.report_rows_per_s
         ) + &round_trips(args, users, trips, floor_trips),
         peak_rss_mb: peak_rss_mb(),
         cores: cores(),

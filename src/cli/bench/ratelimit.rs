@@ -24,7 +24,7 @@ pub(super) async fn ratelimit(args: &BenchArgs) -> anyhow::Result<Figure> {
             "10",
             "--rate-limit-behind-latency",
             "--rate-limit-clock-rate",
-            "0.995",
+            "0.975",
         ]);
     }
     let sim = start_sim(users + 1, &token, &limiter)?;
