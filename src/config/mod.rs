@@ -6,6 +6,7 @@
 mod duration;
 mod env;
 mod model;
+mod notify;
 mod secrets;
 mod transport;
 
@@ -17,6 +18,7 @@ pub use model::{
     ProviderConfig, ProviderKind, RetryConfig, RetryOverride, SafetyConfig, WorkerConfig,
     with_database,
 };
+pub use notify::{ChannelConfig, ChannelKind, EVENT_KINDS, FinishedWhen, NotifyConfig, SmtpTls};
 pub use secrets::{ResolvedProvider, resolve_providers};
 pub use transport::check_transport;
 

@@ -59,6 +59,8 @@ pub struct Store {
     /// How far this process's clock is off (tests stand in for a host with
     /// a wrong clock); zero otherwise.
     clock_offset_ms: i64,
+    /// Which notification channels want which events (`store::outbox`).
+    pub(super) notify: super::outbox::RoutesCell,
 }
 
 impl Store {
@@ -117,6 +119,7 @@ impl Store {
                 pool,
                 queue_pool: QueuePool::Postgres(queue),
                 clock_offset_ms: 0,
+                notify: Default::default(),
             });
         }
         let options = SqliteConnectOptions::from_str(&config.url)?
@@ -146,6 +149,7 @@ impl Store {
             pool,
             queue_pool: QueuePool::Sqlite(queue),
             clock_offset_ms: 0,
+            notify: Default::default(),
         })
     }
 

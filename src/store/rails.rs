@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Backend, NewJob, Store, StoreError, events, now_ms};
+use super::{Backend, NewJob, Store, StoreError, events, now_ms, outbox};
 
 /// A request left out of an approval or a release, with the outcome's
 /// code and message it ends with.
@@ -61,6 +61,15 @@ impl Store {
             &Actor::system(),
             EventAction::Halted,
             &detail,
+        )
+        .await?;
+        outbox::insert_for_batch_event(
+            &mut tx,
+            self.notify_routes(),
+            "batch.halted",
+            "halted",
+            batch_id,
+            detail,
         )
         .await?;
         tx.commit().await?;
@@ -219,6 +228,15 @@ impl Store {
                 &Actor::system(),
                 EventAction::Halted,
                 &detail,
+            )
+            .await?;
+            outbox::insert_for_batch_event(
+                &mut tx,
+                self.notify_routes(),
+                "batch.halted",
+                "halted",
+                batch_id,
+                detail,
             )
             .await?;
         }

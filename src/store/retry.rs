@@ -156,6 +156,15 @@ impl Store {
                 &detail,
             )
             .await?;
+            super::outbox::insert_for_batch_event(
+                &mut tx,
+                self.notify_routes(),
+                "batch.halted",
+                "halted",
+                r.batch_id,
+                detail,
+            )
+            .await?;
         }
         let mut reopened = Vec::new();
         for part in r.run.chunks(500) {
