@@ -367,6 +367,18 @@ mod tests {
         store.close().await;
     }
 
+    /// After each run, "is any request of its batch still open?" is a seek
+    /// on the partial index of open requests, however far the batch got.
+    #[tokio::test]
+    async fn an_open_request_of_a_batch_is_a_seek() {
+        let (_dir, url, store) = crate::store::scratch_store().await;
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let sql = super::super::outbox::UNPLANNED_SQL.replace("$1", "?1");
+        let seek = plan(&mut conn, &sql, 1).await;
+        assert!(seek.contains("requests_batch_open"), "{seek}");
+        store.close().await;
+    }
+
     /// Claiming the person a plan resolved looks for another holder through
     /// the two subject indexes, never by walking the requests.
     #[tokio::test]

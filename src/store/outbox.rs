@@ -178,6 +178,9 @@ pub(super) async fn insert_for_batch_event(
     Ok(())
 }
 
+/// A request of batch `$1` still to run or to plan.
+pub(super) const UNPLANNED_SQL: &str = "SELECT 1 FROM requests WHERE batch_id = $1 AND outcome IS NULL AND finished_at IS NULL LIMIT 1";
+
 /// The outcomes that make a finished batch worth a message by default.
 const PROBLEMS_SQL: &str = "('needs_attention', 'failed', 'dead')";
 
@@ -232,12 +235,10 @@ impl Store {
 
     async fn notice_if_settled(&self, batch_id: &str) -> Result<(), StoreError> {
         // A seek on `requests_batch_open`: most runs stop here.
-        let unplanned: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM requests WHERE batch_id = $1 AND outcome IS NULL AND finished_at IS NULL LIMIT 1",
-        )
-        .bind(batch_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let unplanned: Option<i64> = sqlx::query_scalar(UNPLANNED_SQL)
+            .bind(batch_id)
+            .fetch_optional(&self.pool)
+            .await?;
         if unplanned.is_some() {
             return Ok(());
         }

@@ -562,3 +562,102 @@ events = ["batch.finished"]
     );
     assert!(!String::from_utf8_lossy(&out.stderr).contains(&slack_url));
 }
+
+/// With credentials the provider rejects: the breaker's trip, the batch it
+/// left failed, a reconciliation that cannot list the members, and a
+/// drop-folder file with no usable header each reach the webhook once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breaker_reconcile_and_drop_folder_failures_are_told() {
+    let secret = "whsec-others".to_owned();
+    let state = shared(&secret);
+    let url = receiver(state.clone()).await;
+    let o = Options {
+        wrong_token: true,
+        extra_config: webhook_config(
+            &url,
+            "\"provider.credentials_rejected\", \"batch.finished\", \"reconcile.failed\", \"dropfolder.file_failed\"",
+        ),
+        ..Options::default()
+    };
+    let h = Harness::start_with(Directory::generate(60, 9), o).await;
+    let env = [(SECRET_ENV, secret.as_str())];
+    let jobs = h.dir.path().join("jobs");
+    let inbox = h.dir.path().join("inbox");
+    std::fs::create_dir_all(&jobs).unwrap();
+    std::fs::create_dir_all(&inbox).unwrap();
+    let roster = h.write_csv("roster.csv", "email\nuser000001@acme.example\n");
+    std::fs::write(
+        jobs.join("nightly.toml"),
+        format!(
+            "schedule = \"0 0 2 * * *\"\nprovider = \"acme\"\norganization_id = \"org_acme\"\nroster = {{ csv = \"{}\" }}\n",
+            roster.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        jobs.join("hris.toml"),
+        format!(
+            "watch = \"{}\"\nprovider = \"acme\"\npoll_ms = 100\n",
+            inbox.display()
+        ),
+    )
+    .unwrap();
+
+    let csv = h.write_csv("five.csv", &users_csv(2, 6));
+    let out = h.offboard(&["run", csv.to_str().unwrap()], &env).await;
+    assert_eq!(out.status.code(), Some(3), "every request failed");
+    let jobs_arg = jobs.to_str().unwrap();
+    let out = h
+        .offboard(&["reconcile", "nightly", "--jobs", jobs_arg], &env)
+        .await;
+    assert_ne!(out.status.code(), Some(0), "the listing failed");
+    let serve = h
+        .serve_with_env(&["--no-api", "--no-schedules", "--jobs", jobs_arg], &env)
+        .await;
+    std::fs::write(inbox.join("export.csv"), "name,department\nAda,IT\n").unwrap();
+    eventually(30, "the drop folder's message", || {
+        let told = hits(&state)
+            .iter()
+            .any(|h| h.body["event"] == "dropfolder.file_failed");
+        async move { told }
+    })
+    .await;
+    all_delivered(&h, &env).await;
+    serve.stop().await;
+    let got = hits(&state);
+    let mut kinds: Vec<&str> = got
+        .iter()
+        .map(|h| h.body["event"].as_str().unwrap())
+        .collect();
+    kinds.sort_unstable();
+    assert_eq!(
+        kinds,
+        [
+            "batch.finished",
+            "dropfolder.file_failed",
+            "provider.credentials_rejected",
+            "reconcile.failed"
+        ],
+        "{got:?}"
+    );
+    let of = |kind: &str| {
+        got.iter()
+            .find(|h| h.body["event"] == kind)
+            .unwrap()
+            .body
+            .clone()
+    };
+    let breaker = of("provider.credentials_rejected");
+    assert_eq!(breaker["detail"]["provider"], "acme");
+    assert_eq!(breaker["batch"]["id"], of("batch.finished")["batch"]["id"]);
+    assert_eq!(of("batch.finished")["batch"]["counts"]["failed"], 5);
+    assert_eq!(of("reconcile.failed")["detail"]["job"], "nightly");
+    let file = of("dropfolder.file_failed");
+    assert_eq!(file["detail"]["file"], "export.csv");
+    assert!(
+        inbox.join("failed/export.csv").exists(),
+        "moved after the record"
+    );
+    let token = h.token.clone();
+    assert!(!got.iter().any(|hit| hit.body.to_string().contains(&token)));
+}
