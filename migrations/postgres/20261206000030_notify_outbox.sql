@@ -11,6 +11,10 @@ CREATE TABLE notify_events (
     payload     TEXT,                       -- the message, rendered once
     created_at  BIGINT NOT NULL
 );
+-- A purge takes a batch's notifications with it.
+CREATE INDEX notify_events_batch ON notify_events(batch_id);
+-- Retention of the events no batch holds (a failed listing, a file).
+CREATE INDEX notify_events_created ON notify_events(created_at) WHERE batch_id IS NULL;
 
 CREATE TABLE notify_deliveries (
     event_id            TEXT NOT NULL REFERENCES notify_events(id),

@@ -389,4 +389,39 @@ events = ["batch.halted"]
                 .contains("notify.mail.url_env")
         );
     }
+
+    /// The example file's channels, uncommented, are valid as written.
+    #[test]
+    fn the_example_channels_parse() {
+        let text = include_str!("../../config/offboard.example.toml");
+        // Only the [notify] section's lines and `public_url`.
+        let mut in_notify = false;
+        let uncommented: String = text
+            .lines()
+            .map(|l| {
+                match l {
+                    "[notify]" => in_notify = true,
+                    "[jobs]" => in_notify = false,
+                    _ => {}
+                }
+                let setting = |rest: &str| {
+                    rest.starts_with("[notify.")
+                        || rest.split('#').next().unwrap_or("").contains(" = ")
+                };
+                match l.strip_prefix("# ") {
+                    Some(rest) if in_notify && setting(rest) => rest.to_owned(),
+                    Some(rest) if rest.starts_with("public_url = ") => rest.to_owned(),
+                    _ => l.to_owned(),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = load(&uncommented, &[]).unwrap();
+        let names: Vec<&str> = c.notify.channels.keys().map(String::as_str).collect();
+        assert_eq!(names, ["hr_webhook", "it_mail", "it_slack"]);
+        assert_eq!(
+            c.http.public_url.as_deref(),
+            Some("https://offboard.acme.example")
+        );
+    }
 }

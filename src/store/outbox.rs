@@ -460,6 +460,30 @@ impl Store {
             .collect()
     }
 
+    /// Retention of the notifications no batch holds (a batch's go with
+    /// its purge): those made before `before` (unix ms), none pending.
+    pub async fn purge_notifications(&self, before: i64) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let old = "SELECT id FROM notify_events WHERE batch_id IS NULL AND created_at < $1
+                   AND NOT EXISTS (SELECT 1 FROM notify_deliveries d
+                                   WHERE d.event_id = notify_events.id AND d.state = 'pending')";
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM notify_deliveries WHERE event_id IN ({old})"
+        )))
+        .bind(before)
+        .execute(&mut *tx)
+        .await?;
+        let n = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM notify_events WHERE id IN ({old})"
+        )))
+        .bind(before)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n)
+    }
+
     /// Deliveries of events made at or after `since` still pending.
     pub async fn pending_deliveries_since(&self, since: i64) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
