@@ -97,7 +97,14 @@ impl Deliverer {
     }
 
     /// Until `stop`: delivers whatever is due, to this process's channels.
+    /// First writes what a killed process may have left unwritten: the
+    /// `batch.finished` and `batch.held` of batches made within
+    /// `retry_for` that settled.
     pub async fn run(&self, mut stop: watch::Receiver<bool>) {
+        let since = now_ms().saturating_sub(self.retry_for_ms);
+        if let Err(e) = self.store.notice_settled_since(since).await {
+            tracing::warn!(error = %e, "cannot look for settled batches without their notification");
+        }
         loop {
             let busy = match self.pass(None).await {
                 Ok(n) => n > 0,

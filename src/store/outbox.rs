@@ -233,6 +233,26 @@ impl Store {
         Ok(())
     }
 
+    /// At `serve`'s start: the notices a settled batch made since `since`
+    /// (unix ms) should have had, for a process killed between a
+    /// request's last write and [`Store::notice_after_run`]. The dedupe
+    /// keys make it a no-op for every batch that has them.
+    pub async fn notice_settled_since(&self, since: i64) -> Result<(), StoreError> {
+        let routes = self.notify_routes();
+        if !routes.wants("batch.finished") && !routes.wants("batch.held") {
+            return Ok(());
+        }
+        let batches: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM batches WHERE created_at >= $1 ORDER BY id")
+                .bind(since)
+                .fetch_all(&self.pool)
+                .await?;
+        for batch_id in batches {
+            self.notice_if_settled(&batch_id).await?;
+        }
+        Ok(())
+    }
+
     async fn notice_if_settled(&self, batch_id: &str) -> Result<(), StoreError> {
         // A seek on `requests_batch_open`: most runs stop here.
         let unplanned: Option<i64> = sqlx::query_scalar(UNPLANNED_SQL)
@@ -601,6 +621,62 @@ mod tests {
         assert_eq!((again[0].channel.as_str(), again[0].attempts), ("mail", 1));
         let status = store.notify_status().await.unwrap();
         assert_eq!(status.len(), 1, "the sent one is not listed: {status:?}");
+        store.close().await;
+    }
+
+    /// A batch whose last request ended needs_attention gets one
+    /// `batch.finished`: after the run, or at the next start when the
+    /// process died before (both, and twice, still write it once); a
+    /// batch with a request still open gets none.
+    #[tokio::test]
+    async fn a_settled_batch_is_noticed_once() {
+        use crate::domain::{Outcome, RunMode};
+        use crate::store::{ClaimResult, Finish, chunk_of, scratch_batch};
+        let (_dir, _url, store) = scratch_store().await;
+        store.set_notify_routes(routes());
+        let batch = scratch_batch(&store).await;
+        let jobs = store
+            .write_intake_chunk(&batch, RunMode::Live, None, chunk_of(&["u1", "u2"]))
+            .await
+            .unwrap();
+        let lease = std::time::Duration::from_secs(60);
+        let finish = |id: String, outcome: Outcome| {
+            let store = store.clone();
+            async move {
+                let ClaimResult::Claimed(_) = store.claim(&id, "w:1", lease).await.unwrap() else {
+                    panic!("not claimed");
+                };
+                let done = Finish {
+                    outcome,
+                    roles_removed: Vec::new(),
+                    error_code: Some("LAST_OWNER_CANNOT_BE_REMOVED".into()),
+                    error_message: None,
+                };
+                store.finish(&id, "w:1", &done, 0, &[]).await.unwrap();
+            }
+        };
+        let events = |store: Store| async move {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM notify_events")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+            n
+        };
+        finish(jobs[0].request_id.clone(), Outcome::NeedsAttention).await;
+        store.notice_after_run(&jobs[0].request_id).await.unwrap();
+        store.notice_settled_since(0).await.unwrap();
+        assert_eq!(events(store.clone()).await, 0, "u2 is still open");
+        finish(jobs[1].request_id.clone(), Outcome::Succeeded).await;
+        // The process died here: the next start writes it.
+        store.notice_settled_since(0).await.unwrap();
+        store.notice_after_run(&jobs[1].request_id).await.unwrap();
+        store.notice_settled_since(0).await.unwrap();
+        assert_eq!(events(store.clone()).await, 1);
+        let (people, total) = store
+            .batch_people(&batch, "needs_attention", 50)
+            .await
+            .unwrap();
+        assert_eq!((people.len(), total), (1, 1));
         store.close().await;
     }
 }
