@@ -597,16 +597,8 @@ impl ProviderConfig {
     /// Options that only one kind understands are refused elsewhere, so a
     /// misplaced key is an error rather than silently ignored.
     fn validate_kind_options(&self, key: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
-        let kind = self.kind;
         let only = |field: &str, set: bool, allowed: ProviderKind| {
-            if set && kind != allowed {
-                Err(ConfigError::invalid(
-                    key(field),
-                    format!("only applies to kind = \"{}\"", allowed.as_str()),
-                ))
-            } else {
-                Ok(())
-            }
+            super::only_for_kind(key(field), set, self.kind == allowed, allowed.as_str())
         };
         only(
             "prune_custom_roles",

@@ -174,14 +174,7 @@ impl ChannelConfig {
         }
         let kind = self.kind;
         let only = |field: &str, set: bool, allowed: ChannelKind| {
-            if set && kind != allowed {
-                Err(ConfigError::invalid(
-                    key(field),
-                    format!("only applies to kind = \"{}\"", allowed.as_str()),
-                ))
-            } else {
-                Ok(())
-            }
+            super::only_for_kind(key(field), set, kind == allowed, allowed.as_str())
         };
         only("url", self.url.is_some(), ChannelKind::Webhook)?;
         only(
@@ -249,7 +242,7 @@ impl ChannelConfig {
         if host.is_empty() || port.parse::<u16>().is_err() {
             return Err(ConfigError::invalid(key("smtp"), "must be host:port"));
         }
-        if self.tls == Some(SmtpTls::None) && !is_loopback_host(host) {
+        if self.tls == Some(SmtpTls::None) && !super::transport::is_loopback_host(host) {
             return Err(ConfigError::invalid(
                 key("tls"),
                 "\"none\" is allowed only for a server on this machine (localhost, 127.0.0.0/8, ::1): mail and SMTP credentials would travel in clear text",
@@ -305,16 +298,6 @@ impl ChannelConfig {
         self.events.iter().any(|e| e == kind)
             && (kind != "batch.finished" || problems || self.finished == FinishedWhen::Always)
     }
-}
-
-/// `localhost`, `127.0.0.0/8` or `::1`.
-fn is_loopback_host(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]

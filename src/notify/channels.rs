@@ -47,12 +47,7 @@ pub fn resolve_channels(
         .map(|(name, c)| {
             let read = |field: &str, var: &Option<String>, what: &str| {
                 let var = var.as_deref().unwrap_or_default();
-                lookup(var).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
-                    ConfigError::invalid(
-                        format!("notify.{name}.{field}"),
-                        format!("environment variable {var} is not set (it must hold {what})"),
-                    )
-                })
+                crate::config::read_var(&lookup, format!("notify.{name}.{field}"), var, what)
             };
             let target = match c.kind {
                 ChannelKind::Webhook => ChannelTarget::Webhook {

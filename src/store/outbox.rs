@@ -215,8 +215,7 @@ impl Store {
     /// ending at once the later check sees both; the dedupe key makes the
     /// earlier's (if it saw both too) the only one.
     pub async fn notice_after_run(&self, request_id: &str) -> Result<(), StoreError> {
-        let routes = self.notify_routes();
-        if !routes.wants("batch.finished") && !routes.wants("batch.held") {
+        if !self.wants_settled() {
             return Ok(());
         }
         let batches: Vec<String> = sqlx::query_scalar(
@@ -238,8 +237,7 @@ impl Store {
     /// request's last write and [`Store::notice_after_run`]. The dedupe
     /// keys make it a no-op for every batch that has them.
     pub async fn notice_settled_since(&self, since: i64) -> Result<(), StoreError> {
-        let routes = self.notify_routes();
-        if !routes.wants("batch.finished") && !routes.wants("batch.held") {
+        if !self.wants_settled() {
             return Ok(());
         }
         let batches: Vec<String> =
@@ -251,6 +249,12 @@ impl Store {
             self.notice_if_settled(&batch_id).await?;
         }
         Ok(())
+    }
+
+    /// Whether a channel wants what a settled batch tells.
+    fn wants_settled(&self) -> bool {
+        let routes = self.notify_routes();
+        routes.wants("batch.finished") || routes.wants("batch.held")
     }
 
     async fn notice_if_settled(&self, batch_id: &str) -> Result<(), StoreError> {
