@@ -164,6 +164,15 @@ impl Deliverer {
         let Some(channel) = self.channels.get(&d.channel) else {
             return Ok(());
         };
+        // The pass leased it with the others; the sends before this one
+        // may have used up much of that lease.
+        if !self
+            .store
+            .renew_delivery(d, &self.owner, millis(self.lease))
+            .await?
+        {
+            return Ok(());
+        }
         let result = match self.store.notify_event(&d.event_id).await? {
             Some(event) => {
                 let (message, body) = self.message_of(&event).await?;

@@ -377,6 +377,30 @@ impl Store {
         Ok(claimed)
     }
 
+    /// Extends a held lease to a full `lease_ms` right before a send, so a
+    /// send never starts on a lease about to lapse; false when another
+    /// owner took the delivery (or it is no longer pending).
+    pub async fn renew_delivery(
+        &self,
+        d: &Delivery,
+        owner: &str,
+        lease_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE notify_deliveries SET claim_expires_at = {} + $1
+             WHERE event_id = $2 AND channel = $3 AND claim_owner = $4 AND state = 'pending'",
+            db_now_ms(self.backend())
+        )))
+        .bind(lease_ms)
+        .bind(&d.event_id)
+        .bind(&d.channel)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
     /// The channel answered: never sent again.
     pub async fn delivery_sent(&self, d: &Delivery, owner: &str) -> Result<bool, StoreError> {
         let n = sqlx::query(
@@ -610,6 +634,8 @@ mod tests {
             .await
             .unwrap();
         assert!(second.is_empty(), "leased by a");
+        assert!(store.renew_delivery(&first[0], "a", 60_000).await.unwrap());
+        assert!(!store.renew_delivery(&first[0], "b", 60_000).await.unwrap());
         let hook = first.iter().find(|d| d.channel == "hook").unwrap();
         assert!(store.delivery_sent(hook, "a").await.unwrap());
         let mail = first.iter().find(|d| d.channel == "mail").unwrap();
