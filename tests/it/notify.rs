@@ -228,6 +228,18 @@ async fn a_600_row_upload_sends_one_signed_batch_halted() {
         body["link"],
         format!("https://offboard.acme.example/batches/{batch}").as_str()
     );
+    let metrics = serve
+        .authed(serve.client().get(format!("{}/metrics", serve.url)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"offboard_notifications_total{channel="hr_webhook",result="sent"} 1"#),
+        "{metrics}"
+    );
     let logs = serve.logs().join("\n");
     serve.stop().await;
     assert!(!logs.contains(&secret), "the secret is in a log line");
@@ -660,4 +672,64 @@ async fn breaker_reconcile_and_drop_folder_failures_are_told() {
     );
     let token = h.token.clone();
     assert!(!got.iter().any(|hit| hit.body.to_string().contains(&token)));
+}
+
+/// A channel that never answers 2xx: once the event is `retry_for` old
+/// the delivery is `dead`, and `notify status` lists it with its error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_past_retry_for_is_dead_and_listed() {
+    let secret = "whsec-dead".to_owned();
+    let state = shared(&secret);
+    state.lock().unwrap().refuse = usize::MAX;
+    let url = receiver(state.clone()).await;
+    let o = Options {
+        extra_config: webhook_config(&url, "\"batch.halted\"").replace("\"1h\"", "\"300ms\""),
+        ..Options::default()
+    };
+    let h = Harness::start_with(Directory::generate(601, 9), o).await;
+    let env = [(SECRET_ENV, secret.as_str())];
+    let csv = h.write_csv("600.csv", &users_csv(2, 601));
+    let out = h.offboard(&["run", csv.to_str().unwrap()], &env).await;
+    assert_eq!(out.status.code(), Some(3));
+    let out = h.offboard(&["notify", "status", "--json"], &env).await;
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["state"], "dead");
+    assert_eq!(rows[0]["channel"], "hr_webhook");
+    assert_eq!(rows[0]["kind"], "batch.halted");
+    assert_eq!(rows[0]["last_error"], "the channel answered HTTP 503");
+    let tried = hits(&state).len();
+    assert!(tried >= 2, "retried before giving up: {tried}");
+    assert_eq!(rows[0]["attempts"], tried as u64);
+}
+
+/// A held preview, once every request is planned, is one `batch.held`
+/// naming what waits for review.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planned_preview_sends_batch_held() {
+    let secret = "whsec-held".to_owned();
+    let state = shared(&secret);
+    let url = receiver(state.clone()).await;
+    let o = Options {
+        extra_config: webhook_config(&url, "\"batch.held\", \"batch.halted\""),
+        ..Options::default()
+    };
+    let h = Harness::start_with(Directory::generate(60, 9), o).await;
+    let env = [(SECRET_ENV, secret.as_str())];
+    let csv = h.write_csv("three.csv", &users_csv(2, 4));
+    let out = h
+        .offboard(&["run", "--hold", csv.to_str().unwrap()], &env)
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    all_delivered(&h, &env).await;
+    let got = hits(&state);
+    assert_eq!(got.len(), 1, "{got:?}");
+    let body = &got[0].body;
+    assert_eq!(body["event"], "batch.held");
+    assert_eq!(body["batch"]["state"], "held");
+    assert_eq!(body["batch"]["counts"]["held"], 3);
 }
