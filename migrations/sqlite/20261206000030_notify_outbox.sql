@@ -30,8 +30,3 @@ CREATE TABLE notify_deliveries (
 );
 CREATE INDEX notify_deliveries_pending ON notify_deliveries(next_at)
     WHERE state = 'pending';
-
--- "Is any request of this batch still open?" as a seek, asked when a
--- request ends (batch.finished) and when a preview is planned (batch.held).
-CREATE INDEX requests_batch_open ON requests(batch_id, finished_at)
-    WHERE outcome IS NULL;

@@ -6,7 +6,8 @@
 //! never send one event to one channel at once. A channel that answered is
 //! marked `sent` and never sent the event again.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use sqlx::Row;
 
@@ -178,8 +179,13 @@ pub(super) async fn insert_for_batch_event(
     Ok(())
 }
 
-/// A request of batch `$1` still to run or to plan.
-pub(super) const UNPLANNED_SQL: &str = "SELECT 1 FROM requests WHERE batch_id = $1 AND outcome IS NULL AND finished_at IS NULL LIMIT 1";
+/// The line of batch `$1`'s first entry at or after line `$2` whose
+/// request is still to run or to plan (a planned preview has its
+/// `finished_at`), in the entries' key order.
+pub(super) const UNSETTLED_SQL: &str =
+    "SELECT e.line FROM batch_entries e JOIN requests r ON r.id = e.request_id
+     WHERE e.batch_id = $1 AND e.line >= $2 AND r.outcome IS NULL AND r.finished_at IS NULL
+     ORDER BY e.line LIMIT 1";
 
 /// The outcomes that make a finished batch worth a message by default.
 const PROBLEMS_SQL: &str = "('needs_attention', 'failed', 'dead')";
@@ -258,16 +264,33 @@ impl Store {
     }
 
     async fn notice_if_settled(&self, batch_id: &str) -> Result<(), StoreError> {
-        // A seek on `requests_batch_open`: most runs stop here.
-        let unplanned: Option<i64> = sqlx::query_scalar(UNPLANNED_SQL)
+        // Most runs stop here, having walked the batch's entries from the
+        // line where the last look stopped, not from its first line: over
+        // a batch's run each entry is passed about once.
+        let from = self.settle_cursors.from(batch_id);
+        let unsettled: Option<i64> = sqlx::query_scalar(UNSETTLED_SQL)
             .bind(batch_id)
+            .bind(from)
             .fetch_optional(&self.pool)
             .await?;
-        if unplanned.is_some() {
+        if let Some(line) = unsettled {
+            self.settle_cursors.set(batch_id, line);
             return Ok(());
         }
         let routes = self.notify_routes();
         let mut tx = self.begin_write().await?;
+        // Again from the first line, in the transaction: a retry may have
+        // reopened a line the cursor passed.
+        let unsettled: Option<i64> = sqlx::query_scalar(UNSETTLED_SQL)
+            .bind(batch_id)
+            .bind(0_i64)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(line) = unsettled {
+            self.settle_cursors.set(batch_id, line);
+            return Ok(());
+        }
+        self.settle_cursors.forget(batch_id);
         let state: Option<Option<String>> =
             sqlx::query_scalar("SELECT stored_state FROM batches WHERE id = $1")
                 .bind(batch_id)
@@ -579,6 +602,38 @@ impl Store {
 
 /// The routes cell a store shares with its clones.
 pub(super) type RoutesCell = Arc<OnceLock<NotifyRoutes>>;
+
+/// Batches this process holds a cursor for at most; past it they start
+/// again from their first line.
+const MAX_CURSORS: usize = 10_000;
+
+/// Per batch, the line where the last look found a request unsettled:
+/// the lines before it were settled then, so the next look starts there.
+/// Only a hint: a settled batch is confirmed from its first line.
+#[derive(Debug, Clone, Default)]
+pub(super) struct SettleCursors(Arc<Mutex<HashMap<String, i64>>>);
+
+impl SettleCursors {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn from(&self, batch_id: &str) -> i64 {
+        self.map().get(batch_id).copied().unwrap_or(0)
+    }
+
+    fn set(&self, batch_id: &str, line: i64) {
+        let mut map = self.map();
+        if map.len() >= MAX_CURSORS && !map.contains_key(batch_id) {
+            map.clear();
+        }
+        map.insert(batch_id.to_owned(), line);
+    }
+
+    fn forget(&self, batch_id: &str) {
+        self.map().remove(batch_id);
+    }
+}
 
 #[cfg(test)]
 mod tests {
