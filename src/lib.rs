@@ -10,6 +10,8 @@
 //! - [`pipeline`]: the checkpointed per-request step loop.
 //! - [`connectors`]: the `Connector` trait, the shared HTTP client, one
 //!   module per provider.
+//! - [`notify`]: notifications by webhook, Slack and email, delivered
+//!   from the store's outbox.
 //! - [`report`]: CSV (formula-safe) and JSON reports.
 //! - [`sim`]: the provider simulator used by tests, the demo and benchmarks.
 //! - [`safe_fs`]: files written where others can write too (drop folders,
@@ -27,6 +29,7 @@ pub mod identity;
 pub mod intake;
 pub mod jobs;
 pub mod metrics;
+pub mod notify;
 pub mod pipeline;
 pub mod queue;
 pub mod reconcile;

@@ -9,6 +9,7 @@ mod connect;
 mod events;
 mod group;
 mod intake;
+mod outbox;
 mod purge;
 mod rails;
 mod report;
@@ -28,6 +29,7 @@ pub use connect::{Backend, Store};
 pub use intake::{AcceptedRow, IntakeChunk, NewJob, RejectedRow};
 #[cfg(test)]
 pub(crate) use intake::{chunk_of, scratch_batch};
+pub use outbox::{Delivery, DeliveryStatus, Notice, NotifyEvent, NotifyRoute, NotifyRoutes};
 pub(crate) use rails::UNENQUEUED_OF_SQL;
 pub use rails::{LeftOut, Released};
 pub use report::{FIRST_REJECTED, ReportRow, ReportWindow};
