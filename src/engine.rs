@@ -73,6 +73,9 @@ impl Engine {
             protected.insert(p.name.clone(), p.config.protection());
         }
         let queue = Queue::new(&store, &config.worker);
+        // Changes write the notifications some channel wants, in their
+        // own transactions.
+        store.set_notify_routes(crate::notify::routes(&config));
         let crash_after = std::env::var(CRASH_AFTER_STEP_ENV)
             .ok()
             .and_then(|s| s.parse().ok());

@@ -13,6 +13,7 @@
 //! - [`pipeline`]: the checkpointed per-request step loop, rails and undo.
 //! - [`jobs`]: declarative job specs and the scheduled reconciliation they run.
 //! - [`retention`]: purging finished batches after `keep_days`.
+//! - [`notify`]: notifications by webhook, Slack and email, delivered from the store's outbox.
 //! - [`report`]: CSV (formula-safe) and JSON reports.
 //! - [`metrics`]: the Prometheus recorder behind `GET /metrics`.
 //! - [`telemetry`]: logging setup (human or JSON lines).
@@ -36,6 +37,7 @@ mod import_circles;
 pub mod intake;
 pub mod jobs;
 pub mod metrics;
+pub mod notify;
 pub mod pipeline;
 pub mod queue;
 pub mod report;

@@ -50,6 +50,10 @@ fn describe() {
         "CSV rows taken in, by result (accepted, rejected)."
     );
     metrics::describe_gauge!("offboard_queue_depth", "Requests not final yet.");
+    metrics::describe_counter!(
+        "offboard_notifications_total",
+        "Notification attempts, by channel and result (sent, failed, dead)."
+    );
     metrics::describe_histogram!(
         "offboard_step_duration_seconds",
         "Time a pipeline step took, by step."
@@ -82,4 +86,11 @@ pub fn step(step: &str, seconds: f64) {
 
 pub fn queue_depth(open: u64) {
     metrics::gauge!("offboard_queue_depth").set(open as f64);
+}
+
+/// A notification attempt to `channel` (a configured name): `sent`,
+/// `failed` (tried again later) or `dead` (given up).
+pub fn notification(channel: &str, result: &'static str) {
+    metrics::counter!("offboard_notifications_total", "channel" => channel.to_owned(), "result" => result)
+        .increment(1);
 }

@@ -30,6 +30,9 @@ pub async fn purge(
     let keep =
         std::time::Duration::from_secs(engine.config().retention.keep_days.saturating_mul(86_400));
     let before = crate::domain::now_ms().saturating_sub(crate::config::millis(keep));
+    if !dry_run {
+        store.purge_notifications(before).await?;
+    }
     let mut purged = Vec::new();
     let mut after: Option<(i64, String)> = None;
     loop {

@@ -1,5 +1,5 @@
-//! `offboard check`: the configuration is valid, every token is present,
-//! and every provider answers with our credentials.
+//! `offboard check`: the configuration is valid, every token and channel
+//! secret is present, and every provider answers with our credentials.
 
 use std::path::Path;
 
@@ -44,6 +44,23 @@ pub(super) async fn check(config: Option<&Path>) -> Result<u8, Failure> {
         println!(
             "job {}: WARNING: roster allow_insecure_http = true: over http:// the roster and its token travel in clear text",
             job.name
+        );
+    }
+    // Every channel's secret is set (its value is never shown); `offboard
+    // notify test NAME` sends a message.
+    let channels = crate::notify::resolve_channels(engine.config(), |v| std::env::var(v).ok())
+        .map_err(Failure::usage)?;
+    for channel in &channels {
+        println!(
+            "notify {}: {} for {}",
+            channel.name,
+            channel.config.kind.as_str(),
+            channel.config.events.join(", ")
+        );
+    }
+    if !channels.is_empty() && engine.config().http.public_url.is_none() {
+        println!(
+            "warning: [http] public_url is not set: notifications carry no link to the console"
         );
     }
     let mut failed = 0;

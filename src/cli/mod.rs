@@ -8,6 +8,7 @@ mod bench;
 mod check;
 mod demo;
 mod migrate;
+mod notify;
 mod rails;
 mod reconcile;
 mod report;
@@ -132,6 +133,8 @@ pub enum Command {
     /// Delete finished batches past [retention] keep_days (a `purged`
     /// record stays for each).
     Purge(audit::PurgeArgs),
+    /// Notifications: pending and dead deliveries, or a test message.
+    Notify(notify::NotifyArgs),
 }
 
 /// Runs the parsed command and returns the process exit code.
@@ -140,10 +143,19 @@ pub async fn execute(cli: Cli) -> u8 {
         Command::Serve(_) | Command::Sim(_) => "info",
         _ => "warn",
     };
-    telemetry::init(cli.log_format, level);
+    let count_statements =
+        matches!(&cli.command, Command::Bench(args) if bench::counts_statements(args));
+    telemetry::init(cli.log_format, level, count_statements);
     // Installed first, so no count from this process is lost.
     crate::metrics::handle();
     let config_path = cli.config.clone();
+    // Commands that change batches deliver the notifications they caused
+    // before exiting (at most 10 s), so a cron job without `serve` tells.
+    let delivers = matches!(
+        cli.command,
+        Command::Run(_) | Command::Approve(_) | Command::Retry(_) | Command::Reconcile(_)
+    );
+    let since = crate::domain::now_ms();
     let result = match cli.command {
         Command::Run(args) => run::run(config_path.as_deref(), args).await,
         Command::Submit(args) => run::submit(config_path.as_deref(), args).await,
@@ -166,7 +178,11 @@ pub async fn execute(cli: Cli) -> u8 {
         Command::Tokens(args) => tokens::tokens(config_path.as_deref(), args).await,
         Command::Audit(args) => audit::audit(config_path.as_deref(), args).await,
         Command::Purge(args) => audit::purge(config_path.as_deref(), args).await,
+        Command::Notify(args) => notify::notify(config_path.as_deref(), args).await,
     };
+    if delivers {
+        notify::deliver_caused(config_path.as_deref(), since).await;
+    }
     match result {
         Ok(code) => code,
         Err(f) => {

@@ -64,6 +64,12 @@ pub(super) async fn serve(config: Option<&Path>, args: ServeArgs) -> Result<u8, 
         }
         Some(token)
     };
+    // Channels' secrets are read before anything starts, like tokens.
+    let deliverer = if cfg.notify.channels.is_empty() {
+        None
+    } else {
+        Some(super::notify::deliverer(&cfg, engine.store())?)
+    };
     let jobs_dir = args
         .jobs
         .clone()
@@ -112,6 +118,11 @@ pub(super) async fn serve(config: Option<&Path>, args: ServeArgs) -> Result<u8, 
             schedules,
             stop_rx.clone(),
         )));
+    }
+    if let Some(deliverer) = deliverer {
+        // Delivery is not queue work: every serve delivers, under leases.
+        let stop = stop_rx.clone();
+        intake_tasks.push(tokio::spawn(async move { deliverer.run(stop).await }));
     }
     for spec in folders {
         tracing::info!(job = %spec.name, watch = %spec.watch.display(), "watching drop folder");

@@ -6,6 +6,7 @@
 mod duration;
 mod env;
 mod model;
+mod notify;
 mod secrets;
 mod transport;
 
@@ -17,6 +18,8 @@ pub use model::{
     ProviderConfig, ProviderKind, RetryConfig, RetryOverride, SafetyConfig, WorkerConfig,
     with_database,
 };
+pub use notify::{ChannelConfig, ChannelKind, EVENT_KINDS, FinishedWhen, NotifyConfig, SmtpTls};
+pub(crate) use secrets::read_var;
 pub use secrets::{ResolvedProvider, resolve_providers};
 pub use transport::{InsecureTransport, check_transport};
 
@@ -36,6 +39,23 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
     #[error("environment override {var}: {message}")]
     Override { var: String, message: String },
+}
+
+/// A key set on a kind that does not read it (`allowed` names the one
+/// that does) is an error naming the key, rather than silently ignored.
+pub(crate) fn only_for_kind(
+    key: String,
+    set: bool,
+    is_allowed: bool,
+    allowed: &str,
+) -> Result<(), ConfigError> {
+    if set && !is_allowed {
+        return Err(ConfigError::invalid(
+            key,
+            format!("only applies to kind = \"{allowed}\""),
+        ));
+    }
+    Ok(())
 }
 
 impl ConfigError {

@@ -23,6 +23,8 @@ pub struct Config {
     pub jobs: JobsConfig,
     pub safety: SafetyConfig,
     pub retention: RetentionConfig,
+    /// Notification channels, `[notify.NAME]`.
+    pub notify: super::notify::NotifyConfig,
     /// Named provider connections, `[providers.NAME]`.
     pub providers: BTreeMap<String, ProviderConfig>,
 }
@@ -235,6 +237,9 @@ pub struct HttpConfig {
     pub trusted_proxy: Option<TrustedProxyConfig>,
     /// A web console session ends after this long without a request.
     pub session_idle: String,
+    /// Where people reach the console (`https://offboard.acme.example`);
+    /// links in notifications start here.
+    pub public_url: Option<String>,
 }
 
 impl HttpConfig {
@@ -307,6 +312,7 @@ impl Default for HttpConfig {
             public_probes: false,
             trusted_proxy: None,
             session_idle: "30m".into(),
+            public_url: None,
         }
     }
 }
@@ -529,7 +535,7 @@ pub struct RetryOverride {
     pub inline_wait_max_ms: Option<u64>,
 }
 
-fn is_env_name(var: &str) -> bool {
+pub(super) fn is_env_name(var: &str) -> bool {
     !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -598,16 +604,8 @@ impl ProviderConfig {
     /// Options that only one kind understands are refused elsewhere, so a
     /// misplaced key is an error rather than silently ignored.
     fn validate_kind_options(&self, key: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
-        let kind = self.kind;
         let only = |field: &str, set: bool, allowed: ProviderKind| {
-            if set && kind != allowed {
-                Err(ConfigError::invalid(
-                    key(field),
-                    format!("only applies to kind = \"{}\"", allowed.as_str()),
-                ))
-            } else {
-                Ok(())
-            }
+            super::only_for_kind(key(field), set, self.kind == allowed, allowed.as_str())
         };
         only(
             "prune_custom_roles",
@@ -781,6 +779,17 @@ impl Config {
         if let Some(proxy) = &self.http.trusted_proxy {
             proxy.parse()?;
         }
+        if let Some(public) = &self.http.public_url {
+            let url = reqwest::Url::parse(public)
+                .map_err(|e| ConfigError::invalid("http.public_url", format!("not a URL: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
+                return Err(ConfigError::invalid(
+                    "http.public_url",
+                    "must be an http:// or https:// URL",
+                ));
+            }
+        }
+        self.notify.validate()?;
         if self.retention.keep_days == 0 {
             return Err(ConfigError::invalid(
                 "retention.keep_days",

@@ -27,12 +27,7 @@ pub fn resolve_providers(
         .iter()
         .map(|(name, provider)| {
             let read = |field: &str, var: &str, what: &str| {
-                lookup(var).filter(|t| !t.trim().is_empty()).ok_or_else(|| {
-                    ConfigError::invalid(
-                        format!("providers.{name}.{field}"),
-                        format!("environment variable {var} is not set (it must hold {what})"),
-                    )
-                })
+                read_var(&lookup, format!("providers.{name}.{field}"), var, what)
             };
             if provider.auth_scheme() == AuthScheme::ClientCredentials {
                 let id_var = provider.client_id_env.as_deref().unwrap_or_default();
@@ -55,4 +50,21 @@ pub fn resolve_providers(
             })
         })
         .collect()
+}
+
+/// The value of the variable `var` that the key `key` names. A missing or
+/// empty variable is an error naming the key and the variable, never a
+/// value; `what` says what it must hold.
+pub(crate) fn read_var(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    key: String,
+    var: &str,
+    what: &str,
+) -> Result<String, ConfigError> {
+    lookup(var).filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+        ConfigError::invalid(
+            key,
+            format!("environment variable {var} is not set (it must hold {what})"),
+        )
+    })
 }

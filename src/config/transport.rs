@@ -29,9 +29,11 @@ pub fn check_transport(
 
 /// `localhost`, `127.0.0.0/8` or `::1`.
 fn is_loopback(url: &reqwest::Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
+    url.host_str().is_some_and(is_loopback_host)
+}
+
+/// A host name or address (IPv6 in brackets or not) on this machine.
+pub(super) fn is_loopback_host(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
         || host
             .trim_start_matches('[')

@@ -105,6 +105,10 @@ pub trait AuditSink: Send + Sync {
         &self,
         events: &[AuditEvent],
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+    /// The connection's credential breaker tripped for this batch (the
+    /// outbox's `provider.credentials_rejected`); nothing by default.
+    async fn credentials_rejected(&self, _provider: &str, _status: u16) {}
 }
 
 /// The sink of a context, if any (`Debug` for the context's sake).
@@ -166,6 +170,13 @@ impl CallContext {
                 None,
             )
         })
+    }
+
+    /// Tells the sink, if any, that the credential breaker tripped.
+    pub(crate) async fn credentials_rejected(&self, provider: &str, status: u16) {
+        if let Some(sink) = &self.sink.0 {
+            sink.credentials_rejected(provider, status).await;
+        }
     }
 
     pub(crate) fn count_retry(&self) {

@@ -290,6 +290,7 @@ async fn advance(
         Some(rec) if rec.batch_id.is_some() => {
             finish_if_done(
                 engine,
+                spec,
                 folders,
                 name,
                 &rec.sha256,
@@ -344,7 +345,9 @@ async fn intake(
     ) {
         Ok(c) => c,
         Err(e) => {
-            fail(format!("job {}: {e}", spec.name))?;
+            let why = format!("job {}: {e}", spec.name);
+            notice_failed(store, spec, name, sha, None, &why).await?;
+            fail(why)?;
             return store
                 .update_drop_file(sha, None, DropFileState::Failed)
                 .await
@@ -372,6 +375,7 @@ async fn intake(
             Ok(())
         }
         Err(SubmitError::Input(e)) => {
+            notice_failed(store, spec, name, sha, None, &e.to_string()).await?;
             fail(e.to_string())?;
             store
                 .update_drop_file(sha, None, DropFileState::Failed)
@@ -390,6 +394,8 @@ async fn intake(
                     r.line, r.error_code, r.error_message
                 ));
             }
+            let why = format!("the CSV has no valid row ({rejected} rejected)");
+            notice_failed(store, spec, name, sha, Some(&batch_id), &why).await?;
             fail(text)?;
             store
                 .update_drop_file(sha, Some(&batch_id), DropFileState::Failed)
@@ -402,6 +408,7 @@ async fn intake(
 
 async fn finish_if_done(
     engine: &Engine,
+    spec: &DropFolderSpec,
     folders: &Folders,
     name: &str,
     sha: &str,
@@ -441,6 +448,21 @@ async fn finish_if_done(
     } else {
         &folders.done
     };
+    if failed {
+        let why = format!(
+            "{} needs_attention, {} failed, {} dead, {} rejected{}",
+            counts.needs_attention,
+            counts.failed,
+            counts.dead,
+            counts.rejected,
+            if batch.stored_state == Some(crate::domain::StoredState::Cancelled) {
+                "; the batch was cancelled"
+            } else {
+                ""
+            }
+        );
+        notice_failed(store, spec, name, sha, Some(batch_id), &why).await?;
+    }
     let target = unique(dest, name);
     // The report comes last: once it is there, so is everything else.
     write_events_file(store, batch_id, &sidecar(&target, "events.json")).await?;
@@ -460,6 +482,35 @@ async fn finish_if_done(
         .map_err(DropFolderError::from)?;
     tracing::info!(file = %name, batch = %batch_id, "drop folder file finished");
     Ok(())
+}
+
+/// Records `dropfolder.file_failed` for the file (once per content),
+/// before it is moved to `failed/`: a crash after the record still tells.
+async fn notice_failed(
+    store: &Store,
+    spec: &DropFolderSpec,
+    name: &str,
+    sha: &str,
+    batch_id: Option<&str>,
+    why: &str,
+) -> Result<(), DropFolderError> {
+    let notice = crate::store::Notice {
+        kind: "dropfolder.file_failed",
+        dedupe_key: format!("dropfolder.file_failed/{sha}"),
+        batch_id: batch_id.map(str::to_owned),
+        facts: serde_json::json!({
+            "job": spec.name,
+            "file": name,
+            "sha256": sha,
+            "error": why,
+        }),
+        problems: true,
+    };
+    store
+        .record_notice(&notice)
+        .await
+        .map(|_| ())
+        .map_err(DropFolderError::from)
 }
 
 /// Writes the batch's CSV report to `path` whole or not at all.

@@ -70,7 +70,12 @@ pub async fn run_job(engine: &Engine, request_id: &str) -> Result<(), PipelineEr
     );
     run_claimed(engine, request, &owner, lease)
         .instrument(span)
-        .await
+        .await?;
+    // The batch may be finished now, or a preview planned.
+    if let Err(e) = engine.store().notice_after_run(request_id).await {
+        tracing::warn!(error = %e, request = %request_id, "cannot record a batch notification");
+    }
+    Ok(())
 }
 
 async fn run_claimed(

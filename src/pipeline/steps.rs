@@ -495,6 +495,7 @@ pub(super) fn call_context(engine: &Engine, request: &RequestRow) -> CallContext
         std::sync::Arc::new(ClaimedAudit {
             store: engine.store().clone(),
             id: request.id.clone(),
+            batch_id: request.batch_id.clone(),
             owner: request.claim.clone(),
         }),
     );
@@ -506,6 +507,7 @@ pub(super) fn call_context(engine: &Engine, request: &RequestRow) -> CallContext
 struct ClaimedAudit {
     store: crate::store::Store,
     id: String,
+    batch_id: String,
     owner: String,
 }
 
@@ -516,5 +518,26 @@ impl crate::connectors::AuditSink for ClaimedAudit {
         events: &[AuditEvent],
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         Ok(self.store.save_audit(&self.id, &self.owner, events).await?)
+    }
+
+    async fn credentials_rejected(&self, provider: &str, status: u16) {
+        // Once per batch and connection, however many calls trip it.
+        let notice = crate::store::Notice {
+            kind: "provider.credentials_rejected",
+            dedupe_key: format!("provider.credentials_rejected/{}/{provider}", self.batch_id),
+            batch_id: Some(self.batch_id.clone()),
+            facts: serde_json::json!({
+                "provider": provider,
+                "status": status,
+                "error": format!(
+                    "{provider} rejected our credentials (HTTP {status}) on {} calls in a row; the batch makes no more calls to it. Fix the token in the variable named by providers.{provider}.token_env (or its scopes), then retry the batch's failed requests",
+                    crate::connectors::http::AUTH_FAILURES_TO_TRIP
+                ),
+            }),
+            problems: true,
+        };
+        if let Err(e) = self.store.record_notice(&notice).await {
+            tracing::warn!(error = %e, "cannot record the credentials notification");
+        }
     }
 }

@@ -58,6 +58,19 @@ pub struct SimArgs {
     /// Burst allowed by the rate limit [default: the rate rounded up, at least 1].
     #[arg(long, value_name = "N", requires = "rate_limit_rps")]
     pub rate_limit_burst: Option<u32>,
+    /// How fast the limiter's clock runs against real time (0.99: it
+    /// refills 1% slower than the client counts).
+    #[arg(
+        long,
+        value_name = "RATE",
+        default_value_t = 1.0,
+        requires = "rate_limit_rps"
+    )]
+    pub rate_limit_clock_rate: f64,
+    /// Apply the rate limit when a call reaches it behind the latency and
+    /// jitter, not on arrival.
+    #[arg(long, requires = "rate_limit_rps")]
+    pub rate_limit_behind_latency: bool,
     /// Fail the next COUNT calls naming USER with STATUS (repeatable),
     /// e.g. `--fail-next usr_000002:3:503`.
     #[arg(long, value_name = "USER:COUNT:STATUS", value_parser = parse_fail_next)]
@@ -95,6 +108,8 @@ impl SimArgs {
             requests_per_second: rps,
             // Saturating cast: a huge rate simply means a huge burst.
             burst: self.rate_limit_burst.unwrap_or(rps.ceil().max(1.0) as u32),
+            clock_rate: self.rate_limit_clock_rate,
+            behind_latency: self.rate_limit_behind_latency,
         });
         FaultConfig {
             latency_ms: self.latency_ms,

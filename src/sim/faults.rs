@@ -17,9 +17,11 @@ pub(crate) use layer::FaultLayer;
 
 /// What can go wrong, set at start and replaceable at run time (`POST /_sim/faults`).
 ///
-/// For each call the order is: delay (`latency_ms` + jitter), then a matching
-/// `fail_next` entry, then the rate limit, then one random draw that picks a
-/// reset, a hang or a 5xx (checked in that order, with these probabilities).
+/// For each call the order is: a matching `fail_next` entry, then the rate
+/// limit (on arrival, or behind the delay with `rate_limit.behind_latency`),
+/// then one random draw that picks a reset, a hang or a 5xx (checked in that
+/// order, with these probabilities); the delay (`latency_ms` + jitter) comes
+/// before any answer.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(default)]
 pub struct FaultConfig {
@@ -73,6 +75,14 @@ pub struct RateLimit {
     pub requests_per_second: f64,
     /// Bucket size; at least 1.
     pub burst: u32,
+    /// How fast the limiter's clock runs against real time: 1 shares the
+    /// client's clock, 0.99 refills 1% slower than the client counts. A
+    /// vendor's limiter is somebody else's code on somebody else's clock.
+    pub clock_rate: f64,
+    /// Take the token when the call reaches the limiter behind the latency
+    /// and its jitter, not when it arrives: calls sent evenly then reach the
+    /// bucket unevenly, as they do behind a vendor's load balancer.
+    pub behind_latency: bool,
 }
 
 impl Default for RateLimit {
@@ -80,6 +90,8 @@ impl Default for RateLimit {
         RateLimit {
             requests_per_second: 1.0,
             burst: 1,
+            clock_rate: 1.0,
+            behind_latency: false,
         }
     }
 }
@@ -149,6 +161,12 @@ impl FaultConfig {
             }
             if limit.burst == 0 {
                 return Err("rate_limit.burst must be at least 1".to_owned());
+            }
+            let clock = limit.clock_rate;
+            if !(clock.is_finite() && clock > 0.0 && clock <= 10.0) {
+                return Err(format!(
+                    "rate_limit.clock_rate must be above 0 and at most 10, got {clock}"
+                ));
             }
         }
         if let Some(bad) = self

@@ -229,6 +229,39 @@ impl Store {
         Ok(counts)
     }
 
+    /// The batch's requests that ended `outcome`, as (user id, error code),
+    /// up to `limit`, with how many there are in all.
+    pub async fn batch_people(
+        &self,
+        batch_id: &str,
+        outcome: &str,
+        limit: u32,
+    ) -> Result<(Vec<(String, Option<String>)>, i64), StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.user_id AS user_id, r.error_code AS error_code
+             FROM batch_entries e JOIN requests r ON r.id = e.request_id
+             WHERE e.batch_id = $1 AND r.outcome = $2 ORDER BY e.line LIMIT $3",
+        )
+        .bind(batch_id)
+        .bind(outcome)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM batch_entries e JOIN requests r ON r.id = e.request_id
+             WHERE e.batch_id = $1 AND r.outcome = $2",
+        )
+        .bind(batch_id)
+        .bind(outcome)
+        .fetch_one(&self.pool)
+        .await?;
+        let people = rows
+            .iter()
+            .map(|r| Ok((r.try_get("user_id")?, r.try_get("error_code")?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok((people, total))
+    }
+
     /// The batch's state: stored when halted or cancelled, else derived.
     pub fn batch_state(batch: &BatchRow, counts: &OutcomeCounts) -> BatchState {
         match batch.stored_state {

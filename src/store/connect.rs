@@ -58,6 +58,10 @@ pub struct Store {
     /// How far this process's clock is off (tests stand in for a host with
     /// a wrong clock); zero otherwise.
     clock_offset_ms: i64,
+    /// Which notification channels want which events (`store::outbox`).
+    pub(super) notify: super::outbox::RoutesCell,
+    /// Where each batch's last settle check stopped (`store::outbox`).
+    pub(super) settle_cursors: super::outbox::SettleCursors,
 }
 
 impl Store {
@@ -116,6 +120,8 @@ impl Store {
                 pool,
                 queue_pool: QueuePool::Postgres(queue),
                 clock_offset_ms: 0,
+                notify: Default::default(),
+                settle_cursors: Default::default(),
             });
         }
         let options = SqliteConnectOptions::from_str(&config.url)?
@@ -145,6 +151,8 @@ impl Store {
             pool,
             queue_pool: QueuePool::Sqlite(queue),
             clock_offset_ms: 0,
+            notify: Default::default(),
+            settle_cursors: Default::default(),
         })
     }
 
@@ -359,6 +367,23 @@ mod tests {
         .await;
         assert!(page.contains("requests_batch_unqueued"), "{page}");
         assert!(!page.contains("TEMP B-TREE"), "{page}");
+        store.close().await;
+    }
+
+    /// After each run, "is any request of its batch still open?" walks
+    /// the batch's entries by their key from the cursor's line, without
+    /// sorting and without walking the requests.
+    #[tokio::test]
+    async fn an_unsettled_request_of_a_batch_is_found_from_a_line() {
+        let (_dir, url, store) = crate::store::scratch_store().await;
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let sql = super::super::outbox::UNSETTLED_SQL
+            .replace("$1", "?1")
+            .replace("$2", "?2");
+        let walk = plan(&mut conn, &sql, 2).await;
+        assert!(walk.contains("(batch_id=? AND line>?)"), "{walk}");
+        assert!(!walk.contains("TEMP B-TREE"), "{walk}");
+        assert!(!walk.contains("SCAN"), "{walk}");
         store.close().await;
     }
 

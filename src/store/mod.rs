@@ -12,6 +12,7 @@ mod events;
 mod group;
 mod handoff;
 mod intake;
+mod outbox;
 mod purge;
 mod rails;
 mod report;
@@ -34,6 +35,7 @@ pub(crate) use handoff::{EnqueueMark, WriterTx};
 pub use intake::{AcceptedRow, IntakeChunk, NewJob, RejectedRow};
 #[cfg(test)]
 pub(crate) use intake::{chunk_of, scratch_batch};
+pub use outbox::{Delivery, DeliveryStatus, Notice, NotifyEvent, NotifyRoute, NotifyRoutes};
 pub use rails::{LeftOut, Released};
 pub use report::{FIRST_REJECTED, ReportRow, ReportWindow};
 pub use requests::{ClaimResult, Claimed, Finish, RequestRow, SubjectClaim};
@@ -86,6 +88,58 @@ pub fn format_ms(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default()
+}
+
+/// A store on a fresh database of the PostgreSQL server named by
+/// `OFFBOARD_TEST_POSTGRES_URL`, for unit tests of PostgreSQL's own paths;
+/// `None` (with SKIPPED on stderr) when the variable is unset.
+#[cfg(test)]
+pub(crate) struct ScratchPostgres {
+    pub(crate) store: Store,
+    server: String,
+    name: String,
+}
+
+#[cfg(test)]
+impl ScratchPostgres {
+    pub(crate) async fn create(test: &str) -> Option<ScratchPostgres> {
+        use sqlx::{Connection, Executor};
+        let Ok(server) = std::env::var("OFFBOARD_TEST_POSTGRES_URL") else {
+            eprintln!(
+                "SKIPPED {test}: OFFBOARD_TEST_POSTGRES_URL is not set (no PostgreSQL server)"
+            );
+            return None;
+        };
+        let name = format!("offboard_unit_{:016x}", rand::random::<u64>());
+        let mut conn = sqlx::PgConnection::connect(&server).await.unwrap();
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        let store = Store::open(&crate::config::DatabaseConfig {
+            url: crate::config::with_database(&server, &name),
+            ..crate::config::DatabaseConfig::default()
+        })
+        .await
+        .unwrap();
+        Some(ScratchPostgres {
+            store,
+            server,
+            name,
+        })
+    }
+
+    pub(crate) async fn drop(self) {
+        use sqlx::{Connection, Executor};
+        self.store.close().await;
+        let mut conn = sqlx::PgConnection::connect(&self.server).await.unwrap();
+        conn.execute(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )))
+        .await
+        .unwrap();
+    }
 }
 
 /// A store on a fresh SQLite file for unit tests: the directory that holds

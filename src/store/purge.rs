@@ -106,6 +106,8 @@ impl Store {
             "DELETE FROM rejected_rows WHERE batch_id = $1",
             "DELETE FROM batch_events WHERE batch_id = $1",
             "DELETE FROM api_idempotency WHERE batch_id = $1",
+            "DELETE FROM notify_deliveries WHERE event_id IN (SELECT id FROM notify_events WHERE batch_id = $1)",
+            "DELETE FROM notify_events WHERE batch_id = $1",
             "UPDATE dropfolder_files SET batch_id = NULL WHERE batch_id = $1",
             "UPDATE reconcile_ticks SET batch_id = NULL WHERE batch_id = $1",
             "DELETE FROM batches WHERE id = $1",

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Backend, NewJob, Store, StoreError, events, now_ms};
+use super::{Backend, NewJob, Store, StoreError, events, now_ms, outbox};
 
 /// A request left out of an approval or a release, with the outcome's
 /// code and message it ends with.
@@ -46,6 +46,18 @@ impl Store {
     /// `halted` event; its requests get no job until it is approved.
     pub async fn halt_batch(&self, batch_id: &str, halt: &Halt) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
+        self.halt_in(&mut tx, batch_id, halt).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// [`Store::halt_batch`] inside the caller's transaction.
+    async fn halt_in(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        batch_id: &str,
+        halt: &Halt,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE batches SET stored_state = 'halted', halt_code = $1, halt_reason = $2 WHERE id = $3",
         )
@@ -54,17 +66,28 @@ impl Store {
         .bind(batch_id)
         .execute(&mut *tx)
         .await?;
+        self.record_halt(tx, batch_id, halt).await
+    }
+
+    /// A halt's `halted` event and its `batch.halted` notice, inside the
+    /// caller's transaction (which stores the halt itself).
+    pub(super) async fn record_halt(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        batch_id: &str,
+        halt: &Halt,
+    ) -> Result<(), StoreError> {
         let detail = serde_json::json!({"code": halt.code, "reason": halt.reason});
-        events::insert(
-            &mut tx,
+        events::insert(tx, batch_id, &Actor::system(), EventAction::Halted, &detail).await?;
+        outbox::insert_for_batch_event(
+            tx,
+            self.notify_routes(),
+            "batch.halted",
+            "halted",
             batch_id,
-            &Actor::system(),
-            EventAction::Halted,
-            &detail,
+            detail,
         )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        .await
     }
 
     /// Marks a batch as still being taken in: none of its requests may run
@@ -204,23 +227,7 @@ impl Store {
         events::insert(&mut tx, batch_id, actor, EventAction::Released, &detail).await?;
         let halted = (live > cap).then(|| over(live));
         if let Some(halt) = &halted {
-            sqlx::query(
-                "UPDATE batches SET stored_state = 'halted', halt_code = $1, halt_reason = $2 WHERE id = $3",
-            )
-            .bind(halt.code.as_str())
-            .bind(&halt.reason)
-            .bind(batch_id)
-            .execute(&mut *tx)
-            .await?;
-            let detail = serde_json::json!({"code": halt.code, "reason": halt.reason});
-            events::insert(
-                &mut tx,
-                batch_id,
-                &Actor::system(),
-                EventAction::Halted,
-                &detail,
-            )
-            .await?;
+            self.halt_in(&mut tx, batch_id, halt).await?;
         }
         tx.commit().await?;
         Ok(Some(Released { duplicates, halted }))

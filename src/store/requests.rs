@@ -110,7 +110,8 @@ impl Store {
             })
             .await?;
         if claimed {
-            // SQLite's writer reads the request in the claim's transaction.
+            // The writer reads the request in the claim's transaction, except
+            // when its group had to be written one write at a time.
             let read = match read {
                 Some(read) => Some(*read),
                 None => self.claimed(id).await?,
@@ -399,7 +400,10 @@ pub(super) const UNENQUEUED_PAGE: &str = "SELECT id, CASE WHEN dry_run = 2 THEN 
 /// The request, its batch gate and its checkpoints, one row per checkpoint
 /// (or one with no step): what a run must know before its first step.
 /// Built once: every claimed request runs it.
-pub(super) static CLAIMED_SQL: LazyLock<String> = LazyLock::new(|| {
+pub(super) static CLAIMED_SQL: LazyLock<String> =
+    LazyLock::new(|| format!("{} = $1", CLAIMED_OF_SQL.as_str()));
+/// `CLAIMED_SQL` up to its `WHERE r.id`, for a list of requests.
+pub(super) static CLAIMED_OF_SQL: LazyLock<String> = LazyLock::new(|| {
     let columns = REQUEST_COLUMNS
         .split(", ")
         .map(|c| format!("r.{c}"))
@@ -409,7 +413,7 @@ pub(super) static CLAIMED_SQL: LazyLock<String> = LazyLock::new(|| {
         "SELECT {columns}, b.stored_state, r.cancel_requested, c.step, c.data
          FROM requests r JOIN batches b ON b.id = r.batch_id
          LEFT JOIN step_checkpoints c ON c.request_id = r.id
-         WHERE r.id = $1"
+         WHERE r.id"
     )
 });
 

@@ -147,15 +147,7 @@ impl Store {
                 .bind(r.batch_id)
                 .execute(&mut *tx)
                 .await?;
-            let detail = serde_json::json!({"code": halt.code, "reason": halt.reason});
-            events::insert(
-                &mut tx,
-                r.batch_id,
-                &Actor::system(),
-                EventAction::Halted,
-                &detail,
-            )
-            .await?;
+            self.record_halt(&mut tx, r.batch_id, halt).await?;
         }
         let mut reopened = Vec::new();
         for part in r.run.chunks(500) {

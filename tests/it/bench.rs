@@ -131,3 +131,10 @@ async fn console_reports_the_time_to_render_a_batch_page() {
         "{f}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ratelimit_runs_against_a_foreign_limiter() {
+    let f = bench(&["ratelimit", "--users", "20", "--foreign"]).await;
+    assert_eq!(f["scenario"], "ratelimit (foreign limiter)");
+    assert!(f["detail"].as_str().unwrap().contains("answered 429"));
+}

@@ -15,6 +15,7 @@ mod faults;
 mod helpers;
 mod http_server;
 mod intake_edges;
+mod notify;
 mod people;
 mod pipeline;
 mod postgres;

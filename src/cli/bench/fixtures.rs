@@ -113,6 +113,33 @@ impl BenchDatabase {
         }
     }
 
+    /// Transactions committed or rolled back in the scratch database so far
+    /// (`pg_stat_database`); `None` on SQLite. Backends report when they
+    /// end a transaction or exit, so this reads until two looks agree.
+    pub(super) async fn transactions(&self) -> anyhow::Result<Option<u64>> {
+        use sqlx::Connection;
+        let BenchDatabase::Postgres { server, name } = self else {
+            return Ok(None);
+        };
+        let mut conn = sqlx::PgConnection::connect(server).await?;
+        let mut last = None;
+        for _ in 0..20 {
+            let (count,): (i64,) = sqlx::query_as(
+                "SELECT (xact_commit + xact_rollback)::bigint FROM pg_stat_database WHERE datname = $1",
+            )
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await?;
+            if last == Some(count) {
+                break;
+            }
+            last = Some(count);
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        conn.close().await?;
+        Ok(last.map(|n| u64::try_from(n).unwrap_or(0)))
+    }
+
     pub(super) async fn drop(self) -> anyhow::Result<()> {
         use sqlx::{Connection, Executor};
         if let BenchDatabase::Postgres { server, name } = self {
@@ -266,9 +293,52 @@ impl BenchEngine {
             .collect()
     }
 
-    pub(super) async fn finish(self) -> anyhow::Result<()> {
+    /// Closes the engine and drops its database; returns the transactions
+    /// the database saw (PostgreSQL only).
+    pub(super) async fn finish(self) -> anyhow::Result<Option<u64>> {
         self.engine.store().close().await;
-        self.database.drop().await
+        let transactions = self.database.transactions().await?;
+        self.database.drop().await?;
+        Ok(transactions)
+    }
+}
+
+/// What one bench batch cost the database, from just before its intake to
+/// its end.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct RoundTrips {
+    /// Statements this process sent on apalis's tables and on ours.
+    pub(super) statements_apalis: u64,
+    pub(super) statements_ours: u64,
+    /// Transactions of every process (PostgreSQL only).
+    pub(super) transactions: Option<u64>,
+    /// The batch's CSV report streamed to nowhere afterwards: rows a second.
+    pub(super) report_rows_per_s: f64,
+}
+
+impl RoundTrips {
+    /// Counts from now on, for `finish`.
+    pub(super) async fn start(database: &BenchDatabase) -> anyhow::Result<RoundTrips> {
+        let (apalis, ours) = crate::telemetry::statements_sent();
+        Ok(RoundTrips {
+            statements_apalis: apalis,
+            statements_ours: ours,
+            transactions: database.transactions().await?,
+            report_rows_per_s: 0.0,
+        })
+    }
+
+    /// What was counted since `start`, given the transactions seen at the end.
+    pub(super) fn since(self, transactions: Option<u64>) -> RoundTrips {
+        let (apalis, ours) = crate::telemetry::statements_sent();
+        RoundTrips {
+            statements_apalis: apalis - self.statements_apalis,
+            statements_ours: ours - self.statements_ours,
+            transactions: transactions
+                .zip(self.transactions)
+                .map(|(end, start)| end.saturating_sub(start)),
+            report_rows_per_s: self.report_rows_per_s,
+        }
     }
 }
 
@@ -281,9 +351,23 @@ pub(super) async fn offboard_users(
     args: &BenchArgs,
     pacing: Pacing,
 ) -> anyhow::Result<f64> {
+    Ok(offboard_users_counted(sim, token, users, args, pacing)
+        .await?
+        .0)
+}
+
+/// `offboard_users`, with what the batch cost the database.
+pub(super) async fn offboard_users_counted(
+    sim: &SimProcess,
+    token: String,
+    users: usize,
+    args: &BenchArgs,
+    pacing: Pacing,
+) -> anyhow::Result<(f64, RoundTrips)> {
     let bench = BenchEngine::start(&sim.url, &token, args, pacing).await?;
     let csv = leavers_csv(bench.dir.path(), users, false)?;
     let extra = bench.worker_processes(args.workers.max(1) - 1)?;
+    let counted = RoundTrips::start(&bench.database).await?;
     let started = Instant::now();
     let result = run_batch(
         bench.engine.clone(),
@@ -299,7 +383,9 @@ pub(super) async fn offboard_users(
     for worker in extra {
         worker.stop()?;
     }
-    bench.finish().await?;
+    let report_rows_per_s = report_rate(&bench, &result.intake.batch_id, users).await?;
+    let mut counted = counted.since(bench.finish().await?);
+    counted.report_rows_per_s = report_rows_per_s;
     let done = result.counts.succeeded + result.counts.already_done;
     if done != users as u64 {
         return Err(anyhow!(
@@ -307,7 +393,17 @@ pub(super) async fn offboard_users(
             result.counts.summary()
         ));
     }
-    Ok(seconds)
+    Ok((seconds, counted))
+}
+
+/// Streams the batch's CSV report (what `offboard report BATCH --format
+/// csv` writes) into a sink: rows a second.
+async fn report_rate(bench: &BenchEngine, batch_id: &str, rows: usize) -> anyhow::Result<f64> {
+    let store = bench.engine.store().clone();
+    let started = Instant::now();
+    let parts = crate::report::csv_parts(store, batch_id.to_owned());
+    crate::report::write_parts(parts, &mut std::io::sink()).await?;
+    Ok(rows as f64 / started.elapsed().as_secs_f64())
 }
 
 pub(super) fn backend(args: &BenchArgs) -> &'static str {

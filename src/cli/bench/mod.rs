@@ -10,6 +10,7 @@ mod ingest;
 mod pipeline;
 mod ratelimit;
 mod reconcile;
+mod script;
 
 use clap::{Args, ValueEnum};
 
@@ -63,6 +64,11 @@ pub struct BenchArgs {
     /// sorted by them, as a roster in no particular order would come.
     #[arg(long)]
     pub shuffled: bool,
+    /// ratelimit: the simulator's limiter runs on its own clock (2.5% slow)
+    /// and takes its token behind 20 ms of latency with 0–10 ms of jitter,
+    /// as a vendor's limiter does, instead of sharing ours.
+    #[arg(long)]
+    pub foreign: bool,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -82,6 +88,12 @@ pub(super) struct Figure {
     pub(super) detail: String,
     pub(super) peak_rss_mb: f64,
     pub(super) cores: usize,
+}
+
+/// Whether the run counts the SQL statements it sends (`engine` on
+/// PostgreSQL), which the log subscriber must know before it is installed.
+pub(super) fn counts_statements(args: &BenchArgs) -> bool {
+    matches!(args.scenario, Scenario::Engine) && args.postgres.is_some()
 }
 
 /// Runs one scenario and prints its figure.

@@ -10,20 +10,26 @@ const LIMIT_RPS: f64 = 50.0;
 pub(super) async fn ratelimit(args: &BenchArgs) -> anyhow::Result<Figure> {
     let users = args.users.unwrap_or(1_000);
     let token = format!("bench-{:032x}", rand::random::<u128>());
-    let sim = start_sim(
-        users + 1,
-        &token,
-        &[
-            "--rate-limit-rps",
-            "50",
-            "--rate-limit-burst",
-            "20",
-            "--latency-ms",
-            "20",
-        ],
-    )?;
-    // Pace exactly at the published limit, with a small burst so the
-    // provider's own bucket always keeps some slack for arrival jitter.
+    let mut limiter = vec![
+        "--rate-limit-rps",
+        "50",
+        "--rate-limit-burst",
+        "20",
+        "--latency-ms",
+        "20",
+    ];
+    if args.foreign {
+        limiter.extend([
+            "--jitter-ms",
+            "10",
+            "--rate-limit-behind-latency",
+            "--rate-limit-clock-rate",
+            "0.975",
+        ]);
+    }
+    let sim = start_sim(users + 1, &token, &limiter)?;
+    // Configured at exactly the published limit, as a user would, with a
+    // small burst so the provider's own bucket keeps slack for jitter.
     let pacing = Pacing {
         requests_per_second: Some(LIMIT_RPS),
         burst: Some(5),
@@ -37,7 +43,11 @@ pub(super) async fn ratelimit(args: &BenchArgs) -> anyhow::Result<Figure> {
     let limited = calls.iter().filter(|c| c["status"] == 429).count();
     let minimum = calls.len() as f64 / LIMIT_RPS;
     Ok(Figure {
-        scenario: "ratelimit",
+        scenario: if args.foreign {
+            "ratelimit (foreign limiter)"
+        } else {
+            "ratelimit"
+        },
         backend: backend(args),
         workers: args.workers.max(1),
         users,

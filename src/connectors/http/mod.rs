@@ -280,6 +280,8 @@ impl ProviderClient {
                         status = status.unwrap_or_default(),
                         "credentials rejected {AUTH_FAILURES_TO_TRIP} times in a row; no more calls for this batch"
                     );
+                    cx.credentials_rejected(&self.provider, status.unwrap_or_default())
+                        .await;
                 }
             } else if status.is_some() {
                 self.pacer.record_auth_ok();

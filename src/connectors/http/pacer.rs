@@ -15,6 +15,17 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::config::ProviderConfig;
 
+/// The share of `requests_per_second` left unused: a vendor's limiter runs
+/// on its own clock and sees our calls behind its network, so pacing at
+/// exactly its published rate drains its burst and draws 429s (BENCHMARKS.md,
+/// "ratelimit against a foreign limiter").
+pub(super) const PACING_MARGIN: f64 = 0.03;
+
+/// The rate a connection is paced at for a configured `requests_per_second`.
+pub(super) fn paced_rate(requests_per_second: f64) -> f64 {
+    requests_per_second * (1.0 - PACING_MARGIN)
+}
+
 /// Credential rejections in a row that stop a batch's calls.
 pub const AUTH_FAILURES_TO_TRIP: u32 = 3;
 
@@ -33,7 +44,7 @@ impl Pacer {
         let bucket = config.requests_per_second.map(|rps| {
             let burst =
                 NonZeroU32::new(config.burst.unwrap_or(1).max(1)).unwrap_or(NonZeroU32::MIN);
-            let period = Duration::from_secs_f64(1.0 / rps);
+            let period = Duration::from_secs_f64(1.0 / paced_rate(rps));
             let quota = Quota::with_period(period)
                 .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
                 .allow_burst(burst);
@@ -115,6 +126,12 @@ base_url = "http://127.0.0.1:1"
 token_env = "T""#,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn pacing_keeps_a_margin_under_the_configured_rate() {
+        assert!((paced_rate(50.0) - 48.5).abs() < 1e-9);
+        assert!(paced_rate(1.0) < 1.0);
     }
 
     #[test]

@@ -108,13 +108,17 @@ pub async fn reconcile(
         .ok_or_else(|| ReconcileError::UnknownProvider(spec.provider.clone()))?;
     let org = OrgId::new_unchecked(spec.organization_id.clone());
     let cx = CallContext::default();
-    let members = connector
-        .list_members(&cx, &org)
-        .await
-        .map_err(|e| ReconcileError::Listing {
-            org: spec.organization_id.clone(),
-            error: format!("{}: {}", e.code, e.message),
-        })?;
+    let members = match connector.list_members(&cx, &org).await {
+        Ok(members) => members,
+        Err(e) => {
+            let error = format!("{}: {}", e.code, e.message);
+            notice_listing_failed(engine.store(), spec, &error).await?;
+            return Err(ReconcileError::Listing {
+                org: spec.organization_id.clone(),
+                error,
+            });
+        }
+    };
     let roster = read_roster(&spec.roster).await;
     let empty = HashSet::new();
     let keys = roster.as_ref().unwrap_or(&empty);
@@ -212,6 +216,29 @@ pub async fn reconcile(
         halted,
         dry_run,
     })
+}
+
+/// Records `reconcile.failed`: no plan could be made, so no batch exists
+/// to halt (an unreadable roster halts its batch instead).
+async fn notice_listing_failed(
+    store: &Store,
+    spec: &ReconcileSpec,
+    error: &str,
+) -> Result<(), ReconcileError> {
+    let notice = crate::store::Notice {
+        kind: "reconcile.failed",
+        dedupe_key: format!("reconcile.failed/{}/{}", spec.name, ulid::Ulid::new()),
+        batch_id: None,
+        facts: serde_json::json!({
+            "job": spec.name,
+            "provider": spec.provider,
+            "organization_id": spec.organization_id,
+            "error": format!("cannot list the members of {}: {error}", spec.organization_id),
+        }),
+        problems: true,
+    };
+    store.record_notice(&notice).await?;
+    Ok(())
 }
 
 /// Stores `rows` 2,000 at a time; the requests created for lines from

@@ -35,6 +35,8 @@ pub(crate) enum Action {
 pub(crate) struct Decision {
     pub delay: Duration,
     pub action: Action,
+    /// The rate limit is still to be applied, once the delay has passed.
+    pub limit_after_delay: bool,
 }
 
 /// A provider's token bucket as it stands, for vendors that announce it.
@@ -112,7 +114,7 @@ impl FaultEngine {
         let rps = limit.requests_per_second;
         let tokens = inner.buckets.get(provider).map_or(burst, |bucket| {
             let elapsed = Instant::now().duration_since(bucket.refilled_at);
-            (bucket.tokens + elapsed.as_secs_f64() * rps).min(burst)
+            (bucket.tokens + elapsed.as_secs_f64() * limit.clock_rate * rps).min(burst)
         });
         let whole = tokens.floor();
         Some(Quota {
@@ -142,14 +144,30 @@ impl FaultEngine {
             delay += inner.rng.random_range(0..config.jitter_ms);
         }
         let delay = Duration::from_millis(delay);
+        let behind_latency = config.rate_limit.as_ref().is_some_and(|l| l.behind_latency);
+        let mut limit_after_delay = false;
         let action = match inner.take_fail_next(path, query) {
             Some(problem) => Action::Answer(problem),
+            None if behind_latency => {
+                limit_after_delay = true;
+                inner.roll()
+            }
             None => match inner.take_token(provider) {
                 Some(wait) => Action::Answer(rate_limited(wait)),
                 None => inner.roll(),
             },
         };
-        Decision { delay, action }
+        Decision {
+            delay,
+            action,
+            limit_after_delay,
+        }
+    }
+
+    /// The rate limit of a call that has reached the limiter behind its
+    /// delay: the 429 to answer, if its bucket is empty.
+    pub(crate) fn limit_now(&self, provider: &'static str) -> Option<Problem> {
+        lock(&self.inner).take_token(provider).map(rate_limited)
     }
 }
 
@@ -189,7 +207,7 @@ impl Inner {
             tokens: burst,
             refilled_at: now,
         });
-        let elapsed = now.duration_since(bucket.refilled_at).as_secs_f64();
+        let elapsed = now.duration_since(bucket.refilled_at).as_secs_f64() * limit.clock_rate;
         bucket.tokens = (bucket.tokens + elapsed * rps).min(burst);
         bucket.refilled_at = now;
         if bucket.tokens >= 1.0 {

@@ -46,6 +46,14 @@ impl FaultLayer {
             .decide(layer.provider, uri.path(), uri.query());
         // Shutdown cuts a delay short but still lets the call through.
         layer.sleep_unless_shutdown(decision.delay).await;
+        let limited = if decision.limit_after_delay {
+            layer.state.faults.limit_now(layer.provider)
+        } else {
+            None
+        };
+        if let Some(problem) = limited {
+            return (layer.render)(problem.injected());
+        }
         match decision.action {
             Action::Pass => next.run(req).await,
             Action::Answer(problem) => (layer.render)(problem.injected()),

@@ -32,6 +32,7 @@ async fn every_answer_carries_the_rate_limit_headers() {
         rate_limit: Some(RateLimit {
             requests_per_second: 0.01,
             burst: 2,
+            ..RateLimit::default()
         }),
         ..FaultConfig::default()
     };

@@ -53,6 +53,7 @@ async fn the_rate_limit_answers_429_with_retry_after() {
         rate_limit: Some(RateLimit {
             requests_per_second: 0.01,
             burst: 2,
+            ..RateLimit::default()
         }),
         ..FaultConfig::default()
     };
@@ -170,5 +171,56 @@ async fn latency_shows_in_the_recorded_timestamps() {
     );
     let call = &h.server.calls()[0];
     assert!(call.ended_at - call.started_at >= chrono::Duration::milliseconds(40));
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_limiter_on_a_slower_clock_refills_slower() {
+    // 1,000 calls/s on a clock running at a hundred-thousandth of ours is
+    // one call every hundred seconds: the second call finds the bucket empty.
+    let faults = FaultConfig {
+        rate_limit: Some(RateLimit {
+            requests_per_second: 1000.0,
+            burst: 1,
+            clock_rate: 0.000_01,
+            ..RateLimit::default()
+        }),
+        ..FaultConfig::default()
+    };
+    let h = Harness::with_faults(small_directory(), faults).await;
+    let path = "/organizations/org_acme/users/usr_alice";
+    assert_eq!(h.get(path).await.status, 200);
+    let limited = h.get(path).await;
+    assert_eq!(
+        (limited.status, limited.code()),
+        (429, "RATE_LIMIT_EXCEEDED")
+    );
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_limiter_behind_the_latency_still_answers_429() {
+    let faults = FaultConfig {
+        latency_ms: 5,
+        jitter_ms: 5,
+        rate_limit: Some(RateLimit {
+            requests_per_second: 0.01,
+            burst: 1,
+            behind_latency: true,
+            ..RateLimit::default()
+        }),
+        ..FaultConfig::default()
+    };
+    let h = Harness::with_faults(small_directory(), faults).await;
+    let path = "/organizations/org_acme/users/usr_alice";
+    assert_eq!(h.get(path).await.status, 200);
+    let limited = h.get(path).await;
+    assert_eq!(
+        (limited.status, limited.code()),
+        (429, "RATE_LIMIT_EXCEEDED")
+    );
+    assert_eq!(limited.headers["retry-after"], "100");
+    let statuses: Vec<u16> = h.server.calls().iter().map(|c| c.status).collect();
+    assert_eq!(statuses, [200, 429]);
     h.server.shutdown().await;
 }

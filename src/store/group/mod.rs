@@ -11,6 +11,7 @@
 mod checkpoint;
 mod native;
 mod pooled;
+mod together;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -319,8 +320,8 @@ impl Update<'_> {
 
 type Answer = Result<bool, StoreError>;
 
-/// A write's answer once its group committed, and for a claim taken on
-/// SQLite the request as read in the same transaction.
+/// A write's answer once its group committed, and for a claim taken the
+/// request as read in the same transaction.
 struct Committed {
     answer: Answer,
     read: Option<Box<Claimed>>,
@@ -433,7 +434,7 @@ impl GroupWriter {
     }
 
     /// Commits a claim; when taken, also the request as read in the same
-    /// transaction, where the writer reads it (SQLite).
+    /// transaction (`None` when the group was written one at a time).
     pub(super) async fn claim(
         &self,
         write: RunWrite,

@@ -13,8 +13,9 @@ use super::{
 use crate::domain::Step;
 use crate::store::audit;
 use crate::store::connect::begin_write;
+use crate::store::requests::{CLAIMED_OF_SQL, add_checkpoint, claimed_from_row};
 use crate::store::sql::Params;
-use crate::store::{AuditEvent, Backend, StoreError, now_ms};
+use crate::store::{AuditEvent, Backend, Claimed, StoreError, now_ms};
 
 const BACKEND: Backend = Backend::Postgres;
 
@@ -57,6 +58,7 @@ async fn commit(pool: &AnyPool, group: &[Pending]) -> Result<Vec<Committed>, Sto
     let mut tx = begin_write(pool, BACKEND).await?;
     lock_in_id_order(&mut tx, group).await?;
     let mut answers = store_steps(&mut tx, group).await?;
+    super::together::write(&mut tx, group, &mut answers).await?;
     for (p, answer) in group.iter().zip(answers.iter_mut()) {
         if answer.is_some() {
             continue;
@@ -81,9 +83,59 @@ async fn commit(pool: &AnyPool, group: &[Pending]) -> Result<Vec<Committed>, Sto
     for part in events.chunks(500) {
         audit::insert_all(&mut tx, BACKEND, part).await?;
     }
+    let mut reads = read_claimed(&mut tx, group, &answers).await?;
     tx.commit().await?;
-    // The store reads a claimed request itself, on its pool.
-    Ok(answers.into_iter().map(Committed::from).collect())
+    Ok(group
+        .iter()
+        .zip(answers)
+        .map(|(p, answer)| Committed {
+            read: reads.remove(p.write.request_id()).map(Box::new),
+            answer,
+        })
+        .collect())
+}
+
+/// The requests whose claim the group took for a caller that runs them,
+/// with their batch gate and checkpoints, in one read inside the claims'
+/// transaction.
+async fn read_claimed(
+    tx: &mut sqlx::AnyConnection,
+    group: &[Pending],
+    answers: &[Answer],
+) -> Result<HashMap<String, Claimed>, StoreError> {
+    let ids: Vec<&str> = group
+        .iter()
+        .zip(answers)
+        .filter(|(p, answer)| {
+            p.wants_read && matches!(p.write, RunWrite::Claim { .. }) && matches!(answer, Ok(true))
+        })
+        .map(|(p, _)| p.write.request_id())
+        .collect();
+    let mut claimed: HashMap<String, Claimed> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(claimed);
+    }
+    let sql = format!(
+        "{} IN ({})",
+        CLAIMED_OF_SQL.as_str(),
+        Params::new(BACKEND).list(ids.len())
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for id in &ids {
+        q = q.bind(*id);
+    }
+    for row in q.fetch_all(&mut *tx).await? {
+        let id: String = row.try_get("id")?;
+        match claimed.get_mut(&id) {
+            Some(request) => add_checkpoint(request, &row)?,
+            None => {
+                let mut request = claimed_from_row(&row)?;
+                add_checkpoint(&mut request, &row)?;
+                claimed.insert(id, request);
+            }
+        }
+    }
+    Ok(claimed)
 }
 
 /// Locks every request row the group writes, in id order, before any write:
