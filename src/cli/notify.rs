@@ -10,7 +10,7 @@ use super::{Failure, exit, setup};
 use crate::config::Config;
 use crate::notify::deliver::DRAIN_WITHIN;
 use crate::notify::{Deliverer, resolve_channels};
-use crate::store::{Store, format_ms};
+use crate::store::{DeliveryState, Store, format_ms};
 
 #[derive(Debug, Args)]
 pub struct NotifyArgs {
@@ -59,7 +59,7 @@ async fn status(config: Option<&Path>, json: bool) -> Result<u8, Failure> {
                 r.channel,
                 r.state,
                 r.attempts,
-                if r.state == "dead" {
+                if r.state == DeliveryState::Dead {
                     "-".to_owned()
                 } else {
                     format_ms(r.next_at)

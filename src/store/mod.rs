@@ -35,7 +35,9 @@ pub(crate) use handoff::{EnqueueMark, WriterTx};
 pub use intake::{AcceptedRow, IntakeChunk, NewJob, RejectedRow};
 #[cfg(test)]
 pub(crate) use intake::{chunk_of, scratch_batch};
-pub use outbox::{Delivery, DeliveryStatus, Notice, NotifyEvent, NotifyRoute, NotifyRoutes};
+pub use outbox::{
+    Delivery, DeliveryState, DeliveryStatus, Notice, NotifyEvent, NotifyRoute, NotifyRoutes,
+};
 pub use rails::{LeftOut, Released};
 pub use report::{FIRST_REJECTED, ReportRow, ReportWindow};
 pub use requests::{ClaimResult, Claimed, Finish, RequestRow, SubjectClaim};

@@ -4,7 +4,7 @@
 
 use sqlx::Row;
 
-use super::{Delivery, DeliveryStatus, NotifyEvent};
+use super::{Delivery, DeliveryState, DeliveryStatus, NotifyEvent};
 use crate::store::group::db_now_ms;
 use crate::store::sql::Params;
 use crate::store::{Store, StoreError, now_ms};
@@ -124,7 +124,14 @@ impl Store {
                  next_at = $3, claim_owner = NULL, claim_expires_at = NULL
              WHERE event_id = $4 AND channel = $5 AND claim_owner = $6",
         )
-        .bind(if dead { "dead" } else { "pending" })
+        .bind(
+            if dead {
+                DeliveryState::Dead
+            } else {
+                DeliveryState::Pending
+            }
+            .as_str(),
+        )
         .bind(error)
         .bind(next_at)
         .bind(&d.event_id)
@@ -190,7 +197,7 @@ impl Store {
                     kind: r.try_get("kind")?,
                     batch_id: r.try_get("batch_id")?,
                     channel: r.try_get("channel")?,
-                    state: r.try_get("state")?,
+                    state: DeliveryState::parse(&r.try_get::<String, _>("state")?)?,
                     attempts: r.try_get("attempts")?,
                     next_at: r.try_get("next_at")?,
                     last_error: r.try_get("last_error")?,

@@ -82,6 +82,46 @@ pub struct Delivery {
     pub created_at: i64,
 }
 
+/// Where a delivery is (`notify_deliveries.state`), parsed where the store
+/// reads the row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Waiting for its next attempt.
+    Pending,
+    /// Delivered.
+    Sent,
+    /// Given up after `retry_for`.
+    Dead,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Sent => "sent",
+            DeliveryState::Dead => "dead",
+        }
+    }
+
+    pub(super) fn parse(s: &str) -> Result<DeliveryState, StoreError> {
+        match s {
+            "pending" => Ok(DeliveryState::Pending),
+            "sent" => Ok(DeliveryState::Sent),
+            "dead" => Ok(DeliveryState::Dead),
+            other => Err(StoreError::Corrupt(format!(
+                "unknown notification delivery state {other:?}"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for DeliveryState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// A pending or dead delivery, for `offboard notify status`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DeliveryStatus {
@@ -89,7 +129,7 @@ pub struct DeliveryStatus {
     pub kind: String,
     pub batch_id: Option<String>,
     pub channel: String,
-    pub state: String,
+    pub state: DeliveryState,
     pub attempts: i64,
     pub next_at: i64,
     pub last_error: Option<String>,

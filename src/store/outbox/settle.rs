@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::{Notice, insert, insert_for_batch_event, occurrences};
+use crate::domain::StoredState;
 use crate::store::{Store, StoreError};
 
 /// The line of batch `$1`'s first entry at or after line `$2` whose
@@ -103,8 +104,9 @@ impl Store {
                 .bind(batch_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        match state {
-            Some(Some(s)) if s == "held" => {
+        // The batch's row, and the state it stores (parsed once here).
+        match state.map(super::super::batches::stored_state) {
+            Some(Some(StoredState::Held)) => {
                 insert_for_batch_event(
                     &mut tx,
                     routes,
