@@ -128,16 +128,29 @@ impl Deliverer {
     /// `serve`.
     pub async fn drain(&self, since: i64, within: Duration) -> Result<DrainOutcome, NotifyError> {
         let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let sent = self.pass(Some(since)).await?;
-            let pending = self.store.pending_deliveries_since(since).await?;
-            if pending == 0 || tokio::time::Instant::now() >= deadline {
-                return Ok(DrainOutcome { pending });
-            }
-            if sent == 0 {
-                tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + self.poll()))
+        let delivering = async {
+            loop {
+                let sent = self.pass(Some(since)).await?;
+                let pending = self.store.pending_deliveries_since(since).await?;
+                if pending == 0 || tokio::time::Instant::now() >= deadline {
+                    return Ok(DrainOutcome { pending });
+                }
+                if sent == 0 {
+                    tokio::time::sleep_until(
+                        deadline.min(tokio::time::Instant::now() + self.poll()),
+                    )
                     .await;
+                }
             }
+        };
+        // A pass of slow channels must not hold the command past `within`:
+        // what is left stays leased until its lease lapses, then `serve`
+        // sends it.
+        match tokio::time::timeout_at(deadline, delivering).await {
+            Ok(done) => done,
+            Err(_) => Ok(DrainOutcome {
+                pending: self.store.pending_deliveries_since(since).await?,
+            }),
         }
     }
 
@@ -236,7 +249,26 @@ impl Deliverer {
         Ok((Message::from_json(json), body))
     }
 
+    /// Sends within the delivery's timeout (half its lease): a channel
+    /// that accepts and never answers (an SMTP server that never greets;
+    /// lettre's own timeout covers only the connect) must not outlive the
+    /// lease, or another process would lease and send it too.
     async fn send(
+        &self,
+        channel: &Channel,
+        message: &Message,
+        event_id: &str,
+        body: &str,
+    ) -> Result<(), NotifyError> {
+        tokio::time::timeout(
+            self.timeout,
+            self.send_unbounded(channel, message, event_id, body),
+        )
+        .await
+        .unwrap_or(Err(NotifyError::Unreachable("timed out")))
+    }
+
+    async fn send_unbounded(
         &self,
         channel: &Channel,
         message: &Message,
