@@ -260,47 +260,37 @@ impl Deliverer {
         event_id: &str,
         body: &str,
     ) -> Result<(), NotifyError> {
-        tokio::time::timeout(
-            self.timeout,
-            self.send_unbounded(channel, message, event_id, body),
-        )
-        .await
-        .unwrap_or(Err(NotifyError::Unreachable("timed out")))
-    }
-
-    async fn send_unbounded(
-        &self,
-        channel: &Channel,
-        message: &Message,
-        event_id: &str,
-        body: &str,
-    ) -> Result<(), NotifyError> {
-        match &channel.target {
-            ChannelTarget::Webhook { url, secret } => {
-                let now = chrono::Utc::now().timestamp();
-                webhook::send(&self.http, url, secret, event_id, body, now).await
-            }
-            ChannelTarget::Slack { url } => slack::send(&self.http, url, message).await,
-            ChannelTarget::Email {
-                host,
-                port,
-                tls,
-                credentials,
-                from,
-                to,
-            } => {
-                let smtp = email::Smtp {
+        let sending = async {
+            match &channel.target {
+                ChannelTarget::Webhook { url, secret } => {
+                    let now = chrono::Utc::now().timestamp();
+                    webhook::send(&self.http, url, secret, event_id, body, now).await
+                }
+                ChannelTarget::Slack { url } => slack::send(&self.http, url, message).await,
+                ChannelTarget::Email {
                     host,
-                    port: *port,
-                    tls: *tls,
-                    credentials: credentials.as_ref(),
+                    port,
+                    tls,
+                    credentials,
                     from,
                     to,
-                    timeout: self.timeout,
-                };
-                email::send(&smtp, message).await
+                } => {
+                    let smtp = email::Smtp {
+                        host,
+                        port: *port,
+                        tls: *tls,
+                        credentials: credentials.as_ref(),
+                        from,
+                        to,
+                        timeout: self.timeout,
+                    };
+                    email::send(&smtp, message).await
+                }
             }
-        }
+        };
+        tokio::time::timeout(self.timeout, sending)
+            .await
+            .unwrap_or(Err(NotifyError::Unreachable("timed out")))
     }
 
     /// `offboard notify test NAME`: a test message, sent now, not stored.
