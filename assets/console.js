@@ -25,7 +25,10 @@
         var bar = document.getElementById("progress");
         if (bar) { bar.value = p.percent; }
         if (planning && p.state === "held" && p.percent >= 100) { window.location.reload(); return; }
-        if (finished.indexOf(p.state) < 0) { window.setTimeout(poll, 2000); }
+        // A batch waiting for a person does not move: polling it would keep
+        // an unattended session alive past its idle timeout.
+        var waiting = !planning && (p.state === "halted" || p.state === "held");
+        if (finished.indexOf(p.state) < 0 && !waiting) { window.setTimeout(poll, 2000); }
       })
       .catch(function () { window.setTimeout(poll, 2000); });
   }

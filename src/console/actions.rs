@@ -244,6 +244,12 @@ pub(super) async fn approve(
             ));
         }
         "selected" => Some(only),
+        _ if !only.is_empty() => {
+            return Err(PageError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "people are ticked: use Approve selected to approve only them, or untick them to approve the whole batch",
+            ));
+        }
         _ => None,
     };
     let dir = std::path::PathBuf::from(&state.engine.config().jobs.dir);

@@ -42,10 +42,18 @@ pub fn router(state: ApiState) -> Router<ApiState> {
         .route("/batches/{id}/approve", post(actions::approve))
         .route("/batches/{id}/retry", post(actions::retry))
         .route("/batches/{id}/cancel", post(actions::cancel))
-        .route("/upload", get(pages::upload).post(actions::upload))
+        .route(
+            "/upload",
+            get(pages::upload)
+                .post(actions::upload)
+                // The upload spools its file under its own bound.
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/schedules", get(pages::schedules))
         .route("/schedules/{name}/run", post(actions::run_schedule))
-        .layer(axum::extract::DefaultBodyLimit::disable())
+        // Every other form is a few fields: a large body is refused before
+        // it is read, signed in or not.
+        .layer(axum::extract::DefaultBodyLimit::max(FORM_MAX_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             state,
             session::console_user,
@@ -56,6 +64,10 @@ pub fn router(state: ApiState) -> Router<ApiState> {
         .merge(pages)
         .layer(axum::middleware::from_fn(security_headers))
 }
+
+/// The largest form body the console reads (an `Approve selected` of a
+/// few hundred people fits many times over).
+const FORM_MAX_BYTES: usize = 64 * 1024;
 
 /// Headers every console answer carries.
 async fn security_headers(request: Request, next: Next) -> Response {

@@ -129,16 +129,29 @@ impl Deliverer {
     /// `serve`.
     pub async fn drain(&self, since: i64, within: Duration) -> Result<DrainOutcome, NotifyError> {
         let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let sent = self.pass(Some(since)).await?;
-            let pending = self.store.pending_deliveries_since(since).await?;
-            if pending == 0 || tokio::time::Instant::now() >= deadline {
-                return Ok(DrainOutcome { pending });
-            }
-            if sent == 0 {
-                tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + self.poll()))
+        let delivering = async {
+            loop {
+                let sent = self.pass(Some(since)).await?;
+                let pending = self.store.pending_deliveries_since(since).await?;
+                if pending == 0 || tokio::time::Instant::now() >= deadline {
+                    return Ok(DrainOutcome { pending });
+                }
+                if sent == 0 {
+                    tokio::time::sleep_until(
+                        deadline.min(tokio::time::Instant::now() + self.poll()),
+                    )
                     .await;
+                }
             }
+        };
+        // A pass of slow channels must not hold the command past `within`:
+        // what is left stays leased until its lease lapses, then `serve`
+        // sends it.
+        match tokio::time::timeout_at(deadline, delivering).await {
+            Ok(done) => done,
+            Err(_) => Ok(DrainOutcome {
+                pending: self.store.pending_deliveries_since(since).await?,
+            }),
         }
     }
 
@@ -237,6 +250,10 @@ impl Deliverer {
         Ok((Message::from_json(json), body))
     }
 
+    /// Sends within the delivery's timeout (half its lease): a channel
+    /// that accepts and never answers (an SMTP server that never greets;
+    /// lettre's own timeout covers only the connect) must not outlive the
+    /// lease, or another process would lease and send it too.
     async fn send(
         &self,
         channel: &Channel,
@@ -244,32 +261,37 @@ impl Deliverer {
         event_id: &str,
         body: &str,
     ) -> Result<(), NotifyError> {
-        match &channel.target {
-            ChannelTarget::Webhook { url, secret } => {
-                let now = chrono::Utc::now().timestamp();
-                webhook::send(&self.http, url, secret, event_id, body, now).await
-            }
-            ChannelTarget::Slack { url } => slack::send(&self.http, url, message).await,
-            ChannelTarget::Email {
-                host,
-                port,
-                tls,
-                credentials,
-                from,
-                to,
-            } => {
-                let smtp = email::Smtp {
+        let sending = async {
+            match &channel.target {
+                ChannelTarget::Webhook { url, secret } => {
+                    let now = chrono::Utc::now().timestamp();
+                    webhook::send(&self.http, url, secret, event_id, body, now).await
+                }
+                ChannelTarget::Slack { url } => slack::send(&self.http, url, message).await,
+                ChannelTarget::Email {
                     host,
-                    port: *port,
-                    tls: *tls,
-                    credentials: credentials.as_ref(),
+                    port,
+                    tls,
+                    credentials,
                     from,
                     to,
-                    timeout: self.timeout,
-                };
-                email::send(&smtp, message).await
+                } => {
+                    let smtp = email::Smtp {
+                        host,
+                        port: *port,
+                        tls: *tls,
+                        credentials: credentials.as_ref(),
+                        from,
+                        to,
+                        timeout: self.timeout,
+                    };
+                    email::send(&smtp, message).await
+                }
             }
-        }
+        };
+        tokio::time::timeout(self.timeout, sending)
+            .await
+            .unwrap_or(Err(NotifyError::Unreachable("timed out")))
     }
 
     /// `offboard notify test NAME`: a test message, sent now, not stored.

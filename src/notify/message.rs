@@ -124,13 +124,12 @@ pub async fn render(
                     None => u.clone(),
                 })
                 .collect();
+            lines.push(format!("needs_attention: {}", names.join(", ")));
+            // Its own line, so a channel that clips the list keeps the count.
             let more = attention_total - attention.len() as i64;
-            let tail = if more > 0 {
-                format!(" and {more} more")
-            } else {
-                String::new()
-            };
-            lines.push(format!("needs_attention: {}{tail}", names.join(", ")));
+            if more > 0 {
+                lines.push(format!("and {more} more need attention"));
+            }
         }
     }
     let batch_id = event.batch_id.as_deref().unwrap_or("-");

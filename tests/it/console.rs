@@ -270,3 +270,52 @@ async fn a_revoked_token_ends_its_console_session() {
     assert_eq!(v.get("/batches").await.0, 303);
     serve.stop().await;
 }
+
+/// A form is small: a large body to any console form is refused before it
+/// is read (only the upload takes a file), signed in or not. And `Approve`
+/// with people ticked is refused rather than approving everyone: the
+/// approver meant `Approve selected`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forms_are_bounded_and_approve_all_with_people_ticked_is_refused() {
+    let h = Harness::start_with(directory(), options("[safety]\nmax_batch_requests = 2\n")).await;
+    let approver = h.token("ann", "approver").await;
+    let serve = h.serve(&["--no-workers"]).await;
+    let res = serve
+        .authed(serve.client().post(format!("{}/v1/batches", serve.url)))
+        .header("content-type", "text/csv")
+        .body(users_csv(2, 4))
+        .send()
+        .await
+        .unwrap();
+    let batch: serde_json::Value = res.json().await.unwrap();
+    let id = batch["batch_id"].as_str().unwrap().to_owned();
+
+    let huge = "x".repeat(1024 * 1024);
+    for path in [format!("/batches/{id}/approve"), "/sign-in".to_owned()] {
+        let res = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .post(format!("{}{path}", serve.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("csrf=x&scope=all&pad={huge}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 413, "{path}");
+    }
+
+    let mut a = Visitor::new(&serve);
+    let csrf = a.sign_in(&approver).await;
+    let (status, body) = a
+        .post(
+            &format!("/batches/{id}/approve"),
+            &[("csrf", &csrf), ("scope", "all"), ("only", "usr_000002")],
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("Approve selected"), "{body}");
+    let (_, _, page) = a.get(&format!("/batches/{id}")).await;
+    assert!(page.contains("halted"), "nothing was approved: {page}");
+    serve.stop().await;
+}

@@ -562,7 +562,12 @@ events = ["batch.finished"]
         assert_slack_message(p);
     }
     assert!(got[0]["text"].as_str().unwrap().contains("it_slack"));
-    let batch_text = got[1]["blocks"][1]["text"]["text"].as_str().unwrap();
+    // One section per line: the batch's text is all of them.
+    let batch_text = got[1]["blocks"].as_array().unwrap()[1..]
+        .iter()
+        .map(|b| b["text"]["text"].as_str().unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
     assert!(
         got[1]["text"].as_str().unwrap().contains("finished"),
         "{}",
@@ -732,4 +737,43 @@ async fn a_planned_preview_sends_batch_held() {
     assert_eq!(body["event"], "batch.held");
     assert_eq!(body["batch"]["state"], "held");
     assert_eq!(body["batch"]["counts"]["held"], 3);
+}
+
+/// A mail server that takes the connection and never greets (lettre's own
+/// timeout covers only the connect) cannot hold a command: the send gives
+/// up within the delivery's timeout (half its lease: 1 s here) and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mail_server_that_never_answers_cannot_hold_a_command() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let smtp = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let o = Options {
+        extra_config: format!(
+            r#"
+[notify.it_mail]
+kind = "email"
+smtp = "{smtp}"
+tls = "none"
+from = "offboard@acme.example"
+to = ["it-ops@acme.example"]
+events = ["batch.halted"]
+"#
+        ),
+        ..Options::default()
+    };
+    let h = Harness::start_with(Directory::generate(3, 9), o).await;
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        h.offboard(&["notify", "test", "it_mail"], &[]),
+    )
+    .await
+    .expect("notify test gave up on a silent mail server");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("timed out"), "{err}");
 }
