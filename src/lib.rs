@@ -16,7 +16,7 @@
 //! - [`notify`]: notifications by webhook, Slack and email, delivered from the store's outbox.
 //! - [`report`]: CSV (formula-safe) and JSON reports.
 //! - [`metrics`]: the Prometheus recorder behind `GET /metrics`.
-//! - [`telemetry`]: logging setup (human or JSON lines).
+//! - [`telemetry`]: logging setup (human or JSON lines), and the bench's count of SQL statements.
 //! - [`api`]: the HTTP API of `offboard serve`.
 //! - [`console`]: the web console on the API's listener.
 //! - [`safe_fs`]: files written where others can write too, never through a link.
