@@ -152,40 +152,26 @@ impl Store {
         after: i64,
         limit: u32,
     ) -> Result<Vec<Keyed>, StoreError> {
-        let mut p = Params::new(self.backend());
-        let mut sql = format!(
-            "SELECT a.id, a.at, a.request_id, r.batch_id, r.user_id, a.provider, a.method, a.path,
-                    a.status, a.error_code, a.attempt, a.latency_ms
-             FROM audit_events a LEFT JOIN requests r ON r.id = a.request_id
-             WHERE a.id > {}",
-            p.one()
-        );
-        if q.batch.is_some() {
-            sql += &format!(
-                " AND a.request_id IN (SELECT request_id FROM batch_entries WHERE batch_id = {})",
-                p.one()
-            );
-        }
-        if q.user.is_some() {
-            sql += &format!(
-                " AND a.request_id IN (SELECT id FROM requests WHERE user_id = {})",
-                p.one()
-            );
-        }
-        if q.since.is_some() {
-            sql += &format!(" AND a.at >= {}", p.one());
-        }
-        sql += &format!(" ORDER BY a.id LIMIT {}", p.one());
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(after);
-        for v in [&q.batch, &q.user].into_iter().flatten() {
-            query = query.bind(v.as_str());
-        }
-        if let Some(since) = q.since {
-            query = query.bind(since);
-        }
-        let rows = query
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&self.pool)
+        let rows = self
+            .keyed_rows(
+                "SELECT a.id, a.at, a.request_id, r.batch_id, r.user_id, a.provider, a.method, a.path,
+                        a.status, a.error_code, a.attempt, a.latency_ms
+                 FROM audit_events a LEFT JOIN requests r ON r.id = a.request_id",
+                "a.id",
+                [
+                    (
+                        " AND a.request_id IN (SELECT request_id FROM batch_entries WHERE batch_id = {})",
+                        q.batch.as_deref(),
+                    ),
+                    (
+                        " AND a.request_id IN (SELECT id FROM requests WHERE user_id = {})",
+                        q.user.as_deref(),
+                    ),
+                ],
+                ("a.at", q.since),
+                after,
+                limit,
+            )
             .await?;
         rows.iter()
             .map(|r| {
@@ -217,31 +203,18 @@ impl Store {
         after: i64,
         limit: u32,
     ) -> Result<Vec<Keyed>, StoreError> {
-        let mut p = Params::new(self.backend());
-        let mut sql = format!(
-            "SELECT id, at, actor, action, batch_id, detail FROM batch_events WHERE id > {}",
-            p.one()
-        );
-        if q.batch.is_some() {
-            sql += &format!(" AND batch_id = {}", p.one());
-        }
-        if q.actor.is_some() {
-            sql += &format!(" AND actor = {}", p.one());
-        }
-        if q.since.is_some() {
-            sql += &format!(" AND at >= {}", p.one());
-        }
-        sql += &format!(" ORDER BY id LIMIT {}", p.one());
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(after);
-        for v in [&q.batch, &q.actor].into_iter().flatten() {
-            query = query.bind(v.as_str());
-        }
-        if let Some(since) = q.since {
-            query = query.bind(since);
-        }
-        let rows = query
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&self.pool)
+        let rows = self
+            .keyed_rows(
+                "SELECT id, at, actor, action, batch_id, detail FROM batch_events",
+                "id",
+                [
+                    (" AND batch_id = {}", q.batch.as_deref()),
+                    (" AND actor = {}", q.actor.as_deref()),
+                ],
+                ("at", q.since),
+                after,
+                limit,
+            )
             .await?;
         rows.iter()
             .map(|r| {
@@ -269,32 +242,19 @@ impl Store {
         after: i64,
         limit: u32,
     ) -> Result<Vec<Keyed>, StoreError> {
-        let mut p = Params::new(self.backend());
-        let mut sql = format!(
-            "SELECT id, batch_id, source, source_name, created_at, counts, purged_at, actor
-             FROM purged_batches WHERE id > {}",
-            p.one()
-        );
-        if q.batch.is_some() {
-            sql += &format!(" AND batch_id = {}", p.one());
-        }
-        if q.actor.is_some() {
-            sql += &format!(" AND actor = {}", p.one());
-        }
-        if q.since.is_some() {
-            sql += &format!(" AND purged_at >= {}", p.one());
-        }
-        sql += &format!(" ORDER BY id LIMIT {}", p.one());
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(after);
-        for v in [&q.batch, &q.actor].into_iter().flatten() {
-            query = query.bind(v.as_str());
-        }
-        if let Some(since) = q.since {
-            query = query.bind(since);
-        }
-        let rows = query
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&self.pool)
+        let rows = self
+            .keyed_rows(
+                "SELECT id, batch_id, source, source_name, created_at, counts, purged_at, actor
+                 FROM purged_batches",
+                "id",
+                [
+                    (" AND batch_id = {}", q.batch.as_deref()),
+                    (" AND actor = {}", q.actor.as_deref()),
+                ],
+                ("purged_at", q.since),
+                after,
+                limit,
+            )
             .await?;
         rows.iter()
             .map(|r| {
@@ -320,6 +280,43 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// `select` after the key `after` in key order, narrowed by each filter
+    /// whose value is given (its `{}` is the value's placeholder) and by
+    /// `since` on its time column: one row more than `limit`, so the caller
+    /// knows whether a page follows.
+    async fn keyed_rows(
+        &self,
+        select: &str,
+        key: &str,
+        filters: [(&str, Option<&str>); 2],
+        (at_column, since): (&str, Option<i64>),
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+        let mut p = Params::new(self.backend());
+        let mut sql = format!("{select} WHERE {key} > {}", p.one());
+        for (clause, value) in &filters {
+            if value.is_some() {
+                sql += &clause.replace("{}", &p.one());
+            }
+        }
+        if since.is_some() {
+            sql += &format!(" AND {at_column} >= {}", p.one());
+        }
+        sql += &format!(" ORDER BY {key} LIMIT {}", p.one());
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(after);
+        for value in filters.iter().filter_map(|f| f.1) {
+            query = query.bind(value);
+        }
+        if let Some(since) = since {
+            query = query.bind(since);
+        }
+        Ok(query
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.pool)
+            .await?)
     }
 }
 
