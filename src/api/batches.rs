@@ -14,7 +14,7 @@ use axum::Extension;
 use crate::domain::{Outcome, Role};
 use crate::identity::Identity;
 use crate::report::status::{describe, describe_one};
-use crate::report::{JsonReport, csv_parts, json_parts};
+use crate::report::{csv_parts, json_report};
 use crate::store::{BatchRow, ReportWindow, Store};
 
 #[derive(Debug, Deserialize)]
@@ -180,11 +180,9 @@ pub(super) async fn report(
             "the report is available as text/csv or application/json",
         ));
     }
-    let counts = store.batch_counts(&b).await.map_err(ApiError::internal)?;
-    let events = store.events(&b.id).await.map_err(ApiError::internal)?;
-    let head = JsonReport::head(&b, &counts, &events);
-    let parts =
-        json_parts(store.clone(), b.id.clone(), &head, false).map_err(ApiError::internal)?;
+    let parts = json_report(store, &b, false)
+        .await
+        .map_err(ApiError::internal)?;
     Ok((
         [(header::CONTENT_TYPE, "application/json")],
         Body::from_stream(parts),
@@ -241,13 +239,9 @@ async fn still_wanted(
     state: &ApiState,
     batch_id: &str,
 ) -> Result<std::collections::HashSet<String>, ApiError> {
-    let dir = std::path::PathBuf::from(&state.engine.config().jobs.dir);
-    Ok(
-        crate::jobs::reconcile::still_wanted(&state.engine, batch_id, &dir)
-            .await
-            .map_err(ApiError::internal)?
-            .unwrap_or_default(),
-    )
+    crate::jobs::reconcile::still_wanted(&state.engine, batch_id, None)
+        .await
+        .map_err(ApiError::internal)
 }
 
 #[derive(Debug, Deserialize)]

@@ -41,14 +41,9 @@ pub(super) fn rail_failure(e: RailError) -> Failure {
 
 pub(super) async fn approve(config: Option<&Path>, args: ApproveArgs) -> Result<u8, Failure> {
     let engine = setup::engine(config).await?;
-    let dir = args
-        .jobs
-        .clone()
-        .unwrap_or_else(|| engine.config().jobs.dir.clone().into());
-    let keep = crate::jobs::reconcile::still_wanted(&engine, &args.batch, &dir)
+    let keep = crate::jobs::reconcile::still_wanted(&engine, &args.batch, args.jobs.as_deref())
         .await
-        .map_err(|e| Failure::other(anyhow!(e)))?
-        .unwrap_or_default();
+        .map_err(|e| Failure::other(anyhow!(e)))?;
     let approval = rails::approve(
         &engine,
         &args.batch,

@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use futures::StreamExt;
 
 use super::{Failure, exit, setup};
-use crate::report::{JsonReport, ReportFile, csv_parts, json_parts, until_error, write_parts};
+use crate::report::{ReportFile, csv_parts, json_report, until_error, write_parts};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -36,11 +36,9 @@ pub(super) async fn report(config: Option<&Path>, args: ReportArgs) -> Result<u8
     let parts = match args.format {
         Format::Csv => csv_parts(store.clone(), batch.id.clone()),
         Format::Json => {
-            let counts = store.batch_counts(&batch).await.map_err(Failure::other)?;
-            let events = store.events(&batch.id).await.map_err(Failure::other)?;
-            let head = JsonReport::head(&batch, &counts, &events);
-            let json =
-                json_parts(store.clone(), batch.id.clone(), &head, true).map_err(Failure::other)?;
+            let json = json_report(&store, &batch, true)
+                .await
+                .map_err(Failure::other)?;
             until_error(json.chain(futures::stream::once(async { Ok(b"\n".to_vec()) })))
         }
     };

@@ -58,14 +58,9 @@ pub(super) async fn retry(config: Option<&Path>, args: RetryArgs) -> Result<u8, 
     } else {
         args.outcome.iter().map(|o| (*o).into()).collect()
     };
-    let dir = args
-        .jobs
-        .clone()
-        .unwrap_or_else(|| engine.config().jobs.dir.clone().into());
-    let keep = crate::jobs::reconcile::still_wanted(&engine, &args.batch, &dir)
+    let keep = crate::jobs::reconcile::still_wanted(&engine, &args.batch, args.jobs.as_deref())
         .await
-        .map_err(|e| Failure::other(anyhow!(e)))?
-        .unwrap_or_default();
+        .map_err(|e| Failure::other(anyhow!(e)))?;
     let retried = rails::retry(
         &engine,
         &args.batch,

@@ -252,11 +252,9 @@ pub(super) async fn approve(
         }
         _ => None,
     };
-    let dir = std::path::PathBuf::from(&state.engine.config().jobs.dir);
-    let keep = crate::jobs::reconcile::still_wanted(&state.engine, &id, &dir)
+    let keep = crate::jobs::reconcile::still_wanted(&state.engine, &id, None)
         .await
-        .map_err(PageError::internal)?
-        .unwrap_or_default();
+        .map_err(PageError::internal)?;
     rails::approve(
         &state.engine,
         &id,
@@ -294,11 +292,9 @@ pub(super) async fn retry(
 ) -> Result<Response, PageError> {
     let user = checked(user, &form.csrf)?;
     needs(&user, Role::Operator)?;
-    let dir = std::path::PathBuf::from(&state.engine.config().jobs.dir);
-    let keep = crate::jobs::reconcile::still_wanted(&state.engine, &id, &dir)
+    let keep = crate::jobs::reconcile::still_wanted(&state.engine, &id, None)
         .await
-        .map_err(PageError::internal)?
-        .unwrap_or_default();
+        .map_err(PageError::internal)?;
     rails::retry(
         &state.engine,
         &id,

@@ -428,12 +428,8 @@ pub(super) async fn report_json(
 ) -> Result<Response, PageError> {
     signed_in(user)?;
     let b = batch_for_download(&state, &id).await?;
-    let store = state.engine.store();
-    let fail = |e: crate::store::StoreError| PageError::internal(e);
-    let counts = store.batch_counts(&b).await.map_err(fail)?;
-    let events = store.events(&b.id).await.map_err(fail)?;
-    let head = crate::report::JsonReport::head(&b, &counts, &events);
-    let parts = crate::report::json_parts(store.clone(), b.id.clone(), &head, true)
+    let parts = crate::report::json_report(state.engine.store(), &b, true)
+        .await
         .map_err(PageError::internal)?;
     Ok(attachment(
         "application/json",

@@ -3,7 +3,9 @@
 pub mod status;
 mod stream;
 
-pub use stream::{Parts, ReportFile, csv_parts, json_parts, until_error, write_parts};
+pub use stream::{
+    Parts, ReportError, ReportFile, csv_parts, json_parts, json_report, until_error, write_parts,
+};
 
 use std::io::Write;
 

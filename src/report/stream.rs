@@ -78,6 +78,28 @@ pub fn csv_parts(store: Store, batch_id: String) -> Parts {
     until_error(parts)
 }
 
+/// Why a report could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+/// The batch's whole JSON report in parts: its head (counts and events)
+/// read now, its rows streamed a page at a time.
+pub async fn json_report(
+    store: &Store,
+    batch: &crate::store::BatchRow,
+    pretty: bool,
+) -> Result<Parts, ReportError> {
+    let counts = store.batch_counts(batch).await?;
+    let events = store.events(&batch.id).await?;
+    let head = JsonReport::head(batch, &counts, &events);
+    Ok(json_parts(store.clone(), batch.id.clone(), &head, pretty)?)
+}
+
 /// The JSON report in parts: `head` (whose `rows` is ignored) with the
 /// batch's rows streamed into its `rows` array. The bytes are the ones
 /// `serde_json` writes for the whole report, pretty or compact.

@@ -168,20 +168,23 @@ pub enum StillWantedError {
 
 /// For a reconciliation batch: the members the job's roster wants, read
 /// again now (as user ids), so that an approval or a retry leaves them
-/// alone. `None` for other batches.
+/// alone; nobody for other batches. The job specs are read from `jobs_dir`,
+/// or from `[jobs] dir` when `None`.
 pub async fn still_wanted(
     engine: &Engine,
     batch_id: &str,
-    jobs_dir: &std::path::Path,
-) -> Result<Option<HashSet<String>>, StillWantedError> {
+    jobs_dir: Option<&std::path::Path>,
+) -> Result<HashSet<String>, StillWantedError> {
     let store = engine.store();
     let Some(batch) = store.batch(batch_id).await? else {
-        return Ok(None);
+        return Ok(HashSet::new());
     };
     if batch.source != "reconcile" {
-        return Ok(None);
+        return Ok(HashSet::new());
     }
     let config = engine.config();
+    let configured = std::path::PathBuf::from(&config.jobs.dir);
+    let jobs_dir = jobs_dir.unwrap_or(&configured);
     let jobs = super::load(jobs_dir, config)?;
     let name = batch.source_name.unwrap_or_default();
     let spec = jobs
@@ -216,5 +219,5 @@ pub async fn still_wanted(
                 .collect()
         }
     };
-    Ok(Some(wanted))
+    Ok(wanted)
 }
