@@ -187,14 +187,17 @@ impl Deliverer {
         {
             return Ok(());
         }
-        let result = match self.store.notify_event(&d.event_id).await? {
-            Some(event) => {
-                let (message, body) = self.message_of(&event).await?;
-                self.send(channel, &message, &event.id, &body).await
-            }
-            None => Err(NotifyError::Store(crate::store::StoreError::Corrupt(
+        // An event that cannot be read or rendered fails this delivery
+        // only: the pass goes on to the others leased with it.
+        let result = match self.store.notify_event(&d.event_id).await {
+            Ok(Some(event)) => match self.message_of(&event).await {
+                Ok((message, body)) => self.send(channel, &message, &event.id, &body).await,
+                Err(e) => Err(e),
+            },
+            Ok(None) => Err(NotifyError::Store(crate::store::StoreError::Corrupt(
                 format!("notification event {} is missing", d.event_id),
             ))),
+            Err(e) => Err(NotifyError::Store(e)),
         };
         match result {
             Ok(()) => {
@@ -207,7 +210,9 @@ impl Deliverer {
                 let now = now_ms();
                 let attempts = d.attempts + 1;
                 let give_up_at = d.created_at.saturating_add(self.retry_for_ms);
-                let dead = now >= give_up_at;
+                // A stored event that does not decode never will.
+                let corrupt = matches!(e, NotifyError::Store(crate::store::StoreError::Corrupt(_)));
+                let dead = now >= give_up_at || corrupt;
                 let next_at = now
                     .saturating_add(backoff(self.retry_base_ms, attempts))
                     .min(give_up_at);

@@ -708,6 +708,65 @@ async fn a_delivery_past_retry_for_is_dead_and_listed() {
     assert_eq!(rows[0]["attempts"], tried as u64);
 }
 
+/// A stored event that cannot be rendered (its facts do not decode) is
+/// dead at its first attempt, naming why, and does not stop `serve` from
+/// sending the next event to the same channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_cannot_be_rendered_is_dead_and_the_next_is_sent() {
+    let secret = "whsec-poison".to_owned();
+    let state = shared(&secret);
+    let url = receiver(state.clone()).await;
+    let mut o = api_options("");
+    o.extra_config += &webhook_config(&url, "\"batch.halted\"");
+    let h = Harness::start_with(Directory::generate(601, 9), o).await;
+    let env = [(SECRET_ENV, secret.as_str())];
+    let serve = h.serve_with_env(&[], &env).await;
+    let db = format!("sqlite://{}", h.dir.path().join("offboard.db").display());
+    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+    sqlx::query(
+        "INSERT INTO notify_events (id, dedupe_key, kind, batch_id, facts, created_at)
+         VALUES ('01POISONED', 'batch.halted/poisoned/1', 'batch.halted', NULL, '{not json', 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO notify_deliveries (event_id, channel, state, attempts, next_at)
+         VALUES ('01POISONED', 'hr_webhook', 'pending', 0, 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let answer = upload(&serve, users_csv(2, 601)).await;
+    let batch = answer["batch_id"].as_str().unwrap().to_owned();
+    eventually(30, "the halt delivered", || {
+        let n = hits(&state).iter().filter(|h| h.answered == 200).count();
+        async move { n >= 1 }
+    })
+    .await;
+    eventually(30, "the unrenderable event given up", || async {
+        let out = h.offboard(&["notify", "status", "--json"], &env).await;
+        let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        rows.len() == 1 && rows[0]["state"] == "dead"
+    })
+    .await;
+    serve.stop().await;
+    let out = h.offboard(&["notify", "status", "--json"], &env).await;
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["event_id"], "01POISONED", "{rows:?}");
+    assert_eq!(rows[0]["attempts"], 1, "{rows:?}");
+    assert!(
+        rows[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("notify_events.facts"),
+        "{rows:?}"
+    );
+    let got = hits(&state);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].body["batch"]["id"], batch.as_str());
+}
+
 /// A held preview, once every request is planned, is one `batch.held`
 /// naming what waits for review.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
