@@ -3,6 +3,7 @@
 //! the SQL both understand, while apalis gets the typed pool it needs.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use apalis_postgres::PostgresStorage;
@@ -62,6 +63,9 @@ pub struct Store {
     pub(super) notify: super::outbox::RoutesCell,
     /// Where each batch's last settle check stopped (`store::outbox`).
     pub(super) settle_cursors: super::outbox::SettleCursors,
+    /// SQLite's report pages, read natively (`store::report`); `None` on
+    /// PostgreSQL.
+    pub(super) report_readers: Option<Arc<super::report::Readers>>,
 }
 
 impl Store {
@@ -122,6 +126,7 @@ impl Store {
                 clock_offset_ms: 0,
                 notify: Default::default(),
                 settle_cursors: Default::default(),
+                report_readers: None,
             });
         }
         let options = SqliteConnectOptions::from_str(&config.url)?
@@ -153,6 +158,7 @@ impl Store {
             clock_offset_ms: 0,
             notify: Default::default(),
             settle_cursors: Default::default(),
+            report_readers: Some(super::report::Readers::new(options.get_filename())),
         })
     }
 
@@ -211,6 +217,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(readers) = &self.report_readers {
+            readers.close();
+        }
         self.group.close().await;
         self.pool.close().await;
         match &self.queue_pool {

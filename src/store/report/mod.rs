@@ -7,6 +7,9 @@ use sqlx::any::AnyRow;
 use super::sql::Params;
 use super::{Store, StoreError, format_ms, now_ms};
 
+mod native;
+pub(crate) use native::Readers;
+
 /// One report line (`../shared/conventions.md` column order).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ReportRow {
@@ -103,6 +106,9 @@ impl Store {
         window: Option<(u64, u32)>,
     ) -> Result<Vec<ReportRow>, StoreError> {
         let (sql, binds) = self.report_sql(batch_id, outcome, after, window);
+        if let Some(readers) = &self.report_readers {
+            return readers.rows(sql, binds).await;
+        }
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for b in binds {
             q = match b {
@@ -209,6 +215,15 @@ enum Bind {
     Int(i64),
 }
 
+/// The removed roles as stored: `;`-separated.
+fn roles(stored: &str) -> Vec<String> {
+    stored
+        .split(';')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 fn report_row(r: &AnyRow) -> Result<ReportRow, StoreError> {
     let text = |column: &str| -> Result<String, StoreError> {
         Ok(r.try_get::<Option<String>, _>(column)?.unwrap_or_default())
@@ -219,11 +234,7 @@ fn report_row(r: &AnyRow) -> Result<ReportRow, StoreError> {
         organization_id: text("organization_id")?,
         user_id: text("user_id")?,
         outcome: text("outcome")?,
-        roles_removed: text("roles_removed")?
-            .split(';')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        roles_removed: roles(&text("roles_removed")?),
         transfer_to_department_id: text("transfer_to_department_id")?,
         attempts: r.try_get::<i64, _>("attempts")? as u32,
         error_code: text("error_code")?,
@@ -258,6 +269,75 @@ mod tests {
             .map(|r| r.get::<String, _>("detail"))
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// SQLite's native reader answers every report query with exactly the
+    /// rows sqlx's `Any` driver reads: finished, open and rejected lines,
+    /// NULLs, removed roles, errors and times, whole and a page at a time.
+    #[tokio::test]
+    async fn the_native_reader_reads_what_sqlx_reads() {
+        use crate::domain::{Outcome, RunMode};
+        use crate::store::{Finish, RejectedRow};
+        let (_dir, _url, store) = crate::store::scratch_store().await;
+        let batch = crate::store::scratch_batch(&store).await;
+        let mut chunk = crate::store::chunk_of(&["u1", "u2", "=u3"]);
+        chunk.accepted[1].reason = Some("left; \"quoted\"".into());
+        chunk.rejected.push(RejectedRow {
+            line: 3,
+            code: "bad_user_id".into(),
+            message: "user_id is empty".into(),
+            provider: Some("acme".into()),
+            organization_id: None,
+            user_id: None,
+        });
+        for row in &mut chunk.accepted[1..] {
+            row.line += 1;
+        }
+        let jobs = store
+            .write_intake_chunk(&batch, RunMode::Live, None, chunk)
+            .await
+            .unwrap();
+        let id = jobs[0].request_id.clone();
+        let lease = std::time::Duration::from_secs(60);
+        assert!(matches!(
+            store.claim(&id, "w", lease).await.unwrap(),
+            crate::store::ClaimResult::Claimed(_)
+        ));
+        let done = Finish {
+            outcome: Outcome::Failed,
+            roles_removed: vec!["role_a".into(), "role_b".into()],
+            error_code: Some("http_500".into()),
+            error_message: Some("provider said: \"no\"".into()),
+        };
+        store.finish(&id, "w", &done, 2, &[]).await.unwrap();
+
+        let mut through_sqlx = store.clone();
+        through_sqlx.report_readers = None;
+        assert!(store.report_readers.is_some());
+        let native = store.report_rows(&batch).await.unwrap();
+        let pooled = through_sqlx.report_rows(&batch).await.unwrap();
+        assert_eq!(native.len(), 4);
+        assert_eq!(format!("{native:?}"), format!("{pooled:?}"));
+        let failed = native.iter().find(|r| r.request_id == id).unwrap();
+        assert_eq!(failed.outcome, "failed", "{native:?}");
+        assert_eq!(failed.roles_removed, ["role_a", "role_b"]);
+        assert_eq!(failed.attempts, 3);
+        assert!(!failed.finished_at.is_empty());
+        assert_eq!(native[1].outcome, "rejected");
+        for (after, outcome) in [
+            (Some(2), None),
+            (None, Some("failed")),
+            (None, Some("rejected")),
+        ] {
+            let a = store.report_page(&batch, outcome, after, 2).await.unwrap();
+            let b = through_sqlx
+                .report_page(&batch, outcome, after, 2)
+                .await
+                .unwrap();
+            assert!(!a.is_empty());
+            assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        }
+        store.close().await;
     }
 
     /// A deep page of the lists the API pages by cursor is found by a seek
