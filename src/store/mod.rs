@@ -31,6 +31,7 @@ use crate::domain::{AuditEvent, now_ms};
 pub use batches::{BatchRow, NewBatch};
 pub(crate) use connect::QueuePool;
 pub use connect::{Backend, Store};
+pub use group::{WriterTimes, writes_waited};
 pub(crate) use handoff::{EnqueueMark, WriterTx};
 pub use intake::{AcceptedRow, IntakeChunk, NewJob, RejectedRow};
 #[cfg(test)]

@@ -314,6 +314,9 @@ pub(super) struct RoundTrips {
     pub(super) transactions: Option<u64>,
     /// The batch's CSV report streamed to nowhere afterwards: rows a second.
     pub(super) report_rows_per_s: f64,
+    /// Writes the runs waited for, how long they waited, and how long the
+    /// group writer was busy committing.
+    pub(super) writer: crate::store::WriterTimes,
 }
 
 impl RoundTrips {
@@ -325,6 +328,7 @@ impl RoundTrips {
             statements_ours: ours,
             transactions: database.transactions().await?,
             report_rows_per_s: 0.0,
+            writer: crate::store::writes_waited(),
         })
     }
 
@@ -338,6 +342,7 @@ impl RoundTrips {
                 .zip(self.transactions)
                 .map(|(end, start)| end.saturating_sub(start)),
             report_rows_per_s: self.report_rows_per_s,
+            writer: crate::store::writes_waited().since(self.writer),
         }
     }
 }

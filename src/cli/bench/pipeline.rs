@@ -48,7 +48,8 @@ pub(super) async fn engine(args: &BenchArgs) -> anyhow::Result<Figure> {
         ) + &format!(
             "; its CSV report streamed at {:.0} rows/s",
             trips.report_rows_per_s
-        ) + &round_trips(args, users, trips, floor_trips),
+        ) + &write_waits(args, users, seconds, trips)
+            + &round_trips(args, users, trips, floor_trips),
         peak_rss_mb: peak_rss_mb(),
         cores: cores(),
     })
@@ -58,6 +59,31 @@ pub(super) async fn engine(args: &BenchArgs) -> anyhow::Result<Figure> {
 /// their own bare time, one after the other: `1 / (1/apalis + 1/http)`.
 fn composed_floor(apalis_per_s: f64, http_per_s: f64) -> f64 {
     1.0 / (1.0 / apalis_per_s + 1.0 / http_per_s)
+}
+
+/// The commits a user's run waited for before its next call, and the
+/// share of a user's time in flight (`concurrency × seconds / users`)
+/// spent waiting for them: what neither floor pays.
+fn write_waits(args: &BenchArgs, users: usize, seconds: f64, run: RoundTrips) -> String {
+    let w = run.writer;
+    let mean_ms = 1000.0 * w.waited.as_secs_f64() / w.writes.max(1) as f64;
+    let busy = format!(
+        "the group writer was committing {:.0}% of the run",
+        100.0 * w.busy.as_secs_f64() / seconds.max(f64::MIN_POSITIVE)
+    );
+    if args.workers > 1 {
+        // The other processes' runs are not counted here.
+        return format!("; this process's runs waited {mean_ms:.1} ms a commit; {busy}");
+    }
+    let users = users.max(1) as f64;
+    let in_flight = args.concurrency as f64 * seconds / users;
+    let waited = w.waited.as_secs_f64() / users;
+    format!(
+        "; a user's run waited for {:.1} commits, {mean_ms:.1} ms each: {:.0}% of its {:.1} ms in flight; {busy}",
+        w.writes as f64 / users,
+        100.0 * waited / in_flight.max(f64::MIN_POSITIVE),
+        1000.0 * in_flight
+    )
 }
 
 /// On PostgreSQL, statements and transactions per user next to bare

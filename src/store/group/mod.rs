@@ -17,6 +17,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::path::Path;
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
@@ -444,6 +446,7 @@ impl GroupWriter {
     }
 
     async fn send(&self, write: RunWrite, events: &[AuditEvent], wants_read: bool) -> Committed {
+        let _waiting = WriteWaits::start();
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
             write,
@@ -457,6 +460,76 @@ impl GroupWriter {
         answer
             .await
             .unwrap_or_else(|_| Committed::from(Err(closed())))
+    }
+}
+
+/// Writes sent to this process's group writers and the time their callers
+/// waited for the commit: a run waits for each before its next call, so
+/// `bench engine` reports them per user beside the floors.
+static WAITED: (AtomicU64, AtomicU64) = (AtomicU64::new(0), AtomicU64::new(0));
+
+/// One caller waiting for its write, counted when it stops waiting.
+struct WriteWaits(Instant);
+
+impl WriteWaits {
+    fn start() -> WriteWaits {
+        WriteWaits(Instant::now())
+    }
+}
+
+impl Drop for WriteWaits {
+    fn drop(&mut self) {
+        let nanos = u64::try_from(self.0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        WAITED.0.fetch_add(1, Ordering::Relaxed);
+        WAITED.1.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
+/// Time this process's group writers spent committing groups.
+static BUSY: AtomicU64 = AtomicU64::new(0);
+
+/// Counts a group's commit, begun at `started`. How full groups are and how
+/// long each takes are the two figures that bound a worker.
+fn group_committed(writes: usize, started: Instant) {
+    let took = started.elapsed();
+    BUSY.fetch_add(
+        u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+    tracing::debug!(
+        writes,
+        elapsed_us = took.as_micros() as u64,
+        "group committed"
+    );
+}
+
+/// What this process's group writers did so far: writes committed, the
+/// time their callers spent waiting for them in all, and the time the
+/// writers spent committing.
+pub fn writes_waited() -> WriterTimes {
+    WriterTimes {
+        writes: WAITED.0.load(Ordering::Relaxed),
+        waited: Duration::from_nanos(WAITED.1.load(Ordering::Relaxed)),
+        busy: Duration::from_nanos(BUSY.load(Ordering::Relaxed)),
+    }
+}
+
+/// See [`writes_waited`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WriterTimes {
+    pub writes: u64,
+    pub waited: Duration,
+    pub busy: Duration,
+}
+
+impl WriterTimes {
+    /// What happened between `earlier` and `self`.
+    pub fn since(self, earlier: WriterTimes) -> WriterTimes {
+        WriterTimes {
+            writes: self.writes - earlier.writes,
+            waited: self.waited.saturating_sub(earlier.waited),
+            busy: self.busy.saturating_sub(earlier.busy),
+        }
     }
 }
 

@@ -79,13 +79,7 @@ pub(super) fn run(
             Some(c) => {
                 let started = std::time::Instant::now();
                 let committed = commit(c, &group);
-                // How full groups are and how long the write lock is held:
-                // the two figures that bound a worker on SQLite.
-                tracing::debug!(
-                    writes = group.len(),
-                    elapsed_us = started.elapsed().as_micros() as u64,
-                    "group committed"
-                );
+                super::group_committed(group.len(), started);
                 for p in reply(group, committed) {
                     let committed = commit(c, std::slice::from_ref(&p));
                     reply_one(p, committed);

@@ -28,11 +28,7 @@ pub(super) async fn run(pool: AnyPool, mut inbox: mpsc::UnboundedReceiver<Messag
         } else if !group.is_empty() {
             let started = std::time::Instant::now();
             let committed = commit(&pool, &group).await;
-            tracing::debug!(
-                writes = group.len(),
-                elapsed_us = started.elapsed().as_micros() as u64,
-                "group committed"
-            );
+            super::group_committed(group.len(), started);
             for p in reply(group, committed) {
                 let committed = commit(&pool, std::slice::from_ref(&p)).await;
                 reply_one(p, committed);
