@@ -3,9 +3,9 @@
 //!
 //! # Layout
 //! - [`domain`]: ids, outcomes, steps, requests, batch states — no I/O.
-//! - [`config`]: TOML + `OFFBOARD__SECTION__KEY` overrides, validated once.
 //! - [`identity`]: who is asking (tokens, a trusted proxy) and their role.
-//! - [`connectors`]: the `Connector` trait, the shared HTTP client, one folder per provider.
+//! - [`connectors`]: the `Connector` trait, the shared HTTP client, one folder per provider kind (its calls, ids, options and capabilities).
+//! - [`config`]: TOML + `OFFBOARD__SECTION__KEY` overrides, validated once.
 //! - [`store`]: our tables (batches, requests, checkpoints, audit events), one function per query.
 //! - [`queue`]: the apalis queue and the worker that drains it.
 //! - [`engine`]: what a worker builds once: store, queue, connectors, safety lists.

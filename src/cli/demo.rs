@@ -10,7 +10,8 @@ use secrecy::SecretString;
 
 use super::run::{RunOptions, process_batch, run_batch};
 use super::{Failure, exit, setup};
-use crate::config::{Config, ProviderConfig, ProviderKind, ResolvedProvider};
+use crate::config::{Config, ProviderConfig, ResolvedProvider};
+use crate::connectors::{KindSettings, auth0};
 use crate::engine::Engine;
 use crate::sim::{Directory, SimConfig, SimServer};
 use crate::store::Store;
@@ -36,23 +37,20 @@ pub(super) async fn demo() -> Result<u8, Failure> {
     println!("simulator listening on {}", sim.url());
     let dir = tempfile::tempdir().map_err(Failure::other)?;
     let db = dir.path().join("offboard-demo.db");
-    let provider = ProviderConfig {
-        protected_users: vec!["usr_breakglass".into()],
-        ..ProviderConfig::new(
-            ProviderKind::Aitronos,
-            sim.aitronos_base_url(),
-            "OFFBOARD_DEMO_TOKEN",
-        )
-    };
-    let auth0 = ProviderConfig {
-        block_user: true,
-        revoke_sessions: true,
-        ..ProviderConfig::new(
-            ProviderKind::Auth0,
-            sim.auth0_base_url(),
-            "OFFBOARD_DEMO_TOKEN",
-        )
-    };
+    let mut provider = ProviderConfig::new(
+        KindSettings::Aitronos(Default::default()),
+        sim.aitronos_base_url(),
+        "OFFBOARD_DEMO_TOKEN",
+    );
+    provider.connection.protected_users = vec!["usr_breakglass".into()];
+    let auth0 = ProviderConfig::new(
+        KindSettings::Auth0(auth0::Settings {
+            block_user: true,
+            revoke_sessions: true,
+        }),
+        sim.auth0_base_url(),
+        "OFFBOARD_DEMO_TOKEN",
+    );
     let mut config = Config::default();
     config.database.url = format!("sqlite://{}", db.display());
     config.worker.concurrency = 8;

@@ -14,7 +14,8 @@ use secrecy::SecretString;
 
 use super::BenchArgs;
 use crate::cli::run::{RunOptions, run_batch};
-use crate::config::{Config, ProviderConfig, ProviderKind, ResolvedProvider};
+use crate::config::{Config, ProviderConfig, ResolvedProvider};
+use crate::connectors::KindSettings;
 use crate::engine::Engine;
 use crate::store::Store;
 
@@ -244,15 +245,13 @@ impl BenchEngine {
         let database = BenchDatabase::create(args.postgres.as_deref()).await?;
         let dir = tempfile::tempdir()?;
         let concurrency = args.concurrency;
-        let provider = ProviderConfig {
-            requests_per_second: pacing.requests_per_second,
-            burst: pacing.burst,
-            ..ProviderConfig::new(
-                ProviderKind::Aitronos,
-                format!("{sim_url}/aitronos/v1"),
-                "OFFBOARD_SIM_TOKEN",
-            )
-        };
+        let mut provider = ProviderConfig::new(
+            KindSettings::Aitronos(Default::default()),
+            format!("{sim_url}/aitronos/v1"),
+            "OFFBOARD_SIM_TOKEN",
+        );
+        provider.connection.requests_per_second = pacing.requests_per_second;
+        provider.connection.burst = pacing.burst;
         let mut config = Config::default();
         config.database.url = database.url();
         config.worker.concurrency = concurrency;
