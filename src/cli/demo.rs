@@ -14,7 +14,6 @@ use crate::config::{Config, ProviderConfig, ResolvedProvider};
 use crate::connectors::{KindSettings, auth0};
 use crate::engine::Engine;
 use crate::sim::{Directory, SimConfig, SimServer};
-use crate::store::Store;
 
 const SEED: &str = include_str!("../../examples/sim-seed.json");
 const LEAVERS: &str = include_str!("../../examples/leavers.csv");
@@ -67,13 +66,19 @@ pub(super) async fn demo() -> Result<u8, Failure> {
             client: None,
         })
         .collect::<Vec<_>>();
-    let store = Store::open(&config.database)
+    let (store, queue) = crate::database::open(&config.database)
         .await
         .map_err(Failure::other)?;
     // One engine per run: each run's worker registers under a name of its
     // own, which a stopped worker's name stays taken against for a while.
     let fresh = || {
-        Engine::with_store(config.clone(), providers.clone(), store.clone()).map_err(Failure::other)
+        Engine::with_store(
+            config.clone(),
+            providers.clone(),
+            store.clone(),
+            queue.clone(),
+        )
+        .map_err(Failure::other)
     };
     let engine = fresh()?;
     println!("running examples/leavers.csv through the pipeline…");
@@ -111,7 +116,7 @@ pub(super) async fn demo() -> Result<u8, Failure> {
         .map_err(|e| Failure::other(anyhow!(e)))?;
     let counts = process_batch(&engine, &undo.batch_id, false).await?;
     show(&engine, &undo.batch_id, &counts).await?;
-    engine.store().close().await;
+    engine.close().await;
     sim.shutdown().await;
     Ok(exit::OK)
 }

@@ -17,7 +17,6 @@ use crate::cli::run::{RunOptions, run_batch};
 use crate::config::{Config, ProviderConfig, ResolvedProvider};
 use crate::connectors::KindSettings;
 use crate::engine::Engine;
-use crate::store::Store;
 
 /// The simulator child process; killed when dropped.
 pub(super) struct SimProcess {
@@ -274,8 +273,8 @@ impl BenchEngine {
                 config.database.url
             ),
         )?;
-        let store = Store::open(&config.database).await?;
-        let engine = Engine::with_store(config, providers, store)?;
+        let (store, queue) = crate::database::open(&config.database).await?;
+        let engine = Engine::with_store(config, providers, store, queue)?;
         Ok(BenchEngine {
             engine,
             dir,
@@ -295,7 +294,7 @@ impl BenchEngine {
     /// Closes the engine and drops its database; returns the transactions
     /// the database saw (PostgreSQL only).
     pub(super) async fn finish(self) -> anyhow::Result<Option<u64>> {
-        self.engine.store().close().await;
+        self.engine.close().await;
         let transactions = self.database.transactions().await?;
         self.database.drop().await?;
         Ok(transactions)
