@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::config::{Config, ResolvedProvider};
 use crate::connectors::{self, Connector};
 use crate::domain::{Protection, Step};
-use crate::queue::Queue;
+use crate::queue::{Queue, QueuePool};
 use crate::store::{Store, StoreError};
 
 /// Test hook: `OFFBOARD_CRASH_AFTER_STEP=strip_roles` aborts the process
@@ -48,14 +48,15 @@ impl Engine {
         config: Config,
         providers: Vec<ResolvedProvider>,
     ) -> Result<Arc<Engine>, EngineError> {
-        let store = Store::open(&config.database).await?;
-        Self::with_store(config, providers, store)
+        let (store, queue) = crate::database::open(&config.database).await?;
+        Self::with_store(config, providers, store, queue)
     }
 
     pub fn with_store(
         config: Config,
         providers: Vec<ResolvedProvider>,
         store: Store,
+        queue: QueuePool,
     ) -> Result<Arc<Engine>, EngineError> {
         let worker_name = worker_name();
         let user_agent = format!("offboard/{} {worker_name}", env!("CARGO_PKG_VERSION"));
@@ -72,7 +73,7 @@ impl Engine {
             // The connector's own account is never offboarded either.
             protected.insert(p.name.clone(), p.config.protection());
         }
-        let queue = Queue::new(&store, &config.worker);
+        let queue = Queue::new(&queue, &config.worker);
         // Changes write the notifications some channel wants, in their
         // own transactions.
         store.set_notify_routes(crate::notify::routes(&config));
@@ -100,6 +101,11 @@ impl Engine {
 
     pub fn queue(&self) -> &Queue {
         &self.queue
+    }
+
+    /// Closes the database's pools, ours and the queue's.
+    pub async fn close(&self) {
+        crate::database::close(&self.store, self.queue.pool()).await;
     }
 
     pub fn connector(&self, provider: &str) -> Option<&Arc<dyn Connector>> {

@@ -3,11 +3,12 @@
 //!
 //! # Layout
 //! - [`domain`]: ids, outcomes, steps, requests, batch states — no I/O.
-//! - [`config`]: TOML + `OFFBOARD__SECTION__KEY` overrides, validated once.
 //! - [`identity`]: who is asking (tokens, a trusted proxy) and their role.
-//! - [`connectors`]: the `Connector` trait, the shared HTTP client, one folder per provider.
+//! - [`connectors`]: the `Connector` trait, the shared HTTP client, one folder per provider kind (its calls, ids, options and capabilities).
+//! - [`config`]: TOML + `OFFBOARD__SECTION__KEY` overrides, validated once.
 //! - [`store`]: our tables (batches, requests, checkpoints, audit events), one function per query.
-//! - [`queue`]: the apalis queue and the worker that drains it.
+//! - [`queue`]: everything apalis: its pool, migrations and `Jobs` rows, pushing jobs, the worker that drains them.
+//! - [`database`]: opens and migrates the store's and the queue's pools, the queue's first.
 //! - [`engine`]: what a worker builds once: store, queue, connectors, safety lists.
 //! - [`intake`]: streaming CSV intake with per-row rejections, drop folders.
 //! - [`pipeline`]: the checkpointed per-request step loop, rails and undo.
@@ -29,6 +30,7 @@ pub mod cli;
 pub mod config;
 pub mod connectors;
 pub mod console;
+pub mod database;
 pub mod domain;
 pub mod engine;
 pub mod identity;

@@ -30,7 +30,7 @@ pub(super) async fn check(config: Option<&Path>) -> Result<u8, Failure> {
         }
     }
     for (name, p) in &engine.config().providers {
-        if p.allow_insecure_http {
+        if p.connection.allow_insecure_http {
             println!(
                 "provider {name}: WARNING: allow_insecure_http = true: over http:// its token travels in clear text"
             );

@@ -10,10 +10,10 @@ use secrecy::SecretString;
 
 use super::run::{RunOptions, process_batch, run_batch};
 use super::{Failure, exit, setup};
-use crate::config::{Config, ProviderConfig, ProviderKind, ResolvedProvider};
+use crate::config::{Config, ProviderConfig, ResolvedProvider};
+use crate::connectors::{KindSettings, auth0};
 use crate::engine::Engine;
 use crate::sim::{Directory, SimConfig, SimServer};
-use crate::store::Store;
 
 const SEED: &str = include_str!("../../examples/sim-seed.json");
 const LEAVERS: &str = include_str!("../../examples/leavers.csv");
@@ -36,23 +36,20 @@ pub(super) async fn demo() -> Result<u8, Failure> {
     println!("simulator listening on {}", sim.url());
     let dir = tempfile::tempdir().map_err(Failure::other)?;
     let db = dir.path().join("offboard-demo.db");
-    let provider = ProviderConfig {
-        protected_users: vec!["usr_breakglass".into()],
-        ..ProviderConfig::new(
-            ProviderKind::Aitronos,
-            sim.aitronos_base_url(),
-            "OFFBOARD_DEMO_TOKEN",
-        )
-    };
-    let auth0 = ProviderConfig {
-        block_user: true,
-        revoke_sessions: true,
-        ..ProviderConfig::new(
-            ProviderKind::Auth0,
-            sim.auth0_base_url(),
-            "OFFBOARD_DEMO_TOKEN",
-        )
-    };
+    let mut provider = ProviderConfig::new(
+        KindSettings::Aitronos(Default::default()),
+        sim.aitronos_base_url(),
+        "OFFBOARD_DEMO_TOKEN",
+    );
+    provider.connection.protected_users = vec!["usr_breakglass".into()];
+    let auth0 = ProviderConfig::new(
+        KindSettings::Auth0(auth0::Settings {
+            block_user: true,
+            revoke_sessions: true,
+        }),
+        sim.auth0_base_url(),
+        "OFFBOARD_DEMO_TOKEN",
+    );
     let mut config = Config::default();
     config.database.url = format!("sqlite://{}", db.display());
     config.worker.concurrency = 8;
@@ -69,13 +66,19 @@ pub(super) async fn demo() -> Result<u8, Failure> {
             client: None,
         })
         .collect::<Vec<_>>();
-    let store = Store::open(&config.database)
+    let (store, queue) = crate::database::open(&config.database)
         .await
         .map_err(Failure::other)?;
     // One engine per run: each run's worker registers under a name of its
     // own, which a stopped worker's name stays taken against for a while.
     let fresh = || {
-        Engine::with_store(config.clone(), providers.clone(), store.clone()).map_err(Failure::other)
+        Engine::with_store(
+            config.clone(),
+            providers.clone(),
+            store.clone(),
+            queue.clone(),
+        )
+        .map_err(Failure::other)
     };
     let engine = fresh()?;
     println!("running examples/leavers.csv through the pipeline…");
@@ -113,7 +116,7 @@ pub(super) async fn demo() -> Result<u8, Failure> {
         .map_err(|e| Failure::other(anyhow!(e)))?;
     let counts = process_batch(&engine, &undo.batch_id, false).await?;
     show(&engine, &undo.batch_id, &counts).await?;
-    engine.store().close().await;
+    engine.close().await;
     sim.shutdown().await;
     Ok(exit::OK)
 }

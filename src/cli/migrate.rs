@@ -6,19 +6,20 @@
 use std::path::Path;
 
 use super::{Failure, exit, setup};
-use crate::store::Store;
 
 pub(super) async fn migrate(config: Option<&Path>) -> Result<u8, Failure> {
     let config = setup::load_config(config)?;
-    let store = Store::connect(&config.database)
+    let (store, queue) = crate::database::connect(&config.database)
         .await
         .map_err(Failure::other)?;
-    store.migrate().await.map_err(Failure::other)?;
+    crate::database::migrate(&store, &queue)
+        .await
+        .map_err(Failure::other)?;
     println!(
         "database migrated: {} ({})",
         config.database.display_url(),
         store.backend().as_str()
     );
-    store.close().await;
+    crate::database::close(&store, &queue).await;
     Ok(exit::OK)
 }

@@ -79,7 +79,9 @@ async fn test(config: Option<&Path>, name: &str) -> Result<u8, Failure> {
             "no channel [notify.{name}] in the configuration"
         )));
     }
-    let store = Store::open(&cfg.database).await.map_err(Failure::other)?;
+    let store = setup::open_store(&cfg.database)
+        .await
+        .map_err(Failure::other)?;
     let deliverer = deliverer(&cfg, &store)?;
     let sent = deliverer.send_test(name).await;
     store.close().await;
@@ -105,7 +107,7 @@ pub(super) async fn deliver_caused(config: Option<&Path>, since: i64) {
     if cfg.notify.channels.is_empty() {
         return;
     }
-    let store = match Store::open(&cfg.database).await {
+    let store = match setup::open_store(&cfg.database).await {
         Ok(store) => store,
         Err(e) => {
             eprintln!("notifications not delivered: {e}");

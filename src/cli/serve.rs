@@ -166,7 +166,7 @@ pub(super) async fn serve(config: Option<&Path>, args: ServeArgs) -> Result<u8, 
         workers_running.store(false, Ordering::SeqCst);
         let name = w.name().to_owned();
         w.shutdown().await.map_err(|e| Failure::other(anyhow!(e)))?;
-        match release_held(engine.store(), &name).await {
+        match release_held(engine.queue().pool(), &name).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(jobs = n, "gave back jobs fetched but not started"),
             Err(e) => {
@@ -174,7 +174,7 @@ pub(super) async fn serve(config: Option<&Path>, args: ServeArgs) -> Result<u8, 
             }
         }
     }
-    engine.store().close().await;
+    engine.close().await;
     Ok(exit::OK)
 }
 
@@ -187,7 +187,7 @@ const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(86_400);
 async fn housekeeping(engine: Arc<crate::engine::Engine>, mut stop: watch::Receiver<bool>) {
     let mut last_purge = None;
     loop {
-        match prune_finished(engine.store(), KEEP_FINISHED).await {
+        match prune_finished(engine.queue().pool(), KEEP_FINISHED).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(jobs = n, "pruned finished queue jobs"),
             Err(e) => tracing::warn!(error = %e, "cannot prune finished queue jobs"),

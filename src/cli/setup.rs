@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::Failure;
-use crate::config::{Config, resolve_providers};
+use crate::config::{Config, DatabaseConfig, resolve_providers};
 use crate::domain::Actor;
 use crate::engine::Engine;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 const DEFAULT_CONFIG: &str = "config/offboard.toml";
 
@@ -46,5 +46,13 @@ pub(super) fn actor() -> Actor {
 /// Only the database, for read-only commands that need no tokens.
 pub(super) async fn store(path: Option<&Path>) -> Result<Store, Failure> {
     let config = load_config(path)?;
-    Store::open(&config.database).await.map_err(Failure::other)
+    open_store(&config.database).await.map_err(Failure::other)
+}
+
+/// Our tables, for a command that pushes no job: the database is opened
+/// and migrated whole, as by every command, and the queue's pool closed.
+pub(super) async fn open_store(config: &DatabaseConfig) -> Result<Store, StoreError> {
+    let (store, queue) = crate::database::open(config).await?;
+    queue.close().await;
+    Ok(store)
 }

@@ -1,26 +1,31 @@
 //! Worker configuration: a TOML file, overridden by `OFFBOARD__SECTION__KEY`
 //! environment variables, validated once at start with errors that name the
 //! offending key. Secrets are never in the file: only the names of the
-//! environment variables that hold them.
+//! environment variables that hold them. A provider connection's section
+//! is read by the connectors' types (each kind's options in its folder);
+//! its checks against the rest are here (`providers.rs`).
 
 mod duration;
 mod env;
 mod model;
 mod notify;
+mod providers;
 mod secrets;
 mod transport;
 
 use std::path::Path;
 
+/// The `[retry]` and `[providers.NAME]` sections are read by the
+/// connectors' own types.
+pub use crate::connectors::{ProviderConfig, ResolvedProvider, RetryConfig, RetryOverride};
 pub use duration::{DurationError, millis, parse_duration};
 pub use model::{
-    AuthScheme, Config, DatabaseConfig, Deprovision, HttpConfig, IntakeConfig, JobsConfig,
-    ProviderConfig, ProviderKind, RetryConfig, RetryOverride, SafetyConfig, WorkerConfig,
+    Config, DatabaseConfig, HttpConfig, IntakeConfig, JobsConfig, SafetyConfig, WorkerConfig,
     with_database,
 };
 pub use notify::{ChannelConfig, ChannelKind, EVENT_KINDS, FinishedWhen, NotifyConfig, SmtpTls};
 pub(crate) use secrets::read_var;
-pub use secrets::{ResolvedProvider, resolve_providers};
+pub use secrets::resolve_providers;
 pub use transport::{InsecureTransport, check_transport};
 
 /// Why the configuration cannot be used. Every variant names the key.
@@ -106,6 +111,7 @@ impl Config {
                 })?;
         let file = table.clone();
         env::apply_overrides(&mut table, vars)?;
+        providers::check_misplaced(&table)?;
         let config = typed(table).map_err(|e| {
             let message = e.message().to_owned();
             // A misspelt variable is named as the user wrote it, not as

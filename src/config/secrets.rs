@@ -3,18 +3,8 @@
 
 use secrecy::SecretString;
 
-use super::{AuthScheme, Config, ConfigError, ProviderConfig};
-
-/// A provider connection with its secrets in hand.
-#[derive(Debug, Clone)]
-pub struct ResolvedProvider {
-    pub name: String,
-    pub config: ProviderConfig,
-    /// The static token (empty with client credentials).
-    pub token: SecretString,
-    /// Client credentials: the client id and secret.
-    pub client: Option<(String, SecretString)>,
-}
+use super::{Config, ConfigError};
+use crate::connectors::{AuthScheme, ResolvedProvider};
 
 /// Reads every connection's token. A missing or empty variable is a
 /// configuration error naming the key and the variable, never the value.
@@ -30,8 +20,16 @@ pub fn resolve_providers(
                 read_var(&lookup, format!("providers.{name}.{field}"), var, what)
             };
             if provider.auth_scheme() == AuthScheme::ClientCredentials {
-                let id_var = provider.client_id_env.as_deref().unwrap_or_default();
-                let secret_var = provider.client_secret_env.as_deref().unwrap_or_default();
+                let id_var = provider
+                    .connection
+                    .client_id_env
+                    .as_deref()
+                    .unwrap_or_default();
+                let secret_var = provider
+                    .connection
+                    .client_secret_env
+                    .as_deref()
+                    .unwrap_or_default();
                 let id = read("client_id_env", id_var, "the client id")?;
                 let secret = read("client_secret_env", secret_var, "the client secret")?;
                 return Ok(ResolvedProvider {
@@ -41,7 +39,11 @@ pub fn resolve_providers(
                     client: Some((id, SecretString::from(secret))),
                 });
             }
-            let token = read("token_env", &provider.token_env, "the provider token")?;
+            let token = read(
+                "token_env",
+                &provider.connection.token_env,
+                "the provider token",
+            )?;
             Ok(ResolvedProvider {
                 name: name.clone(),
                 config: provider.clone(),

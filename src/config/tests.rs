@@ -1,4 +1,5 @@
 use super::*;
+use crate::connectors::ProviderKind;
 
 const EXAMPLE: &str = r#"
 [database]
@@ -23,8 +24,11 @@ fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 fn example_config_parses() {
     let c = Config::from_toml_str(EXAMPLE, "t", &[]).unwrap();
     assert_eq!(c.worker.concurrency, 16);
-    assert_eq!(c.providers["acme"].kind, ProviderKind::Aitronos);
-    assert_eq!(c.providers["acme"].protected_users, ["usr_breakglass"]);
+    assert_eq!(c.providers["acme"].kind(), ProviderKind::Aitronos);
+    assert_eq!(
+        c.providers["acme"].connection.protected_users,
+        ["usr_breakglass"]
+    );
 }
 
 #[test]
@@ -50,7 +54,7 @@ fn env_overrides_win_and_are_typed() {
     .unwrap();
     assert_eq!(c.worker.concurrency, 4);
     assert_eq!(
-        c.providers["acme"].base_url,
+        c.providers["acme"].connection.base_url,
         "http://127.0.0.1:9/aitronos/v1"
     );
 }
@@ -155,4 +159,56 @@ audience = "https://t.eu.auth0.com/api/v2/"
         .unwrap_err()
         .to_string();
     assert!(err.contains("providers.a0.token_url"), "{err}");
+}
+
+#[test]
+fn an_option_of_another_kind_names_its_key_and_kind() {
+    let misplaced = EXAMPLE.replace("protected_users", "block_user = true\nprotected_users");
+    let err = Config::from_toml_str(&misplaced, "t", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("providers.acme.block_user")
+            && err.contains("only applies to kind = \"auth0\""),
+        "{err}"
+    );
+    let err = Config::from_toml_str(
+        EXAMPLE,
+        "t",
+        &vars(&[("OFFBOARD__PROVIDERS__ACME__DEPROVISION", "delete")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("providers.acme.deprovision")
+            && err.contains("only applies to kind = \"scim\""),
+        "{err}"
+    );
+    let cc = EXAMPLE.replace(
+        "protected_users",
+        "auth = \"client_credentials\"\nprotected_users",
+    );
+    let err = Config::from_toml_str(&cc, "t", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("providers.acme.auth") && err.contains("only applies to kind = \"auth0\""),
+        "{err}"
+    );
+    let typo = EXAMPLE.replace("protected_users", "timout_ms = 5\nprotected_users");
+    let err = Config::from_toml_str(&typo, "t", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("timout_ms"), "{err}");
+}
+
+#[test]
+fn an_email_protects_only_where_the_connector_finds_by_email() {
+    let email = EXAMPLE.replace("usr_breakglass", "boss@acme.example");
+    let err = Config::from_toml_str(&email, "t", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("providers.acme.protected_users"), "{err}");
+    let scim = email.replace("kind = \"aitronos\"", "kind = \"scim\"");
+    Config::from_toml_str(&scim, "t", &[]).unwrap();
 }

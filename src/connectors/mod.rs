@@ -1,30 +1,39 @@
-//! Provider connectors. Each provider is one folder implementing
-//! [`Connector`]; a connector only builds calls and classifies answers. The
-//! shared [`http::ProviderClient`] does auth, timeouts, retries and audit.
+//! Provider connectors. Each provider kind is one folder: it implements
+//! [`Connector`] (a connector only builds calls and classifies answers),
+//! parses its CSV ids, declares what it can do and reads its own options
+//! (`settings.rs`). The shared [`http::ProviderClient`] does auth,
+//! timeouts, retries and audit. The `[providers.NAME]` section's types are
+//! here ([`settings`], [`kind`]), so that `config` reads them and this
+//! module imports no configuration.
 
 pub mod aitronos;
 pub mod auth0;
 pub mod classify;
 pub mod error;
+pub mod fields;
 pub mod http;
 pub mod intake;
+pub mod kind;
 pub mod recoup;
 pub mod restore;
 pub mod retry;
 pub mod scim;
+pub mod settings;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use crate::config::{ProviderKind, ResolvedProvider, RetryConfig};
 use crate::domain::AuditEvent;
 use crate::domain::RowFields;
 use crate::domain::{OrgId, ProviderName, Rejection, Removal, Restore, RoleId, Target};
 
 pub use error::{ErrorClass, StepError, invalid_response, parse_json};
 pub use http::ProviderClient;
+pub use kind::{AuthScheme, Declaration, KindSettings, ProviderKind};
+pub use retry::RetryConfig;
+pub use settings::{Connection, ProviderConfig, ResolvedProvider, RetryOverride};
 
 /// What the plan step found: the user's current access.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -375,16 +384,16 @@ pub struct Capabilities {
     pub transfer_resources: bool,
     /// Gives access back from a batch's record (`offboard undo`).
     pub undo: bool,
+    /// Looks a person up by email (SCIM's `userName`), so that an email
+    /// can name a person to protect.
+    pub find_by_email: bool,
+    /// Takes `auth = "client_credentials"` (OAuth 2 client credentials).
+    pub client_credentials: bool,
 }
 
 /// The capabilities `kind`'s connector declares.
 pub fn capabilities(kind: ProviderKind) -> Capabilities {
-    match kind {
-        ProviderKind::Aitronos => aitronos::CAPABILITIES,
-        ProviderKind::Auth0 => auth0::CAPABILITIES,
-        ProviderKind::Recoup => recoup::CAPABILITIES,
-        ProviderKind::Scim => scim::CAPABILITIES,
-    }
+    kind.declaration().capabilities
 }
 
 /// The kinds whose connector declares a capability, for messages
@@ -403,12 +412,7 @@ pub fn parse_target(
     provider: ProviderName,
     fields: &RowFields<'_>,
 ) -> Result<Target, Rejection> {
-    match kind {
-        ProviderKind::Aitronos => aitronos::parse_target(provider, fields),
-        ProviderKind::Auth0 => auth0::parse_target(provider, fields),
-        ProviderKind::Recoup => recoup::parse_target(provider, fields),
-        ProviderKind::Scim => scim::parse_target(provider, fields),
-    }
+    (kind.declaration().parse_target)(provider, fields)
 }
 
 /// Builds the connector for a configured connection.
@@ -419,22 +423,5 @@ pub fn build(
 ) -> Result<Arc<dyn Connector>, http::ClientError> {
     let client =
         ProviderClient::new(provider, user_agent)?.with_retry(provider.config.retry_policy(retry));
-    let cfg = &provider.config;
-    Ok(match cfg.kind {
-        ProviderKind::Aitronos => Arc::new(aitronos::Aitronos::new(client, cfg.prune_custom_roles)),
-        ProviderKind::Auth0 => Arc::new(auth0::Auth0::new(
-            client,
-            auth0::Policy {
-                block_user: cfg.block_user,
-                revoke_sessions: cfg.revoke_sessions,
-            },
-        )),
-        ProviderKind::Recoup => Arc::new(recoup::Recoup::new(
-            client,
-            cfg.membership_read.unwrap_or(true),
-        )),
-        ProviderKind::Scim => {
-            Arc::new(scim::Scim::new(client, cfg.deprovision.unwrap_or_default()))
-        }
-    })
+    Ok(provider.config.settings.connector(client))
 }

@@ -7,8 +7,32 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use reqwest::header::HeaderMap;
+use serde::Deserialize;
 
-use crate::config::RetryConfig;
+/// `[retry]`, and a connection's policy after its overrides.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// First backoff delay; doubled per attempt, with full jitter.
+    pub base_ms: u64,
+    /// Longest backoff delay.
+    pub cap_ms: u64,
+    /// Attempts per request before it is `dead`.
+    pub max_attempts: u32,
+    /// Waits up to this long happen in place; longer ones reschedule the job.
+    pub inline_wait_max_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            base_ms: 500,
+            cap_ms: 60_000,
+            max_attempts: 10,
+            inline_wait_max_ms: 5_000,
+        }
+    }
+}
 
 /// Longest provider hint we honour; anything beyond is treated as this.
 const MAX_HINT: Duration = Duration::from_secs(3600);

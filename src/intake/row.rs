@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::config::{Config, ProviderKind};
-use crate::connectors;
+use crate::config::Config;
+use crate::connectors::{self, ProviderKind};
 use crate::domain::{ProviderName, Rejection, RowFields, truncate};
 use crate::store::AcceptedRow;
 
@@ -44,7 +44,7 @@ impl ProviderCatalog {
         let kinds: BTreeMap<String, ProviderKind> = config
             .providers
             .iter()
-            .map(|(name, p)| (name.clone(), p.kind))
+            .map(|(name, p)| (name.clone(), p.kind()))
             .collect();
         if let Some(d) = default
             && !kinds.contains_key(d)

@@ -249,14 +249,14 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
-    use crate::store::{chunk_of, scratch_batch, scratch_store};
+    use crate::store::{chunk_of, scratch_batch};
 
     /// A request whose job runs while its batch is halted waits without a
     /// job and gets exactly one again when the batch is approved.
     #[tokio::test]
     async fn a_request_met_in_a_halted_batch_runs_after_its_approval() {
-        let (_dir, _url, store) = scratch_store().await;
-        let engine = Engine::with_store(crate::config::Config::default(), Vec::new(), store)
+        let (_dir, _url, store, queue) = crate::queue::scratch_queue().await;
+        let engine = Engine::with_store(crate::config::Config::default(), Vec::new(), store, queue)
             .expect("an engine with no provider");
         let (store, queue) = (engine.store(), engine.queue());
         let batch = scratch_batch(store).await;

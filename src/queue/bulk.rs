@@ -82,8 +82,8 @@ mod tests {
     use sqlx::Row;
 
     use super::*;
+    use crate::queue::QueuePool;
     use crate::queue::{QUEUE_NAME, Queue};
-    use crate::store::QueuePool;
 
     /// A batch of requests as an intake stores them; returns its id.
     async fn batch_of(store: &Store, users: &[&str]) -> String {
@@ -96,8 +96,8 @@ mod tests {
         batch
     }
 
-    fn sqlite_pool(store: &Store) -> sqlx::SqlitePool {
-        let QueuePool::Sqlite(pool) = store.queue_pool().clone() else {
+    fn sqlite_pool(queue: &QueuePool) -> sqlx::SqlitePool {
+        let QueuePool::Sqlite(pool) = queue.clone() else {
             unreachable!("a sqlite URL")
         };
         pool
@@ -138,10 +138,10 @@ mod tests {
     /// those of an older version come.)
     #[tokio::test]
     async fn a_batch_s_pages_mark_exactly_their_own_requests() {
-        let (_dir, _url, store) = crate::store::scratch_store().await;
+        let (_dir, _url, store, queue_pool) = crate::queue::scratch_queue().await;
         let a = batch_of(&store, &["a0", "a1", "a2", "a3", "a4"]).await;
         let b = batch_of(&store, &["b0", "b1"]).await;
-        let pool = sqlite_pool(&store);
+        let pool = sqlite_pool(&queue_pool);
         sqlx::query("UPDATE requests SET enqueued = 0")
             .execute(&pool)
             .await
@@ -177,6 +177,7 @@ mod tests {
             "one job each, in order"
         );
         store.close().await;
+        queue_pool.close().await;
     }
 
     /// Intake holds its requests' jobs; the push writes them page by page,
@@ -185,10 +186,10 @@ mod tests {
     /// start-up sweep pushes a batch that may run and still holds jobs.
     #[tokio::test]
     async fn a_batch_s_held_requests_are_pushed_once_in_order() {
-        let (_dir, _url, store) = crate::store::scratch_store().await;
+        let (_dir, _url, store, queue_pool) = crate::queue::scratch_queue().await;
         let a = batch_of(&store, &["a0", "a1", "a2", "a3", "a4"]).await;
         let b = batch_of(&store, &["b0", "b1"]).await;
-        let pool = sqlite_pool(&store);
+        let pool = sqlite_pool(&queue_pool);
         assert!(requests_in_jobs(&pool).await.is_empty(), "held, not pushed");
         assert_eq!(held_batches(&store).await.unwrap(), [a.clone(), b.clone()]);
         let mut pages = Vec::new();
@@ -213,7 +214,7 @@ mod tests {
             "a holds none now"
         );
         // What a start-up sweep finds after a crash before b's push.
-        let queue = Queue::new(&store, &crate::config::WorkerConfig::default());
+        let queue = Queue::new(&queue_pool, &crate::config::WorkerConfig::default());
         assert_eq!(queue.enqueue_missing(&store).await.unwrap(), 2);
         assert!(held_batches(&store).await.unwrap().is_empty());
         let mut all = ids_of(&pool, ALL_OF_SQL, &a).await;
@@ -224,6 +225,7 @@ mod tests {
             "b's jobs too, once each"
         );
         store.close().await;
+        queue_pool.close().await;
     }
 
     /// A request of a halted batch that a later intake adopts gets one job,
@@ -234,9 +236,9 @@ mod tests {
     /// nor pushed.
     #[tokio::test]
     async fn an_adopted_request_gets_one_job() {
-        let (_dir, _url, store) = crate::store::scratch_store().await;
-        let queue = Queue::new(&store, &crate::config::WorkerConfig::default());
-        let pool = sqlite_pool(&store);
+        let (_dir, _url, store, queue_pool) = crate::queue::scratch_queue().await;
+        let queue = Queue::new(&queue_pool, &crate::config::WorkerConfig::default());
+        let pool = sqlite_pool(&queue_pool);
         let halted = batch_of(&store, &["x", "y"]).await;
         let halt =
             crate::domain::Halt::new(crate::domain::HaltCode::MaxBatchRequests, "over the cap");
@@ -288,6 +290,7 @@ mod tests {
         assert_eq!(pushed, all, "x, y and z, each once");
         assert_eq!(queue.enqueue_missing(&store).await.unwrap(), 0);
         store.close().await;
+        queue_pool.close().await;
     }
 
     /// A job written here must be the row apalis's own sink writes for the
@@ -295,8 +298,8 @@ mod tests {
     /// the schema this module copies.
     #[tokio::test]
     async fn writes_the_row_apalis_writes() {
-        let (_dir, _url, store) = crate::store::scratch_store().await;
-        let pool = sqlite_pool(&store);
+        let (_dir, _url, store, queue_pool) = crate::queue::scratch_queue().await;
+        let pool = sqlite_pool(&queue_pool);
         let task = |id: &str| {
             TaskBuilder::new(RequestJob::of(vec![id.to_owned()]))
                 .max_attempts(3)
@@ -345,5 +348,6 @@ mod tests {
         let job: String = rows[1].get("job");
         assert_eq!(job, r#"{"request_id":"req_a"}"#);
         store.close().await;
+        queue_pool.close().await;
     }
 }

@@ -3,9 +3,13 @@
 //! Our tables, not apalis's, say what a request has done; the queue only
 //! decides when it runs and where. A slice shares one fetch, lock and ack
 //! among its requests: those were most of the queue's cost per request
-//! (BENCHMARKS.md, "One job per slice").
+//! (BENCHMARKS.md, "One job per slice"). Everything of apalis's is here:
+//! its pool, migrations and index changes ([`QueuePool`]), the `Jobs`
+//! rows we write ourselves (`schema`), pushing through the store's
+//! hand-off, the worker, and pruning.
 
 mod bulk;
+mod pool;
 mod prune;
 mod schema;
 mod worker;
@@ -18,8 +22,9 @@ use apalis_sqlite::SqliteStorage;
 
 use crate::config::WorkerConfig;
 use crate::domain::now_ms;
-use crate::store::{NewJob, QueuePool, Store, StoreError};
+use crate::store::{NewJob, Store, StoreError};
 
+pub use pool::QueuePool;
 pub use prune::{KEEP_FINISHED, PRUNE_EVERY, prune_finished, release_held};
 pub(crate) use worker::POLL_INTERVAL;
 pub use worker::{RunRequest, WorkerError, WorkerHandle, spawn_worker};
@@ -103,6 +108,7 @@ macro_rules! on_storage {
 #[derive(Clone)]
 pub struct Queue {
     storage: Storage,
+    pool: QueuePool,
     settings: WorkerConfig,
 }
 
@@ -113,8 +119,8 @@ impl std::fmt::Debug for Queue {
 }
 
 impl Queue {
-    pub fn new(store: &Store, settings: &WorkerConfig) -> Queue {
-        let storage = match store.queue_pool() {
+    pub fn new(pool: &QueuePool, settings: &WorkerConfig) -> Queue {
+        let storage = match pool {
             QueuePool::Sqlite(pool) => {
                 Storage::Sqlite(SqliteStorage::new(pool).with_config(sqlite_config(settings)))
             }
@@ -124,8 +130,14 @@ impl Queue {
         };
         Queue {
             storage,
+            pool: pool.clone(),
             settings: settings.clone(),
         }
+    }
+
+    /// The pool apalis's storage is built on (housekeeping, shutdown).
+    pub fn pool(&self) -> &QueuePool {
+        &self.pool
     }
 
     pub(crate) fn storage(&self) -> Storage {
@@ -303,6 +315,21 @@ pub(crate) fn postgres_config(settings: &WorkerConfig) -> apalis_postgres::Confi
         .batch_size(FETCH_BATCH.min(settings.concurrency))
         .heartbeat_interval(Duration::from_secs(settings.heartbeat_secs))
         .missed_heartbeats(settings.missed_heartbeats)
+}
+
+/// A scratch store's database (`store::scratch_store`) with the queue's
+/// side opened and migrated too.
+#[cfg(test)]
+pub(crate) async fn scratch_queue() -> (tempfile::TempDir, String, Store, QueuePool) {
+    let (dir, url, store) = crate::store::scratch_store().await;
+    let pool = QueuePool::connect(&crate::config::DatabaseConfig {
+        url: url.clone(),
+        ..crate::config::DatabaseConfig::default()
+    })
+    .await
+    .unwrap();
+    pool.migrate().await.unwrap();
+    (dir, url, store, pool)
 }
 
 #[cfg(test)]

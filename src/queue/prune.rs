@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use super::{QUEUE_NAME, QueueError};
-use crate::store::{QueuePool, Store, StoreError};
+use super::{QUEUE_NAME, QueueError, QueuePool};
+use crate::store::StoreError;
 
 /// How often `serve` prunes, and how old a finished job must be.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(600);
@@ -16,8 +16,8 @@ pub const KEEP_FINISHED: Duration = Duration::from_secs(3600);
 /// Deletes this queue's jobs that finished (`Done`, or `Killed` after a
 /// panic) more than `older_than` ago; jobs that failed stay for diagnosis.
 /// Returns how many went.
-pub async fn prune_finished(store: &Store, older_than: Duration) -> Result<u64, QueueError> {
-    let result = match store.queue_pool() {
+pub async fn prune_finished(queue: &QueuePool, older_than: Duration) -> Result<u64, QueueError> {
+    let result = match queue {
         QueuePool::Sqlite(pool) => {
             // apalis-sqlite stores done_at in unix seconds.
             let before = chrono::Utc::now().timestamp() - older_than.as_secs() as i64;
@@ -50,8 +50,8 @@ pub async fn prune_finished(store: &Store, older_than: Duration) -> Result<u64, 
 /// missed_heartbeats`). A held job whose handler did finish only lost its
 /// ack; run again, its request is already final and nothing is called.
 /// Returns how many went back.
-pub async fn release_held(store: &Store, worker: &str) -> Result<u64, QueueError> {
-    let result = match store.queue_pool() {
+pub async fn release_held(queue: &QueuePool, worker: &str) -> Result<u64, QueueError> {
+    let result = match queue {
         QueuePool::Sqlite(pool) => sqlx::query(
             "UPDATE Jobs SET status = 'Pending', lock_by = NULL, lock_at = NULL
              WHERE lock_by = ?1 AND (status = 'Running' OR status = 'Queued')",

@@ -1,17 +1,16 @@
-//! Opening the database. SQLite (one machine) and PostgreSQL (many workers)
-//! hold the same tables; our queries go through one `Any` pool written in
-//! the SQL both understand, while apalis gets the typed pool it needs.
+//! Opening our side of the database. SQLite (one machine) and PostgreSQL
+//! (many workers) hold the same tables; our queries go through one `Any`
+//! pool written in the SQL both understand. The queue opens its own pool
+//! on the same database (`queue::QueuePool`, with the settings here) and
+//! `database::open` migrates both, the queue's first.
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use apalis_postgres::PostgresStorage;
-use apalis_sqlite::SqliteStorage;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{AnyPool, Executor, PgPool, SqlitePool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{AnyPool, Connection, Executor, SqlSafeStr};
 
 use super::StoreError;
 use super::group::GroupWriter;
@@ -25,7 +24,7 @@ pub(super) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// few hot pages of apalis's `Jobs`, and 2 MB caches on up to 32 of them
 /// only grew the RSS with the database (BENCHMARKS.md, "Why: small pool
 /// caches").
-const POOL_CACHE_SIZE: &str = "-256";
+pub(crate) const POOL_CACHE_SIZE: &str = "-256";
 
 /// The database engine behind the store and the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,18 +42,11 @@ impl Backend {
     }
 }
 
-/// The typed pool apalis's storage is built on.
-#[derive(Debug, Clone)]
-pub(crate) enum QueuePool {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
-}
-
 /// Handle on the database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
     pub(crate) pool: AnyPool,
-    queue_pool: QueuePool,
+    backend: Backend,
     pub(super) group: GroupWriter,
     /// How far this process's clock is off (tests stand in for a host with
     /// a wrong clock); zero otherwise.
@@ -69,23 +61,14 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating a missing SQLite file) and migrates the database.
-    pub async fn open(config: &DatabaseConfig) -> Result<Store, StoreError> {
+    /// Opens (creating a missing SQLite file) and migrates our tables
+    /// alone, for the store's own tests: `database::open` opens and
+    /// migrates the queue's side too.
+    #[cfg(test)]
+    pub(crate) async fn open(config: &DatabaseConfig) -> Result<Store, StoreError> {
         let store = Self::connect(config).await?;
-        // Two processes starting on a fresh database race to migrate; the
-        // loser finds the tables made and its second pass is a no-op.
-        let mut tries = 0;
-        loop {
-            match store.migrate().await {
-                Ok(()) => return Ok(store),
-                Err(e) if tries < 5 => {
-                    tries += 1;
-                    tracing::debug!(error = %e, "migration raced another process; trying again");
-                    tokio::time::sleep(Duration::from_millis(200 * tries)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        store.migrate().await?;
+        Ok(store)
     }
 
     /// Opens the pools without migrating.
@@ -93,28 +76,14 @@ impl Store {
         sqlx::any::install_default_drivers();
         let connections = config.max_connections;
         if config.is_postgres() {
-            let password = match &config.password_env {
-                Some(var) => Some(std::env::var(var).map_err(|_| {
-                    StoreError::Config(format!(
-                        "database.password_env names {var}, which is not set"
-                    ))
-                })?),
-                None => None,
-            };
-            let mut typed = PgConnectOptions::from_str(&config.url)?;
             let mut any = AnyConnectOptions::from_str(&config.url)?;
-            if let Some(password) = &password {
-                typed = typed.password(password);
+            if let Some(password) = &database_password(config)? {
                 any.database_url
                     .set_password(Some(password))
                     .map_err(|()| {
                         StoreError::Config("database.url cannot hold a password".into())
                     })?;
             }
-            let queue = PgPoolOptions::new()
-                .max_connections(connections)
-                .connect_with(typed)
-                .await?;
             let pool = AnyPoolOptions::new()
                 .max_connections(connections)
                 .connect_with(any)
@@ -122,28 +91,19 @@ impl Store {
             return Ok(Store {
                 group: GroupWriter::start_postgres(pool.clone()),
                 pool,
-                queue_pool: QueuePool::Postgres(queue),
+                backend: Backend::Postgres,
                 clock_offset_ms: 0,
                 notify: Default::default(),
                 settle_cursors: Default::default(),
                 report_readers: None,
             });
         }
-        let options = SqliteConnectOptions::from_str(&config.url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(SQLITE_BUSY_TIMEOUT)
-            .foreign_keys(true)
-            .pragma("cache_size", POOL_CACHE_SIZE);
-        // apalis's setup() sets per-connection PRAGMAs (synchronous=OFF among
-        // them) on whatever connection runs it; we run its migrations
-        // ourselves instead so every pooled connection stays durable.
-        let queue = SqlitePoolOptions::new()
-            .max_connections(connections)
-            .min_connections(1)
-            .test_before_acquire(false)
-            .connect_with(options.clone())
+        let options = sqlite_options(&config.url)?;
+        // The `Any` driver takes only a URL: one typed connection first
+        // creates a missing file and turns on WAL, which the file keeps.
+        sqlx::SqliteConnection::connect_with(&options)
+            .await?
+            .close()
             .await?;
         let pool = any_sqlite_pool(&config.url, connections, SQLITE_BUSY_TIMEOUT).await?;
         // The group writer gets a connection of its own, on a thread of its
@@ -154,7 +114,7 @@ impl Store {
         Ok(Store {
             group,
             pool,
-            queue_pool: QueuePool::Sqlite(queue),
+            backend: Backend::Sqlite,
             clock_offset_ms: 0,
             notify: Default::default(),
             settle_cursors: Default::default(),
@@ -178,39 +138,35 @@ impl Store {
     }
 
     pub fn backend(&self) -> Backend {
-        match self.queue_pool {
-            QueuePool::Sqlite(_) => Backend::Sqlite,
-            QueuePool::Postgres(_) => Backend::Postgres,
-        }
+        self.backend
     }
 
-    pub(crate) fn queue_pool(&self) -> &QueuePool {
-        &self.queue_pool
-    }
-
-    /// Applies apalis's and our migrations; a no-op when both are current.
+    /// Applies our migrations; a no-op when they are current. On SQLite
+    /// they share `_sqlx_migrations` with the queue's, each migrator
+    /// ignoring the other's versions.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match &self.queue_pool {
-            QueuePool::Sqlite(pool) => {
-                // Both migrators share `_sqlx_migrations` here, each
-                // ignoring the other's versions.
-                let mut queue = SqliteStorage::migrations();
-                queue.set_ignore_missing(true);
-                queue.run(pool).await?;
-                for index in UNWANTED_QUEUE_INDEXES {
-                    sqlx::query(sqlx::AssertSqlSafe(format!("DROP INDEX IF EXISTS {index}")))
-                        .execute(pool)
-                        .await?;
-                }
+        match self.backend {
+            Backend::Sqlite => {
                 let mut ours = sqlx::migrate!("./migrations/sqlite");
                 ours.set_ignore_missing(true);
-                ours.run(pool).await?;
+                let mut migrations = ours.migrations.into_owned();
+                for m in &mut migrations {
+                    // The index this migration made on apalis's `Jobs` is
+                    // the queue's now (`queue::QueuePool::migrate`). The
+                    // file stays as it was, its checksum recorded in every
+                    // database that ran it; here it runs nothing, so our
+                    // tables never wait for apalis's.
+                    if m.version == JOBS_HELD_INDEX_MIGRATION {
+                        m.sql = "SELECT 1".into_sql_str();
+                    }
+                }
+                ours.migrations = migrations.into();
+                ours.run(&self.pool).await?;
             }
-            QueuePool::Postgres(pool) => {
-                // apalis keeps its history in its own schema; the migrator
-                // holds an advisory lock, so concurrent starts take turns.
-                PostgresStorage::migrations().run(pool).await?;
-                sqlx::migrate!("./migrations/postgres").run(pool).await?;
+            Backend::Postgres => {
+                sqlx::migrate!("./migrations/postgres")
+                    .run(&self.pool)
+                    .await?
             }
         }
         Ok(())
@@ -222,10 +178,6 @@ impl Store {
         }
         self.group.close().await;
         self.pool.close().await;
-        match &self.queue_pool {
-            QueuePool::Sqlite(pool) => pool.close().await,
-            QueuePool::Postgres(pool) => pool.close().await,
-        }
     }
 
     /// Begins a transaction for writes. On SQLite it holds the write lock
@@ -238,16 +190,32 @@ impl Store {
     }
 }
 
-/// apalis-sqlite 1.0 indexes that make its worker's queries scan instead
-/// of looking jobs up by id, so a drain slows as the table grows:
-/// - `LIdx(lock_by)`: the ack query walks every row this worker ever
-///   locked (`../shared/apalis-notes.md` §5.1).
-/// - `idx_jobs_status_run_at`: the lock query (`status = 'Queued' OR …`
-///   with `id IN json_each(?)`) walks every pending job, on every fetch.
-///
-/// Our migration `…_jobs_held_index` serves the one query that used them
-/// for a good reason: re-enqueueing a dead worker's jobs.
-const UNWANTED_QUEUE_INDEXES: [&str; 2] = ["LIdx", "idx_jobs_status_run_at"];
+/// `migrations/sqlite/…_jobs_held_index.sql`, which indexed apalis's
+/// table before the queue owned that index.
+const JOBS_HELD_INDEX_MIGRATION: i64 = 20261201000006;
+
+/// The settings of every pool on a SQLite file, ours and the queue's.
+pub fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, sqlx::Error> {
+    Ok(SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(SQLITE_BUSY_TIMEOUT)
+        .foreign_keys(true)
+        .pragma("cache_size", POOL_CACHE_SIZE))
+}
+
+/// The PostgreSQL password `database.password_env` names, if any.
+pub fn database_password(config: &DatabaseConfig) -> Result<Option<String>, StoreError> {
+    match &config.password_env {
+        Some(var) => std::env::var(var).map(Some).map_err(|_| {
+            StoreError::Config(format!(
+                "database.password_env names {var}, which is not set"
+            ))
+        }),
+        None => Ok(None),
+    }
+}
 
 /// A pool of `Any` connections to a SQLite file. The `Any` driver takes
 /// only a URL, so the per-connection settings the typed options carry are
@@ -285,81 +253,9 @@ pub(super) async fn begin_write(
 
 #[cfg(test)]
 mod tests {
-    use sqlx::{Connection, Row};
+    use sqlx::Connection;
 
-    /// The plan SQLite picks for `sql`. `EXPLAIN` does not check whether
-    /// the schema changed since the connection read it, so the connection
-    /// must be opened after the migration.
-    async fn plan(conn: &mut sqlx::SqliteConnection, sql: &str, params: usize) -> String {
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
-        for _ in 0..params {
-            q = q.bind(None::<String>);
-        }
-        let rows = q.fetch_all(conn).await.unwrap();
-        rows.iter()
-            .map(|r| r.get::<String, _>("detail"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    /// Both pools' connections keep a small page cache (`POOL_CACHE_SIZE`);
-    /// SQLite's default would be -2000.
-    #[tokio::test]
-    async fn pooled_connections_keep_a_small_page_cache() {
-        let (_dir, _url, store) = crate::store::scratch_store().await;
-        let crate::store::QueuePool::Sqlite(queue) = store.queue_pool() else {
-            panic!("a scratch store is SQLite");
-        };
-        let queue_cache: i64 = sqlx::query_scalar("PRAGMA cache_size")
-            .fetch_one(queue)
-            .await
-            .unwrap();
-        let row = sqlx::query("PRAGMA cache_size")
-            .fetch_one(&store.pool)
-            .await
-            .unwrap();
-        let pool_cache: i64 = row.get(0);
-        let want: i64 = super::POOL_CACHE_SIZE.parse().unwrap();
-        assert_eq!((queue_cache, pool_cache), (want, want));
-    }
-
-    /// apalis-sqlite 1.0's lock and orphan queries, as it sends them
-    /// (queries/task/lock.sql, queries/backend/reenqueue_orphaned.sql):
-    /// each must reach its jobs through a key, not by walking every pending
-    /// job. Rerun after any apalis upgrade.
-    #[tokio::test]
-    async fn apalis_worker_queries_find_jobs_by_key() {
-        let (_dir, url, store) = crate::store::scratch_store().await;
-        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        let lock = plan(
-            &mut conn,
-            "UPDATE Jobs SET status = 'Running', lock_at = strftime('%s', 'now'), lock_by = ?2
-             WHERE id IN (SELECT value FROM json_each(?1))
-               AND (status = 'Queued' OR status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts))",
-            2,
-        )
-        .await;
-        assert!(
-            lock.contains("USING INDEX sqlite_autoindex_Jobs_1 (id=?)"),
-            "{lock}"
-        );
-        let orphaned = plan(
-            &mut conn,
-            r#"UPDATE Jobs SET status = "Pending", done_at = NULL, lock_by = NULL, lock_at = NULL
-             WHERE id IN (
-                 SELECT Jobs.id FROM Jobs INNER JOIN Workers ON lock_by = Workers.id
-                 WHERE (status = "Running" OR status = "Queued")
-                   AND strftime('%s', 'now') - Workers.last_seen >= ?1
-                   AND Workers.worker_type = ?2
-                   AND (?3 IS NULL OR Workers.id != ?3)
-                   AND (?4 IS NULL OR Workers.id = ?4))"#,
-            4,
-        )
-        .await;
-        assert!(orphaned.contains("offboard_jobs_held"), "{orphaned}");
-        assert!(!orphaned.contains("SCAN Jobs"), "{orphaned}");
-        store.close().await;
-    }
+    use crate::store::query_plan as plan;
 
     /// The start-up sweep for requests that never got a job walks the
     /// partial index that holds only them, in the order it pages, without

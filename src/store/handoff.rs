@@ -6,17 +6,16 @@
 //! inside the same write transaction as the marks, so "job written" and
 //! "request marked" commit together and a crash leaves no duplicate job.
 //!
-//! The two engines keep different mechanics behind these functions. On
-//! SQLite intake stores new requests held ([`EnqueueMark::Held`]) and the
-//! push reads them back by rowid, moving the batch's cursor in the
-//! transaction that writes their jobs, because a mark written after the
-//! fact would rewrite every row (BENCHMARKS.md, "Why: held jobs"). On
-//! PostgreSQL apalis pushes a page in one statement of its own, on its own
-//! pool, so requests are stored unqueued and marked after their jobs
-//! exist; a crash in between is repaired by the start-up sweep, and the
-//! duplicate job it may leave is harmless, since a job must claim its
-//! request. Unifying the two would cost SQLite's ingest its held push or
-//! PostgreSQL a job row writer of our own.
+//! The engines keep two protocols behind these functions. SQLite intake
+//! stores new requests held ([`EnqueueMark::Held`]) so that the push
+//! writes their jobs in the writer's transaction that moves the batch's
+//! cursor, because marking requests after the fact rewrites every row, a
+//! fifth of the writer's work per row (BENCHMARKS.md, "Why: held jobs").
+//! On PostgreSQL no transaction of ours can hold the rows apalis pushes in
+//! one statement on its own pool (`push_all`), so requests are stored
+//! unqueued and marked once their jobs exist, a crash in between leaving at
+//! most a duplicate job that is harmless because a job must claim its
+//! request.
 
 use rusqlite::{OptionalExtension, params};
 

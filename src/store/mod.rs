@@ -2,7 +2,8 @@
 //! per query; callers never write SQL, and stored states come out as
 //! `domain` enums. The hand-off to the queue (`handoff`) runs the queue's
 //! job-writing closure inside our write transaction. The same database
-//! (SQLite or PostgreSQL) holds apalis's queue tables. Queries use `$N`
+//! (SQLite or PostgreSQL) holds the queue's tables, which the queue opens,
+//! migrates and writes itself: nothing here imports apalis. Queries use `$N`
 //! parameters and integer flags, which both engines read the same way.
 
 mod audit;
@@ -29,8 +30,9 @@ mod undo;
 use crate::domain::{AuditEvent, now_ms};
 
 pub use batches::{BatchRow, NewBatch};
-pub(crate) use connect::QueuePool;
-pub use connect::{Backend, Store};
+#[cfg(test)]
+pub(crate) use connect::POOL_CACHE_SIZE;
+pub use connect::{Backend, Store, database_password, sqlite_options};
 pub use group::{WriterTimes, writes_waited};
 pub(crate) use handoff::{EnqueueMark, WriterTx};
 pub use intake::{AcceptedRow, IntakeChunk, NewJob, RejectedRow};
@@ -143,6 +145,27 @@ impl ScratchPostgres {
         .await
         .unwrap();
     }
+}
+
+/// The plan SQLite picks for `sql`. `EXPLAIN` does not check whether the
+/// schema changed since the connection read it, so the connection must be
+/// opened after the migration.
+#[cfg(test)]
+pub(crate) async fn query_plan(
+    conn: &mut sqlx::SqliteConnection,
+    sql: &str,
+    params: usize,
+) -> String {
+    use sqlx::Row;
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
+    for _ in 0..params {
+        q = q.bind(None::<String>);
+    }
+    let rows = q.fetch_all(conn).await.unwrap();
+    rows.iter()
+        .map(|r| r.get::<String, _>("detail"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A store on a fresh SQLite file for unit tests: the directory that holds

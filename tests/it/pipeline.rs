@@ -296,12 +296,12 @@ async fn finished_queue_jobs_are_pruned_and_requests_keep_their_record() {
         url: format!("sqlite://{}", h.dir.path().join("offboard.db").display()),
         ..offboard::config::DatabaseConfig::default()
     };
-    let store = offboard::store::Store::open(&config).await.unwrap();
-    let kept = offboard::queue::prune_finished(&store, std::time::Duration::from_secs(3600))
+    let (store, queue) = offboard::database::open(&config).await.unwrap();
+    let kept = offboard::queue::prune_finished(&queue, std::time::Duration::from_secs(3600))
         .await
         .unwrap();
     assert_eq!(kept, 0, "jobs younger than the cut-off stay");
-    let pruned = offboard::queue::prune_finished(&store, std::time::Duration::ZERO)
+    let pruned = offboard::queue::prune_finished(&queue, std::time::Duration::ZERO)
         .await
         .unwrap();
     // Five requests share one slice's job.
@@ -311,7 +311,7 @@ async fn finished_queue_jobs_are_pruned_and_requests_keep_their_record() {
         .await
         .unwrap();
     assert_eq!(left, 0);
-    store.close().await;
+    offboard::database::close(&store, &queue).await;
     // Our tables still hold every request's outcome.
     let rows = h.report(&batch).await;
     assert_eq!(rows.len(), 5);

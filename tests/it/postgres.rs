@@ -384,18 +384,18 @@ async fn two_workers_share_one_queue_without_overlap() {
     }
     assert_eq!(workers.len(), 2, "both workers processed requests");
     // Housekeeping on PostgreSQL: finished jobs go, our records stay.
-    let store = offboard::store::Store::open(&offboard::config::DatabaseConfig {
+    let (store, queue) = offboard::database::open(&offboard::config::DatabaseConfig {
         url: db.url.clone(),
         ..offboard::config::DatabaseConfig::default()
     })
     .await
     .unwrap();
-    let pruned = offboard::queue::prune_finished(&store, std::time::Duration::ZERO)
+    let pruned = offboard::queue::prune_finished(&queue, std::time::Duration::ZERO)
         .await
         .unwrap();
     let slices = USERS.div_ceil(offboard::queue::SLICE_REQUESTS) as u64;
     assert!(pruned >= slices, "pruned {pruned}");
-    store.close().await;
+    offboard::database::close(&store, &queue).await;
     assert_eq!(open_requests(&pool).await, 0);
     pool.close().await;
     db.drop().await;

@@ -14,9 +14,9 @@ use secrecy::SecretString;
 
 use super::BenchArgs;
 use crate::cli::run::{RunOptions, run_batch};
-use crate::config::{Config, ProviderConfig, ProviderKind, ResolvedProvider};
+use crate::config::{Config, ProviderConfig, ResolvedProvider};
+use crate::connectors::KindSettings;
 use crate::engine::Engine;
-use crate::store::Store;
 
 /// The simulator child process; killed when dropped.
 pub(super) struct SimProcess {
@@ -244,15 +244,13 @@ impl BenchEngine {
         let database = BenchDatabase::create(args.postgres.as_deref()).await?;
         let dir = tempfile::tempdir()?;
         let concurrency = args.concurrency;
-        let provider = ProviderConfig {
-            requests_per_second: pacing.requests_per_second,
-            burst: pacing.burst,
-            ..ProviderConfig::new(
-                ProviderKind::Aitronos,
-                format!("{sim_url}/aitronos/v1"),
-                "OFFBOARD_SIM_TOKEN",
-            )
-        };
+        let mut provider = ProviderConfig::new(
+            KindSettings::Aitronos(Default::default()),
+            format!("{sim_url}/aitronos/v1"),
+            "OFFBOARD_SIM_TOKEN",
+        );
+        provider.connection.requests_per_second = pacing.requests_per_second;
+        provider.connection.burst = pacing.burst;
         let mut config = Config::default();
         config.database.url = database.url();
         config.worker.concurrency = concurrency;
@@ -275,8 +273,8 @@ impl BenchEngine {
                 config.database.url
             ),
         )?;
-        let store = Store::open(&config.database).await?;
-        let engine = Engine::with_store(config, providers, store)?;
+        let (store, queue) = crate::database::open(&config.database).await?;
+        let engine = Engine::with_store(config, providers, store, queue)?;
         Ok(BenchEngine {
             engine,
             dir,
@@ -296,7 +294,7 @@ impl BenchEngine {
     /// Closes the engine and drops its database; returns the transactions
     /// the database saw (PostgreSQL only).
     pub(super) async fn finish(self) -> anyhow::Result<Option<u64>> {
-        self.engine.store().close().await;
+        self.engine.close().await;
         let transactions = self.database.transactions().await?;
         self.database.drop().await?;
         Ok(transactions)

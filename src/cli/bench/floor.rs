@@ -16,8 +16,8 @@ use apalis_sqlite::SqliteStorage;
 use tokio::sync::Notify;
 
 use crate::config::WorkerConfig;
+use crate::queue::QueuePool;
 use crate::queue::{ENQUEUE_PAGE, POLL_INTERVAL, QueueError, postgres_config, sqlite_config};
-use crate::store::{QueuePool, Store};
 
 /// A queue of its own, so no-op jobs never meet offboard's.
 const FLOOR_QUEUE: &str = "offboard.bench.noop";
@@ -43,7 +43,7 @@ async fn noop(_job: NoopJob, drained: Data<Arc<Drained>>) -> Result<(), BoxDynEr
 /// Enqueues `jobs` no-op jobs (in the pages offboard uses) and drains them
 /// with one worker of `settings.concurrency`; returns the wall time of both.
 pub(super) async fn noop_floor(
-    store: &Store,
+    queue: &QueuePool,
     settings: &WorkerConfig,
     jobs: usize,
 ) -> Result<Duration, QueueError> {
@@ -79,7 +79,7 @@ pub(super) async fn noop_floor(
             tokio::spawn(async move { worker.run().await })
         }};
     }
-    let task = match store.queue_pool() {
+    let task = match queue {
         QueuePool::Sqlite(pool) => run!(
             SqliteStorage::<NoopJob>::new(pool)
                 .with_config(sqlite_config(settings).queue(FLOOR_QUEUE)),

@@ -11,7 +11,6 @@ use super::floor::noop_floor;
 use super::script::offboard_by_script;
 use super::{BenchArgs, Figure};
 use crate::config::{DatabaseConfig, WorkerConfig};
-use crate::store::Store;
 
 pub(super) async fn engine(args: &BenchArgs) -> anyhow::Result<Figure> {
     let users = args.users.unwrap_or(20_000);
@@ -116,14 +115,14 @@ async fn floor_seconds(args: &BenchArgs, jobs: usize) -> anyhow::Result<(f64, Ro
         url: database.url(),
         ..DatabaseConfig::default()
     };
-    let store = Store::open(&config).await?;
+    let (store, queue) = crate::database::open(&config).await?;
     let settings = WorkerConfig {
         concurrency: args.concurrency,
         ..WorkerConfig::default()
     };
     let counted = RoundTrips::start(&database).await?;
-    let elapsed = noop_floor(&store, &settings, jobs).await;
-    store.close().await;
+    let elapsed = noop_floor(&queue, &settings, jobs).await;
+    crate::database::close(&store, &queue).await;
     let counted = counted.since(database.transactions().await?);
     database.drop().await?;
     Ok((elapsed?.as_secs_f64(), counted))

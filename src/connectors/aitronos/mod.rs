@@ -4,6 +4,7 @@
 
 mod classify;
 mod intake;
+mod settings;
 
 use async_trait::async_trait;
 use reqwest::Method;
@@ -18,6 +19,7 @@ use crate::domain::ids::check_prefixed;
 use crate::domain::{ProviderName, Removal, Restore, RoleId, Target};
 
 pub use intake::parse_target;
+pub use settings::Settings;
 
 /// What this kind can do, for reconciliation and config validation.
 /// Aitronos lists members and transfers a leaver's resources on removal; it documents no call that gives access back.
@@ -25,6 +27,18 @@ pub const CAPABILITIES: super::Capabilities = super::Capabilities {
     list_members: true,
     transfer_resources: true,
     undo: false,
+    find_by_email: false,
+    client_credentials: false,
+};
+
+/// What the rest of the program reads about this kind.
+pub const DECLARATION: super::Declaration = super::Declaration {
+    name: "aitronos",
+    capabilities: CAPABILITIES,
+    id_case: crate::domain::IdCase::Exact,
+    default_auth: super::AuthScheme::ApiKey,
+    parse_target,
+    settings_fields: super::fields::fields_of::<Settings>,
 };
 
 /// The Aitronos connector.
@@ -36,11 +50,11 @@ pub struct Aitronos {
 }
 
 impl Aitronos {
-    pub fn new(client: ProviderClient, prune_custom_roles: bool) -> Self {
+    pub fn new(client: ProviderClient, settings: &Settings) -> Self {
         Self {
             name: ProviderName::new_unchecked(client.provider()),
             client,
-            prune_custom_roles,
+            prune_custom_roles: settings.prune_custom_roles,
         }
     }
 

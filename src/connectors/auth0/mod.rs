@@ -6,6 +6,7 @@
 mod classify;
 mod intake;
 mod restore;
+mod settings;
 
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use crate::domain::ids::check_safe;
 use crate::domain::{ProviderName, Removal, Restore, RoleId, Target};
 
 pub use intake::{check_user_id, parse_target};
+pub use settings::Settings;
 
 /// What this kind can do, for reconciliation and config validation.
 /// Auth0 lists an organization's members and gives a membership, roles and a blocked user back.
@@ -29,6 +31,18 @@ pub const CAPABILITIES: super::Capabilities = super::Capabilities {
     list_members: true,
     transfer_resources: false,
     undo: true,
+    find_by_email: false,
+    client_credentials: true,
+};
+
+/// What the rest of the program reads about this kind.
+pub const DECLARATION: super::Declaration = super::Declaration {
+    name: "auth0",
+    capabilities: CAPABILITIES,
+    id_case: crate::domain::IdCase::Exact,
+    default_auth: super::AuthScheme::Bearer,
+    parse_target,
+    settings_fields: super::fields::fields_of::<Settings>,
 };
 
 /// Roles per page when reading, and per bulk DELETE (or POST, in an undo).
@@ -41,24 +55,15 @@ const CONSISTENCY_WAIT: Duration = Duration::from_secs(3);
 pub struct Auth0 {
     name: ProviderName,
     client: ProviderClient,
-    policy: Policy,
-}
-
-/// What a connection does beyond removing roles and the membership.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Policy {
-    /// Block the user (`PATCH /users/{id}`) after removal.
-    pub block_user: bool,
-    /// Revoke the user's sessions and refresh tokens after removal.
-    pub revoke_sessions: bool,
+    policy: Settings,
 }
 
 impl Auth0 {
-    pub fn new(client: ProviderClient, policy: Policy) -> Self {
+    pub fn new(client: ProviderClient, policy: &Settings) -> Self {
         Self {
             name: ProviderName::new_unchecked(client.provider()),
             client,
-            policy,
+            policy: *policy,
         }
     }
 }

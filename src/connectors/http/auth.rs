@@ -9,8 +9,7 @@ use reqwest::header::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 
-use crate::config::{AuthScheme, ResolvedProvider};
-use crate::connectors::StepError;
+use crate::connectors::{AuthScheme, ResolvedProvider, StepError};
 
 /// Credentials of one connection.
 pub(super) enum Credentials {
@@ -48,8 +47,8 @@ impl Credentials {
             (AuthScheme::ClientCredentials, Some((id, secret))) => {
                 Self::Client(ClientCredentials {
                     http,
-                    token_url: cfg.token_url.clone().unwrap_or_default(),
-                    audience: cfg.audience.clone().unwrap_or_default(),
+                    token_url: cfg.connection.token_url.clone().unwrap_or_default(),
+                    audience: cfg.connection.audience.clone().unwrap_or_default(),
                     client_id: id.clone(),
                     client_secret: secret.clone(),
                     cache: Mutex::new(None),

@@ -13,7 +13,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, Url};
 
 use super::{CallContext, StepError, retry};
-use crate::config::{ResolvedProvider, RetryConfig};
+use crate::connectors::{ResolvedProvider, RetryConfig};
 use crate::domain::{AuditEvent, now_ms};
 use body::{BodyError, MAX_PROVIDER_BODY, read_capped};
 pub use pacer::{AUTH_FAILURES_TO_TRIP, Pacer};
@@ -143,7 +143,7 @@ pub enum ClientError {
 
 impl ProviderClient {
     pub fn new(provider: &ResolvedProvider, user_agent: &str) -> Result<Self, ClientError> {
-        let cfg = &provider.config;
+        let cfg = &provider.config.connection;
         let http = reqwest::Client::builder()
             .user_agent(user_agent)
             .connect_timeout(Duration::from_millis(cfg.connect_timeout_ms))

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use crate::config::ProviderConfig;
+use crate::connectors::Connection;
 
 /// The share of `requests_per_second` left unused: a vendor's limiter runs
 /// on its own clock and sees our calls behind its network, so pacing at
@@ -40,7 +40,7 @@ pub struct Pacer {
 }
 
 impl Pacer {
-    pub fn new(config: &ProviderConfig) -> Self {
+    pub fn new(config: &Connection) -> Self {
         let bucket = config.requests_per_second.map(|rps| {
             let burst =
                 NonZeroU32::new(config.burst.unwrap_or(1).max(1)).unwrap_or(NonZeroU32::MIN);
@@ -119,13 +119,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
-    fn config() -> ProviderConfig {
-        toml::from_str(
-            r#"kind = "aitronos"
-base_url = "http://127.0.0.1:1"
-token_env = "T""#,
-        )
-        .unwrap()
+    fn config() -> Connection {
+        Connection::new("http://127.0.0.1:1", "T")
     }
 
     #[test]

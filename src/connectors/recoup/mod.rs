@@ -6,6 +6,7 @@
 //! read a request removes and says it could not verify.
 
 mod intake;
+mod settings;
 
 use async_trait::async_trait;
 use reqwest::Method;
@@ -19,6 +20,7 @@ use super::{
 use crate::domain::{ProviderName, Removal, Restore, RoleId, Target};
 
 pub use intake::{check_uuid, parse_target};
+pub use settings::Settings;
 
 /// What this kind can do, for reconciliation and config validation.
 /// Recoup documents no member listing, no transfer and no call that gives access back.
@@ -26,6 +28,18 @@ pub const CAPABILITIES: super::Capabilities = super::Capabilities {
     list_members: false,
     transfer_resources: false,
     undo: false,
+    find_by_email: false,
+    client_credentials: false,
+};
+
+/// What the rest of the program reads about this kind.
+pub const DECLARATION: super::Declaration = super::Declaration {
+    name: "recoup",
+    capabilities: CAPABILITIES,
+    id_case: crate::domain::IdCase::Insensitive,
+    default_auth: super::AuthScheme::ApiKey,
+    parse_target,
+    settings_fields: super::fields::fields_of::<Settings>,
 };
 
 /// The note code of a removal that could not be read back.
@@ -50,11 +64,11 @@ enum Membership {
 }
 
 impl Recoup {
-    pub fn new(client: ProviderClient, membership_read: bool) -> Self {
+    pub fn new(client: ProviderClient, settings: &Settings) -> Self {
         Self {
             name: ProviderName::new_unchecked(client.provider()),
             client,
-            membership_read,
+            membership_read: settings.membership_read,
         }
     }
 

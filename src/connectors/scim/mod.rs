@@ -6,6 +6,7 @@
 mod classify;
 mod intake;
 mod restore;
+mod settings;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -18,11 +19,11 @@ use super::{
     CallContext, Change, Connector, Member, Note, Plan, Probe, ProviderClient, StepError,
     StripResult,
 };
-use crate::config::Deprovision;
 use crate::domain::ids::check_safe;
 use crate::domain::{ProviderName, Removal, Restore, RoleId, Target};
 
 pub use intake::parse_target;
+pub use settings::{Deprovision, Settings};
 
 /// What this kind can do, for reconciliation and config validation.
 /// SCIM lists members through groups and gives group memberships and an account back.
@@ -30,6 +31,18 @@ pub const CAPABILITIES: super::Capabilities = super::Capabilities {
     list_members: true,
     transfer_resources: false,
     undo: true,
+    find_by_email: true,
+    client_credentials: false,
+};
+
+/// What the rest of the program reads about this kind.
+pub const DECLARATION: super::Declaration = super::Declaration {
+    name: "scim",
+    capabilities: CAPABILITIES,
+    id_case: crate::domain::IdCase::Exact,
+    default_auth: super::AuthScheme::Bearer,
+    parse_target,
+    settings_fields: super::fields::fields_of::<Settings>,
 };
 
 const SCIM_JSON: &str = "application/scim+json";
@@ -115,11 +128,11 @@ fn checked_id(id: String, what: &str) -> Result<String, StepError> {
 }
 
 impl Scim {
-    pub fn new(client: ProviderClient, deprovision: Deprovision) -> Self {
+    pub fn new(client: ProviderClient, settings: &Settings) -> Self {
         Self {
             name: ProviderName::new_unchecked(client.provider()),
             client,
-            deprovision,
+            deprovision: settings.deprovision,
             list_form: AtomicBool::new(false),
         }
     }

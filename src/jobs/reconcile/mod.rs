@@ -90,7 +90,7 @@ impl ReconcileSpec {
                 .map_err(|_| ("timezone", format!("unknown time zone {tz:?}")))?,
         };
         let provider = provider.ok_or(("provider", "is required".to_owned()))?;
-        let kind = config.providers.get(&provider).map(|p| p.kind);
+        let kind = config.providers.get(&provider).map(|p| p.kind());
         if let Some(kind) = kind
             && !capabilities(kind).list_members
         {

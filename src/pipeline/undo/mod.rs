@@ -191,14 +191,14 @@ mod tests {
 
     use crate::domain::{Outcome, Removal, RunMode, Step};
     use crate::engine::Engine;
-    use crate::store::{ClaimResult, Finish, UndoRow, chunk_of, scratch_batch, scratch_store};
+    use crate::store::{ClaimResult, Finish, UndoRow, chunk_of, scratch_batch};
 
     /// A resumed undo request checks again before it gives anything back:
     /// an offboarding that came while it waited keeps the person out.
     #[tokio::test]
     async fn a_resumed_undo_checks_for_a_newer_offboarding_again() {
-        let (_dir, _url, store) = scratch_store().await;
-        let engine = Engine::with_store(crate::config::Config::default(), Vec::new(), store)
+        let (_dir, _url, store, queue) = crate::queue::scratch_queue().await;
+        let engine = Engine::with_store(crate::config::Config::default(), Vec::new(), store, queue)
             .expect("an engine with no provider");
         let store = engine.store();
         let lease = Duration::from_secs(60);
