@@ -189,15 +189,25 @@ impl Deliverer {
         }
         // An event that cannot be read or rendered fails this delivery
         // only: the pass goes on to the others leased with it.
+        // Only a stored event that is missing or does not decode is given
+        // up at once: rendering reads the batch, which may hold what an
+        // older process cannot read yet, and is retried like a send.
+        let mut unreadable = false;
         let result = match self.store.notify_event(&d.event_id).await {
             Ok(Some(event)) => match self.message_of(&event).await {
                 Ok((message, body)) => self.send(channel, &message, &event.id, &body).await,
                 Err(e) => Err(e),
             },
-            Ok(None) => Err(NotifyError::Store(crate::store::StoreError::Corrupt(
-                format!("notification event {} is missing", d.event_id),
-            ))),
-            Err(e) => Err(NotifyError::Store(e)),
+            Ok(None) => {
+                unreadable = true;
+                Err(NotifyError::Store(crate::store::StoreError::Corrupt(
+                    format!("notification event {} is missing", d.event_id),
+                )))
+            }
+            Err(e) => {
+                unreadable = matches!(e, crate::store::StoreError::Corrupt(_));
+                Err(NotifyError::Store(e))
+            }
         };
         match result {
             Ok(()) => {
@@ -210,9 +220,7 @@ impl Deliverer {
                 let now = now_ms();
                 let attempts = d.attempts + 1;
                 let give_up_at = d.created_at.saturating_add(self.retry_for_ms);
-                // A stored event that does not decode never will.
-                let corrupt = matches!(e, NotifyError::Store(crate::store::StoreError::Corrupt(_)));
-                let dead = now >= give_up_at || corrupt;
+                let dead = now >= give_up_at || unreadable;
                 let next_at = now
                     .saturating_add(backoff(self.retry_base_ms, attempts))
                     .min(give_up_at);
