@@ -118,7 +118,10 @@ impl Store {
             clock_offset_ms: 0,
             notify: Default::default(),
             settle_cursors: Default::default(),
-            report_readers: Some(super::report::Readers::new(options.get_filename())),
+            report_readers: Some(super::report::Readers::new(
+                options.get_filename(),
+                connections,
+            )),
         })
     }
 

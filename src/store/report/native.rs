@@ -10,9 +10,10 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OpenFlags, Row};
+use tokio::sync::Semaphore;
 
 use super::{Bind, ReportRow};
-use crate::store::connect::SQLITE_BUSY_TIMEOUT;
+use crate::store::connect::{POOL_CACHE_SIZE, SQLITE_BUSY_TIMEOUT};
 use crate::store::{StoreError, format_ms};
 
 /// Idle read connections kept for the next page; a report streams a page
@@ -26,20 +27,25 @@ pub(crate) struct Readers {
     idle: Mutex<Vec<Connection>>,
     /// Set when the store closes: later reads fail, as the pool's do.
     closed: AtomicBool,
+    /// Reads at once, as many as the pool has connections: each holds a
+    /// connection and a blocking thread.
+    reading: Semaphore,
 }
 
 impl Readers {
-    pub(crate) fn new(path: &Path) -> Arc<Readers> {
+    pub(crate) fn new(path: &Path, max_connections: u32) -> Arc<Readers> {
         Arc::new(Readers {
             path: path.to_owned(),
             idle: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
+            reading: Semaphore::new(max_connections.max(1) as usize),
         })
     }
 
     /// Closes the idle connections; reads from now on fail.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
+        self.reading.close();
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
@@ -49,11 +55,12 @@ impl Readers {
         sql: String,
         binds: Vec<Bind>,
     ) -> Result<Vec<ReportRow>, StoreError> {
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(StoreError::Sql(sqlx::Error::PoolClosed));
-        }
+        let _reading = self.reading.acquire().await.map_err(|_| closed_error())?;
         let readers = self.clone();
         tokio::task::spawn_blocking(move || {
+            if readers.closed.load(Ordering::SeqCst) {
+                return Err(closed_error());
+            }
             let conn = match readers.take() {
                 Some(conn) => conn,
                 None => open(&readers.path)?,
@@ -72,10 +79,14 @@ impl Readers {
 
     fn put_back(&self, conn: Connection) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < IDLE_KEPT {
+        if idle.len() < IDLE_KEPT && !self.closed.load(Ordering::SeqCst) {
             idle.push(conn);
         }
     }
+}
+
+fn closed_error() -> StoreError {
+    StoreError::Sql(sqlx::Error::PoolClosed)
 }
 
 fn open(path: &Path) -> Result<Connection, StoreError> {
@@ -85,6 +96,7 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
     )?;
     conn.busy_timeout(SQLITE_BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(8);
+    conn.pragma_update(None, "cache_size", POOL_CACHE_SIZE)?;
     Ok(conn)
 }
 
@@ -102,19 +114,19 @@ fn read(conn: &Connection, sql: &str, binds: Vec<Bind>) -> Result<Vec<ReportRow>
     Ok(out)
 }
 
-/// Columns in the order `report_sql` selects them.
+/// Columns in the order `report_sql` selects them, decoded as strictly as
+/// sqlx's reader does: a value of the wrong type is an error.
 fn report_row(r: &Row<'_>) -> Result<ReportRow, StoreError> {
+    let required = |i: usize| integer(r, i)?.ok_or_else(|| mismatch(i, "NULL"));
     Ok(ReportRow {
-        line: integer(r, 0)?.unwrap_or_default().max(0) as u64,
+        line: required(0)? as u64,
         provider: text(r, 1)?,
         organization_id: text(r, 2)?,
         user_id: text(r, 3)?,
         outcome: text(r, 4)?,
         roles_removed: super::roles(&text(r, 5)?),
         transfer_to_department_id: text(r, 6)?,
-        attempts: integer(r, 7)?
-            .unwrap_or_default()
-            .clamp(0, i64::from(u32::MAX)) as u32,
+        attempts: required(7)? as u32,
         error_code: text(r, 8)?,
         error_message: text(r, 9)?,
         request_id: text(r, 10)?,
@@ -124,24 +136,29 @@ fn report_row(r: &Row<'_>) -> Result<ReportRow, StoreError> {
     })
 }
 
-/// A cell as text, empty when NULL; a number stored in a text column is
-/// written as SQLite would print it.
+fn mismatch(column: usize, found: &str) -> StoreError {
+    StoreError::Corrupt(format!("report column {column}: unexpected {found}"))
+}
+
+/// A text cell, empty when NULL.
 fn text(r: &Row<'_>, i: usize) -> Result<String, StoreError> {
-    Ok(match r.get_ref(i)? {
-        ValueRef::Null => String::new(),
-        ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned(),
-        ValueRef::Integer(n) => n.to_string(),
-        ValueRef::Real(x) => x.to_string(),
-    })
+    match r.get_ref(i)? {
+        ValueRef::Null => Ok(String::new()),
+        ValueRef::Text(t) => std::str::from_utf8(t)
+            .map(str::to_owned)
+            .map_err(|_| mismatch(i, "text that is not UTF-8")),
+        ValueRef::Integer(_) => Err(mismatch(i, "integer")),
+        ValueRef::Real(_) => Err(mismatch(i, "real")),
+        ValueRef::Blob(_) => Err(mismatch(i, "blob")),
+    }
 }
 
 fn integer(r: &Row<'_>, i: usize) -> Result<Option<i64>, StoreError> {
-    Ok(match r.get_ref(i)? {
-        ValueRef::Null => None,
-        ValueRef::Integer(n) => Some(n),
-        ValueRef::Real(x) => Some(x as i64),
-        ValueRef::Text(t) | ValueRef::Blob(t) => std::str::from_utf8(t)
-            .ok()
-            .and_then(|s| s.trim().parse().ok()),
-    })
+    match r.get_ref(i)? {
+        ValueRef::Null => Ok(None),
+        ValueRef::Integer(n) => Ok(Some(n)),
+        ValueRef::Text(_) => Err(mismatch(i, "text")),
+        ValueRef::Real(_) => Err(mismatch(i, "real")),
+        ValueRef::Blob(_) => Err(mismatch(i, "blob")),
+    }
 }
