@@ -203,6 +203,7 @@ pub fn misplaced(section: &toml::Table) -> Option<Misplaced> {
 impl<'de> Deserialize<'de> for ProviderConfig {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         use serde::de::Error;
+        let message = |e: toml::de::Error| D::Error::custom(e.message());
         let section = toml::Table::deserialize(deserializer)?;
         if let Some(m) = misplaced(&section) {
             return Err(D::Error::custom(m));
@@ -212,19 +213,15 @@ impl<'de> Deserialize<'de> for ProviderConfig {
             .ok_or_else(|| D::Error::missing_field("kind"))?
             .clone()
             .try_into()
-            .map_err(|e: toml::de::Error| D::Error::custom(e.message()))?;
+            .map_err(message)?;
         let own = (kind.declaration().settings_fields)();
         let (settings, connection): (toml::Table, toml::Table) = section
             .into_iter()
             .partition(|(k, _)| k == "kind" || own.contains(&k.as_str()));
         let typed = |t: toml::Table| toml::Value::Table(t);
         Ok(Self {
-            settings: typed(settings)
-                .try_into()
-                .map_err(|e: toml::de::Error| D::Error::custom(e.message()))?,
-            connection: typed(connection)
-                .try_into()
-                .map_err(|e: toml::de::Error| D::Error::custom(e.message()))?,
+            settings: typed(settings).try_into().map_err(message)?,
+            connection: typed(connection).try_into().map_err(message)?,
         })
     }
 }

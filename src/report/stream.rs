@@ -31,7 +31,7 @@ fn pages(
         let batch_id = batch_id.clone();
         async move {
             let after = state?;
-            match store.report_after(&batch_id, after, PAGE).await {
+            match store.report_page(&batch_id, None, after, PAGE).await {
                 Ok(rows) => {
                     let next = (rows.len() == PAGE as usize).then(|| rows.last().map(|r| r.line));
                     Some((Ok(rows), next))

@@ -33,7 +33,7 @@ pub use batches::{BatchRow, NewBatch};
 #[cfg(test)]
 pub(crate) use connect::POOL_CACHE_SIZE;
 pub use connect::{Backend, Store, database_password, sqlite_options};
-pub use group::{WriterTimes, writes_waited};
+pub use group::{WriterTimes, writer_times};
 pub(crate) use handoff::{EnqueueMark, WriterTx};
 pub use intake::{AcceptedRow, IntakeChunk, NewJob, RejectedRow};
 #[cfg(test)]

@@ -326,7 +326,7 @@ impl RoundTrips {
             statements_ours: ours,
             transactions: database.transactions().await?,
             report_rows_per_s: 0.0,
-            writer: crate::store::writes_waited(),
+            writer: crate::store::writer_times(),
         })
     }
 
@@ -340,7 +340,7 @@ impl RoundTrips {
                 .zip(self.transactions)
                 .map(|(end, start)| end.saturating_sub(start)),
             report_rows_per_s: self.report_rows_per_s,
-            writer: crate::store::writes_waited().since(self.writer),
+            writer: crate::store::writer_times().since(self.writer),
         }
     }
 }

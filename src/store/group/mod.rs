@@ -506,7 +506,7 @@ fn group_committed(writes: usize, started: Instant) {
 /// What this process's group writers did so far: writes committed, the
 /// time their callers spent waiting for them in all, and the time the
 /// writers spent committing.
-pub fn writes_waited() -> WriterTimes {
+pub fn writer_times() -> WriterTimes {
     WriterTimes {
         writes: WAITED.0.load(Ordering::Relaxed),
         waited: Duration::from_nanos(WAITED.1.load(Ordering::Relaxed)),
@@ -514,7 +514,7 @@ pub fn writes_waited() -> WriterTimes {
     }
 }
 
-/// See [`writes_waited`].
+/// See [`writer_times`].
 #[derive(Debug, Default, Clone, Copy)]
 pub struct WriterTimes {
     pub writes: u64,

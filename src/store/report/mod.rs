@@ -51,27 +51,16 @@ pub const FIRST_REJECTED: ReportWindow<'static> = ReportWindow {
 impl Store {
     /// The whole report, for the demo's small batch. A million-line batch
     /// makes a million rows: every report surface reads it a page at a time
-    /// ([`Store::report_after`]) and the paged API a window
+    /// ([`Store::report_page`]) and the paged API a window
     /// ([`Store::report_window`]).
     pub async fn report_rows(&self, batch_id: &str) -> Result<Vec<ReportRow>, StoreError> {
         self.report_query(batch_id, None, None, None).await
     }
 
     /// Up to `limit` lines after line `after` (from the first when `None`),
-    /// in line order: a whole report read a page at a time, each page found
-    /// by its key rather than by walking past the earlier ones.
-    pub async fn report_after(
-        &self,
-        batch_id: &str,
-        after: Option<u64>,
-        limit: u32,
-    ) -> Result<Vec<ReportRow>, StoreError> {
-        self.report_query(batch_id, None, after, Some((0, limit)))
-            .await
-    }
-
-    /// Up to `limit` lines after line `after`, of `outcome` when given:
-    /// the API's keyset page, found by its key at any depth.
+    /// of `outcome` when given, in line order: each page found by its key
+    /// at any depth rather than by walking past the earlier ones (a whole
+    /// report read a page at a time, and the API's keyset page).
     pub async fn report_page(
         &self,
         batch_id: &str,
