@@ -187,14 +187,7 @@ async fn pages_headers_cookies_and_form_tokens() {
     assert_eq!(status, 403, "a viewer does not upload");
 
     // A batch over the cap, uploaded over the API.
-    let res = serve
-        .authed(serve.client().post(format!("{}/v1/batches", serve.url)))
-        .header("content-type", "text/csv")
-        .body(users_csv(2, 4))
-        .send()
-        .await
-        .unwrap();
-    let batch: serde_json::Value = res.json().await.unwrap();
+    let batch = serve.upload_csv(users_csv(2, 4)).await;
     let id = batch["batch_id"].as_str().unwrap().to_owned();
     let (status, _, page) = v.get(&format!("/batches/{id}")).await;
     assert_eq!(status, 200);
@@ -280,14 +273,7 @@ async fn forms_are_bounded_and_approve_all_with_people_ticked_is_refused() {
     let h = Harness::start_with(directory(), options("[safety]\nmax_batch_requests = 2\n")).await;
     let approver = h.token("ann", "approver").await;
     let serve = h.serve(&["--no-workers"]).await;
-    let res = serve
-        .authed(serve.client().post(format!("{}/v1/batches", serve.url)))
-        .header("content-type", "text/csv")
-        .body(users_csv(2, 4))
-        .send()
-        .await
-        .unwrap();
-    let batch: serde_json::Value = res.json().await.unwrap();
+    let batch = serve.upload_csv(users_csv(2, 4)).await;
     let id = batch["batch_id"].as_str().unwrap().to_owned();
 
     let huge = "x".repeat(1024 * 1024);

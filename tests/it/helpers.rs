@@ -342,6 +342,20 @@ pub(crate) struct Serve {
 }
 
 impl Serve {
+    /// `POST /v1/batches` of `csv` with the harness's token: the answer,
+    /// which must be 202 (a batch over the cap is accepted, halted).
+    pub(crate) async fn upload_csv(&self, csv: String) -> serde_json::Value {
+        let response = self
+            .authed(self.client().post(format!("{}/v1/batches", self.url)))
+            .header("content-type", "text/csv")
+            .body(csv)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        response.json().await.unwrap()
+    }
+
     /// Kills it with SIGKILL, as a crash would, and waits.
     pub(crate) async fn kill(mut self) {
         self.child.start_kill().expect("SIGKILL is sent");

@@ -14,7 +14,7 @@ use serde_json::Value;
 use sha2::Sha256;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::helpers::{Harness, Options, Serve, api_options, eventually, users_csv};
+use crate::helpers::{Harness, Options, api_options, eventually, users_csv};
 use crate::postgres::TestDatabase;
 
 const SECRET_ENV: &str = "OFFBOARD_IT_WEBHOOK_SECRET";
@@ -178,18 +178,6 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 
-async fn upload(serve: &Serve, csv: String) -> Value {
-    let response = serve
-        .authed(serve.client().post(format!("{}/v1/batches", serve.url)))
-        .header("content-type", "text/csv")
-        .body(csv)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    response.json().await.unwrap()
-}
-
 /// A 600-row upload halts over the cap: the webhook gets exactly one
 /// `batch.halted`, signed, naming the batch, its halt and the console's
 /// page; the secret is in no log line and not in the database.
@@ -203,7 +191,7 @@ async fn a_600_row_upload_sends_one_signed_batch_halted() {
     let h = Harness::start_with(Directory::generate(601, 9), o).await;
     let env = [(SECRET_ENV, secret.as_str())];
     let serve = h.serve_with_env(&[], &env).await;
-    let answer = upload(&serve, users_csv(2, 601)).await;
+    let answer = serve.upload_csv(users_csv(2, 601)).await;
     let batch = answer["batch_id"].as_str().unwrap().to_owned();
     assert!(!answer["halted"].is_null(), "{answer}");
     eventually(30, "the webhook's delivery", || {
@@ -305,7 +293,7 @@ async fn a_serve_killed_before_delivery_delivers_after_restart_once() {
         ("OFFBOARD__WORKER__HEARTBEAT_SECS", "3"),
     ];
     let first = h.serve_with_env(&[], &env).await;
-    let answer = upload(&first, users_csv(2, 601)).await;
+    let answer = first.upload_csv(users_csv(2, 601)).await;
     let batch = answer["batch_id"].as_str().unwrap().to_owned();
     eventually(30, "the first, unanswered delivery", || {
         let n = hits(&state).len();
@@ -721,8 +709,11 @@ async fn an_event_that_cannot_be_rendered_is_dead_and_the_next_is_sent() {
     let h = Harness::start_with(Directory::generate(601, 9), o).await;
     let env = [(SECRET_ENV, secret.as_str())];
     let serve = h.serve_with_env(&[], &env).await;
-    let db = format!("sqlite://{}", h.dir.path().join("offboard.db").display());
-    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+    // serve may hold the write lock a while as it starts on a busy machine.
+    let db = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(h.dir.path().join("offboard.db"))
+        .busy_timeout(std::time::Duration::from_secs(60));
+    let pool = sqlx::SqlitePool::connect_with(db).await.unwrap();
     sqlx::query(
         "INSERT INTO notify_events (id, dedupe_key, kind, batch_id, facts, created_at)
          VALUES ('01POISONED', 'batch.halted/poisoned/1', 'batch.halted', NULL, '{not json', 0)",
@@ -737,7 +728,7 @@ async fn an_event_that_cannot_be_rendered_is_dead_and_the_next_is_sent() {
     .execute(&pool)
     .await
     .unwrap();
-    let answer = upload(&serve, users_csv(2, 601)).await;
+    let answer = serve.upload_csv(users_csv(2, 601)).await;
     let batch = answer["batch_id"].as_str().unwrap().to_owned();
     eventually(30, "the halt delivered", || {
         let n = hits(&state).iter().filter(|h| h.answered == 200).count();
