@@ -714,20 +714,29 @@ async fn an_event_that_cannot_be_rendered_is_dead_and_the_next_is_sent() {
         .filename(h.dir.path().join("offboard.db"))
         .busy_timeout(std::time::Duration::from_secs(60));
     let pool = sqlx::SqlitePool::connect_with(db).await.unwrap();
+    // One transaction, stamped now: serve's retention pass deletes events
+    // no batch holds that are old or have nothing pending.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut tx = pool.begin().await.unwrap();
     sqlx::query(
         "INSERT INTO notify_events (id, dedupe_key, kind, batch_id, facts, created_at)
-         VALUES ('01POISONED', 'batch.halted/poisoned/1', 'batch.halted', NULL, '{not json', 0)",
+         VALUES ('01POISONED', 'batch.halted/poisoned/1', 'batch.halted', NULL, '{not json', ?)",
     )
-    .execute(&pool)
+    .bind(now)
+    .execute(&mut *tx)
     .await
     .unwrap();
     sqlx::query(
         "INSERT INTO notify_deliveries (event_id, channel, state, attempts, next_at)
          VALUES ('01POISONED', 'hr_webhook', 'pending', 0, 0)",
     )
-    .execute(&pool)
+    .execute(&mut *tx)
     .await
     .unwrap();
+    tx.commit().await.unwrap();
     let answer = serve.upload_csv(users_csv(2, 601)).await;
     let batch = answer["batch_id"].as_str().unwrap().to_owned();
     eventually(30, "the halt delivered", || {
