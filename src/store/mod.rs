@@ -6,7 +6,6 @@
 //! migrates and writes itself: nothing here imports apalis. Queries use `$N`
 //! parameters and integer flags, which both engines read the same way.
 
-mod audit;
 mod batches;
 mod connect;
 mod events;

@@ -11,7 +11,6 @@
 mod checkpoint;
 mod native;
 mod pooled;
-mod together;
 
 use std::borrow::Cow;
 use std::fmt;

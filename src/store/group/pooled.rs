@@ -1,25 +1,35 @@
-//! The group writer on PostgreSQL: a task that commits each group through
-//! the shared pool, locking the group's request rows in id order first.
+//! The group writer on PostgreSQL: a task that writes each group through
+//! the shared pool as one statement, since every statement is a round trip
+//! to the server (BENCHMARKS.md, "PostgreSQL: a group in one statement").
+//!
+//! The group's writes travel as one JSON parameter and the statement's
+//! data-modifying `WITH` parts apply each kind of write to its rows. Every
+//! row keeps its own guard (the claim it needs) in its condition, so each
+//! write is answered as if it had been written alone. The rows are locked
+//! in id order before any change, so two writers never wait on each other
+//! in a cycle. A statement changes a row at most once, so a request written
+//! twice in a group goes in a second round, in one transaction with the
+//! first. Two writes that collide (two subjects of one person) break a
+//! unique index, and the group is written again one write at a time.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
-use sqlx::{AnyPool, Row};
+use serde::Serialize;
+use sqlx::{AnyPool, ConnectOptions, Connection as _, Row};
 use tokio::sync::mpsc;
 
 use super::{
-    Answer, Committed, Message, Pending, RunWrite, STEP_CONFLICT_SQL, Then, Turn, Value, closed,
-    fail, gather, reply, reply_one,
+    Answer, Committed, Message, Pending, RunWrite, Then, Turn, closed, fail, gather, reply,
+    reply_one,
 };
-use crate::domain::Step;
-use crate::store::audit;
-use crate::store::connect::begin_write;
-use crate::store::requests::{CLAIMED_OF_SQL, add_checkpoint, claimed_from_row};
-use crate::store::sql::Params;
-use crate::store::{AuditEvent, Backend, Claimed, StoreError, now_ms};
+use crate::store::requests::{REQUEST_COLUMNS, add_checkpoint, claimed_from_row};
+use crate::store::{Backend, Claimed, StoreError, now_ms};
 
 const BACKEND: Backend = Backend::Postgres;
 
 pub(super) async fn run(pool: AnyPool, mut inbox: mpsc::UnboundedReceiver<Message>) {
+    let mut writer = Connection { pool, conn: None };
     let mut open = true;
     while let Some(first) = inbox.recv().await {
         let Turn { group, then } = gather(first, &mut inbox);
@@ -27,10 +37,10 @@ pub(super) async fn run(pool: AnyPool, mut inbox: mpsc::UnboundedReceiver<Messag
             fail(group, closed);
         } else if !group.is_empty() {
             let started = std::time::Instant::now();
-            let committed = commit(&pool, &group).await;
+            let committed = writer.commit(&group).await;
             super::group_committed(group.len(), started);
             for p in reply(group, committed) {
-                let committed = commit(&pool, std::slice::from_ref(&p)).await;
+                let committed = writer.commit(std::slice::from_ref(&p)).await;
                 reply_one(p, committed);
             }
         }
@@ -38,7 +48,10 @@ pub(super) async fn run(pool: AnyPool, mut inbox: mpsc::UnboundedReceiver<Messag
             // Only SQLite's writer has a connection to run work on.
             Some(Then::Run(work)) => work(None),
             Some(Then::Close(done)) => {
-                pool.close().await;
+                if let Some(conn) = writer.conn.take() {
+                    let _ = conn.close().await;
+                }
+                writer.pool.close().await;
                 open = false;
                 let _ = done.send(());
             }
@@ -47,215 +60,681 @@ pub(super) async fn run(pool: AnyPool, mut inbox: mpsc::UnboundedReceiver<Messag
     }
 }
 
-/// One transaction for `group`: each write's answer, or an error that
-/// rolled all of them back. The steps' checkpoints go in together, since
-/// each statement is a round trip to the server.
-async fn commit(pool: &AnyPool, group: &[Pending]) -> Result<Vec<Committed>, StoreError> {
-    let mut tx = begin_write(pool, BACKEND).await?;
-    lock_in_id_order(&mut tx, group).await?;
-    let mut answers = store_steps(&mut tx, group).await?;
-    super::together::write(&mut tx, group, &mut answers).await?;
-    for (p, answer) in group.iter().zip(answers.iter_mut()) {
-        if answer.is_some() {
-            continue;
-        }
-        *answer = match apply(&mut tx, &p.write).await {
-            Ok(held) => Some(Ok(held)),
-            Err(lost @ StoreError::ClaimLost(_)) => Some(Err(lost)),
-            Err(e) => return Err(e),
+/// The writer's own connection, opened with the pool's settings beside
+/// the pool (as SQLite's writer has its own): taken from the pool for each
+/// group, it cost a round trip of the pool's check, and kept, it would
+/// leave a pool of one connection to no one else.
+struct Connection {
+    pool: AnyPool,
+    conn: Option<sqlx::AnyConnection>,
+}
+
+impl Connection {
+    /// Commits `group` on the connection, opened first if need be; a
+    /// connection that saw an error is closed and opened again next time.
+    async fn commit(&mut self, group: &[Pending]) -> Result<Vec<Committed>, StoreError> {
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => {
+                let options = self.pool.connect_options();
+                self.conn.insert(options.connect().await?)
+            }
         };
+        let committed = commit(conn, group).await;
+        if committed.is_err() {
+            self.conn = None;
+        }
+        committed
     }
-    let answers: Vec<Answer> = answers
+}
+
+/// `$1`: the writes (`n`, their place in the round; `k`, their kind), `$2`:
+/// their audit events (`w`, the write's `n`), `$3`: the time a finish or a
+/// checkpoint is stamped with. Answers one row a write that held, and for a
+/// claim taken the request as its run reads it, once per checkpoint.
+static GROUP_SQL: LazyLock<String> = LazyLock::new(|| {
+    let now = super::db_now_ms(BACKEND);
+    let columns: Vec<&str> = REQUEST_COLUMNS.split(", ").collect();
+    let returned = columns
+        .iter()
+        .map(|c| format!("requests.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let read = columns
+        .iter()
+        .map(|c| format!("c.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // The claimed request's columns, and its batch's state, cancel flag and
+    // checkpoint, are empty beside the other answers.
+    let blank = vec!["NULL"; columns.len() + 4].join(", ");
+    let held = "requests.id = w.id AND requests.claim_owner = w.owner AND requests.outcome IS NULL";
+    // `locked` looks the rows up by `= ANY (ARRAY(…))`: as `IN (SELECT …)`
+    // the planner, which guesses a JSON array holds 100 rows, scans the
+    // whole table once it has a few thousand.
+    format!(
+        "WITH w AS MATERIALIZED (
+            SELECT * FROM json_to_recordset($1::json) AS x(
+                n bigint, k text, id text, owner text, lease_ms bigint, step text, data text,
+                subject text, outcome text, roles text, error_code text, error_message text,
+                retries bigint, unqueued bigint)
+        ),
+        locked AS MATERIALIZED (
+            SELECT r.id, r.claim_owner, r.cancel_requested, r.outcome FROM requests r
+            WHERE r.id = ANY (ARRAY(SELECT id FROM w)) ORDER BY r.id FOR NO KEY UPDATE
+        ),
+        mine AS MATERIALIZED (
+            SELECT w.n, w.id, w.k, l.cancel_requested FROM w JOIN locked l ON l.id = w.id
+            WHERE l.claim_owner = w.owner AND l.outcome IS NULL
+        ),
+        claimed AS (
+            UPDATE requests SET claim_owner = w.owner, claim_expires_at = {now} + w.lease_ms,
+                attempts = requests.attempts + 1
+            FROM w JOIN locked l ON l.id = w.id
+            WHERE w.k = 'claim' AND requests.id = w.id AND requests.outcome IS NULL
+              AND (requests.claim_owner IS NULL OR requests.claim_owner = w.owner
+                   OR requests.claim_expires_at < {now})
+            RETURNING w.n, {returned}, requests.cancel_requested
+        ),
+        renewed AS (
+            UPDATE requests SET claim_expires_at = {now} + w.lease_ms
+            FROM w JOIN locked l ON l.id = w.id
+            WHERE w.k = 'renew' AND {held}
+            RETURNING w.n
+        ),
+        subjected AS (
+            UPDATE requests SET subject = w.subject
+            FROM w JOIN locked l ON l.id = w.id
+            WHERE w.k = 'subject' AND {held}
+              AND NOT EXISTS (SELECT 1 FROM requests o
+                              WHERE o.provider = requests.provider
+                                AND o.organization_id = requests.organization_id
+                                AND o.subject = w.subject AND o.outcome IS NULL AND o.dry_run = 0
+                                AND o.id <> w.id)
+              AND NOT EXISTS (SELECT 1 FROM requests b
+                              WHERE b.batch_id = requests.batch_id AND b.subject = w.subject
+                                AND b.provider = requests.provider
+                                AND b.organization_id = requests.organization_id
+                                AND b.dry_run = 0 AND b.id <> w.id)
+            RETURNING w.n
+        ),
+        finished AS (
+            UPDATE requests SET outcome = w.outcome, roles_removed = w.roles,
+                error_code = w.error_code, error_message = w.error_message, finished_at = $3,
+                claim_owner = NULL, claim_expires_at = NULL,
+                attempts = requests.attempts + w.retries
+            FROM w JOIN locked l ON l.id = w.id
+            WHERE w.k = 'finish' AND {held}
+            RETURNING w.n
+        ),
+        previewed AS (
+            UPDATE requests SET roles_removed = w.roles, error_message = w.error_message,
+                finished_at = $3, claim_owner = NULL, claim_expires_at = NULL,
+                attempts = requests.attempts + w.retries
+            FROM w JOIN locked l ON l.id = w.id
+            WHERE w.k = 'preview' AND {held} AND requests.dry_run = 2
+            RETURNING w.n
+        ),
+        postponed AS (
+            UPDATE requests SET error_code = COALESCE(w.error_code, requests.error_code),
+                error_message = COALESCE(w.error_message, requests.error_message),
+                claim_owner = NULL, claim_expires_at = NULL,
+                attempts = requests.attempts + w.retries,
+                enqueued = CASE WHEN w.unqueued = 1 THEN 0 ELSE requests.enqueued END
+            FROM w JOIN locked l ON l.id = w.id
+            WHERE w.k = 'postpone' AND {held}
+            RETURNING w.n
+        ),
+        stepped AS (
+            INSERT INTO step_checkpoints (request_id, step, data, finished_at)
+            SELECT w.id, w.step, w.data, $3 FROM w JOIN mine m ON m.n = w.n WHERE w.k = 'step'
+            ON CONFLICT (request_id, step)
+                DO UPDATE SET data = excluded.data, finished_at = excluded.finished_at
+            RETURNING request_id
+        ),
+        answered AS (
+            SELECT n, NULL::bigint AS flag FROM renewed
+            UNION ALL SELECT n, NULL FROM subjected
+            UNION ALL SELECT n, NULL FROM finished
+            UNION ALL SELECT n, NULL FROM previewed
+            UNION ALL SELECT n, NULL FROM postponed
+            UNION ALL SELECT n, NULL FROM mine WHERE k = 'audit'
+            UNION ALL SELECT m.n, m.cancel_requested FROM stepped s
+                JOIN mine m ON m.id = s.request_id AND m.k = 'step'
+        ),
+        logged AS (
+            INSERT INTO audit_events
+                (request_id, provider, method, path, status, error_code, attempt, latency_ms, at)
+            SELECT e.request_id, e.provider, e.method, e.path, e.status, e.error_code,
+                   e.attempt, e.latency_ms, e.at
+            FROM json_to_recordset($2::json) AS e(
+                w bigint, seq bigint, request_id text, provider text, method text, path text,
+                status bigint, error_code text, attempt bigint, latency_ms bigint, at bigint)
+            WHERE e.w IN (SELECT n FROM answered)
+               OR e.w IN (SELECT n FROM w WHERE k IN ('claim', 'renew', 'subject'))
+            ORDER BY e.seq
+        )
+        SELECT c.n, NULL::bigint AS flag, {read}, b.stored_state, c.cancel_requested, cp.step, cp.data
+        FROM claimed c JOIN batches b ON b.id = c.batch_id
+            LEFT JOIN step_checkpoints cp ON cp.request_id = c.id
+        UNION ALL SELECT n, flag, {blank} FROM answered"
+    )
+});
+
+/// One write of a round as the statement reads it.
+#[derive(Serialize)]
+struct WriteRow<'a> {
+    n: usize,
+    k: &'static str,
+    id: &'a str,
+    owner: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    roles: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_message: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retries: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unqueued: Option<i64>,
+}
+
+impl<'a> WriteRow<'a> {
+    fn of(n: usize, write: &'a RunWrite) -> WriteRow<'a> {
+        let (k, id, owner) = match write {
+            RunWrite::Claim { id, owner, .. } => ("claim", id, owner),
+            RunWrite::Renew { id, owner, .. } => ("renew", id, owner),
+            RunWrite::Audit { id, owner } => ("audit", id, owner),
+            RunWrite::Step { id, owner, .. } => ("step", id, owner),
+            RunWrite::Subject { id, owner, .. } => ("subject", id, owner),
+            RunWrite::Finish { id, owner, .. } => ("finish", id, owner),
+            RunWrite::Preview { id, owner, .. } => ("preview", id, owner),
+            RunWrite::Postpone { id, owner, .. } => ("postpone", id, owner),
+        };
+        let mut row = WriteRow {
+            n,
+            k,
+            id,
+            owner,
+            lease_ms: None,
+            step: None,
+            data: None,
+            subject: None,
+            outcome: None,
+            roles: None,
+            error_code: None,
+            error_message: None,
+            retries: None,
+            unqueued: None,
+        };
+        match write {
+            RunWrite::Claim { lease_ms, .. } | RunWrite::Renew { lease_ms, .. } => {
+                row.lease_ms = Some(*lease_ms);
+            }
+            RunWrite::Audit { .. } => {}
+            RunWrite::Step { step, data, .. } => {
+                row.step = Some(step.as_str());
+                row.data = Some(data);
+            }
+            RunWrite::Subject { subject, .. } => row.subject = Some(subject),
+            RunWrite::Finish {
+                finish, retries, ..
+            } => {
+                row.outcome = Some(finish.outcome.as_str());
+                row.roles = Some(finish.roles_removed.join(";"));
+                row.error_code = finish.error_code.as_deref();
+                row.error_message = finish.error_message.as_deref();
+                row.retries = Some(i64::from(*retries));
+            }
+            RunWrite::Preview {
+                roles,
+                message,
+                retries,
+                ..
+            } => {
+                row.roles = Some(roles.clone());
+                row.error_message = Some(message);
+                row.retries = Some(i64::from(*retries));
+            }
+            RunWrite::Postpone {
+                error,
+                retries,
+                unqueued,
+                ..
+            } => {
+                row.error_code = error.as_ref().map(|e| e.0.as_str());
+                row.error_message = error.as_ref().map(|e| e.1.as_str());
+                row.retries = Some(i64::from(*retries));
+                row.unqueued = Some(i64::from(*unqueued));
+            }
+        }
+        row
+    }
+}
+
+/// One audit event of a round's write `w`, `seq` its place among them.
+#[derive(Serialize)]
+struct EventRow<'a> {
+    w: usize,
+    seq: usize,
+    request_id: Option<&'a str>,
+    provider: &'a str,
+    method: &'a str,
+    path: &'a str,
+    status: Option<u16>,
+    error_code: Option<&'a str>,
+    attempt: u32,
+    latency_ms: u64,
+    at: i64,
+}
+
+/// Writes `group`: each write's answer, or an error that wrote none of
+/// them. One statement, and no transaction around it, when no request is
+/// written twice.
+async fn commit(
+    conn: &mut sqlx::AnyConnection,
+    group: &[Pending],
+) -> Result<Vec<Committed>, StoreError> {
+    let rounds = rounds(group);
+    let mut answers: Vec<Option<Committed>> = group.iter().map(|_| None).collect();
+    if let [round] = rounds.as_slice() {
+        write_round(conn, group, round, &mut answers).await?;
+    } else {
+        let mut tx = conn.begin().await?;
+        for round in &rounds {
+            write_round(&mut tx, group, round, &mut answers).await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(answers
         .into_iter()
-        .map(|a| a.unwrap_or(Ok(false)))
-        .collect();
-    // Only writes that held their claim leave their calls in the audit log.
-    let events: Vec<AuditEvent> = group
-        .iter()
-        .zip(&answers)
-        .filter(|(_, answer)| answer.is_ok())
-        .flat_map(|(p, _)| p.events.iter().cloned())
-        .collect();
-    for part in events.chunks(500) {
-        audit::insert_all(&mut tx, BACKEND, part).await?;
-    }
-    let mut reads = read_claimed(&mut tx, group, &answers).await?;
-    tx.commit().await?;
-    Ok(group
-        .iter()
-        .zip(answers)
-        .map(|(p, answer)| Committed {
-            read: reads.remove(p.write.request_id()).map(Box::new),
-            answer,
-        })
+        .map(|a| a.unwrap_or_else(|| Committed::from(Ok(false))))
         .collect())
 }
 
-/// The requests whose claim the group took for a caller that runs them,
-/// with their batch gate and checkpoints, in one read inside the claims'
-/// transaction.
-async fn read_claimed(
-    tx: &mut sqlx::AnyConnection,
-    group: &[Pending],
-    answers: &[Answer],
-) -> Result<HashMap<String, Claimed>, StoreError> {
-    let ids: Vec<&str> = group
-        .iter()
-        .zip(answers)
-        .filter(|(p, answer)| {
-            p.wants_read && matches!(p.write, RunWrite::Claim { .. }) && matches!(answer, Ok(true))
-        })
-        .map(|(p, _)| p.write.request_id())
-        .collect();
-    let mut claimed: HashMap<String, Claimed> = HashMap::new();
-    if ids.is_empty() {
-        return Ok(claimed);
-    }
-    let sql = format!(
-        "{} IN ({})",
-        CLAIMED_OF_SQL.as_str(),
-        Params::new(BACKEND).list(ids.len())
-    );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for id in &ids {
-        q = q.bind(*id);
-    }
-    for row in q.fetch_all(&mut *tx).await? {
-        let id: String = row.try_get("id")?;
-        match claimed.get_mut(&id) {
-            Some(request) => add_checkpoint(request, &row)?,
-            None => {
-                let mut request = claimed_from_row(&row)?;
-                add_checkpoint(&mut request, &row)?;
-                claimed.insert(id, request);
-            }
+/// The group's writes in rounds in which each request is written once,
+/// each request's writes in the order they came.
+fn rounds(group: &[Pending]) -> Vec<Vec<usize>> {
+    let mut written: HashMap<&str, usize> = HashMap::new();
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    for (i, p) in group.iter().enumerate() {
+        let times = written.entry(p.write.request_id()).or_default();
+        if rounds.len() <= *times {
+            rounds.push(Vec::new());
         }
+        rounds[*times].push(i);
+        *times += 1;
     }
-    Ok(claimed)
+    rounds
 }
 
-/// Locks every request row the group writes, in id order, before any write:
-/// two groups (or a group and another multi-row writer, see
-/// `sql::requests_in_id_order`, which also says why `NO KEY`) then never
-/// wait on each other in a cycle.
-async fn lock_in_id_order(
-    tx: &mut sqlx::AnyConnection,
+/// One statement for the writes of `group` at `round`, answering them.
+async fn write_round(
+    conn: &mut sqlx::AnyConnection,
     group: &[Pending],
+    round: &[usize],
+    answers: &mut [Option<Committed>],
 ) -> Result<(), StoreError> {
-    let ids = distinct_ids(group.iter().map(|p| p.write.request_id()));
-    requests_by_id(tx, "SELECT id", &ids, " ORDER BY id FOR NO KEY UPDATE").await?;
+    let writes: Vec<WriteRow<'_>> = round
+        .iter()
+        .enumerate()
+        .map(|(n, &i)| WriteRow::of(n, &group[i].write))
+        .collect();
+    let events: Vec<EventRow<'_>> = round
+        .iter()
+        .enumerate()
+        .flat_map(|(n, &i)| group[i].events.iter().map(move |e| (n, e)))
+        .enumerate()
+        .map(|(seq, (w, e))| EventRow {
+            w,
+            seq,
+            request_id: e.request_id.as_deref(),
+            provider: &e.provider,
+            method: &e.method,
+            path: &e.path,
+            status: e.status,
+            error_code: e.error_code.as_deref(),
+            attempt: e.attempt,
+            latency_ms: e.latency_ms,
+            at: e.at,
+        })
+        .collect();
+    let json = |e: serde_json::Error| StoreError::Corrupt(format!("a group as JSON: {e}"));
+    let rows = sqlx::query(GROUP_SQL.as_str())
+        .bind(serde_json::to_string(&writes).map_err(json)?)
+        .bind(serde_json::to_string(&events).map_err(json)?)
+        .bind(now_ms())
+        .fetch_all(&mut *conn)
+        .await?;
+    // What came back of each write: its flag, and a claimed request.
+    let mut came: Vec<Option<i64>> = vec![None; round.len()];
+    let mut claimed: HashMap<usize, Claimed> = HashMap::new();
+    for row in &rows {
+        let n = usize::try_from(row.try_get::<i64, _>("n")?)
+            .ok()
+            .filter(|n| *n < round.len())
+            .ok_or_else(|| StoreError::Corrupt("a group's answer names no write".into()))?;
+        came[n] = Some(row.try_get::<Option<i64>, _>("flag")?.unwrap_or(0));
+        if matches!(group[round[n]].write, RunWrite::Claim { .. }) {
+            let request = match claimed.entry(n) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => v.insert(claimed_from_row(row)?),
+            };
+            add_checkpoint(request, row)?;
+        }
+    }
+    for (n, &i) in round.iter().enumerate() {
+        let p = &group[i];
+        let answer = answer(&p.write, came[n]);
+        let read = match p.write {
+            RunWrite::Claim { .. } if p.wants_read => claimed.remove(&n).map(Box::new),
+            _ => None,
+        };
+        answers[i] = Some(Committed { answer, read });
+    }
     Ok(())
 }
 
-/// `select` from the requests whose id is in `ids`, then `tail`.
-async fn requests_by_id(
-    tx: &mut sqlx::AnyConnection,
-    select: &str,
-    ids: &[&str],
-    tail: &str,
-) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
-    let sql = format!(
-        "{select} FROM requests WHERE id IN ({}){tail}",
-        Params::new(BACKEND).list(ids.len())
-    );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for id in ids {
-        q = q.bind(*id);
+/// A write's answer from what came back of it (`Some(flag)`) or not.
+fn answer(write: &RunWrite, came: Option<i64>) -> Answer {
+    match (write, came) {
+        (RunWrite::Claim { .. } | RunWrite::Renew { .. } | RunWrite::Subject { .. }, came) => {
+            Ok(came.is_some())
+        }
+        // A step answers whether a cancel was asked for.
+        (RunWrite::Step { .. }, Some(cancel)) => Ok(cancel != 0),
+        (_, Some(_)) => Ok(false),
+        // A claim-guarded write that changed nothing lost its claim.
+        (_, None) => Err(StoreError::ClaimLost(write.request_id().to_owned())),
     }
-    Ok(q.fetch_all(&mut *tx).await?)
 }
 
-/// The group's step checkpoints in two statements: one read of the claims
-/// and cancel flags, one multi-row insert of the checkpoints whose request
-/// is still held by the writer. Answers the `Step` writes; the others stay
-/// `None`.
-async fn store_steps(
-    tx: &mut sqlx::AnyConnection,
-    group: &[Pending],
-) -> Result<Vec<Option<Answer>>, StoreError> {
-    let mut answers: Vec<Option<Answer>> = group.iter().map(|_| None).collect();
-    let steps: Vec<(usize, &str, &str, Step, &str)> = group
-        .iter()
-        .enumerate()
-        .filter_map(|(i, p)| match &p.write {
-            RunWrite::Step {
-                id,
-                owner,
-                step,
-                data,
-            } => Some((i, id.as_str(), owner.as_str(), *step, data.as_str())),
-            _ => None,
-        })
-        .collect();
-    if steps.is_empty() {
-        return Ok(answers);
-    }
-    let ids = distinct_ids(steps.iter().map(|s| s.1));
-    let rows = requests_by_id(
-        tx,
-        "SELECT id, claim_owner, cancel_requested",
-        &ids,
-        " AND outcome IS NULL",
-    )
-    .await?;
-    let mut holders: HashMap<String, (Option<String>, i64)> = HashMap::new();
-    for row in rows {
-        holders.insert(
-            row.try_get("id")?,
-            (
-                row.try_get("claim_owner")?,
-                row.try_get("cancel_requested")?,
-            ),
-        );
-    }
-    let mut held = Vec::with_capacity(steps.len());
-    for &(i, id, owner, step, data) in &steps {
-        answers[i] = Some(match holders.get(id) {
-            Some((Some(holder), cancel)) if holder == owner => {
-                held.push((id, step, data));
-                Ok(*cancel != 0)
-            }
-            _ => Err(StoreError::ClaimLost(id.to_owned())),
-        });
-    }
-    if held.is_empty() {
-        return Ok(answers);
-    }
-    let sql = format!(
-        "INSERT INTO step_checkpoints (request_id, step, data, finished_at) VALUES {}{STEP_CONFLICT_SQL}",
-        Params::new(BACKEND).tuples(held.len(), 4)
-    );
-    let now = now_ms();
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for (id, step, data) in held {
-        q = q.bind(id).bind(step.as_str()).bind(data).bind(now);
-    }
-    q.execute(&mut *tx).await?;
-    Ok(answers)
-}
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
 
-/// Each id once, in order.
-fn distinct_ids<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
-    let mut ids: Vec<&str> = ids.collect();
-    ids.sort_unstable();
-    ids.dedup();
-    ids
-}
+    use futures::future::join_all;
 
-/// One write inside the group's transaction. Only the claim holder
-/// writes; the check is part of the statement.
-async fn apply(tx: &mut sqlx::AnyConnection, write: &RunWrite) -> Answer {
-    // `store_steps` answers every step before the other writes run.
-    let Some(update) = write.update(now_ms(), super::Backend::Postgres) else {
-        unreachable!("steps are stored together")
+    use crate::domain::{Outcome, RunMode};
+    use crate::store::{
+        ClaimResult, Finish, ScratchPostgres, StoreError, SubjectClaim, chunk_of, scratch_batch,
     };
-    let mut q = sqlx::query(update.sql);
-    for v in &update.values {
-        q = match v {
-            Value::Text(t) => q.bind(t.as_deref()),
-            Value::Int(i) => q.bind(*i),
+
+    /// Writes that arrive at once share statements on PostgreSQL; each is
+    /// still answered as if it had been written alone: one of two owners
+    /// claims a request, one of two requests holds a person, and only the
+    /// claim's holder finishes it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_sent_together_are_answered_as_if_alone() {
+        let Some(pg) =
+            ScratchPostgres::create("writes_sent_together_are_answered_as_if_alone").await
+        else {
+            return;
         };
+        let store = &pg.store;
+        let batch = scratch_batch(store).await;
+        let users: Vec<String> = (0..40).map(|i| format!("u{i}")).collect();
+        let users: Vec<&str> = users.iter().map(String::as_str).collect();
+        let jobs = store
+            .write_intake_chunk(&batch, RunMode::Live, None, chunk_of(&users))
+            .await
+            .unwrap();
+        let ids: Vec<String> = jobs.iter().map(|j| j.request_id.clone()).collect();
+        let lease = Duration::from_secs(60);
+
+        let claims = join_all(ids.iter().flat_map(|id| {
+            ["a", "b"].map(|owner| async move { (id, owner, store.claim(id, owner, lease).await) })
+        }))
+        .await;
+        let mut holder: HashMap<&String, &str> = HashMap::new();
+        for (id, owner, claimed) in claims {
+            match claimed.unwrap() {
+                ClaimResult::Claimed(c) => {
+                    assert_eq!(&c.request.id, id);
+                    assert_eq!(c.request.claim, owner);
+                    assert!(holder.insert(id, owner).is_none(), "two owners hold {id}");
+                }
+                ClaimResult::HeldBy { remaining_ms } => assert!(remaining_ms > 0),
+                other => panic!("{id}: {other:?}"),
+            }
+        }
+        assert_eq!(holder.len(), ids.len(), "every request has one holder");
+
+        // Two requests at a time act for the same person: one of each pair holds them.
+        let subjects = join_all(ids.iter().enumerate().map(|(i, id)| {
+            let owner = holder[id];
+            async move {
+                store
+                    .claim_subject(id, owner, &format!("person-{}", i / 2))
+                    .await
+                    .unwrap()
+            }
+        }))
+        .await;
+        let taken = subjects
+            .iter()
+            .filter(|s| matches!(s, SubjectClaim::Taken))
+            .count();
+        assert_eq!(taken, ids.len() / 2, "{subjects:?}");
+
+        let finish = Finish {
+            outcome: Outcome::Succeeded,
+            roles_removed: vec!["role_a".into()],
+            error_code: None,
+            error_message: None,
+        };
+        let finishes = join_all(ids.iter().flat_map(|id| {
+            let finish = &finish;
+            ["a", "b"].map(|owner| async move {
+                (id, owner, store.finish(id, owner, finish, 0, &[]).await)
+            })
+        }))
+        .await;
+        for (id, owner, finished) in finishes {
+            if holder[id] == owner {
+                finished.unwrap();
+            } else {
+                assert!(
+                    matches!(finished, Err(StoreError::ClaimLost(_))),
+                    "{id} finished by {owner}, who does not hold it: {finished:?}"
+                );
+            }
+        }
+        for id in &ids {
+            let row = store.request(id).await.unwrap().unwrap();
+            assert_eq!(row.outcome, Some(Outcome::Succeeded), "{id}");
+            assert_eq!(row.attempts, 1, "{id}: one claim taken");
+        }
+        pg.drop().await;
     }
-    let n = q.execute(&mut *tx).await?.rows_affected();
-    update.answer(n, write.request_id())
+
+    /// The group's statement finds its rows by index, however many
+    /// requests the table holds: the planner's guess of a JSON array's
+    /// size must not turn the row locks into a scan of the table.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_reads_its_rows_by_index() {
+        use sqlx::Row;
+
+        let Some(pg) = ScratchPostgres::create("a_group_reads_its_rows_by_index").await else {
+            return;
+        };
+        let store = &pg.store;
+        let batch = scratch_batch(store).await;
+        sqlx::query(
+            "INSERT INTO requests (id, batch_id, provider, organization_id, user_id,
+                                   idempotency_key, dry_run, created_at)
+             SELECT 'r' || i, $1, 'p', 'o', 'u' || i, 'k' || i, 0, 0
+             FROM generate_series(1, 20000) AS i",
+        )
+        .bind(&batch)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        sqlx::query("ANALYZE requests")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let writes: Vec<String> = (0..16)
+            .map(|n| format!(r#"{{"n":{n},"k":"claim","id":"r{n}","owner":"a","lease_ms":1}}"#))
+            .collect();
+        let q = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN {}",
+            super::GROUP_SQL.as_str()
+        )))
+        .bind(format!("[{}]", writes.join(",")))
+        .bind("[]")
+        .bind(0_i64);
+        let plan: Vec<String> = q
+            .fetch_all(&store.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String, _>(0))
+            .collect();
+        let plan = plan.join("\n");
+        assert!(plan.contains("Index Scan"), "{plan}");
+        assert!(!plan.contains("Seq Scan on requests"), "{plan}");
+        pg.drop().await;
+    }
+
+    /// A group in which a request is written twice goes in two rounds in
+    /// one transaction, keeping the request's order; a write whose claim
+    /// is not held is answered so and leaves no audit event.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_written_twice_in_a_group_keeps_its_order() {
+        use tokio::sync::oneshot;
+
+        use super::super::{Pending, RunWrite};
+        use crate::domain::{AuditEvent, Step};
+
+        let Some(pg) =
+            ScratchPostgres::create("a_request_written_twice_in_a_group_keeps_its_order").await
+        else {
+            return;
+        };
+        let store = &pg.store;
+        let batch = scratch_batch(store).await;
+        let jobs = store
+            .write_intake_chunk(&batch, RunMode::Live, None, chunk_of(&["u0", "u1"]))
+            .await
+            .unwrap();
+        let (u0, u1) = (jobs[0].request_id.clone(), jobs[1].request_id.clone());
+        let lease = Duration::from_secs(60);
+        for id in [&u0, &u1] {
+            assert!(matches!(
+                store.claim(id, "a", lease).await.unwrap(),
+                ClaimResult::Claimed(_)
+            ));
+        }
+        let event = |id: &str, path: &str| AuditEvent {
+            request_id: Some(id.to_owned()),
+            provider: "p".into(),
+            method: "DELETE".into(),
+            path: path.into(),
+            status: Some(204),
+            error_code: None,
+            attempt: 1,
+            latency_ms: 3,
+            at: 1,
+        };
+        let mut replies = Vec::new();
+        let mut pending = |write: RunWrite, events: Vec<AuditEvent>| {
+            let (reply, answer) = oneshot::channel();
+            replies.push(answer);
+            Pending {
+                write,
+                events,
+                wants_read: false,
+                reply,
+            }
+        };
+        let group = vec![
+            pending(
+                RunWrite::Renew {
+                    id: u0.clone(),
+                    owner: "a".into(),
+                    lease_ms: 90_000,
+                },
+                vec![],
+            ),
+            pending(
+                RunWrite::Audit {
+                    id: u1.clone(),
+                    owner: "b".into(),
+                },
+                vec![event(&u1, "/not-held")],
+            ),
+            pending(
+                RunWrite::Finish {
+                    id: u0.clone(),
+                    owner: "a".into(),
+                    finish: Finish {
+                        outcome: Outcome::Succeeded,
+                        roles_removed: vec!["r1".into(), "r2".into()],
+                        error_code: None,
+                        error_message: Some("it's done; \"quoted\"".into()),
+                    },
+                    retries: 2,
+                },
+                vec![event(&u0, "/first"), event(&u0, "/second")],
+            ),
+            pending(
+                RunWrite::Step {
+                    id: u1.clone(),
+                    owner: "a".into(),
+                    step: Step::Plan,
+                    data: "{\"k\":1}".into(),
+                },
+                vec![event(&u1, "/held")],
+            ),
+        ];
+        assert_eq!(super::rounds(&group), vec![vec![0, 1], vec![2, 3]]);
+        let mut conn = store.pool.acquire().await.unwrap();
+        let answers: Vec<_> = super::commit(&mut conn, &group)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.answer)
+            .collect();
+        assert!(matches!(answers[0], Ok(true)), "{answers:?}");
+        assert!(
+            matches!(answers[1], Err(StoreError::ClaimLost(_))),
+            "{answers:?}"
+        );
+        assert!(matches!(answers[2], Ok(false)), "{answers:?}");
+        assert!(matches!(answers[3], Ok(false)), "{answers:?}");
+        drop((replies, conn));
+
+        let row = store.request(&u0).await.unwrap().unwrap();
+        assert_eq!(row.outcome, Some(Outcome::Succeeded));
+        assert_eq!(row.roles_removed, vec!["r1".to_owned(), "r2".to_owned()]);
+        assert_eq!(row.error_message.as_deref(), Some("it's done; \"quoted\""));
+        assert_eq!(row.attempts, 3, "one claim and two retries");
+        let paths: Vec<String> = sqlx::query_scalar("SELECT path FROM audit_events ORDER BY id")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(paths, ["/first", "/second", "/held"]);
+        let data: String = sqlx::query_scalar(
+            "SELECT data FROM step_checkpoints WHERE request_id = $1 AND step = 'plan'",
+        )
+        .bind(&u1)
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!(data, "{\"k\":1}");
+        pg.drop().await;
+    }
 }
