@@ -170,9 +170,7 @@ impl CallContext {
             return Ok(());
         }
         sink.store(&events).await.map_err(|e| {
-            let mut kept = self.audit.lock().unwrap_or_else(|p| p.into_inner());
-            let later = std::mem::replace(&mut *kept, events);
-            kept.extend(later);
+            self.keep_audit(events);
             StepError::transient(
                 "audit_not_stored",
                 format!("the record of the previous call could not be stored ({e}); no further call was made"),
@@ -216,6 +214,14 @@ impl CallContext {
     /// Takes the events recorded since the last call.
     pub fn drain_audit(&self) -> Vec<AuditEvent> {
         std::mem::take(&mut *self.audit.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Puts back `events` a write did not store, ahead of any recorded
+    /// since, for the next write to take.
+    pub fn keep_audit(&self, events: Vec<AuditEvent>) {
+        let mut kept = self.audit.lock().unwrap_or_else(|p| p.into_inner());
+        let later = std::mem::replace(&mut *kept, events);
+        kept.extend(later);
     }
 }
 

@@ -13,7 +13,7 @@ use crate::connectors::{CallContext, Change, StepError};
 use crate::domain::AuditEvent;
 use crate::domain::{Outcome, RoleId, RunMode, Step};
 use crate::engine::Engine;
-use crate::store::{Finish, RequestRow, SubjectClaim};
+use crate::store::{Finish, PlanSaved, RequestRow};
 
 /// Why the loop stopped before an outcome was stored.
 pub(crate) enum Stopped {
@@ -169,13 +169,15 @@ pub(super) async fn run(
         .await;
     }
     if fresh {
+        let checkpoint = PlanCheckpoint {
+            plan: plan.clone(),
+            preview: request.mode == RunMode::Preview,
+            left: left.clone(),
+        };
         // One person, one request: a second open request that resolved to
         // someone another one already acts for makes no call.
-        if request.mode == RunMode::Live
-            && let SubjectClaim::HeldBy(other) = store
-                .claim_subject(&request.id, &request.claim, subject)
-                .await?
-        {
+        let person = (request.mode == RunMode::Live).then_some(subject);
+        if let Some(other) = save_plan(engine, request, &checkpoint, person, &cx).await? {
             let message = format!(
                 "{} is {subject} at the provider, whom request {other} already offboards; nothing was changed",
                 t.user_id
@@ -190,12 +192,6 @@ pub(super) async fn run(
             )
             .await;
         }
-        let checkpoint = PlanCheckpoint {
-            plan: plan.clone(),
-            preview: request.mode == RunMode::Preview,
-            left: left.clone(),
-        };
-        save(engine, request, Step::Plan, &checkpoint, &cx).await?;
     }
     let planned: Vec<String> = plan.role_ids.iter().map(|r| r.to_string()).collect();
     let would = if plan.is_member {
@@ -421,6 +417,56 @@ pub(super) async fn save<T: Serialize>(
         .store()
         .save_step(&request.id, &request.claim, step, &value, &cx.drain_audit())
         .await?;
+    checkpointed(engine, request, step, cancel, cx).await
+}
+
+/// Saves the plan's checkpoint, with the person it resolved (`person`, on
+/// a live run) claimed in the same commit. `Some(request)`: that request
+/// already acts for them, nothing was stored, and the calls' events stay
+/// in `cx` for the outcome.
+async fn save_plan(
+    engine: &Engine,
+    request: &RequestRow,
+    checkpoint: &PlanCheckpoint,
+    person: Option<&str>,
+    cx: &CallContext,
+) -> Result<Option<String>, Stopped> {
+    let Some(person) = person else {
+        save(engine, request, Step::Plan, checkpoint, cx).await?;
+        return Ok(None);
+    };
+    let lap = cx.lap();
+    let value = serde_json::to_value(checkpoint).unwrap_or_default();
+    let events = cx.drain_audit();
+    let saved = engine
+        .store()
+        .save_plan(&request.id, &request.claim, person, &value, &events)
+        .await;
+    let cancel = match saved {
+        Ok(PlanSaved::Stored { cancel }) => cancel,
+        Ok(PlanSaved::HeldBy(other)) => {
+            cx.keep_audit(events);
+            return Ok(Some(other));
+        }
+        Err(e) => {
+            cx.keep_audit(events);
+            return Err(e.into());
+        }
+    };
+    crate::metrics::step(Step::Plan.as_str(), lap.as_secs_f64());
+    checkpointed(engine, request, Step::Plan, cancel, cx).await?;
+    Ok(None)
+}
+
+/// After a step's checkpoint is stored: the crash hook of the tests, and
+/// no step starts after a cancel.
+async fn checkpointed(
+    engine: &Engine,
+    request: &RequestRow,
+    step: Step,
+    cancel: bool,
+    cx: &CallContext,
+) -> Result<(), Stopped> {
     tracing::debug!(step = %step, "step checkpointed");
     if engine.crash_after() == Some(step) {
         eprintln!(

@@ -42,7 +42,7 @@ pub use outbox::{
 };
 pub use rails::{LeftOut, Released};
 pub use report::{FIRST_REJECTED, ReportRow, ReportWindow};
-pub use requests::{ClaimResult, Claimed, Finish, RequestRow, SubjectClaim};
+pub use requests::{ClaimResult, Claimed, Finish, PlanSaved, RequestRow};
 pub use retry::{ReopenError, Reopening};
 pub use sessions::{NewSession, SessionRow};
 pub use surfaces::{DropFile, DropFileState, IdempotentAnswer};
@@ -68,6 +68,11 @@ pub enum StoreError {
     /// another worker took it): it must stop without writing.
     #[error("the claim on request {0} was lost")]
     ClaimLost(String),
+    /// The person a plan resolved is held by another open request; the
+    /// plan's checkpoint was not stored (or the claim was lost: the store
+    /// tells the two apart before answering its caller).
+    #[error("another request acts for the person request {0} resolved to")]
+    SubjectHeld(String),
     /// SQLite's write lock stayed taken for the whole busy timeout.
     #[error("the database stayed locked for {0:?}")]
     Locked(std::time::Duration),

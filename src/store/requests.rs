@@ -61,12 +61,13 @@ pub struct Claimed {
     pub checkpoints: HashMap<Step, serde_json::Value>,
 }
 
-/// Whether a request may act for the person its plan resolved.
+/// What became of a plan's checkpoint stored with the person it resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SubjectClaim {
-    /// No other open request acts for them: this one does now.
-    Taken,
-    /// This open request already acts for the same person.
+pub enum PlanSaved {
+    /// Stored, and no other open request acts for the person: this one
+    /// does now. `cancel`: a person asked the request to stop meanwhile.
+    Stored { cancel: bool },
+    /// Nothing stored: this open request already acts for the same person.
     HeldBy(String),
 }
 
@@ -162,7 +163,7 @@ impl Store {
 
     /// The request with its batch gate and checkpoints: one row per
     /// checkpoint (or one with no step), in one query.
-    async fn claimed(&self, id: &str) -> Result<Option<Claimed>, StoreError> {
+    pub(super) async fn claimed(&self, id: &str) -> Result<Option<Claimed>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(CLAIMED_SQL.as_str()))
             .bind(id)
             .fetch_all(&self.pool)
@@ -195,31 +196,40 @@ impl Store {
                     owner: owner.to_owned(),
                     step,
                     data: data.to_string(),
+                    subject: None,
                 },
                 events,
             )
             .await
     }
 
-    /// Records the person the plan resolved as `subject` (the provider's
-    /// id), unless another open request of the same connection and
-    /// organization already acts for them, or another request of this
-    /// batch did: one person, one request.
-    pub async fn claim_subject(
+    /// Records the plan's checkpoint together with the person it resolved
+    /// as `subject` (the provider's id), unless another open request of the
+    /// same connection and organization already acts for them, or another
+    /// request of this batch did: one person, one request. One commit for
+    /// both, since a run waits for each. `events` are stored only with the
+    /// checkpoint.
+    pub async fn save_plan(
         &self,
         id: &str,
         owner: &str,
         subject: &str,
-    ) -> Result<SubjectClaim, StoreError> {
+        data: &serde_json::Value,
+        events: &[AuditEvent],
+    ) -> Result<PlanSaved, StoreError> {
         // A holder found taken may finish before it is read: look again.
         for _ in 0..3 {
-            let write = RunWrite::Subject {
+            let write = RunWrite::Step {
                 id: id.to_owned(),
                 owner: owner.to_owned(),
-                subject: subject.to_owned(),
+                step: Step::Plan,
+                data: data.to_string(),
+                subject: Some(subject.to_owned()),
             };
-            if self.group.write(write, &[]).await? {
-                return Ok(SubjectClaim::Taken);
+            match self.group.write(write, events).await {
+                Ok(cancel) => return Ok(PlanSaved::Stored { cancel }),
+                Err(StoreError::SubjectHeld(_)) => {}
+                Err(e) => return Err(e),
             }
             let holder: Option<String> = sqlx::query_scalar(
                 "SELECT o.id FROM requests r JOIN requests o
@@ -233,7 +243,7 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
             if let Some(holder) = holder {
-                return Ok(SubjectClaim::HeldBy(holder));
+                return Ok(PlanSaved::HeldBy(holder));
             }
         }
         Err(StoreError::ClaimLost(id.to_owned()))
@@ -601,6 +611,92 @@ mod tests {
         let sources = store.undo_sources(&batch, "", 10).await.unwrap();
         assert_eq!(sources[0].checkpoints, [(Step::Plan, plan)]);
         store.close().await;
+    }
+
+    /// The plan's checkpoint and its person are one commit: a second
+    /// request of the batch that resolved to the same person stores neither
+    /// its plan nor its calls' events and is told who holds them; a run
+    /// whose claim was lost is told so.
+    async fn a_plan_is_stored_only_with_its_person(store: &Store) {
+        let batch = crate::store::scratch_batch(store).await;
+        let jobs = store
+            .write_intake_chunk(
+                &batch,
+                RunMode::Live,
+                None,
+                crate::store::chunk_of(&["u1", "u1-alias", "u2"]),
+            )
+            .await
+            .unwrap();
+        let ids: Vec<&str> = jobs.iter().map(|j| j.request_id.as_str()).collect();
+        let lease = Duration::from_secs(60);
+        for id in &ids[..2] {
+            let ClaimResult::Claimed(_) = store.claim(id, "w", lease).await.unwrap() else {
+                panic!("not claimed");
+            };
+        }
+        let plan = serde_json::json!({"is_member": true});
+        let event = |id: &str| AuditEvent {
+            request_id: Some(id.to_owned()),
+            provider: "aitronos".into(),
+            method: "GET".into(),
+            path: format!("/plan/{id}"),
+            status: Some(200),
+            error_code: None,
+            attempt: 1,
+            latency_ms: 1,
+            at: 1,
+        };
+        let first = store
+            .save_plan(ids[0], "w", "person-1", &plan, &[event(ids[0])])
+            .await
+            .unwrap();
+        assert_eq!(first, PlanSaved::Stored { cancel: false });
+        let second = store
+            .save_plan(ids[1], "w", "person-1", &plan, &[event(ids[1])])
+            .await
+            .unwrap();
+        assert_eq!(second, PlanSaved::HeldBy(ids[0].to_owned()));
+        assert_eq!(
+            store.claimed(ids[0]).await.unwrap().unwrap().checkpoints[&Step::Plan],
+            plan
+        );
+        assert!(
+            store
+                .claimed(ids[1])
+                .await
+                .unwrap()
+                .unwrap()
+                .checkpoints
+                .is_empty(),
+            "a plan stored without its person"
+        );
+        let paths: Vec<String> = sqlx::query_scalar("SELECT path FROM audit_events ORDER BY id")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(paths, [format!("/plan/{}", ids[0])]);
+        // Not claimed by "w": the claim is lost, whoever holds the person.
+        let lost = store.save_plan(ids[2], "w", "person-2", &plan, &[]).await;
+        assert!(matches!(lost, Err(StoreError::ClaimLost(_))), "{lost:?}");
+    }
+
+    #[tokio::test]
+    async fn a_plan_is_stored_only_with_its_person_on_sqlite() {
+        let (_dir, _url, store) = crate::store::scratch_store().await;
+        a_plan_is_stored_only_with_its_person(&store).await;
+        store.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_plan_is_stored_only_with_its_person_on_postgres() {
+        let Some(pg) =
+            crate::store::ScratchPostgres::create("a_plan_is_stored_only_with_its_person").await
+        else {
+            return;
+        };
+        a_plan_is_stored_only_with_its_person(&pg.store).await;
+        pg.drop().await;
     }
 
     /// Two hosts whose clocks disagree never both hold a request: a live

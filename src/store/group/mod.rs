@@ -132,19 +132,16 @@ pub(super) enum RunWrite {
     /// Only the events that come with it, while the claim is held (a lost
     /// claim stores none).
     Audit { id: String, owner: String },
-    /// A step's checkpoint; answers whether a cancel was asked for.
+    /// A step's checkpoint; answers whether a cancel was asked for. With
+    /// a `subject` (the person the plan resolved, see `SUBJECT_SQL`), the
+    /// checkpoint is stored only if this request takes them, and otherwise
+    /// answered `SubjectHeld`.
     Step {
         id: String,
         owner: String,
         step: Step,
         data: String,
-    },
-    /// The person the plan resolved; answers whether this request holds
-    /// them (false: another open request does, or the claim was lost).
-    Subject {
-        id: String,
-        owner: String,
-        subject: String,
+        subject: Option<String>,
     },
     /// The request's outcome; the claim is dropped.
     Finish {
@@ -179,7 +176,6 @@ impl RunWrite {
             | RunWrite::Renew { id, .. }
             | RunWrite::Audit { id, .. }
             | RunWrite::Step { id, .. }
-            | RunWrite::Subject { id, .. }
             | RunWrite::Preview { id, .. }
             | RunWrite::Finish { id, .. }
             | RunWrite::Postpone { id, .. } => id,
@@ -231,19 +227,6 @@ impl RunWrite {
             ),
             RunWrite::Audit { id, owner } => (AUDIT_GUARD_SQL, vec![text(id), text(owner)], true),
             RunWrite::Step { .. } => return None,
-            RunWrite::Subject { id, owner, subject } => (
-                SUBJECT_SQL,
-                vec![
-                    text(subject),
-                    text(id),
-                    text(owner),
-                    text(subject),
-                    text(id),
-                    text(subject),
-                    text(id),
-                ],
-                false,
-            ),
             RunWrite::Finish {
                 id,
                 owner,

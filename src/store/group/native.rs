@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 
 use super::checkpoint::Checkpoints;
 use super::{
-    Answer, Committed, Message, Pending, RunWrite, STEP_CONFLICT_SQL, Then, Turn, Value, closed,
-    fail, gather, reply, reply_one,
+    Answer, Committed, Message, Pending, RunWrite, STEP_CONFLICT_SQL, SUBJECT_SQL, Then, Turn,
+    Value, closed, fail, gather, reply, reply_one,
 };
 use crate::store::Claimed;
 use crate::store::connect::SQLITE_BUSY_TIMEOUT;
@@ -208,6 +208,7 @@ fn apply(
         owner,
         step,
         data,
+        subject,
     } = write
     else {
         unreachable!("every other write is an update");
@@ -216,14 +217,21 @@ fn apply(
         .prepare_cached(STEP_HOLDER_SQL)?
         .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    Ok(match holder {
-        Some((Some(holder), cancel)) if holder == *owner => {
-            tx.prepare_cached(&STEP_SQL)?
-                .execute(params![id, step.as_str(), data, now])?;
-            Ok(cancel != 0)
+    let cancel = match holder {
+        Some((Some(holder), cancel)) if holder == *owner => cancel != 0,
+        _ => return Ok(Err(StoreError::ClaimLost(id.clone()))),
+    };
+    if let Some(subject) = subject {
+        let taken = tx
+            .prepare_cached(SUBJECT_SQL)?
+            .execute(params![subject, id, owner, subject, id, subject, id])?;
+        if taken == 0 {
+            return Ok(Err(StoreError::SubjectHeld(id.clone())));
         }
-        _ => Err(StoreError::ClaimLost(id.clone())),
-    })
+    }
+    tx.prepare_cached(&STEP_SQL)?
+        .execute(params![id, step.as_str(), data, now])?;
+    Ok(Ok(cancel))
 }
 
 #[cfg(test)]

@@ -145,7 +145,7 @@ static GROUP_SQL: LazyLock<String> = LazyLock::new(|| {
         subjected AS (
             UPDATE requests SET subject = w.subject
             FROM w JOIN locked l ON l.id = w.id
-            WHERE w.k = 'subject' AND {held}
+            WHERE w.k = 'step' AND w.subject IS NOT NULL AND {held}
               AND NOT EXISTS (SELECT 1 FROM requests o
                               WHERE o.provider = requests.provider
                                 AND o.organization_id = requests.organization_id
@@ -187,14 +187,14 @@ static GROUP_SQL: LazyLock<String> = LazyLock::new(|| {
         ),
         stepped AS (
             INSERT INTO step_checkpoints (request_id, step, data, finished_at)
-            SELECT w.id, w.step, w.data, $3 FROM w JOIN mine m ON m.n = w.n WHERE w.k = 'step'
+            SELECT w.id, w.step, w.data, $3 FROM w JOIN mine m ON m.n = w.n
+            WHERE w.k = 'step' AND (w.subject IS NULL OR w.n IN (SELECT n FROM subjected))
             ON CONFLICT (request_id, step)
                 DO UPDATE SET data = excluded.data, finished_at = excluded.finished_at
             RETURNING request_id
         ),
         answered AS (
             SELECT n, NULL::bigint AS flag FROM renewed
-            UNION ALL SELECT n, NULL FROM subjected
             UNION ALL SELECT n, NULL FROM finished
             UNION ALL SELECT n, NULL FROM previewed
             UNION ALL SELECT n, NULL FROM postponed
@@ -211,7 +211,7 @@ static GROUP_SQL: LazyLock<String> = LazyLock::new(|| {
                 w bigint, seq bigint, request_id text, provider text, method text, path text,
                 status bigint, error_code text, attempt bigint, latency_ms bigint, at bigint)
             WHERE e.w IN (SELECT n FROM answered)
-               OR e.w IN (SELECT n FROM w WHERE k IN ('claim', 'renew', 'subject'))
+               OR e.w IN (SELECT n FROM w WHERE k IN ('claim', 'renew'))
             ORDER BY e.seq
         )
         SELECT c.n, NULL::bigint AS flag, {read}, b.stored_state, c.cancel_requested, cp.step, cp.data
@@ -257,7 +257,6 @@ impl<'a> WriteRow<'a> {
             RunWrite::Renew { id, owner, .. } => ("renew", id, owner),
             RunWrite::Audit { id, owner } => ("audit", id, owner),
             RunWrite::Step { id, owner, .. } => ("step", id, owner),
-            RunWrite::Subject { id, owner, .. } => ("subject", id, owner),
             RunWrite::Finish { id, owner, .. } => ("finish", id, owner),
             RunWrite::Preview { id, owner, .. } => ("preview", id, owner),
             RunWrite::Postpone { id, owner, .. } => ("postpone", id, owner),
@@ -283,11 +282,16 @@ impl<'a> WriteRow<'a> {
                 row.lease_ms = Some(*lease_ms);
             }
             RunWrite::Audit { .. } => {}
-            RunWrite::Step { step, data, .. } => {
+            RunWrite::Step {
+                step,
+                data,
+                subject,
+                ..
+            } => {
                 row.step = Some(step.as_str());
                 row.data = Some(data);
+                row.subject = subject.as_deref();
             }
-            RunWrite::Subject { subject, .. } => row.subject = Some(subject),
             RunWrite::Finish {
                 finish, retries, ..
             } => {
@@ -449,11 +453,17 @@ async fn write_round(
 /// A write's answer from what came back of it (`Some(flag)`) or not.
 fn answer(write: &RunWrite, came: Option<i64>) -> Answer {
     match (write, came) {
-        (RunWrite::Claim { .. } | RunWrite::Renew { .. } | RunWrite::Subject { .. }, came) => {
-            Ok(came.is_some())
-        }
+        (RunWrite::Claim { .. } | RunWrite::Renew { .. }, came) => Ok(came.is_some()),
         // A step answers whether a cancel was asked for.
         (RunWrite::Step { .. }, Some(cancel)) => Ok(cancel != 0),
+        // Its person held by another request, or its claim lost: the
+        // store tells the two apart.
+        (
+            RunWrite::Step {
+                subject: Some(_), ..
+            },
+            None,
+        ) => Err(StoreError::SubjectHeld(write.request_id().to_owned())),
         (_, Some(_)) => Ok(false),
         // A claim-guarded write that changed nothing lost its claim.
         (_, None) => Err(StoreError::ClaimLost(write.request_id().to_owned())),
@@ -467,9 +477,9 @@ mod tests {
 
     use futures::future::join_all;
 
-    use crate::domain::{Outcome, RunMode};
+    use crate::domain::{Outcome, RunMode, Step};
     use crate::store::{
-        ClaimResult, Finish, ScratchPostgres, StoreError, SubjectClaim, chunk_of, scratch_batch,
+        ClaimResult, Finish, PlanSaved, ScratchPostgres, StoreError, chunk_of, scratch_batch,
     };
 
     /// Writes that arrive at once share statements on PostgreSQL; each is
@@ -512,21 +522,33 @@ mod tests {
         }
         assert_eq!(holder.len(), ids.len(), "every request has one holder");
 
-        // Two requests at a time act for the same person: one of each pair holds them.
+        // Two requests at a time act for the same person: one of each pair
+        // holds them and stores its plan.
+        let plan = serde_json::json!({"plan": 1});
         let subjects = join_all(ids.iter().enumerate().map(|(i, id)| {
-            let owner = holder[id];
+            let (owner, plan) = (holder[id], &plan);
             async move {
-                store
-                    .claim_subject(id, owner, &format!("person-{}", i / 2))
-                    .await
-                    .unwrap()
+                let person = format!("person-{}", i / 2);
+                let saved = store.save_plan(id, owner, &person, plan, &[]).await;
+                (id, saved.unwrap())
             }
         }))
         .await;
-        let taken = subjects
-            .iter()
-            .filter(|s| matches!(s, SubjectClaim::Taken))
-            .count();
+        let mut taken = 0;
+        for (id, saved) in &subjects {
+            let stored = store.claimed(id).await.unwrap().unwrap().checkpoints;
+            match saved {
+                PlanSaved::Stored { cancel: false } => {
+                    taken += 1;
+                    assert_eq!(stored.get(&Step::Plan), Some(&plan), "{id}");
+                }
+                PlanSaved::HeldBy(other) => {
+                    assert_ne!(other, *id);
+                    assert!(stored.is_empty(), "{id}: a plan stored without its person");
+                }
+                other => panic!("{id}: {other:?}"),
+            }
+        }
         assert_eq!(taken, ids.len() / 2, "{subjects:?}");
 
         let finish = Finish {
@@ -696,6 +718,7 @@ mod tests {
                     owner: "a".into(),
                     step: Step::Plan,
                     data: "{\"k\":1}".into(),
+                    subject: None,
                 },
                 vec![event(&u1, "/held")],
             ),
