@@ -73,6 +73,12 @@ pub enum StoreError {
     /// tells the two apart before answering its caller).
     #[error("another request acts for the person request {0} resolved to")]
     SubjectHeld(String),
+    /// The connection to the database failed while writes were on their
+    /// way: whether they were stored is not known.
+    #[error(
+        "the database connection failed during a write ({0}); it may or may not have been stored"
+    )]
+    Interrupted(String),
     /// SQLite's write lock stayed taken for the whole busy timeout.
     #[error("the database stayed locked for {0:?}")]
     Locked(std::time::Duration),

@@ -1,12 +1,14 @@
 //! Group commit of the writes of requests' runs: one writer per process
 //! folds the claims, checkpoints, outcomes and audit events of many requests
-//! into one transaction, as apalis does for its acks. Each write keeps its
-//! own claim check, so a write whose claim was lost writes nothing and the
-//! others still commit; a database error re-runs the group one write at a
-//! time, so it fails only the write that caused it.
+//! into one commit, as apalis does for its acks. Each write keeps its own
+//! claim check, so a write whose claim was lost writes nothing and the
+//! others still commit; a group the database refused is written again one
+//! write at a time, so only the write that caused it fails (a group whose
+//! fate is unknown, [`StoreError::Interrupted`], fails whole instead).
 //!
 //! On SQLite the writer is a thread with a connection of its own
-//! ([`native`]); on PostgreSQL a task on the shared pool ([`pooled`]).
+//! ([`native`]); on PostgreSQL a task with a connection of its own that
+//! sends a group as one statement ([`pooled`]).
 
 mod checkpoint;
 mod native;
@@ -29,39 +31,29 @@ use crate::domain::Step;
 /// Writes folded into one transaction at most.
 const MAX_GROUP: usize = 64;
 
-// The statements both writers send, in `$N` parameters that both engines
-// (and rusqlite, by position) read in the order they appear.
+// The statements SQLite's writer sends, one a write, in `$N` parameters
+// that rusqlite reads by position (PostgreSQL's writer sends a whole group
+// as one statement of its own, `pooled`, with the same guards).
 
 /// Takes the claim when free, expired or already the owner's, for `$2` ms
 /// of the database's clock.
-static CLAIM_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
-    on_both(|now| {
-        format!(
-            "UPDATE requests SET claim_owner = $1, claim_expires_at = {now} + $2, attempts = attempts + 1
-             WHERE id = $3 AND outcome IS NULL
-               AND (claim_owner IS NULL OR claim_owner = $4 OR claim_expires_at < {now})"
-        )
-    })
+static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
+    let now = db_now_ms(Backend::Sqlite);
+    format!(
+        "UPDATE requests SET claim_owner = $1, claim_expires_at = {now} + $2, attempts = attempts + 1
+         WHERE id = $3 AND outcome IS NULL
+           AND (claim_owner IS NULL OR claim_owner = $4 OR claim_expires_at < {now})"
+    )
 });
-static RENEW_SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
-    on_both(|now| {
-        format!(
-            "UPDATE requests SET claim_expires_at = {now} + $1 WHERE id = $2 AND claim_owner = $3 AND outcome IS NULL"
-        )
-    })
+static RENEW_SQL: LazyLock<String> = LazyLock::new(|| {
+    let now = db_now_ms(Backend::Sqlite);
+    format!(
+        "UPDATE requests SET claim_expires_at = {now} + $1 WHERE id = $2 AND claim_owner = $3 AND outcome IS NULL"
+    )
 });
 /// Stores a run's audit events between its checkpoints, while it holds
 /// its claim.
 const AUDIT_GUARD_SQL: &str = "UPDATE requests SET claim_owner = claim_owner WHERE id = $1 AND claim_owner = $2 AND outcome IS NULL";
-
-/// A statement for each engine (SQLite's first), given its expression of
-/// the database's clock.
-fn on_both(sql: impl Fn(&str) -> String) -> [String; 2] {
-    [
-        sql(db_now_ms(Backend::Sqlite)),
-        sql(db_now_ms(Backend::Postgres)),
-    ]
-}
 
 /// The database's clock in unix ms. Claims expire by it, not by a
 /// worker's: two hosts whose clocks disagree would otherwise both take a
@@ -73,12 +65,6 @@ pub(crate) fn db_now_ms(backend: Backend) -> &'static str {
     }
 }
 
-fn for_backend(sql: &'static [String; 2], backend: Backend) -> &'static str {
-    match backend {
-        Backend::Sqlite => &sql[0],
-        Backend::Postgres => &sql[1],
-    }
-}
 const FINISH_SQL: &str =
     "UPDATE requests SET outcome = $1, roles_removed = $2, error_code = $3, error_message = $4,
          finished_at = $5, claim_owner = NULL, claim_expires_at = NULL, attempts = attempts + $6
@@ -199,10 +185,9 @@ struct Update<'a> {
 }
 
 impl RunWrite {
-    /// The write as one `UPDATE` in `backend`'s SQL, or `None` for a
-    /// step's checkpoint, which each writer stores its own way. `now`
-    /// stamps a finish.
-    fn update<'a>(&'a self, now: i64, backend: Backend) -> Option<Update<'a>> {
+    /// The write as one `UPDATE` on SQLite, or `None` for a step's
+    /// checkpoint, which takes more than one. `now` stamps a finish.
+    fn update<'a>(&'a self, now: i64) -> Option<Update<'a>> {
         use Value::{Int, Text};
         let text = |s: &'a str| Text(Some(Cow::Borrowed(s)));
         let opt = |s: Option<&'a str>| Text(s.map(Cow::Borrowed));
@@ -212,7 +197,7 @@ impl RunWrite {
                 owner,
                 lease_ms,
             } => (
-                for_backend(&CLAIM_SQL, backend),
+                CLAIM_SQL.as_str(),
                 vec![text(owner), Int(*lease_ms), text(id), text(owner)],
                 false,
             ),
@@ -221,7 +206,7 @@ impl RunWrite {
                 owner,
                 lease_ms,
             } => (
-                for_backend(&RENEW_SQL, backend),
+                RENEW_SQL.as_str(),
                 vec![Int(*lease_ms), text(id), text(owner)],
                 false,
             ),
@@ -570,6 +555,11 @@ fn reply(group: Vec<Pending>, committed: Result<Vec<Committed>, StoreError>) -> 
             fail(group, || StoreError::Locked(waited));
             Vec::new()
         }
+        // Some of it may be stored: writing it again could store it twice.
+        Err(StoreError::Interrupted(why)) => {
+            fail(group, || StoreError::Interrupted(why.clone()));
+            Vec::new()
+        }
         Err(e) => {
             tracing::debug!(error = %e, writes = group.len(), "group commit failed; writing one at a time");
             group
@@ -600,4 +590,52 @@ fn held(rows: u64, id: &str) -> Answer {
         return Err(StoreError::ClaimLost(id.to_owned()));
     }
     Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::oneshot;
+
+    use super::{Committed, Pending, RunWrite, StoreError, reply};
+
+    /// `n` writes and the receivers of their answers.
+    fn group(n: usize) -> (Vec<Pending>, Vec<oneshot::Receiver<Committed>>) {
+        (0..n)
+            .map(|i| {
+                let (reply, answer) = oneshot::channel();
+                let write = RunWrite::Audit {
+                    id: format!("r{i}"),
+                    owner: "w".into(),
+                };
+                let pending = Pending {
+                    write,
+                    events: Vec::new(),
+                    wants_read: false,
+                    reply,
+                };
+                (pending, answer)
+            })
+            .unzip()
+    }
+
+    /// A group whose fate is unknown fails whole and is not written again
+    /// one write at a time (which could store its writes twice); a group
+    /// the database refused is.
+    #[test]
+    fn only_a_refused_group_is_written_again() {
+        let (pending, answers) = group(3);
+        let again = reply(pending, Err(StoreError::Interrupted("reset".into())));
+        assert!(again.is_empty());
+        for mut answer in answers {
+            let committed = answer.try_recv().unwrap();
+            assert!(
+                matches!(committed.answer, Err(StoreError::Interrupted(_))),
+                "{:?}",
+                committed.answer
+            );
+        }
+        let (pending, _answers) = group(3);
+        let refused = StoreError::Corrupt("refused".into());
+        assert_eq!(reply(pending, Err(refused)).len(), 3);
+    }
 }

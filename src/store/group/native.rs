@@ -197,7 +197,7 @@ fn apply(
     write: &RunWrite,
     now: i64,
 ) -> Result<Answer, rusqlite::Error> {
-    if let Some(update) = write.update(now, super::Backend::Sqlite) {
+    if let Some(update) = write.update(now) {
         let n = tx
             .prepare_cached(update.sql)?
             .execute(rusqlite::params_from_iter(&update.values))?;

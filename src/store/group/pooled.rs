@@ -1,6 +1,7 @@
-//! The group writer on PostgreSQL: a task that writes each group through
-//! the shared pool as one statement, since every statement is a round trip
-//! to the server (BENCHMARKS.md, "PostgreSQL: a group in one statement").
+//! The group writer on PostgreSQL: a task with a connection of its own
+//! that writes each group as one statement, since every statement is a
+//! round trip to the server (BENCHMARKS.md, "Why: a group in one statement
+//! on PostgreSQL").
 //!
 //! The group's writes travel as one JSON parameter and the statement's
 //! data-modifying `WITH` parts apply each kind of write to its rows. Every
@@ -9,27 +10,32 @@
 //! in id order before any change, so two writers never wait on each other
 //! in a cycle. A statement changes a row at most once, so a request written
 //! twice in a group goes in a second round, in one transaction with the
-//! first. Two writes that collide (two subjects of one person) break a
-//! unique index, and the group is written again one write at a time.
+//! first. A statement the server refuses changed nothing: two writes that
+//! collide (two subjects of one person) break a unique index, and the group
+//! is written again one write at a time. A connection lost on the way
+//! leaves unknown what was stored, so nothing is written again: every write
+//! of the group fails, and its run starts over from its checkpoints.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use sqlx::{AnyPool, ConnectOptions, Connection as _, Row};
 use tokio::sync::mpsc;
 
 use super::{
-    Answer, Committed, Message, Pending, RunWrite, Then, Turn, closed, fail, gather, reply,
-    reply_one,
+    Answer, Committed, Message, Pending, RunWrite, STEP_CONFLICT_SQL, Then, Turn, closed, fail,
+    gather, reply, reply_one,
 };
-use crate::store::requests::{REQUEST_COLUMNS, add_checkpoint, claimed_from_row};
+use crate::store::requests::{CLAIMED_OF_SQL, add_checkpoint, claimed_from_row};
+use crate::store::sql::Params;
 use crate::store::{Backend, Claimed, StoreError, now_ms};
 
 const BACKEND: Backend = Backend::Postgres;
 
 pub(super) async fn run(pool: AnyPool, mut inbox: mpsc::UnboundedReceiver<Message>) {
-    let mut writer = Connection { pool, conn: None };
+    let mut writer = OwnConnection { pool, conn: None };
     let mut open = true;
     while let Some(first) = inbox.recv().await {
         let Turn { group, then } = gather(first, &mut inbox);
@@ -48,7 +54,7 @@ pub(super) async fn run(pool: AnyPool, mut inbox: mpsc::UnboundedReceiver<Messag
             // Only SQLite's writer has a connection to run work on.
             Some(Then::Run(work)) => work(None),
             Some(Then::Close(done)) => {
-                if let Some(conn) = writer.conn.take() {
+                if let Some((conn, _)) = writer.conn.take() {
                     let _ = conn.close().await;
                 }
                 writer.pool.close().await;
@@ -64,50 +70,81 @@ pub(super) async fn run(pool: AnyPool, mut inbox: mpsc::UnboundedReceiver<Messag
 /// the pool (as SQLite's writer has its own): taken from the pool for each
 /// group, it cost a round trip of the pool's check, and kept, it would
 /// leave a pool of one connection to no one else.
-struct Connection {
+struct OwnConnection {
     pool: AnyPool,
-    conn: Option<sqlx::AnyConnection>,
+    /// The connection and when it was last used.
+    conn: Option<(sqlx::AnyConnection, Instant)>,
 }
 
-impl Connection {
-    /// Commits `group` on the connection, opened first if need be; a
-    /// connection that saw an error is closed and opened again next time.
+/// A connection idle this long is checked before use: a peer or firewall
+/// that dropped it silently would otherwise hold the writer until TCP
+/// gives up, minutes later.
+const IDLE_CHECK: Duration = Duration::from_secs(10);
+
+impl OwnConnection {
+    /// Commits `group` on the connection, opened (or checked) first if
+    /// need be, within the pool's acquire timeout; a connection that saw
+    /// an error is dropped and opened again next time.
     async fn commit(&mut self, group: &[Pending]) -> Result<Vec<Committed>, StoreError> {
-        let conn = match &mut self.conn {
-            Some(conn) => conn,
-            None => {
-                let options = self.pool.connect_options();
-                self.conn.insert(options.connect().await?)
-            }
-        };
+        let conn = self.ready().await?;
         let committed = commit(conn, group).await;
-        if committed.is_err() {
-            self.conn = None;
+        match &mut self.conn {
+            Some((_, used)) if committed.is_ok() => *used = Instant::now(),
+            _ => self.conn = None,
         }
         committed
     }
+
+    async fn ready(&mut self) -> Result<&mut sqlx::AnyConnection, StoreError> {
+        let limit = self.pool.options().get_acquire_timeout();
+        if let Some((conn, used)) = &mut self.conn
+            && used.elapsed() >= IDLE_CHECK
+            && !matches!(tokio::time::timeout(limit, conn.ping()).await, Ok(Ok(())))
+        {
+            self.conn = None;
+        }
+        if self.conn.is_none() {
+            let options = self.pool.connect_options();
+            let conn = match tokio::time::timeout(limit, options.connect()).await {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(e)) => return Err(interrupted(e)),
+                Err(_) => return Err(interrupted("timed out opening a connection")),
+            };
+            self.conn = Some((conn, Instant::now()));
+        }
+        match &mut self.conn {
+            Some((conn, _)) => Ok(conn),
+            None => unreachable!("opened above"),
+        }
+    }
 }
+
+/// The writer lost its way to the server: what the group stored is not
+/// known, so none of it is written again.
+fn interrupted(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Interrupted(e.to_string())
+}
+
+/// A statement's error: refused by the server (nothing changed, the group
+/// may be written again one write at a time), or anything else.
+fn statement_error(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::Database(_) => StoreError::Sql(e),
+        other => interrupted(other),
+    }
+}
+
+/// A write that came back refused: a step whose claim held but whose person
+/// another request holds.
+const REFUSED: i64 = -1;
 
 /// `$1`: the writes (`n`, their place in the round; `k`, their kind), `$2`:
 /// their audit events (`w`, the write's `n`), `$3`: the time a finish or a
-/// checkpoint is stamped with. Answers one row a write that held, and for a
-/// claim taken the request as its run reads it, once per checkpoint.
+/// checkpoint is stamped with. Answers a row `(n, flag)` for each write that
+/// held (a step's flag: its cancel), and [`REFUSED`] for a step whose person
+/// another request holds. `subjected` keeps `SUBJECT_SQL`'s rule.
 static GROUP_SQL: LazyLock<String> = LazyLock::new(|| {
     let now = super::db_now_ms(BACKEND);
-    let columns: Vec<&str> = REQUEST_COLUMNS.split(", ").collect();
-    let returned = columns
-        .iter()
-        .map(|c| format!("requests.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let read = columns
-        .iter()
-        .map(|c| format!("c.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    // The claimed request's columns, and its batch's state, cancel flag and
-    // checkpoint, are empty beside the other answers.
-    let blank = vec!["NULL"; columns.len() + 4].join(", ");
     let held = "requests.id = w.id AND requests.claim_owner = w.owner AND requests.outcome IS NULL";
     // `locked` looks the rows up by `= ANY (ARRAY(…))`: as `IN (SELECT …)`
     // the planner, which guesses a JSON array holds 100 rows, scans the
@@ -134,7 +171,7 @@ static GROUP_SQL: LazyLock<String> = LazyLock::new(|| {
             WHERE w.k = 'claim' AND requests.id = w.id AND requests.outcome IS NULL
               AND (requests.claim_owner IS NULL OR requests.claim_owner = w.owner
                    OR requests.claim_expires_at < {now})
-            RETURNING w.n, {returned}, requests.cancel_requested
+            RETURNING w.n
         ),
         renewed AS (
             UPDATE requests SET claim_expires_at = {now} + w.lease_ms
@@ -189,8 +226,7 @@ static GROUP_SQL: LazyLock<String> = LazyLock::new(|| {
             INSERT INTO step_checkpoints (request_id, step, data, finished_at)
             SELECT w.id, w.step, w.data, $3 FROM w JOIN mine m ON m.n = w.n
             WHERE w.k = 'step' AND (w.subject IS NULL OR w.n IN (SELECT n FROM subjected))
-            ON CONFLICT (request_id, step)
-                DO UPDATE SET data = excluded.data, finished_at = excluded.finished_at
+            {STEP_CONFLICT_SQL}
             RETURNING request_id
         ),
         answered AS (
@@ -214,10 +250,11 @@ static GROUP_SQL: LazyLock<String> = LazyLock::new(|| {
                OR e.w IN (SELECT n FROM w WHERE k IN ('claim', 'renew'))
             ORDER BY e.seq
         )
-        SELECT c.n, NULL::bigint AS flag, {read}, b.stored_state, c.cancel_requested, cp.step, cp.data
-        FROM claimed c JOIN batches b ON b.id = c.batch_id
-            LEFT JOIN step_checkpoints cp ON cp.request_id = c.id
-        UNION ALL SELECT n, flag, {blank} FROM answered"
+        SELECT n, flag FROM answered
+        UNION ALL SELECT n, NULL FROM claimed
+        UNION ALL SELECT m.n, {REFUSED} FROM mine m JOIN w ON w.n = m.n
+            WHERE w.k = 'step' AND w.subject IS NOT NULL
+              AND m.n NOT IN (SELECT n FROM subjected)"
     )
 });
 
@@ -343,28 +380,87 @@ struct EventRow<'a> {
     at: i64,
 }
 
-/// Writes `group`: each write's answer, or an error that wrote none of
-/// them. One statement, and no transaction around it, when no request is
-/// written twice.
+/// Writes `group`: each write's answer, or an error: `Sql` when the
+/// server refused a statement and nothing was stored, `Interrupted` when
+/// that is not known. One statement, and no transaction around it, when no
+/// request is written twice.
 async fn commit(
     conn: &mut sqlx::AnyConnection,
     group: &[Pending],
 ) -> Result<Vec<Committed>, StoreError> {
     let rounds = rounds(group);
-    let mut answers: Vec<Option<Committed>> = group.iter().map(|_| None).collect();
+    let mut answers: Vec<Option<Answer>> = group.iter().map(|_| None).collect();
     if let [round] = rounds.as_slice() {
         write_round(conn, group, round, &mut answers).await?;
     } else {
-        let mut tx = conn.begin().await?;
+        let mut tx = conn.begin().await.map_err(interrupted)?;
         for round in &rounds {
             write_round(&mut tx, group, round, &mut answers).await?;
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(interrupted)?;
     }
-    Ok(answers
+    let answers: Vec<Answer> = answers
         .into_iter()
-        .map(|a| a.unwrap_or_else(|| Committed::from(Ok(false))))
+        .map(|a| a.unwrap_or(Ok(false)))
+        .collect();
+    let mut reads = read_claimed(conn, group, &answers).await;
+    Ok(group
+        .iter()
+        .zip(answers)
+        .map(|(p, answer)| Committed {
+            read: reads.remove(p.write.request_id()).map(Box::new),
+            answer,
+        })
         .collect())
+}
+
+/// The requests the group claimed for a caller that runs them, with their
+/// batch gate and checkpoints, in one read once the claims are committed:
+/// read in the claims' own statement, a checkpoint the last holder
+/// committed while the claim waited for its row would be missed. A caller
+/// given none reads its request itself, so a failed read only costs time.
+async fn read_claimed(
+    conn: &mut sqlx::AnyConnection,
+    group: &[Pending],
+    answers: &[Answer],
+) -> HashMap<String, Claimed> {
+    let ids: Vec<&str> = group
+        .iter()
+        .zip(answers)
+        .filter(|(p, answer)| {
+            p.wants_read && matches!(p.write, RunWrite::Claim { .. }) && matches!(answer, Ok(true))
+        })
+        .map(|(p, _)| p.write.request_id())
+        .collect();
+    if ids.is_empty() {
+        return HashMap::new();
+    }
+    let sql = format!(
+        "{} IN ({})",
+        CLAIMED_OF_SQL.as_str(),
+        Params::new(BACKEND).list(ids.len())
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for id in &ids {
+        q = q.bind(*id);
+    }
+    let mut claimed: HashMap<String, Claimed> = HashMap::new();
+    let read = async {
+        for row in q.fetch_all(&mut *conn).await? {
+            let id: String = row.try_get("id")?;
+            let request = match claimed.entry(id) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => v.insert(claimed_from_row(&row)?),
+            };
+            add_checkpoint(request, &row)?;
+        }
+        Ok::<_, StoreError>(())
+    };
+    if let Err(e) = read.await {
+        tracing::debug!(error = %e, "claimed requests not read with the group; each run reads its own");
+        claimed.clear();
+    }
+    claimed
 }
 
 /// The group's writes in rounds in which each request is written once,
@@ -388,7 +484,7 @@ async fn write_round(
     conn: &mut sqlx::AnyConnection,
     group: &[Pending],
     round: &[usize],
-    answers: &mut [Option<Committed>],
+    answers: &mut [Option<Answer>],
 ) -> Result<(), StoreError> {
     let writes: Vec<WriteRow<'_>> = round
         .iter()
@@ -420,32 +516,24 @@ async fn write_round(
         .bind(serde_json::to_string(&events).map_err(json)?)
         .bind(now_ms())
         .fetch_all(&mut *conn)
-        .await?;
-    // What came back of each write: its flag, and a claimed request.
+        .await
+        .map_err(statement_error)?;
+    // What came back of each write: its flag.
     let mut came: Vec<Option<i64>> = vec![None; round.len()];
-    let mut claimed: HashMap<usize, Claimed> = HashMap::new();
     for row in &rows {
-        let n = usize::try_from(row.try_get::<i64, _>("n")?)
+        let n = row.try_get::<i64, _>("n").map_err(interrupted)?;
+        let n = usize::try_from(n)
             .ok()
             .filter(|n| *n < round.len())
-            .ok_or_else(|| StoreError::Corrupt("a group's answer names no write".into()))?;
-        came[n] = Some(row.try_get::<Option<i64>, _>("flag")?.unwrap_or(0));
-        if matches!(group[round[n]].write, RunWrite::Claim { .. }) {
-            let request = match claimed.entry(n) {
-                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => v.insert(claimed_from_row(row)?),
-            };
-            add_checkpoint(request, row)?;
-        }
+            .ok_or_else(|| interrupted("a group's answer names no write"))?;
+        came[n] = Some(
+            row.try_get::<Option<i64>, _>("flag")
+                .map_err(interrupted)?
+                .unwrap_or(0),
+        );
     }
     for (n, &i) in round.iter().enumerate() {
-        let p = &group[i];
-        let answer = answer(&p.write, came[n]);
-        let read = match p.write {
-            RunWrite::Claim { .. } if p.wants_read => claimed.remove(&n).map(Box::new),
-            _ => None,
-        };
-        answers[i] = Some(Committed { answer, read });
+        answers[i] = Some(answer(&group[i].write, came[n]));
     }
     Ok(())
 }
@@ -454,16 +542,11 @@ async fn write_round(
 fn answer(write: &RunWrite, came: Option<i64>) -> Answer {
     match (write, came) {
         (RunWrite::Claim { .. } | RunWrite::Renew { .. }, came) => Ok(came.is_some()),
+        (RunWrite::Step { .. }, Some(REFUSED)) => {
+            Err(StoreError::SubjectHeld(write.request_id().to_owned()))
+        }
         // A step answers whether a cancel was asked for.
         (RunWrite::Step { .. }, Some(cancel)) => Ok(cancel != 0),
-        // Its person held by another request, or its claim lost: the
-        // store tells the two apart.
-        (
-            RunWrite::Step {
-                subject: Some(_), ..
-            },
-            None,
-        ) => Err(StoreError::SubjectHeld(write.request_id().to_owned())),
         (_, Some(_)) => Ok(false),
         // A claim-guarded write that changed nothing lost its claim.
         (_, None) => Err(StoreError::ClaimLost(write.request_id().to_owned())),
@@ -579,6 +662,79 @@ mod tests {
             assert_eq!(row.outcome, Some(Outcome::Succeeded), "{id}");
             assert_eq!(row.attempts, 1, "{id}: one claim taken");
         }
+        pg.drop().await;
+    }
+
+    /// A claim taken after waiting for its row reads the checkpoint the
+    /// last holder committed meanwhile: the claimed request is read once
+    /// the claim is committed, not with the claim's own snapshot.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_claim_that_waited_reads_what_the_last_holder_stored() {
+        use sqlx::Connection;
+
+        let Some(pg) =
+            ScratchPostgres::create("a_claim_that_waited_reads_what_the_last_holder_stored").await
+        else {
+            return;
+        };
+        let store = &pg.store;
+        let batch = scratch_batch(store).await;
+        let jobs = store
+            .write_intake_chunk(&batch, RunMode::Live, None, chunk_of(&["u0"]))
+            .await
+            .unwrap();
+        let id = jobs[0].request_id.clone();
+        // The last holder's lease has lapsed; its writer still holds the row.
+        sqlx::query("UPDATE requests SET claim_owner = 'old', claim_expires_at = 0 WHERE id = $1")
+            .bind(&id)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let options = store.pool.connect_options();
+        let mut old = sqlx::AnyConnection::connect_with(&options).await.unwrap();
+        let mut tx = old.begin().await.unwrap();
+        sqlx::query("SELECT id FROM requests WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO step_checkpoints (request_id, step, data, finished_at)
+             VALUES ($1, 'plan', '{\"kept\":true}', 0)",
+        )
+        .bind(&id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        let claiming = tokio::spawn({
+            let (store, id) = (store.clone(), id.clone());
+            async move { store.claim(&id, "new", Duration::from_secs(60)).await }
+        });
+        // The claim's statement waits for the row lock.
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        tx.commit().await.unwrap();
+        let ClaimResult::Claimed(claimed) = claiming.await.unwrap().unwrap() else {
+            panic!("the lapsed claim was not taken");
+        };
+        assert_eq!(
+            claimed.checkpoints.get(&Step::Plan),
+            Some(&serde_json::json!({"kept": true})),
+            "{:?}",
+            claimed.checkpoints
+        );
+        old.close().await.unwrap();
         pg.drop().await;
     }
 
