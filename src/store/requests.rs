@@ -410,10 +410,16 @@ pub(super) const UNENQUEUED_PAGE: &str = "SELECT id, CASE WHEN dry_run = 2 THEN 
 /// The request, its batch gate and its checkpoints, one row per checkpoint
 /// (or one with no step): what a run must know before its first step.
 /// Built once: every claimed request runs it.
-pub(super) static CLAIMED_SQL: LazyLock<String> =
-    LazyLock::new(|| format!("{} = $1", CLAIMED_OF_SQL.as_str()));
-/// `CLAIMED_SQL` up to its `WHERE r.id`, for a list of requests.
-pub(super) static CLAIMED_OF_SQL: LazyLock<String> = LazyLock::new(|| {
+pub(super) static CLAIMED_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} LEFT JOIN step_checkpoints c ON c.request_id = r.id WHERE r.id = $1",
+        CLAIMED_FROM.as_str()
+    )
+});
+/// `CLAIMED_SQL`'s columns (of requests `r`, batches `b` and checkpoints
+/// `c`) up to the join of the checkpoints, which each reader makes its own
+/// way.
+pub(super) static CLAIMED_FROM: LazyLock<String> = LazyLock::new(|| {
     let columns = REQUEST_COLUMNS
         .split(", ")
         .map(|c| format!("r.{c}"))
@@ -421,9 +427,7 @@ pub(super) static CLAIMED_OF_SQL: LazyLock<String> = LazyLock::new(|| {
         .join(", ");
     format!(
         "SELECT {columns}, b.stored_state, r.cancel_requested, c.step, c.data
-         FROM requests r JOIN batches b ON b.id = r.batch_id
-         LEFT JOIN step_checkpoints c ON c.request_id = r.id
-         WHERE r.id"
+         FROM requests r JOIN batches b ON b.id = r.batch_id"
     )
 });
 

@@ -28,7 +28,7 @@ use super::{
     Answer, Committed, Message, Pending, RunWrite, STEP_CONFLICT_SQL, Then, Turn, closed, fail,
     gather, reply, reply_one,
 };
-use crate::store::requests::{REQUEST_COLUMNS, add_checkpoint, claimed_from_row};
+use crate::store::requests::{CLAIMED_FROM, add_checkpoint, claimed_from_row};
 use crate::store::{Backend, Claimed, StoreError, now_ms};
 
 const BACKEND: Backend = Backend::Postgres;
@@ -413,23 +413,17 @@ async fn commit(
         .collect())
 }
 
-/// `CLAIMED_OF_SQL`'s columns for the ids of a JSON array: one text, so
-/// one plan whatever their number. The checkpoints are looked up per
-/// request (`OFFSET 0` keeps the planner from joining the whole table):
-/// a plan made while `step_checkpoints` was small scanned all of it once
-/// it had grown.
+/// `CLAIMED_SQL` for the ids of a JSON array: one text, so one plan
+/// whatever their number. The checkpoints are looked up per request
+/// (`OFFSET 0` keeps the planner from joining the whole table): a plan made
+/// while `step_checkpoints` was small scanned all of it once it had grown.
 static CLAIMED_OF_IDS_SQL: LazyLock<String> = LazyLock::new(|| {
-    let columns = REQUEST_COLUMNS
-        .split(", ")
-        .map(|c| format!("r.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
     format!(
-        "SELECT {columns}, b.stored_state, r.cancel_requested, c.step, c.data
-         FROM requests r JOIN batches b ON b.id = r.batch_id
+        "{}
          LEFT JOIN LATERAL (SELECT step, data FROM step_checkpoints
                             WHERE request_id = r.id OFFSET 0) c ON true
-         WHERE r.id = ANY (ARRAY(SELECT json_array_elements_text($1::json)))"
+         WHERE r.id = ANY (ARRAY(SELECT json_array_elements_text($1::json)))",
+        CLAIMED_FROM.as_str()
     )
 });
 
