@@ -111,8 +111,9 @@ impl Store {
             })
             .await?;
         if claimed {
-            // The writer reads the request in the claim's transaction, except
-            // when its group had to be written one write at a time.
+            // The writer reads the request once the claim is committed,
+            // except when its group was written one write at a time or the
+            // read failed.
             let read = match read {
                 Some(read) => Some(*read),
                 None => self.claimed(id).await?,

@@ -7,7 +7,7 @@
 //! fate is unknown, [`StoreError::Interrupted`], fails whole instead).
 //!
 //! On SQLite the writer is a thread with a connection of its own
-//! ([`native`]); on PostgreSQL a task with a connection of its own that
+//! ([`native`]); on PostgreSQL a task with connections of its own that
 //! sends a group as one statement ([`pooled`]).
 
 mod checkpoint;

@@ -1,7 +1,8 @@
 //! The group writer on PostgreSQL: a task with a connection of its own
 //! that writes each group as one statement, since every statement is a
 //! round trip to the server (BENCHMARKS.md, "Why: a group in one statement
-//! on PostgreSQL").
+//! on PostgreSQL"). A second connection reads the requests a group
+//! claimed, while the writer goes on to the next group.
 //!
 //! The group's writes travel as one JSON parameter and the statement's
 //! data-modifying `WITH` parts apply each kind of write to its rows. Every
@@ -34,7 +35,11 @@ use crate::store::{Backend, Claimed, StoreError, now_ms};
 const BACKEND: Backend = Backend::Postgres;
 
 pub(super) async fn run(pool: AnyPool, mut inbox: mpsc::UnboundedReceiver<Message>) {
-    let mut writer = OwnConnection { pool, conn: None };
+    let mut writer = OwnConnection {
+        pool: pool.clone(),
+        conn: None,
+    };
+    let mut reader = Some(Reader::start(pool));
     let mut open = true;
     while let Some(first) = inbox.recv().await {
         let Turn { group, then } = gather(first, &mut inbox);
@@ -44,6 +49,10 @@ pub(super) async fn run(pool: AnyPool, mut inbox: mpsc::UnboundedReceiver<Messag
             let started = std::time::Instant::now();
             let committed = writer.commit(&group).await;
             super::group_committed(group.len(), started);
+            let (group, committed) = match &reader {
+                Some(reader) => reader.take_claims(group, committed),
+                None => (group, committed),
+            };
             for p in reply(group, committed) {
                 let committed = writer.commit(std::slice::from_ref(&p)).await;
                 reply_one(p, committed);
@@ -53,6 +62,9 @@ pub(super) async fn run(pool: AnyPool, mut inbox: mpsc::UnboundedReceiver<Messag
             // Only SQLite's writer has a connection to run work on.
             Some(Then::Run(work)) => work(None),
             Some(Then::Close(done)) => {
+                if let Some(reader) = reader.take() {
+                    reader.close().await;
+                }
                 if let Some((conn, _)) = writer.conn.take() {
                     let _ = conn.close().await;
                 }
@@ -62,6 +74,84 @@ pub(super) async fn run(pool: AnyPool, mut inbox: mpsc::UnboundedReceiver<Messag
             }
             None => {}
         }
+    }
+}
+
+/// Claims committed, waiting for their requests to be read.
+struct ToRead {
+    claims: Vec<(Pending, Committed)>,
+}
+
+/// Reads the requests a group claimed, once the claims are committed, on a
+/// connection of its own: the writer goes on to its next group meanwhile
+/// (the read took about a sixth of a group's time on the writer's path).
+struct Reader {
+    jobs: mpsc::UnboundedSender<ToRead>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Reader {
+    fn start(pool: AnyPool) -> Reader {
+        let (jobs, mut inbox) = mpsc::unbounded_channel::<ToRead>();
+        let task = tokio::spawn(async move {
+            let mut own = OwnConnection { pool, conn: None };
+            while let Some(ToRead { claims }) = inbox.recv().await {
+                let ids: Vec<&str> = claims.iter().map(|(p, _)| p.write.request_id()).collect();
+                let mut reads = match own.ready().await {
+                    Ok(conn) => read_claimed(conn, &ids).await,
+                    Err(_) => HashMap::new(),
+                };
+                if reads.len() < ids.len() {
+                    // A failed read may have left the connection unusable.
+                    own.conn = None;
+                } else if let Some((_, used)) = &mut own.conn {
+                    *used = Instant::now();
+                }
+                for (p, mut committed) in claims {
+                    committed.read = reads.remove(p.write.request_id()).map(Box::new);
+                    let _ = p.reply.send(committed);
+                }
+            }
+            if let Some((conn, _)) = own.conn.take() {
+                let _ = conn.close().await;
+            }
+        });
+        Reader { jobs, task }
+    }
+
+    /// Hands the group's taken claims whose callers want the request to the
+    /// reader, which replies to them; returns the rest of the group.
+    fn take_claims(
+        &self,
+        group: Vec<Pending>,
+        committed: Result<Vec<Committed>, StoreError>,
+    ) -> (Vec<Pending>, Result<Vec<Committed>, StoreError>) {
+        let Ok(answers) = committed else {
+            return (group, committed);
+        };
+        let (claims, rest): (Vec<_>, Vec<_>) =
+            group.into_iter().zip(answers).partition(|(p, committed)| {
+                p.wants_read
+                    && matches!(p.write, RunWrite::Claim { .. })
+                    && matches!(committed.answer, Ok(true))
+            });
+        let claims = if claims.is_empty() {
+            Vec::new()
+        } else {
+            match self.jobs.send(ToRead { claims }) {
+                Ok(()) => Vec::new(),
+                // The reader is gone: the callers read their own.
+                Err(mpsc::error::SendError(ToRead { claims })) => claims,
+            }
+        };
+        let (group, answers) = rest.into_iter().chain(claims).unzip();
+        (group, Ok(answers))
+    }
+
+    /// Replies to every claim handed over, then closes its connection.
+    async fn close(self) {
+        drop(self.jobs);
+        let _ = self.task.await;
     }
 }
 
@@ -398,18 +488,9 @@ async fn commit(
         }
         tx.commit().await.map_err(interrupted)?;
     }
-    let answers: Vec<Answer> = answers
+    Ok(answers
         .into_iter()
-        .map(|a| a.unwrap_or(Ok(false)))
-        .collect();
-    let mut reads = read_claimed(conn, group, &answers).await;
-    Ok(group
-        .iter()
-        .zip(answers)
-        .map(|(p, answer)| Committed {
-            read: reads.remove(p.write.request_id()).map(Box::new),
-            answer,
-        })
+        .map(|a| Committed::from(a.unwrap_or(Ok(false))))
         .collect())
 }
 
@@ -427,24 +508,12 @@ static CLAIMED_OF_IDS_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// The requests the group claimed for a caller that runs them, with their
+/// The requests `ids` (claimed for callers that run them), with their
 /// batch gate and checkpoints, in one read once the claims are committed:
 /// read in the claims' own statement, a checkpoint the last holder
 /// committed while the claim waited for its row would be missed. A caller
 /// given none reads its request itself, so a failed read only costs time.
-async fn read_claimed(
-    conn: &mut sqlx::AnyConnection,
-    group: &[Pending],
-    answers: &[Answer],
-) -> HashMap<String, Claimed> {
-    let ids: Vec<&str> = group
-        .iter()
-        .zip(answers)
-        .filter(|(p, answer)| {
-            p.wants_read && matches!(p.write, RunWrite::Claim { .. }) && matches!(answer, Ok(true))
-        })
-        .map(|(p, _)| p.write.request_id())
-        .collect();
+async fn read_claimed(conn: &mut sqlx::AnyConnection, ids: &[&str]) -> HashMap<String, Claimed> {
     if ids.is_empty() {
         return HashMap::new();
     }
@@ -743,6 +812,74 @@ mod tests {
             claimed.checkpoints
         );
         old.close().await.unwrap();
+        pg.drop().await;
+    }
+
+    /// The read of a group's claimed requests does not hold up the next
+    /// group: while it waits (here for a lock on `batches`, which it joins
+    /// and no write touches), another request's checkpoint commits.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_does_not_wait_for_the_read_of_another_claim() {
+        use sqlx::Connection;
+
+        let Some(pg) =
+            ScratchPostgres::create("a_write_does_not_wait_for_the_read_of_another_claim").await
+        else {
+            return;
+        };
+        let store = &pg.store;
+        let batch = scratch_batch(store).await;
+        let jobs = store
+            .write_intake_chunk(&batch, RunMode::Live, None, chunk_of(&["u0", "u1"]))
+            .await
+            .unwrap();
+        let (a, b) = (jobs[0].request_id.clone(), jobs[1].request_id.clone());
+        let lease = Duration::from_secs(60);
+        assert!(matches!(
+            store.claim(&b, "b", lease).await.unwrap(),
+            ClaimResult::Claimed(_)
+        ));
+        let options = store.pool.connect_options();
+        let mut locker = sqlx::AnyConnection::connect_with(&options).await.unwrap();
+        let mut tx = locker.begin().await.unwrap();
+        sqlx::query("LOCK TABLE batches IN ACCESS EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let claiming = tokio::spawn({
+            let (store, a) = (store.clone(), a.clone());
+            async move { store.claim(&a, "a", lease).await }
+        });
+        // The claim committed and its read waits for the lock.
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        let data = serde_json::json!({"removed": [], "complete": true});
+        let saved = tokio::time::timeout(
+            Duration::from_secs(30),
+            store.save_step(&b, "b", Step::StripRoles, &data, &[]),
+        )
+        .await;
+        assert!(
+            matches!(saved, Ok(Ok(false))),
+            "the checkpoint waited for another request's read: {saved:?}"
+        );
+        tx.commit().await.unwrap();
+        let ClaimResult::Claimed(claimed) = claiming.await.unwrap().unwrap() else {
+            panic!("not claimed");
+        };
+        assert_eq!(claimed.request.id, a);
+        locker.close().await.unwrap();
         pg.drop().await;
     }
 
