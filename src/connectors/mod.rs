@@ -251,6 +251,15 @@ pub trait Connector: Send + Sync {
         plan: &Plan,
     ) -> Result<Change, StepError>;
 
+    /// Whether [`Connector::revoke_sessions`] or [`Connector::prune`] may
+    /// call the provider on this connection. When neither does, the
+    /// membership's checkpoint commits while [`Connector::verify`] reads;
+    /// one that says `false` wrongly still has its policy steps run, after
+    /// that commit.
+    fn policy_steps(&self) -> bool {
+        false
+    }
+
     /// Policy step after removal (Auth0 `revoke_sessions`): ends the
     /// user's sessions and refresh tokens. `None` when this connection has
     /// no such policy (the step is then not checkpointed); `Some(false)`

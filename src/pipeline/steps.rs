@@ -1,7 +1,8 @@
 //! The step loop: plan → strip_roles → remove_membership →
 //! revoke_sessions → prune_custom_roles → verify, each
 //! skipped when its checkpoint exists, each checkpointed with the audit
-//! events of its calls.
+//! events of its calls before the next starts (but `verify`, which only
+//! reads, may run while the removal's checkpoint commits).
 
 use std::collections::HashMap;
 
@@ -263,6 +264,13 @@ pub(super) async fn run(
         Err((error, removed)) => return Err(stop(error, removed)),
     };
 
+    // A membership that appeared after a preview stays, so it is no
+    // failure to find it still there.
+    let verifies = !left.keeps_membership();
+    // `verify` only reads: where no policy step follows the removal, it
+    // runs while the membership's checkpoint commits. A call that changes
+    // anything waits for the checkpoint before it.
+    let mut verified_early = None;
     let membership: MembershipCheckpoint = match checkpoints.get(&Step::RemoveMembership) {
         Some(v) => decode(v)?,
         None => {
@@ -275,7 +283,17 @@ pub(super) async fn run(
                 Change::Unchanged // the plan found no membership; verify confirms
             };
             let cp = MembershipCheckpoint { change };
-            save(engine, request, Step::RemoveMembership, &cp, &cx).await?;
+            let step = Step::RemoveMembership;
+            if verifies && !connector.policy_steps() {
+                let (cancel, verified) = tokio::join!(
+                    store_checkpoint(engine, request, step, &cp, &cx),
+                    connector.verify(&cx, t, &plan)
+                );
+                checkpointed(engine, request, step, cancel?, &cx).await?;
+                verified_early = Some(verified);
+            } else {
+                save(engine, request, step, &cp, &cx).await?;
+            }
             cp
         }
     };
@@ -316,15 +334,13 @@ pub(super) async fn run(
             }
         }
     };
-    // A membership that appeared after a preview stays, so it is no
-    // failure to find it still there.
-    let verified = if left.keeps_membership() {
-        None
-    } else {
-        connector
+    let verified = match verified_early {
+        _ if !verifies => None,
+        Some(verified) => verified.map_err(|e| stop(e, strip.removed.clone()))?,
+        None => connector
             .verify(&cx, t, &plan)
             .await
-            .map_err(|e| stop(e, strip.removed.clone()))?
+            .map_err(|e| stop(e, strip.removed.clone()))?,
     };
     let removed = with_earlier(strip.removed);
     if !left.is_empty() {
@@ -411,13 +427,29 @@ pub(super) async fn save<T: Serialize>(
     data: &T,
     cx: &CallContext,
 ) -> Result<(), Stopped> {
+    let cancel = store_checkpoint(engine, request, step, data, cx).await?;
+    checkpointed(engine, request, step, cancel, cx).await
+}
+
+/// Stores the step's checkpoint with the events of the calls made so far
+/// (taken from `cx` now, not when the commit is awaited); answers whether
+/// a cancel was asked for.
+fn store_checkpoint<'a, T: Serialize>(
+    engine: &'a Engine,
+    request: &'a RequestRow,
+    step: Step,
+    data: &T,
+    cx: &CallContext,
+) -> impl std::future::Future<Output = Result<bool, crate::store::StoreError>> + 'a {
     crate::metrics::step(step.as_str(), cx.lap().as_secs_f64());
     let value = serde_json::to_value(data).unwrap_or_default();
-    let cancel = engine
-        .store()
-        .save_step(&request.id, &request.claim, step, &value, &cx.drain_audit())
-        .await?;
-    checkpointed(engine, request, step, cancel, cx).await
+    let events = cx.drain_audit();
+    async move {
+        engine
+            .store()
+            .save_step(&request.id, &request.claim, step, &value, &events)
+            .await
+    }
 }
 
 /// Saves the plan's checkpoint, with the person it resolved (`person`, on

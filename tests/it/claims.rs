@@ -152,3 +152,126 @@ async fn each_removal_is_on_record_before_the_next_starts() {
     let on_record: Vec<i64> = seen.iter().map(|(_, n)| *n).collect();
     assert_eq!(on_record, [0, 1, 2, 3], "{seen:?}");
 }
+
+/// Aitronos, as a small mock that holds the database's write lock from the
+/// membership's removal until the read-back of it arrives, and notes
+/// whether it came while the lock was held.
+#[derive(Clone, Default)]
+struct LockWitness {
+    db: Arc<Mutex<Option<String>>>,
+    lock: Arc<tokio::sync::Mutex<Option<sqlx::SqliteConnection>>>,
+    verified_while_locked: Arc<Mutex<Option<bool>>>,
+}
+
+impl LockWitness {
+    async fn release(&self) -> bool {
+        use sqlx::Connection;
+        let Some(mut conn) = self.lock.lock().await.take() else {
+            return false;
+        };
+        sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+        true
+    }
+}
+
+async fn aitronos_locking(State(w): State<LockWitness>, request: Request) -> Response {
+    use sqlx::Connection;
+    let path = request.uri().path().to_owned();
+    let membership = path.ends_with("/users/usr_000002");
+    match *request.method() {
+        Method::GET if path.ends_with("/effective-permissions") => axum::Json(json!({
+            "user_id": "usr_000002",
+            "role_ids": ["role_a"],
+            "capabilities": [],
+        }))
+        .into_response(),
+        Method::GET => {
+            if membership {
+                let held = w.release().await;
+                w.verified_while_locked.lock().unwrap().get_or_insert(held);
+            }
+            (
+                StatusCode::NOT_FOUND,
+                axum::Json(json!({"success": false, "error": {"code": "USER_NOT_FOUND", "message": "no such member"}})),
+            )
+                .into_response()
+        }
+        Method::DELETE if membership => {
+            let url = w.db.lock().unwrap().clone().unwrap();
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            *w.lock.lock().await = Some(conn);
+            // A run that waits for the checkpoint before it reads would
+            // wait here forever: the lock goes after 10 s at the latest.
+            let w = w.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+                w.release().await;
+            });
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Method::DELETE => StatusCode::NO_CONTENT.into_response(),
+        _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
+    }
+}
+
+/// The read-back after the membership's removal changes nothing, so where
+/// no policy step follows, it is made while the removal's checkpoint
+/// commits (here: waits for the database's write lock), not after; its
+/// call is still on record with the outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_back_is_made_while_the_removal_is_put_on_record() {
+    let (listener, url) = crate::helpers::loopback().await;
+    let base = format!("{url}/v1");
+    let witness = LockWitness::default();
+    let app = Router::new()
+        .fallback(aitronos_locking)
+        .with_state(witness.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let h = Harness::start_with(
+        directory(),
+        Options {
+            extra_config: format!(
+                "[providers.mock]\nkind = \"aitronos\"\nbase_url = \"{base}\"\ntoken_env = \"{TOKEN_ENV}\"\n"
+            ),
+            ..Options::default()
+        },
+    )
+    .await;
+    *witness.db.lock().unwrap() = Some(format!(
+        "sqlite://{}",
+        h.dir.path().join("offboard.db").display()
+    ));
+    let csv = h.write_csv(
+        "one.csv",
+        "provider,user_id,org\nmock,usr_000002,org_acme\n",
+    );
+    let (code, _, out) = h.run(&csv).await;
+    assert_eq!(code, Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(*witness.verified_while_locked.lock().unwrap(), Some(true));
+    let db = sqlite(&h).await;
+    let on_record: Vec<(String, String, Option<String>)> = sqlx::query(
+        "SELECT e.method AS method, c.step AS step, r.outcome AS outcome
+         FROM audit_events e JOIN requests r ON r.id = e.request_id
+         LEFT JOIN step_checkpoints c ON c.request_id = r.id AND c.step = 'remove_membership'
+         WHERE e.path LIKE '%/users/usr_000002' ORDER BY e.id",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get("method"), r.get("step"), r.get("outcome")))
+    .collect();
+    let stored = |m: &str| {
+        (
+            m.to_owned(),
+            "remove_membership".to_owned(),
+            Some("succeeded".to_owned()),
+        )
+    };
+    assert_eq!(on_record, [stored("DELETE"), stored("GET")]);
+}

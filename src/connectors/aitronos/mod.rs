@@ -266,6 +266,10 @@ impl Connector for Aitronos {
         })
     }
 
+    fn policy_steps(&self) -> bool {
+        self.prune_custom_roles
+    }
+
     async fn prune(
         &self,
         cx: &CallContext,

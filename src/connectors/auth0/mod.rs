@@ -238,6 +238,10 @@ impl Connector for Auth0 {
         Ok(Change::Changed)
     }
 
+    fn policy_steps(&self) -> bool {
+        self.policy.revoke_sessions
+    }
+
     async fn revoke_sessions(
         &self,
         cx: &CallContext,
