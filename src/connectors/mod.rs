@@ -253,11 +253,12 @@ pub trait Connector: Send + Sync {
 
     /// Whether [`Connector::revoke_sessions`] or [`Connector::prune`] may
     /// call the provider on this connection. When neither does, the
-    /// membership's checkpoint commits while [`Connector::verify`] reads;
-    /// one that says `false` wrongly still has its policy steps run, after
-    /// that commit.
+    /// membership's checkpoint commits while [`Connector::verify`] reads.
+    /// A connector says `false` only when it knows: one that said it
+    /// wrongly would still have its policy steps run after that commit,
+    /// but after the read-back.
     fn policy_steps(&self) -> bool {
-        false
+        true
     }
 
     /// Policy step after removal (Auth0 `revoke_sessions`): ends the

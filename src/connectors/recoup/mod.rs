@@ -187,6 +187,11 @@ impl Connector for Recoup {
         &self.name
     }
 
+    /// No session revocation and no pruning here.
+    fn policy_steps(&self) -> bool {
+        false
+    }
+
     async fn plan(&self, cx: &CallContext, t: &Target) -> Result<Plan, StepError> {
         Ok(match self.membership(cx, t).await? {
             // Unread, the idempotent removal is sent anyway.

@@ -334,6 +334,11 @@ impl Connector for Scim {
         &self.name
     }
 
+    /// No session revocation and no pruning here.
+    fn policy_steps(&self) -> bool {
+        false
+    }
+
     async fn plan(&self, cx: &CallContext, t: &Target) -> Result<Plan, StepError> {
         let Some(user) = self.find_user(cx, t).await? else {
             return Ok(Plan::not_a_member());

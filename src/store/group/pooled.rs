@@ -95,18 +95,29 @@ impl Reader {
         let (jobs, mut inbox) = mpsc::unbounded_channel::<ToRead>();
         let task = tokio::spawn(async move {
             let mut own = OwnConnection { pool, conn: None };
+            let limit = own.pool.options().get_acquire_timeout();
             while let Some(ToRead { claims }) = inbox.recv().await {
                 let ids: Vec<&str> = claims.iter().map(|(p, _)| p.write.request_id()).collect();
-                let mut reads = match own.ready().await {
-                    Ok(conn) => read_claimed(conn, &ids).await,
-                    Err(_) => HashMap::new(),
+                // Within the pool's acquire timeout, or the callers read
+                // their own: a read that hangs must not hold their runs.
+                let read = tokio::time::timeout(limit, async {
+                    read_claimed(own.ready().await?, &ids).await
+                })
+                .await
+                .unwrap_or_else(|_| Err(interrupted("timed out reading claimed requests")));
+                let mut reads = match read {
+                    Ok(reads) => {
+                        if let Some((_, used)) = &mut own.conn {
+                            *used = Instant::now();
+                        }
+                        reads
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "claimed requests not read with the group; each run reads its own");
+                        own.conn = None;
+                        HashMap::new()
+                    }
                 };
-                if reads.len() < ids.len() {
-                    // A failed read may have left the connection unusable.
-                    own.conn = None;
-                } else if let Some((_, used)) = &mut own.conn {
-                    *used = Instant::now();
-                }
                 for (p, mut committed) in claims {
                     committed.read = reads.remove(p.write.request_id()).map(Box::new);
                     let _ = p.reply.send(committed);
@@ -151,7 +162,9 @@ impl Reader {
     /// Replies to every claim handed over, then closes its connection.
     async fn close(self) {
         drop(self.jobs);
-        let _ = self.task.await;
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "the reader of claimed requests stopped");
+        }
     }
 }
 
@@ -513,31 +526,29 @@ static CLAIMED_OF_IDS_SQL: LazyLock<String> = LazyLock::new(|| {
 /// read in the claims' own statement, a checkpoint the last holder
 /// committed while the claim waited for its row would be missed. A caller
 /// given none reads its request itself, so a failed read only costs time.
-async fn read_claimed(conn: &mut sqlx::AnyConnection, ids: &[&str]) -> HashMap<String, Claimed> {
-    if ids.is_empty() {
-        return HashMap::new();
-    }
-    let Ok(ids) = serde_json::to_string(&ids) else {
-        return HashMap::new();
-    };
-    let q = sqlx::query(CLAIMED_OF_IDS_SQL.as_str()).bind(ids);
+async fn read_claimed(
+    conn: &mut sqlx::AnyConnection,
+    ids: &[&str],
+) -> Result<HashMap<String, Claimed>, StoreError> {
     let mut claimed: HashMap<String, Claimed> = HashMap::new();
-    let read = async {
-        for row in q.fetch_all(&mut *conn).await? {
-            let id: String = row.try_get("id")?;
-            let request = match claimed.entry(id) {
-                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => v.insert(claimed_from_row(&row)?),
-            };
-            add_checkpoint(request, &row)?;
-        }
-        Ok::<_, StoreError>(())
-    };
-    if let Err(e) = read.await {
-        tracing::debug!(error = %e, "claimed requests not read with the group; each run reads its own");
-        claimed.clear();
+    if ids.is_empty() {
+        return Ok(claimed);
     }
-    claimed
+    let ids = serde_json::to_string(&ids)
+        .map_err(|e| StoreError::Corrupt(format!("claimed ids as JSON: {e}")))?;
+    let rows = sqlx::query(CLAIMED_OF_IDS_SQL.as_str())
+        .bind(ids)
+        .fetch_all(&mut *conn)
+        .await?;
+    for row in rows {
+        let id: String = row.try_get("id")?;
+        let request = match claimed.entry(id) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(claimed_from_row(&row)?),
+        };
+        add_checkpoint(request, &row)?;
+    }
+    Ok(claimed)
 }
 
 /// The group's writes in rounds in which each request is written once,
@@ -851,7 +862,12 @@ mod tests {
             async move { store.claim(&a, "a", lease).await }
         });
         // The claim committed and its read waits for the lock.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the claim's read never waited for the lock"
+            );
             let waiting: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM pg_stat_activity
                  WHERE datname = current_database() AND wait_event_type = 'Lock'",
