@@ -432,16 +432,7 @@ mod tests {
         let batch = crate::store::scratch_batch(store).await;
         // 20,000 open requests, each an entry: the first is open, so a plan
         // that stops at it reads one.
-        sqlx::query(
-            "INSERT INTO requests (id, batch_id, provider, organization_id, user_id,
-                                   idempotency_key, dry_run, created_at)
-             SELECT 'r' || i, $1, 'p', 'o', 'u' || i, 'k' || i, 0, 0
-             FROM generate_series(1, 20000) AS i",
-        )
-        .bind(&batch)
-        .execute(&store.pool)
-        .await
-        .unwrap();
+        pg.open_requests(&batch, 20_000).await;
         sqlx::query(
             "INSERT INTO batch_entries (batch_id, line, request_id)
              SELECT $1, i, 'r' || i FROM generate_series(1, 20000) AS i",

@@ -144,6 +144,22 @@ impl ScratchPostgres {
         })
     }
 
+    /// `n` open requests `r1`…`rn` of `batch`, written in one statement
+    /// (no intake), so the server has no statistics of them yet.
+    pub(crate) async fn open_requests(&self, batch: &str, n: i64) {
+        sqlx::query(
+            "INSERT INTO requests (id, batch_id, provider, organization_id, user_id,
+                                   idempotency_key, dry_run, created_at)
+             SELECT 'r' || i, $1, 'p', 'o', 'u' || i, 'k' || i, 0, 0
+             FROM generate_series(1, $2) AS i",
+        )
+        .bind(batch)
+        .bind(n)
+        .execute(&self.store.pool)
+        .await
+        .unwrap();
+    }
+
     pub(crate) async fn drop(self) {
         use sqlx::{Connection, Executor};
         self.store.close().await;

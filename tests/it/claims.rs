@@ -81,6 +81,38 @@ async fn a_lost_claim_stops_the_running_step() {
     serve.stop_within(60).await;
 }
 
+/// A harness whose connection `mock` is Aitronos served by `app` on a
+/// loopback port; `db` is told the harness's database.
+async fn with_mock(app: Router, db: &Mutex<Option<String>>) -> Harness {
+    let (listener, url) = crate::helpers::loopback().await;
+    let base = format!("{url}/v1");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let h = Harness::start_with(
+        directory(),
+        Options {
+            extra_config: format!(
+                "[providers.mock]\nkind = \"aitronos\"\nbase_url = \"{base}\"\ntoken_env = \"{TOKEN_ENV}\"\n"
+            ),
+            ..Options::default()
+        },
+    )
+    .await;
+    *db.lock().unwrap() = Some(format!(
+        "sqlite://{}",
+        h.dir.path().join("offboard.db").display()
+    ));
+    h
+}
+
+/// `offboard run` of one row: usr_000002 of the mock connection.
+async fn offboard_one(h: &Harness) -> (Option<i32>, String, std::process::Output) {
+    let csv = h.write_csv(
+        "one.csv",
+        "provider,user_id,org\nmock,usr_000002,org_acme\n",
+    );
+    h.run(&csv).await
+}
+
 /// Aitronos, as a small mock that looks into the database whenever a
 /// destructive call arrives: how many of the run's earlier removals are on
 /// record by then.
@@ -123,30 +155,10 @@ async fn aitronos(State(w): State<Witness>, request: Request) -> Response {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_removal_is_on_record_before_the_next_starts() {
-    let (listener, url) = crate::helpers::loopback().await;
-    let base = format!("{url}/v1");
     let witness = Witness::default();
     let app = Router::new().fallback(aitronos).with_state(witness.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let h = Harness::start_with(
-        directory(),
-        Options {
-            extra_config: format!(
-                "[providers.mock]\nkind = \"aitronos\"\nbase_url = \"{base}\"\ntoken_env = \"{TOKEN_ENV}\"\n"
-            ),
-            ..Options::default()
-        },
-    )
-    .await;
-    *witness.db.lock().unwrap() = Some(format!(
-        "sqlite://{}",
-        h.dir.path().join("offboard.db").display()
-    ));
-    let csv = h.write_csv(
-        "one.csv",
-        "provider,user_id,org\nmock,usr_000002,org_acme\n",
-    );
-    let (code, _, out) = h.run(&csv).await;
+    let h = with_mock(app, &witness.db).await;
+    let (code, _, out) = offboard_one(&h).await;
     assert_eq!(code, Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let seen = witness.seen.lock().unwrap().clone();
     let on_record: Vec<i64> = seen.iter().map(|(_, n)| *n).collect();
@@ -225,32 +237,12 @@ async fn aitronos_locking(State(w): State<LockWitness>, request: Request) -> Res
 /// call is still on record with the outcome.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_read_back_is_made_while_the_removal_is_put_on_record() {
-    let (listener, url) = crate::helpers::loopback().await;
-    let base = format!("{url}/v1");
     let witness = LockWitness::default();
     let app = Router::new()
         .fallback(aitronos_locking)
         .with_state(witness.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let h = Harness::start_with(
-        directory(),
-        Options {
-            extra_config: format!(
-                "[providers.mock]\nkind = \"aitronos\"\nbase_url = \"{base}\"\ntoken_env = \"{TOKEN_ENV}\"\n"
-            ),
-            ..Options::default()
-        },
-    )
-    .await;
-    *witness.db.lock().unwrap() = Some(format!(
-        "sqlite://{}",
-        h.dir.path().join("offboard.db").display()
-    ));
-    let csv = h.write_csv(
-        "one.csv",
-        "provider,user_id,org\nmock,usr_000002,org_acme\n",
-    );
-    let (code, _, out) = h.run(&csv).await;
+    let h = with_mock(app, &witness.db).await;
+    let (code, _, out) = offboard_one(&h).await;
     assert_eq!(code, Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(*witness.verified_while_locked.lock().unwrap(), Some(true));
     let db = sqlite(&h).await;

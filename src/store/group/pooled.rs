@@ -799,19 +799,7 @@ mod tests {
             async move { store.claim(&id, "new", Duration::from_secs(60)).await }
         });
         // The claim's statement waits for the row lock.
-        loop {
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM pg_stat_activity
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            )
-            .fetch_one(&store.pool)
-            .await
-            .unwrap();
-            if waiting > 0 {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
+        until_a_session_waits_for_a_lock(store).await;
         tx.commit().await.unwrap();
         let ClaimResult::Claimed(claimed) = claiming.await.unwrap().unwrap() else {
             panic!("the lapsed claim was not taken");
@@ -826,6 +814,41 @@ mod tests {
         pg.drop().await;
     }
 
+    /// A scratch database with two open requests of one batch.
+    async fn two_requests(test: &str) -> Option<(ScratchPostgres, String, String)> {
+        let pg = ScratchPostgres::create(test).await?;
+        let batch = scratch_batch(&pg.store).await;
+        let jobs = pg
+            .store
+            .write_intake_chunk(&batch, RunMode::Live, None, chunk_of(&["u0", "u1"]))
+            .await
+            .unwrap();
+        let (a, b) = (jobs[0].request_id.clone(), jobs[1].request_id.clone());
+        Some((pg, a, b))
+    }
+
+    /// Returns once a session of the store's database waits for a lock.
+    async fn until_a_session_waits_for_a_lock(store: &crate::store::Store) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no session waited for the lock"
+            );
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
     /// The read of a group's claimed requests does not hold up the next
     /// group: while it waits (here for a lock on `batches`, which it joins
     /// and no write touches), another request's checkpoint commits.
@@ -833,18 +856,12 @@ mod tests {
     async fn a_write_does_not_wait_for_the_read_of_another_claim() {
         use sqlx::Connection;
 
-        let Some(pg) =
-            ScratchPostgres::create("a_write_does_not_wait_for_the_read_of_another_claim").await
+        let Some((pg, a, b)) =
+            two_requests("a_write_does_not_wait_for_the_read_of_another_claim").await
         else {
             return;
         };
         let store = &pg.store;
-        let batch = scratch_batch(store).await;
-        let jobs = store
-            .write_intake_chunk(&batch, RunMode::Live, None, chunk_of(&["u0", "u1"]))
-            .await
-            .unwrap();
-        let (a, b) = (jobs[0].request_id.clone(), jobs[1].request_id.clone());
         let lease = Duration::from_secs(60);
         assert!(matches!(
             store.claim(&b, "b", lease).await.unwrap(),
@@ -862,24 +879,7 @@ mod tests {
             async move { store.claim(&a, "a", lease).await }
         });
         // The claim committed and its read waits for the lock.
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the claim's read never waited for the lock"
-            );
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM pg_stat_activity
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            )
-            .fetch_one(&store.pool)
-            .await
-            .unwrap();
-            if waiting > 0 {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
+        until_a_session_waits_for_a_lock(store).await;
         let data = serde_json::json!({"removed": [], "complete": true});
         let saved = tokio::time::timeout(
             Duration::from_secs(30),
@@ -911,16 +911,7 @@ mod tests {
         };
         let store = &pg.store;
         let batch = scratch_batch(store).await;
-        sqlx::query(
-            "INSERT INTO requests (id, batch_id, provider, organization_id, user_id,
-                                   idempotency_key, dry_run, created_at)
-             SELECT 'r' || i, $1, 'p', 'o', 'u' || i, 'k' || i, 0, 0
-             FROM generate_series(1, 20000) AS i",
-        )
-        .bind(&batch)
-        .execute(&store.pool)
-        .await
-        .unwrap();
+        pg.open_requests(&batch, 20_000).await;
         sqlx::query("ANALYZE requests")
             .execute(&store.pool)
             .await
@@ -986,18 +977,12 @@ mod tests {
         use super::super::{Pending, RunWrite};
         use crate::domain::{AuditEvent, Step};
 
-        let Some(pg) =
-            ScratchPostgres::create("a_request_written_twice_in_a_group_keeps_its_order").await
+        let Some((pg, u0, u1)) =
+            two_requests("a_request_written_twice_in_a_group_keeps_its_order").await
         else {
             return;
         };
         let store = &pg.store;
-        let batch = scratch_batch(store).await;
-        let jobs = store
-            .write_intake_chunk(&batch, RunMode::Live, None, chunk_of(&["u0", "u1"]))
-            .await
-            .unwrap();
-        let (u0, u1) = (jobs[0].request_id.clone(), jobs[1].request_id.clone());
         let lease = Duration::from_secs(60);
         for id in [&u0, &u1] {
             assert!(matches!(
