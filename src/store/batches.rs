@@ -73,8 +73,8 @@ const LAST_LINE_SQL: &str =
     "SELECT line FROM batch_entries WHERE batch_id = $1 ORDER BY line DESC LIMIT 1";
 
 /// The first open entry in the lines `[$3, $4)`, `$5` the window's size:
-/// the window's entries first (a `LIMIT` keeps them apart), then each
-/// one's request by its key, so no plan starts from the requests.
+/// the window's entries are read first (a `LIMIT` keeps them apart from
+/// the join), then their requests.
 const OPEN_IN_WINDOW_SQL: &str = concat!(
     "SELECT e.line AS line
      FROM (SELECT line, request_id FROM batch_entries
