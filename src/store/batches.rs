@@ -221,15 +221,16 @@ impl Store {
         let Some(last) = last else {
             return Ok(None);
         };
+        let window = window.max(1);
         let mut from = from_line;
         while from <= last {
-            let to = from.saturating_add(window.max(1));
+            let to = from.saturating_add(window);
             let line: Option<i64> = sqlx::query_scalar(OPEN_IN_WINDOW_SQL)
                 .bind(now_ms())
                 .bind(batch_id)
                 .bind(from)
                 .bind(to)
-                .bind(window.max(1))
+                .bind(window)
                 .fetch_optional(&self.pool)
                 .await?;
             if line.is_some() {

@@ -169,14 +169,11 @@ impl Store {
             .bind(id)
             .fetch_all(&self.pool)
             .await?;
-        let Some(first) = rows.first() else {
-            return Ok(None);
-        };
-        let mut claimed = claimed_from_row(first)?;
+        let mut claimed = None;
         for r in &rows {
-            add_checkpoint(&mut claimed, r)?;
+            fold_claimed(&mut claimed, r)?;
         }
-        Ok(Some(claimed))
+        Ok(claimed)
     }
 
     /// Records a finished step and the calls it made; returns whether a
@@ -470,7 +467,21 @@ impl Columns for rusqlite::Row<'_> {
 }
 
 /// A row of [`CLAIMED_SQL`] as a claimed request with no checkpoints yet.
-pub(super) fn claimed_from_row(r: &impl Columns) -> Result<Claimed, StoreError> {
+/// Folds a row of [`CLAIMED_SQL`] (or of a read of many requests with its
+/// columns) into its request: the request's first row makes it, and each
+/// row adds the checkpoint it carries.
+pub(super) fn fold_claimed(
+    claimed: &mut Option<Claimed>,
+    r: &impl Columns,
+) -> Result<(), StoreError> {
+    let request = match claimed.as_mut() {
+        Some(request) => request,
+        None => claimed.insert(claimed_from_row(r)?),
+    };
+    add_checkpoint(request, r)
+}
+
+fn claimed_from_row(r: &impl Columns) -> Result<Claimed, StoreError> {
     Ok(Claimed {
         request: request_from_row(r)?,
         batch_state: super::batches::stored_state(r.text("stored_state")?),
@@ -480,7 +491,7 @@ pub(super) fn claimed_from_row(r: &impl Columns) -> Result<Claimed, StoreError> 
 }
 
 /// Adds the checkpoint a row of [`CLAIMED_SQL`] carries, if any.
-pub(super) fn add_checkpoint(claimed: &mut Claimed, r: &impl Columns) -> Result<(), StoreError> {
+fn add_checkpoint(claimed: &mut Claimed, r: &impl Columns) -> Result<(), StoreError> {
     let Some(step) = r.text("step")? else {
         return Ok(());
     };

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::store::Claimed;
 use crate::store::connect::SQLITE_BUSY_TIMEOUT;
-use crate::store::requests::{CLAIMED_SQL, add_checkpoint, claimed_from_row};
+use crate::store::requests::{CLAIMED_SQL, fold_claimed};
 use crate::store::{StoreError, now_ms};
 
 const STEP_HOLDER_SQL: &str =
@@ -172,11 +172,7 @@ fn read_claimed(
     let mut rows = statement.query(params![id]).map_err(sql_error)?;
     let mut claimed: Option<Claimed> = None;
     while let Some(row) = rows.next().map_err(sql_error)? {
-        let c = match claimed.as_mut() {
-            Some(c) => c,
-            None => claimed.insert(claimed_from_row(row)?),
-        };
-        add_checkpoint(c, row)?;
+        fold_claimed(&mut claimed, row)?;
     }
     Ok(claimed.map(Box::new))
 }

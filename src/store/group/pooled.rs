@@ -29,7 +29,7 @@ use super::{
     Answer, Committed, Message, Pending, RunWrite, STEP_CONFLICT_SQL, Then, Turn, closed, fail,
     gather, reply, reply_one,
 };
-use crate::store::requests::{CLAIMED_FROM, add_checkpoint, claimed_from_row};
+use crate::store::requests::{CLAIMED_FROM, fold_claimed};
 use crate::store::{Backend, Claimed, StoreError, now_ms};
 
 const BACKEND: Backend = Backend::Postgres;
@@ -105,19 +105,11 @@ impl Reader {
                 })
                 .await
                 .unwrap_or_else(|_| Err(interrupted("timed out reading claimed requests")));
-                let mut reads = match read {
-                    Ok(reads) => {
-                        if let Some((_, used)) = &mut own.conn {
-                            *used = Instant::now();
-                        }
-                        reads
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "claimed requests not read with the group; each run reads its own");
-                        own.conn = None;
-                        HashMap::new()
-                    }
-                };
+                own.settle(read.is_ok());
+                let mut reads = read.unwrap_or_else(|e| {
+                    tracing::debug!(error = %e, "claimed requests not read with the group; each run reads its own");
+                    HashMap::new()
+                });
                 for (p, mut committed) in claims {
                     committed.read = reads.remove(p.write.request_id()).map(Box::new);
                     let _ = p.reply.send(committed);
@@ -190,11 +182,17 @@ impl OwnConnection {
     async fn commit(&mut self, group: &[Pending]) -> Result<Vec<Committed>, StoreError> {
         let conn = self.ready().await?;
         let committed = commit(conn, group).await;
+        self.settle(committed.is_ok());
+        committed
+    }
+
+    /// After a use: the connection is kept as last used now, or dropped
+    /// after an error, to be opened again next time.
+    fn settle(&mut self, ok: bool) {
         match &mut self.conn {
-            Some((_, used)) if committed.is_ok() => *used = Instant::now(),
+            Some((_, used)) if ok => *used = Instant::now(),
             _ => self.conn = None,
         }
-        committed
     }
 
     async fn ready(&mut self) -> Result<&mut sqlx::AnyConnection, StoreError> {
@@ -530,9 +528,9 @@ async fn read_claimed(
     conn: &mut sqlx::AnyConnection,
     ids: &[&str],
 ) -> Result<HashMap<String, Claimed>, StoreError> {
-    let mut claimed: HashMap<String, Claimed> = HashMap::new();
+    let mut claimed: HashMap<String, Option<Claimed>> = HashMap::new();
     if ids.is_empty() {
-        return Ok(claimed);
+        return Ok(HashMap::new());
     }
     let ids = serde_json::to_string(&ids)
         .map_err(|e| StoreError::Corrupt(format!("claimed ids as JSON: {e}")))?;
@@ -542,13 +540,12 @@ async fn read_claimed(
         .await?;
     for row in rows {
         let id: String = row.try_get("id")?;
-        let request = match claimed.entry(id) {
-            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => v.insert(claimed_from_row(&row)?),
-        };
-        add_checkpoint(request, &row)?;
+        fold_claimed(claimed.entry(id).or_default(), &row)?;
     }
-    Ok(claimed)
+    Ok(claimed
+        .into_iter()
+        .filter_map(|(id, request)| Some((id, request?)))
+        .collect())
 }
 
 /// The group's writes in rounds in which each request is written once,
@@ -659,20 +656,14 @@ mod tests {
     /// claim's holder finishes it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn writes_sent_together_are_answered_as_if_alone() {
-        let Some(pg) =
-            ScratchPostgres::create("writes_sent_together_are_answered_as_if_alone").await
+        let users: Vec<String> = (0..40).map(|i| format!("u{i}")).collect();
+        let users: Vec<&str> = users.iter().map(String::as_str).collect();
+        let Some((pg, ids)) =
+            with_requests("writes_sent_together_are_answered_as_if_alone", &users).await
         else {
             return;
         };
         let store = &pg.store;
-        let batch = scratch_batch(store).await;
-        let users: Vec<String> = (0..40).map(|i| format!("u{i}")).collect();
-        let users: Vec<&str> = users.iter().map(String::as_str).collect();
-        let jobs = store
-            .write_intake_chunk(&batch, RunMode::Live, None, chunk_of(&users))
-            .await
-            .unwrap();
-        let ids: Vec<String> = jobs.iter().map(|j| j.request_id.clone()).collect();
         let lease = Duration::from_secs(60);
 
         let claims = join_all(ids.iter().flat_map(|id| {
@@ -760,18 +751,16 @@ mod tests {
     async fn a_claim_that_waited_reads_what_the_last_holder_stored() {
         use sqlx::Connection;
 
-        let Some(pg) =
-            ScratchPostgres::create("a_claim_that_waited_reads_what_the_last_holder_stored").await
+        let Some((pg, ids)) = with_requests(
+            "a_claim_that_waited_reads_what_the_last_holder_stored",
+            &["u0"],
+        )
+        .await
         else {
             return;
         };
         let store = &pg.store;
-        let batch = scratch_batch(store).await;
-        let jobs = store
-            .write_intake_chunk(&batch, RunMode::Live, None, chunk_of(&["u0"]))
-            .await
-            .unwrap();
-        let id = jobs[0].request_id.clone();
+        let id = ids[0].clone();
         // The last holder's lease has lapsed; its writer still holds the row.
         sqlx::query("UPDATE requests SET claim_owner = 'old', claim_expires_at = 0 WHERE id = $1")
             .bind(&id)
@@ -814,17 +803,18 @@ mod tests {
         pg.drop().await;
     }
 
-    /// A scratch database with two open requests of one batch.
-    async fn two_requests(test: &str) -> Option<(ScratchPostgres, String, String)> {
+    /// A scratch database with an open request of one batch for each of
+    /// `users`, by intake; their ids in order.
+    async fn with_requests(test: &str, users: &[&str]) -> Option<(ScratchPostgres, Vec<String>)> {
         let pg = ScratchPostgres::create(test).await?;
         let batch = scratch_batch(&pg.store).await;
         let jobs = pg
             .store
-            .write_intake_chunk(&batch, RunMode::Live, None, chunk_of(&["u0", "u1"]))
+            .write_intake_chunk(&batch, RunMode::Live, None, chunk_of(users))
             .await
             .unwrap();
-        let (a, b) = (jobs[0].request_id.clone(), jobs[1].request_id.clone());
-        Some((pg, a, b))
+        let ids = jobs.into_iter().map(|j| j.request_id).collect();
+        Some((pg, ids))
     }
 
     /// Returns once a session of the store's database waits for a lock.
@@ -856,11 +846,15 @@ mod tests {
     async fn a_write_does_not_wait_for_the_read_of_another_claim() {
         use sqlx::Connection;
 
-        let Some((pg, a, b)) =
-            two_requests("a_write_does_not_wait_for_the_read_of_another_claim").await
+        let Some((pg, ids)) = with_requests(
+            "a_write_does_not_wait_for_the_read_of_another_claim",
+            &["u0", "u1"],
+        )
+        .await
         else {
             return;
         };
+        let (a, b) = (ids[0].clone(), ids[1].clone());
         let store = &pg.store;
         let lease = Duration::from_secs(60);
         assert!(matches!(
@@ -977,11 +971,15 @@ mod tests {
         use super::super::{Pending, RunWrite};
         use crate::domain::{AuditEvent, Step};
 
-        let Some((pg, u0, u1)) =
-            two_requests("a_request_written_twice_in_a_group_keeps_its_order").await
+        let Some((pg, ids)) = with_requests(
+            "a_request_written_twice_in_a_group_keeps_its_order",
+            &["u0", "u1"],
+        )
+        .await
         else {
             return;
         };
+        let (u0, u1) = (ids[0].clone(), ids[1].clone());
         let store = &pg.store;
         let lease = Duration::from_secs(60);
         for id in [&u0, &u1] {
