@@ -54,6 +54,10 @@ fn describe() {
         "offboard_notifications_total",
         "Notification attempts, by channel and result (sent, failed, dead)."
     );
+    metrics::describe_counter!(
+        "offboard_run_writes_total",
+        "Writes of runs committed to the database, by write (claim, renew, audit, step, finish, preview, postpone); a run waits for each."
+    );
     metrics::describe_histogram!(
         "offboard_step_duration_seconds",
         "Time a pipeline step took, by step."
@@ -77,6 +81,11 @@ pub fn retry(provider: &str) {
 pub fn rows(accepted: u64, rejected: u64) {
     metrics::counter!("offboard_rows_total", "result" => "accepted").increment(accepted);
     metrics::counter!("offboard_rows_total", "result" => "rejected").increment(rejected);
+}
+
+/// A run's write committed; `write` is one of a few fixed words.
+pub fn run_write(write: &'static str) {
+    metrics::counter!("offboard_run_writes_total", "write" => write).increment(1);
 }
 
 pub fn step(step: &str, seconds: f64) {

@@ -2,7 +2,8 @@
 //! revoke_sessions → prune_custom_roles → verify, each
 //! skipped when its checkpoint exists, each checkpointed with the audit
 //! events of its calls before the next starts (but `verify`, which only
-//! reads, may run while the removal's checkpoint commits).
+//! reads, may come before the removal's checkpoint, which is then stored
+//! with the outcome).
 
 use std::collections::HashMap;
 
@@ -101,20 +102,9 @@ pub(super) async fn run(
         .await;
     };
     let cx = call_context(engine, request);
-    // Roles an earlier attempt removed before a retry reopened the request
-    // stay on its record.
-    let with_earlier = |roles: Vec<String>| {
-        let mut all = request.roles_removed.clone();
-        all.extend(
-            roles
-                .into_iter()
-                .filter(|r| !request.roles_removed.contains(r)),
-        );
-        all
-    };
     let stop = |error: StepError, roles: Vec<String>| Stopped::Step {
         error,
-        finish_roles: with_earlier(roles),
+        finish_roles: with_earlier(request, roles),
         events: cx.drain_audit(),
         retries: cx.drain_retries(),
     };
@@ -268,9 +258,11 @@ pub(super) async fn run(
     // failure to find it still there.
     let verifies = !left.keeps_membership();
     // `verify` only reads: where no policy step follows the removal, it
-    // runs while the membership's checkpoint commits. A call that changes
-    // anything waits for the checkpoint before it.
+    // runs right after it, and the removal's checkpoint is stored with the
+    // outcome, one commit fewer. A call that changes anything, or an error
+    // that leaves the request open, stores the checkpoint first.
     let mut verified_early = None;
+    let mut unsaved = Unsaved(None);
     let membership: MembershipCheckpoint = match checkpoints.get(&Step::RemoveMembership) {
         Some(v) => decode(v)?,
         None => {
@@ -288,14 +280,11 @@ pub(super) async fn run(
             // call made after it.
             let crash_test = engine.crash_after() == Some(step);
             if verifies && !connector.policy_steps() && !crash_test {
-                let (cancel, verified) = tokio::join!(
-                    store_checkpoint(engine, request, step, &cp, &cx),
-                    connector.verify(&cx, t, &plan)
-                );
-                checkpointed(engine, request, step, cancel?, &cx).await?;
-                verified_early = Some(verified);
+                crate::metrics::step(step.as_str(), cx.lap().as_secs_f64());
+                unsaved = Unsaved(Some((step, serde_json::to_value(&cp).unwrap_or_default())));
+                verified_early = Some(connector.verify(&cx, t, &plan).await);
             } else {
-                save(engine, request, step, &cp, &cx).await?;
+                save(engine, request, step, &cp, &strip.removed, &cx).await?;
             }
             cp
         }
@@ -305,31 +294,40 @@ pub(super) async fn run(
     // missing scope plans a person whose membership is already gone.
     let revoked = match checkpoints.get(&Step::RevokeSessions) {
         Some(v) => decode::<RevokeCheckpoint>(v)?.revoked,
-        None => match connector
-            .revoke_sessions(&cx, t)
-            .await
-            .map_err(|e| stop(e, strip.removed.clone()))?
-        {
-            Some(revoked) => {
-                let cp = RevokeCheckpoint { revoked };
-                save(engine, request, Step::RevokeSessions, &cp, &cx).await?;
-                revoked
+        None => {
+            let revoked = connector.revoke_sessions(&cx, t).await;
+            let changed_or_failed = !matches!(revoked, Ok(None));
+            let done = &strip.removed;
+            unsaved
+                .store_if(changed_or_failed, engine, request, done, &cx)
+                .await?;
+            match revoked.map_err(|e| stop(e, strip.removed.clone()))? {
+                Some(revoked) => {
+                    let cp = RevokeCheckpoint { revoked };
+                    let step = Step::RevokeSessions;
+                    save(engine, request, step, &cp, done, &cx).await?;
+                    revoked
+                }
+                None => false,
             }
-            None => false,
-        },
+        }
     };
 
     let prune: PruneCheckpoint = match checkpoints.get(&Step::PruneCustomRoles) {
         Some(v) => decode(v)?,
         None => {
-            let notes = connector
-                .prune(&cx, t, &plan)
-                .await
-                .map_err(|e| stop(e, strip.removed.clone()))?;
+            let notes = connector.prune(&cx, t, &plan).await;
+            let changed_or_failed = !matches!(notes, Ok(None));
+            let done = &strip.removed;
+            unsaved
+                .store_if(changed_or_failed, engine, request, done, &cx)
+                .await?;
+            let notes = notes.map_err(|e| stop(e, strip.removed.clone()))?;
             match notes {
                 Some(notes) => {
                     let cp = PruneCheckpoint { notes };
-                    save(engine, request, Step::PruneCustomRoles, &cp, &cx).await?;
+                    let step = Step::PruneCustomRoles;
+                    save(engine, request, step, &cp, &strip.removed, &cx).await?;
                     cp
                 }
                 // No pruning policy on this connection: nothing to resume.
@@ -339,22 +337,29 @@ pub(super) async fn run(
     };
     let verified = match verified_early {
         _ if !verifies => None,
-        Some(verified) => verified.map_err(|e| stop(e, strip.removed.clone()))?,
+        Some(verified) => {
+            let done = &strip.removed;
+            unsaved
+                .store_if(verified.is_err(), engine, request, done, &cx)
+                .await?;
+            verified.map_err(|e| stop(e, strip.removed.clone()))?
+        }
         None => connector
             .verify(&cx, t, &plan)
             .await
             .map_err(|e| stop(e, strip.removed.clone()))?,
     };
-    let removed = with_earlier(strip.removed);
+    let removed = with_earlier(request, strip.removed);
     if !left.is_empty() {
         let message = left.describe();
-        return finish(
+        return finish_after(
             engine,
             request,
             Outcome::NeedsAttention,
             removed,
             Some(("plan_changed", message)),
             &cx,
+            unsaved,
         )
         .await;
     }
@@ -375,7 +380,35 @@ pub(super) async fn run(
     notes.extend(prune.notes);
     let code = verified.map_or(if revoked { "sessions_revoked" } else { "" }, |n| n.code);
     let note = (!notes.is_empty()).then(|| (code, notes.join("; ")));
-    finish(engine, request, outcome, removed, note, &cx).await
+    finish_after(engine, request, outcome, removed, note, &cx, unsaved).await
+}
+
+/// A step's checkpoint held back to be stored with the outcome, since only
+/// reads came after its step.
+struct Unsaved(Option<(Step, serde_json::Value)>);
+
+impl Unsaved {
+    /// Stores the held checkpoint now, when `now`: after a call that
+    /// changed something (a policy step, which a connection without any
+    /// would not make), or one whose error leaves the request open.
+    async fn store_if(
+        &mut self,
+        now: bool,
+        engine: &Engine,
+        request: &RequestRow,
+        done: &[String],
+        cx: &CallContext,
+    ) -> Result<(), Stopped> {
+        if now && let Some((step, data)) = self.0.take() {
+            let events = cx.drain_audit();
+            let cancel = engine
+                .store()
+                .save_step(&request.id, &request.claim, step, &data, &events)
+                .await?;
+            checkpointed(engine, request, step, cancel, done, cx).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Runs a roles step (`strip_roles`, or an undo's `restore_roles`) from
@@ -419,19 +452,35 @@ where
         return Ok(Err((error, cp.removed)));
     }
     cp.complete = true;
-    save(engine, request, step, &cp, cx).await?;
+    save(engine, request, step, &cp, &cp.removed, cx).await?;
     Ok(Ok(cp))
 }
 
+/// Stores the step's checkpoint (see [`store_checkpoint`]) and stops the
+/// run if a cancel was asked for; `done` are the roles this run removed
+/// (or, in an undo, gave back) so far, for the record of a cancel.
 pub(super) async fn save<T: Serialize>(
     engine: &Engine,
     request: &RequestRow,
     step: Step,
     data: &T,
+    done: &[String],
     cx: &CallContext,
 ) -> Result<(), Stopped> {
     let cancel = store_checkpoint(engine, request, step, data, cx).await?;
-    checkpointed(engine, request, step, cancel, cx).await
+    checkpointed(engine, request, step, cancel, done, cx).await
+}
+
+/// The roles on the request's record: those an earlier attempt removed
+/// before a retry reopened it stay, and `roles` of this run follow.
+pub(super) fn with_earlier(request: &RequestRow, roles: Vec<String>) -> Vec<String> {
+    let mut all = request.roles_removed.clone();
+    all.extend(
+        roles
+            .into_iter()
+            .filter(|r| !request.roles_removed.contains(r)),
+    );
+    all
 }
 
 /// Stores the step's checkpoint with the events of the calls made so far
@@ -467,7 +516,7 @@ async fn save_plan(
     cx: &CallContext,
 ) -> Result<Option<String>, Stopped> {
     let Some(person) = person else {
-        save(engine, request, Step::Plan, checkpoint, cx).await?;
+        save(engine, request, Step::Plan, checkpoint, &[], cx).await?;
         return Ok(None);
     };
     let lap = cx.lap();
@@ -489,17 +538,19 @@ async fn save_plan(
         }
     };
     crate::metrics::step(Step::Plan.as_str(), lap.as_secs_f64());
-    checkpointed(engine, request, Step::Plan, cancel, cx).await?;
+    checkpointed(engine, request, Step::Plan, cancel, &[], cx).await?;
     Ok(None)
 }
 
 /// After a step's checkpoint is stored: the crash hook of the tests, and
-/// no step starts after a cancel.
+/// no step starts after a cancel. A cancelled request keeps on its record
+/// what the run did before it (`done`, see [`save`]).
 async fn checkpointed(
     engine: &Engine,
     request: &RequestRow,
     step: Step,
     cancel: bool,
+    done: &[String],
     cx: &CallContext,
 ) -> Result<(), Stopped> {
     tracing::debug!(step = %step, "step checkpointed");
@@ -512,16 +563,19 @@ async fn checkpointed(
     }
     if cancel {
         // Every step ends here, so no step starts after a cancel.
-        let message = "cancelled by a person; no further change was started".to_owned();
-        finish(
-            engine,
-            request,
-            Outcome::Cancelled,
-            request.roles_removed.clone(),
-            Some(("cancelled", message)),
-            cx,
-        )
-        .await?;
+        let mut message = format!("cancelled by a person after its {step} step");
+        if !done.is_empty() {
+            let did = if Step::UNDO.contains(&step) {
+                "given back"
+            } else {
+                "removed"
+            };
+            message.push_str(&format!(" (roles {did} so far: {})", done.join(", ")));
+        }
+        message.push_str("; no further change was started");
+        let roles = with_earlier(request, done.to_vec());
+        let error = Some(("cancelled", message));
+        finish(engine, request, Outcome::Cancelled, roles, error, cx).await?;
         return Err(Stopped::Cancelled);
     }
     Ok(())
@@ -535,27 +589,50 @@ pub(super) async fn finish(
     error: Option<(&str, String)>,
     cx: &CallContext,
 ) -> Result<(), Stopped> {
+    finish_after(
+        engine,
+        request,
+        outcome,
+        roles_removed,
+        error,
+        cx,
+        Unsaved(None),
+    )
+    .await
+}
+
+/// [`finish`], with the checkpoint held back in `unsaved` in the same commit.
+async fn finish_after(
+    engine: &Engine,
+    request: &RequestRow,
+    outcome: Outcome,
+    roles_removed: Vec<String>,
+    error: Option<(&str, String)>,
+    cx: &CallContext,
+    unsaved: Unsaved,
+) -> Result<(), Stopped> {
     let (error_code, error_message) = match error {
         Some((c, m)) => ((!c.is_empty()).then(|| c.to_owned()), Some(m)),
         None => (None, None),
     };
     tracing::info!(outcome = %outcome, "request finished");
     crate::metrics::request_finished(request.target.provider.as_str(), outcome.as_str());
-    engine
-        .store()
-        .finish(
-            &request.id,
-            &request.claim,
-            &Finish {
-                outcome,
-                roles_removed,
-                error_code,
-                error_message,
-            },
-            cx.drain_retries(),
-            &cx.drain_audit(),
-        )
-        .await?;
+    let finish = Finish {
+        outcome,
+        roles_removed,
+        error_code,
+        error_message,
+    };
+    let (store, id, owner) = (engine.store(), &request.id, &request.claim);
+    let (retries, events) = (cx.drain_retries(), cx.drain_audit());
+    match unsaved.0 {
+        Some((step, data)) => {
+            store
+                .finish_with_step(id, owner, (step, &data), &finish, retries, &events)
+                .await?
+        }
+        None => store.finish(id, owner, &finish, retries, &events).await?,
+    }
     Ok(())
 }
 

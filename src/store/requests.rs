@@ -278,6 +278,36 @@ impl Store {
         retries: u32,
         events: &[AuditEvent],
     ) -> Result<(), StoreError> {
+        self.finish_write(id, owner, finish, retries, events, None)
+            .await
+    }
+
+    /// [`Store::finish`], with the checkpoint of the run's last step
+    /// stored in the same commit, as [`Store::save_step`] would: one commit
+    /// fewer for a run whose last change is followed only by reads.
+    pub async fn finish_with_step(
+        &self,
+        id: &str,
+        owner: &str,
+        (step, data): (Step, &serde_json::Value),
+        finish: &Finish,
+        retries: u32,
+        events: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let step = Some((step, data.to_string()));
+        self.finish_write(id, owner, finish, retries, events, step)
+            .await
+    }
+
+    async fn finish_write(
+        &self,
+        id: &str,
+        owner: &str,
+        finish: &Finish,
+        retries: u32,
+        events: &[AuditEvent],
+        step: Option<(Step, String)>,
+    ) -> Result<(), StoreError> {
         self.group
             .write(
                 RunWrite::Finish {
@@ -285,6 +315,7 @@ impl Store {
                     owner: owner.to_owned(),
                     finish: finish.clone(),
                     retries,
+                    step,
                 },
                 events,
             )
@@ -830,5 +861,71 @@ mod tests {
             "each claim counts an attempt"
         );
         store.close().await;
+    }
+
+    /// An outcome stored with its run's last checkpoint: both in one
+    /// commit, or neither when the claim was lost.
+    async fn an_outcome_keeps_its_last_checkpoint(store: &Store) {
+        let batch = crate::store::scratch_batch(store).await;
+        let jobs = store
+            .write_intake_chunk(
+                &batch,
+                RunMode::Live,
+                None,
+                crate::store::chunk_of(&["u1", "u2"]),
+            )
+            .await
+            .unwrap();
+        let (held, lost) = (&jobs[0].request_id, &jobs[1].request_id);
+        let lease = Duration::from_secs(60);
+        for (id, owner) in [(held, "w:1"), (lost, "w:2")] {
+            let ClaimResult::Claimed(_) = store.claim(id, owner, lease).await.unwrap() else {
+                panic!("{id} not claimed");
+            };
+        }
+        let removed = serde_json::json!({"change": "changed"});
+        let done = Finish {
+            outcome: Outcome::Succeeded,
+            roles_removed: vec!["role_a".into()],
+            error_code: None,
+            error_message: None,
+        };
+        let last = (Step::RemoveMembership, &removed);
+        for (id, expected) in [(held, true), (lost, false)] {
+            let finished = store.finish_with_step(id, "w:1", last, &done, 0, &[]).await;
+            assert_eq!(finished.is_ok(), expected, "{id}: {finished:?}");
+            let data: Option<String> = sqlx::query_scalar(
+                "SELECT data FROM step_checkpoints WHERE request_id = $1 AND step = 'remove_membership'",
+            )
+            .bind(id.as_str())
+            .fetch_optional(&store.pool)
+            .await
+            .unwrap();
+            let outcome = store.request(id).await.unwrap().unwrap().outcome;
+            if expected {
+                assert_eq!(data.as_deref(), Some(r#"{"change":"changed"}"#));
+                assert_eq!(outcome, Some(Outcome::Succeeded));
+            } else {
+                assert!(matches!(finished, Err(StoreError::ClaimLost(_))));
+                assert_eq!((data, outcome), (None, None));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_outcome_keeps_its_last_checkpoint_on_sqlite() {
+        let (_dir, _url, store) = crate::store::scratch_store().await;
+        an_outcome_keeps_its_last_checkpoint(&store).await;
+        store.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_outcome_keeps_its_last_checkpoint_on_postgres() {
+        let test = "an_outcome_keeps_its_last_checkpoint_on_postgres";
+        let Some(pg) = crate::store::ScratchPostgres::create(test).await else {
+            return;
+        };
+        an_outcome_keeps_its_last_checkpoint(&pg.store).await;
+        pg.drop().await;
     }
 }

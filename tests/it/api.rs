@@ -279,6 +279,57 @@ async fn metrics_move_when_a_batch_runs() {
     serve.stop().await;
 }
 
+/// Where no policy step follows the membership's removal (Aitronos without
+/// pruning), the removal's checkpoint is stored with the outcome after the
+/// read-back: a run waits for four commits (claim, plan, strip, outcome),
+/// not five, and the checkpoint an undo reads is still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_is_put_on_record_with_its_outcome() {
+    let h = Harness::start_with(directory(), options()).await;
+    let serve = h.serve(&[]).await;
+    let (status, body) = upload(&serve, &users_csv(2, 2), None).await;
+    assert_eq!(status, 202, "{body}");
+    let batch = body["batch_id"].as_str().unwrap().to_owned();
+    wait_done(&serve, &batch).await;
+    let metrics = serve
+        .authed(serve.client().get(format!("{}/metrics", serve.url)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let writes = |write: &str| {
+        counter_sum(
+            &metrics,
+            &format!("offboard_run_writes_total{{write=\"{write}\"}}"),
+        )
+    };
+    let by_write = [writes("claim"), writes("step"), writes("finish")];
+    assert_eq!(by_write, [1.0, 2.0, 1.0], "{metrics}");
+    serve.stop().await;
+
+    let url = format!("sqlite://{}", h.dir.path().join("offboard.db").display());
+    let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let stored: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT c.step, r.outcome FROM step_checkpoints c JOIN requests r ON r.id = c.request_id
+         WHERE r.batch_id = $1 ORDER BY c.step",
+    )
+    .bind(&batch)
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    let succeeded = |step: &str| (step.to_owned(), Some("succeeded".to_owned()));
+    assert_eq!(
+        stored,
+        [
+            succeeded("plan"),
+            succeeded("remove_membership"),
+            succeeded("strip_roles")
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_refuses_to_start_without_its_token() {
     let h = Harness::start_with(directory(), options()).await;

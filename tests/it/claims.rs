@@ -267,3 +267,136 @@ async fn the_read_back_is_made_while_the_removal_is_put_on_record() {
     };
     assert_eq!(on_record, [stored("DELETE"), stored("GET")]);
 }
+
+/// Aitronos, as a small mock whose read-back of the removed membership is
+/// refused (400), after a removal that worked.
+async fn aitronos_refusing_the_read_back(request: Request) -> Response {
+    let path = request.uri().path().to_owned();
+    match *request.method() {
+        Method::GET if path.ends_with("/effective-permissions") => axum::Json(json!({
+            "user_id": "usr_000002",
+            "role_ids": ["role_a"],
+            "capabilities": [],
+        }))
+        .into_response(),
+        Method::GET => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(
+                json!({"success": false, "error": {"code": "BAD_REQUEST", "message": "no"}}),
+            ),
+        )
+            .into_response(),
+        Method::DELETE => StatusCode::NO_CONTENT.into_response(),
+        _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
+    }
+}
+
+/// A read-back that fails leaves the request open or failed, so the
+/// removal it followed is put on record with its checkpoint first: a later
+/// attempt does not remove again, and an undo knows what to give back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_read_back_keeps_the_removal_on_record() {
+    let app = Router::new().fallback(aitronos_refusing_the_read_back);
+    let h = with_mock(app, &Mutex::new(None)).await;
+    let (_, _, out) = offboard_one(&h).await;
+    let db = sqlite(&h).await;
+    let row = sqlx::query(
+        "SELECT r.outcome AS outcome, c.data AS data FROM requests r
+         LEFT JOIN step_checkpoints c ON c.request_id = r.id AND c.step = 'remove_membership'
+         WHERE r.user_id = 'usr_000002' AND r.provider = 'mock'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let outcome: Option<String> = row.get("outcome");
+    assert_eq!(
+        outcome.as_deref(),
+        Some("failed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let data: Option<String> = row.get("data");
+    assert_eq!(data.as_deref(), Some(r#"{"change":"changed"}"#));
+    let methods: Vec<String> = sqlx::query_scalar(
+        "SELECT method FROM audit_events WHERE path LIKE '%/users/usr_000002' ORDER BY id",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert_eq!(methods, ["DELETE", "GET"]);
+}
+
+/// Aitronos, as a small mock through which a person cancels the request
+/// while its roles are being removed.
+async fn aitronos_cancelled_while_stripping(
+    State(w): State<Witness>,
+    request: Request,
+) -> Response {
+    let path = request.uri().path().to_owned();
+    match *request.method() {
+        Method::GET if path.ends_with("/effective-permissions") => axum::Json(json!({
+            "user_id": "usr_000002",
+            "role_ids": ["role_a", "role_b"],
+            "capabilities": [],
+        }))
+        .into_response(),
+        Method::GET => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"success": false, "error": {"code": "USER_NOT_FOUND", "message": "no such member"}})),
+        )
+            .into_response(),
+        Method::DELETE => {
+            if path.contains("/roles/") {
+                let url = w.db.lock().unwrap().clone().unwrap();
+                let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+                sqlx::query("UPDATE requests SET cancel_requested = 1 WHERE outcome IS NULL")
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+            }
+            w.seen.lock().unwrap().push((path, 0));
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
+    }
+}
+
+/// A cancel that arrives while the roles are removed stops the run before
+/// the membership's removal, and the request's record keeps the roles it
+/// did remove: `cancelled` does not mean that nothing was changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_cancelled_part_way_keeps_what_it_removed() {
+    let witness = Witness::default();
+    let app = Router::new()
+        .fallback(aitronos_cancelled_while_stripping)
+        .with_state(witness.clone());
+    let h = with_mock(app, &witness.db).await;
+    let (_, _, out) = offboard_one(&h).await;
+    let removals: Vec<String> = witness
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(p, _)| p.clone())
+        .collect();
+    assert_eq!(removals.len(), 2, "the roles only: {removals:?}");
+    let db = sqlite(&h).await;
+    let row = sqlx::query(
+        "SELECT outcome, roles_removed, error_message FROM requests
+         WHERE user_id = 'usr_000002' AND provider = 'mock'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let outcome: Option<String> = row.get("outcome");
+    assert_eq!(outcome.as_deref(), Some("cancelled"), "{stderr}");
+    let roles: Option<String> = row.get("roles_removed");
+    assert_eq!(roles.as_deref(), Some("role_a;role_b"), "{stderr}");
+    let message: Option<String> = row.get("error_message");
+    assert!(
+        message.as_deref().is_some_and(|m| m.contains("role_a")),
+        "{message:?}"
+    );
+}

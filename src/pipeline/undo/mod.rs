@@ -69,7 +69,7 @@ pub(crate) async fn run(
                     .map_err(|e| stop(e, Vec::new()))?
             };
             let cp = UndoPlanCheckpoint { removal, restore };
-            save(engine, request, Step::UndoPlan, &cp, &cx).await?;
+            save(engine, request, Step::UndoPlan, &cp, &[], &cx).await?;
             cp
         }
     };
@@ -83,7 +83,7 @@ pub(crate) async fn run(
                 .await
                 .map_err(|e| stop(e, Vec::new()))?;
             let cp = RestoreMembershipCheckpoint { change };
-            save(engine, request, Step::RestoreMembership, &cp, &cx).await?;
+            save(engine, request, Step::RestoreMembership, &cp, &[], &cx).await?;
             cp
         }
     };

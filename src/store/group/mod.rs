@@ -129,12 +129,15 @@ pub(super) enum RunWrite {
         data: String,
         subject: Option<String>,
     },
-    /// The request's outcome; the claim is dropped.
+    /// The request's outcome; the claim is dropped. With a `step`, that
+    /// step's checkpoint is stored in the same commit (the last step, when
+    /// only reads came after it).
     Finish {
         id: String,
         owner: String,
         finish: Finish,
         retries: u32,
+        step: Option<(Step, String)>,
     },
     /// A held preview planned; the claim is dropped.
     Preview {
@@ -156,6 +159,20 @@ pub(super) enum RunWrite {
 }
 
 impl RunWrite {
+    /// What the write does, in one word (the metric's label, and the
+    /// PostgreSQL statement's `k`).
+    fn kind(&self) -> &'static str {
+        match self {
+            RunWrite::Claim { .. } => "claim",
+            RunWrite::Renew { .. } => "renew",
+            RunWrite::Audit { .. } => "audit",
+            RunWrite::Step { .. } => "step",
+            RunWrite::Finish { .. } => "finish",
+            RunWrite::Preview { .. } => "preview",
+            RunWrite::Postpone { .. } => "postpone",
+        }
+    }
+
     fn request_id(&self) -> &str {
         match self {
             RunWrite::Claim { id, .. }
@@ -217,6 +234,7 @@ impl RunWrite {
                 owner,
                 finish,
                 retries,
+                ..
             } => (
                 FINISH_SQL,
                 vec![
@@ -414,6 +432,7 @@ impl GroupWriter {
 
     async fn send(&self, write: RunWrite, events: &[AuditEvent], wants_read: bool) -> Committed {
         let _waiting = WriteWaits::start();
+        let kind = write.kind();
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
             write,
@@ -424,9 +443,13 @@ impl GroupWriter {
         if self.queue.send(Message::Write(pending)).is_err() {
             return Committed::from(Err(closed()));
         }
-        answer
+        let committed = answer
             .await
-            .unwrap_or_else(|_| Committed::from(Err(closed())))
+            .unwrap_or_else(|_| Committed::from(Err(closed())));
+        if committed.answer.is_ok() {
+            crate::metrics::run_write(kind);
+        }
+        committed
     }
 }
 

@@ -325,7 +325,8 @@ static GROUP_SQL: LazyLock<String> = LazyLock::new(|| {
         stepped AS (
             INSERT INTO step_checkpoints (request_id, step, data, finished_at)
             SELECT w.id, w.step, w.data, $3 FROM w JOIN mine m ON m.n = w.n
-            WHERE w.k = 'step' AND (w.subject IS NULL OR w.n IN (SELECT n FROM subjected))
+            WHERE (w.k = 'step' AND (w.subject IS NULL OR w.n IN (SELECT n FROM subjected)))
+               OR (w.k = 'finish' AND w.step IS NOT NULL)
             {STEP_CONFLICT_SQL}
             RETURNING request_id
         ),
@@ -389,18 +390,18 @@ struct WriteRow<'a> {
 
 impl<'a> WriteRow<'a> {
     fn of(n: usize, write: &'a RunWrite) -> WriteRow<'a> {
-        let (k, id, owner) = match write {
-            RunWrite::Claim { id, owner, .. } => ("claim", id, owner),
-            RunWrite::Renew { id, owner, .. } => ("renew", id, owner),
-            RunWrite::Audit { id, owner } => ("audit", id, owner),
-            RunWrite::Step { id, owner, .. } => ("step", id, owner),
-            RunWrite::Finish { id, owner, .. } => ("finish", id, owner),
-            RunWrite::Preview { id, owner, .. } => ("preview", id, owner),
-            RunWrite::Postpone { id, owner, .. } => ("postpone", id, owner),
+        let (id, owner) = match write {
+            RunWrite::Claim { id, owner, .. }
+            | RunWrite::Renew { id, owner, .. }
+            | RunWrite::Audit { id, owner }
+            | RunWrite::Step { id, owner, .. }
+            | RunWrite::Finish { id, owner, .. }
+            | RunWrite::Preview { id, owner, .. }
+            | RunWrite::Postpone { id, owner, .. } => (id, owner),
         };
         let mut row = WriteRow {
             n,
-            k,
+            k: write.kind(),
             id,
             owner,
             lease_ms: None,
@@ -430,8 +431,15 @@ impl<'a> WriteRow<'a> {
                 row.subject = subject.as_deref();
             }
             RunWrite::Finish {
-                finish, retries, ..
+                finish,
+                retries,
+                step,
+                ..
             } => {
+                if let Some((step, data)) = step {
+                    row.step = Some(step.as_str());
+                    row.data = Some(data);
+                }
                 row.outcome = Some(finish.outcome.as_str());
                 row.roles = Some(finish.roles_removed.join(";"));
                 row.error_code = finish.error_code.as_deref();
@@ -1037,6 +1045,7 @@ mod tests {
                         error_message: Some("it's done; \"quoted\"".into()),
                     },
                     retries: 2,
+                    step: None,
                 },
                 vec![event(&u0, "/first"), event(&u0, "/second")],
             ),
