@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 use crate::connectors::{ErrorClass, StepError};
 use crate::domain::now_ms;
-use crate::domain::{Outcome, RunMode, StoredState};
+use crate::domain::{Outcome, RunMode, Step, StoredState};
 use crate::engine::Engine;
 use crate::queue::{QueueError, RunRequest, WorkerHandle};
 use crate::store::{ClaimResult, Claimed, Finish, RequestRow, StoreError};
@@ -111,6 +111,15 @@ async fn run_claimed(
             return Ok(());
         }
         (Some(StoredState::Cancelled), _) | (_, true) => {
+            // An earlier attempt may have changed something already.
+            let changed = checkpoints
+                .keys()
+                .any(|s| !matches!(s, Step::Plan | Step::UndoPlan));
+            let message = if changed {
+                "cancelled by a person between two attempts; no further change was started"
+            } else {
+                "cancelled by a person before it ran"
+            };
             engine
                 .store()
                 .finish(
@@ -121,7 +130,7 @@ async fn run_claimed(
                         // What an earlier attempt removed stays on record.
                         roles_removed: request.roles_removed.clone(),
                         error_code: Some("cancelled".into()),
-                        error_message: Some("cancelled by a person before it ran".into()),
+                        error_message: Some(message.into()),
                     },
                     0,
                     &[],
@@ -137,7 +146,7 @@ async fn run_claimed(
     if let Some(at) = request.effective_at.filter(|at| waits && *at > now_ms()) {
         engine
             .store()
-            .postpone(&request.id, &request.claim, None, 0, &[])
+            .postpone(&request.id, &request.claim, None, None, 0, &[])
             .await?;
         engine
             .queue()
@@ -205,6 +214,8 @@ async fn settle_error(
                     &request.id,
                     &request.claim,
                     Some((error.code.as_str(), error.message.as_str())),
+                    // What this attempt removed is on record while it waits.
+                    Some(&roles_removed),
                     retries,
                     &events,
                 )

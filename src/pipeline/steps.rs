@@ -2,8 +2,7 @@
 //! revoke_sessions → prune_custom_roles → verify, each
 //! skipped when its checkpoint exists, each checkpointed with the audit
 //! events of its calls before the next starts (but `verify`, which only
-//! reads, may come before the removal's checkpoint, which is then stored
-//! with the outcome).
+//! reads, may run while the removal's checkpoint commits).
 
 use std::collections::HashMap;
 
@@ -258,11 +257,9 @@ pub(super) async fn run(
     // failure to find it still there.
     let verifies = !left.keeps_membership();
     // `verify` only reads: where no policy step follows the removal, it
-    // runs right after it, and the removal's checkpoint is stored with the
-    // outcome, one commit fewer. A call that changes anything, or an error
-    // that leaves the request open, stores the checkpoint first.
+    // runs while the membership's checkpoint commits. A call that changes
+    // anything waits for the checkpoint before it.
     let mut verified_early = None;
-    let mut unsaved = Unsaved(None);
     let membership: MembershipCheckpoint = match checkpoints.get(&Step::RemoveMembership) {
         Some(v) => decode(v)?,
         None => {
@@ -280,9 +277,13 @@ pub(super) async fn run(
             // call made after it.
             let crash_test = engine.crash_after() == Some(step);
             if verifies && !connector.policy_steps() && !crash_test {
-                crate::metrics::step(step.as_str(), cx.lap().as_secs_f64());
-                unsaved = Unsaved(Some((step, serde_json::to_value(&cp).unwrap_or_default())));
-                verified_early = Some(connector.verify(&cx, t, &plan).await);
+                let (cancel, verified) = tokio::join!(
+                    store_checkpoint(engine, request, step, &cp, &cx),
+                    connector.verify(&cx, t, &plan)
+                );
+                let done = &strip.removed;
+                checkpointed(engine, request, step, cancel?, done, &cx).await?;
+                verified_early = Some(verified);
             } else {
                 save(engine, request, step, &cp, &strip.removed, &cx).await?;
             }
@@ -294,35 +295,28 @@ pub(super) async fn run(
     // missing scope plans a person whose membership is already gone.
     let revoked = match checkpoints.get(&Step::RevokeSessions) {
         Some(v) => decode::<RevokeCheckpoint>(v)?.revoked,
-        None => {
-            let revoked = connector.revoke_sessions(&cx, t).await;
-            let changed_or_failed = !matches!(revoked, Ok(None));
-            let done = &strip.removed;
-            unsaved
-                .store_if(changed_or_failed, engine, request, done, &cx)
-                .await?;
-            match revoked.map_err(|e| stop(e, strip.removed.clone()))? {
-                Some(revoked) => {
-                    let cp = RevokeCheckpoint { revoked };
-                    let step = Step::RevokeSessions;
-                    save(engine, request, step, &cp, done, &cx).await?;
-                    revoked
-                }
-                None => false,
+        None => match connector
+            .revoke_sessions(&cx, t)
+            .await
+            .map_err(|e| stop(e, strip.removed.clone()))?
+        {
+            Some(revoked) => {
+                let cp = RevokeCheckpoint { revoked };
+                let step = Step::RevokeSessions;
+                save(engine, request, step, &cp, &strip.removed, &cx).await?;
+                revoked
             }
-        }
+            None => false,
+        },
     };
 
     let prune: PruneCheckpoint = match checkpoints.get(&Step::PruneCustomRoles) {
         Some(v) => decode(v)?,
         None => {
-            let notes = connector.prune(&cx, t, &plan).await;
-            let changed_or_failed = !matches!(notes, Ok(None));
-            let done = &strip.removed;
-            unsaved
-                .store_if(changed_or_failed, engine, request, done, &cx)
-                .await?;
-            let notes = notes.map_err(|e| stop(e, strip.removed.clone()))?;
+            let notes = connector
+                .prune(&cx, t, &plan)
+                .await
+                .map_err(|e| stop(e, strip.removed.clone()))?;
             match notes {
                 Some(notes) => {
                     let cp = PruneCheckpoint { notes };
@@ -337,13 +331,7 @@ pub(super) async fn run(
     };
     let verified = match verified_early {
         _ if !verifies => None,
-        Some(verified) => {
-            let done = &strip.removed;
-            unsaved
-                .store_if(verified.is_err(), engine, request, done, &cx)
-                .await?;
-            verified.map_err(|e| stop(e, strip.removed.clone()))?
-        }
+        Some(verified) => verified.map_err(|e| stop(e, strip.removed.clone()))?,
         None => connector
             .verify(&cx, t, &plan)
             .await
@@ -352,14 +340,13 @@ pub(super) async fn run(
     let removed = with_earlier(request, strip.removed);
     if !left.is_empty() {
         let message = left.describe();
-        return finish_after(
+        return finish(
             engine,
             request,
             Outcome::NeedsAttention,
             removed,
             Some(("plan_changed", message)),
             &cx,
-            unsaved,
         )
         .await;
     }
@@ -380,35 +367,7 @@ pub(super) async fn run(
     notes.extend(prune.notes);
     let code = verified.map_or(if revoked { "sessions_revoked" } else { "" }, |n| n.code);
     let note = (!notes.is_empty()).then(|| (code, notes.join("; ")));
-    finish_after(engine, request, outcome, removed, note, &cx, unsaved).await
-}
-
-/// A step's checkpoint held back to be stored with the outcome, since only
-/// reads came after its step.
-struct Unsaved(Option<(Step, serde_json::Value)>);
-
-impl Unsaved {
-    /// Stores the held checkpoint now, when `now`: after a call that
-    /// changed something (a policy step, which a connection without any
-    /// would not make), or one whose error leaves the request open.
-    async fn store_if(
-        &mut self,
-        now: bool,
-        engine: &Engine,
-        request: &RequestRow,
-        done: &[String],
-        cx: &CallContext,
-    ) -> Result<(), Stopped> {
-        if now && let Some((step, data)) = self.0.take() {
-            let events = cx.drain_audit();
-            let cancel = engine
-                .store()
-                .save_step(&request.id, &request.claim, step, &data, &events)
-                .await?;
-            checkpointed(engine, request, step, cancel, done, cx).await?;
-        }
-        Ok(())
-    }
+    finish(engine, request, outcome, removed, note, &cx).await
 }
 
 /// Runs a roles step (`strip_roles`, or an undo's `restore_roles`) from
@@ -589,50 +548,27 @@ pub(super) async fn finish(
     error: Option<(&str, String)>,
     cx: &CallContext,
 ) -> Result<(), Stopped> {
-    finish_after(
-        engine,
-        request,
-        outcome,
-        roles_removed,
-        error,
-        cx,
-        Unsaved(None),
-    )
-    .await
-}
-
-/// [`finish`], with the checkpoint held back in `unsaved` in the same commit.
-async fn finish_after(
-    engine: &Engine,
-    request: &RequestRow,
-    outcome: Outcome,
-    roles_removed: Vec<String>,
-    error: Option<(&str, String)>,
-    cx: &CallContext,
-    unsaved: Unsaved,
-) -> Result<(), Stopped> {
     let (error_code, error_message) = match error {
         Some((c, m)) => ((!c.is_empty()).then(|| c.to_owned()), Some(m)),
         None => (None, None),
     };
     tracing::info!(outcome = %outcome, "request finished");
     crate::metrics::request_finished(request.target.provider.as_str(), outcome.as_str());
-    let finish = Finish {
-        outcome,
-        roles_removed,
-        error_code,
-        error_message,
-    };
-    let (store, id, owner) = (engine.store(), &request.id, &request.claim);
-    let (retries, events) = (cx.drain_retries(), cx.drain_audit());
-    match unsaved.0 {
-        Some((step, data)) => {
-            store
-                .finish_with_step(id, owner, (step, &data), &finish, retries, &events)
-                .await?
-        }
-        None => store.finish(id, owner, &finish, retries, &events).await?,
-    }
+    engine
+        .store()
+        .finish(
+            &request.id,
+            &request.claim,
+            &Finish {
+                outcome,
+                roles_removed,
+                error_code,
+                error_message,
+            },
+            cx.drain_retries(),
+            &cx.drain_audit(),
+        )
+        .await?;
     Ok(())
 }
 

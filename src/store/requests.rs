@@ -278,36 +278,6 @@ impl Store {
         retries: u32,
         events: &[AuditEvent],
     ) -> Result<(), StoreError> {
-        self.finish_write(id, owner, finish, retries, events, None)
-            .await
-    }
-
-    /// [`Store::finish`], with the checkpoint of the run's last step
-    /// stored in the same commit, as [`Store::save_step`] would: one commit
-    /// fewer for a run whose last change is followed only by reads.
-    pub async fn finish_with_step(
-        &self,
-        id: &str,
-        owner: &str,
-        (step, data): (Step, &serde_json::Value),
-        finish: &Finish,
-        retries: u32,
-        events: &[AuditEvent],
-    ) -> Result<(), StoreError> {
-        let step = Some((step, data.to_string()));
-        self.finish_write(id, owner, finish, retries, events, step)
-            .await
-    }
-
-    async fn finish_write(
-        &self,
-        id: &str,
-        owner: &str,
-        finish: &Finish,
-        retries: u32,
-        events: &[AuditEvent],
-        step: Option<(Step, String)>,
-    ) -> Result<(), StoreError> {
         self.group
             .write(
                 RunWrite::Finish {
@@ -315,7 +285,6 @@ impl Store {
                     owner: owner.to_owned(),
                     finish: finish.clone(),
                     retries,
-                    step,
                 },
                 events,
             )
@@ -353,47 +322,41 @@ impl Store {
     /// Leaves the request open for a later attempt, whose job the caller
     /// schedules: records the error that made it wait (if any) and releases
     /// the claim.
+    /// `roles_removed`, when given, replaces the request's: the roles
+    /// removed so far, earlier attempts' included.
     pub async fn postpone(
         &self,
         id: &str,
         owner: &str,
         error: Option<(&str, &str)>,
+        roles_removed: Option<&[String]>,
         retries: u32,
         events: &[AuditEvent],
     ) -> Result<(), StoreError> {
-        self.write_postpone(id, owner, error, retries, events, false)
-            .await
+        let write = RunWrite::Postpone {
+            id: id.to_owned(),
+            owner: owner.to_owned(),
+            error: error.map(|(code, message)| (code.to_owned(), message.to_owned())),
+            roles: roles_removed.map(|r| r.join(";")),
+            retries,
+            unqueued: false,
+        };
+        self.group.write(write, events).await.map(|_| ())
     }
 
     /// Leaves the request open with no queue job, marked unqueued, so the
     /// sweep of its batch's release (an approval, the end of its intake)
     /// enqueues it again; releases the claim.
     pub async fn park(&self, id: &str, owner: &str) -> Result<(), StoreError> {
-        self.write_postpone(id, owner, None, 0, &[], true).await
-    }
-
-    async fn write_postpone(
-        &self,
-        id: &str,
-        owner: &str,
-        error: Option<(&str, &str)>,
-        retries: u32,
-        events: &[AuditEvent],
-        unqueued: bool,
-    ) -> Result<(), StoreError> {
-        self.group
-            .write(
-                RunWrite::Postpone {
-                    id: id.to_owned(),
-                    owner: owner.to_owned(),
-                    error: error.map(|(code, message)| (code.to_owned(), message.to_owned())),
-                    retries,
-                    unqueued,
-                },
-                events,
-            )
-            .await
-            .map(|_| ())
+        let write = RunWrite::Postpone {
+            id: id.to_owned(),
+            owner: owner.to_owned(),
+            error: None,
+            roles: None,
+            retries: 0,
+            unqueued: true,
+        };
+        self.group.write(write, &[]).await.map(|_| ())
     }
 
     /// Marks requests as having a queue job.
@@ -863,69 +826,48 @@ mod tests {
         store.close().await;
     }
 
-    /// An outcome stored with its run's last checkpoint: both in one
-    /// commit, or neither when the claim was lost.
-    async fn an_outcome_keeps_its_last_checkpoint(store: &Store) {
+    /// A request left for a later attempt keeps the roles removed so far
+    /// on its record (a cancel before that attempt ends it with them); a
+    /// postponement that names none leaves them as they are.
+    async fn a_postponed_request_keeps_its_roles(store: &Store) {
         let batch = crate::store::scratch_batch(store).await;
         let jobs = store
-            .write_intake_chunk(
-                &batch,
-                RunMode::Live,
-                None,
-                crate::store::chunk_of(&["u1", "u2"]),
-            )
+            .write_intake_chunk(&batch, RunMode::Live, None, crate::store::chunk_of(&["u1"]))
             .await
             .unwrap();
-        let (held, lost) = (&jobs[0].request_id, &jobs[1].request_id);
+        let id = &jobs[0].request_id;
         let lease = Duration::from_secs(60);
-        for (id, owner) in [(held, "w:1"), (lost, "w:2")] {
-            let ClaimResult::Claimed(_) = store.claim(id, owner, lease).await.unwrap() else {
+        let roles = ["role_a".to_owned()];
+        let error = Some(("http_503", "later"));
+        for (attempt, given) in [(1, Some(&roles[..])), (2, None)] {
+            let owner = format!("w:{attempt}");
+            let ClaimResult::Claimed(_) = store.claim(id, &owner, lease).await.unwrap() else {
                 panic!("{id} not claimed");
             };
-        }
-        let removed = serde_json::json!({"change": "changed"});
-        let done = Finish {
-            outcome: Outcome::Succeeded,
-            roles_removed: vec!["role_a".into()],
-            error_code: None,
-            error_message: None,
-        };
-        let last = (Step::RemoveMembership, &removed);
-        for (id, expected) in [(held, true), (lost, false)] {
-            let finished = store.finish_with_step(id, "w:1", last, &done, 0, &[]).await;
-            assert_eq!(finished.is_ok(), expected, "{id}: {finished:?}");
-            let data: Option<String> = sqlx::query_scalar(
-                "SELECT data FROM step_checkpoints WHERE request_id = $1 AND step = 'remove_membership'",
-            )
-            .bind(id.as_str())
-            .fetch_optional(&store.pool)
-            .await
-            .unwrap();
-            let outcome = store.request(id).await.unwrap().unwrap().outcome;
-            if expected {
-                assert_eq!(data.as_deref(), Some(r#"{"change":"changed"}"#));
-                assert_eq!(outcome, Some(Outcome::Succeeded));
-            } else {
-                assert!(matches!(finished, Err(StoreError::ClaimLost(_))));
-                assert_eq!((data, outcome), (None, None));
-            }
+            store
+                .postpone(id, &owner, error, given, 0, &[])
+                .await
+                .unwrap();
+            let row = store.request(id).await.unwrap().unwrap();
+            assert_eq!(row.roles_removed, roles, "attempt {attempt}");
+            assert_eq!(row.outcome, None);
         }
     }
 
     #[tokio::test]
-    async fn an_outcome_keeps_its_last_checkpoint_on_sqlite() {
+    async fn a_postponed_request_keeps_its_roles_on_sqlite() {
         let (_dir, _url, store) = crate::store::scratch_store().await;
-        an_outcome_keeps_its_last_checkpoint(&store).await;
+        a_postponed_request_keeps_its_roles(&store).await;
         store.close().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn an_outcome_keeps_its_last_checkpoint_on_postgres() {
-        let test = "an_outcome_keeps_its_last_checkpoint_on_postgres";
+    async fn a_postponed_request_keeps_its_roles_on_postgres() {
+        let test = "a_postponed_request_keeps_its_roles_on_postgres";
         let Some(pg) = crate::store::ScratchPostgres::create(test).await else {
             return;
         };
-        an_outcome_keeps_its_last_checkpoint(&pg.store).await;
+        a_postponed_request_keeps_its_roles(&pg.store).await;
         pg.drop().await;
     }
 }

@@ -279,12 +279,11 @@ async fn metrics_move_when_a_batch_runs() {
     serve.stop().await;
 }
 
-/// Where no policy step follows the membership's removal (Aitronos without
-/// pruning), the removal's checkpoint is stored with the outcome after the
-/// read-back: a run waits for four commits (claim, plan, strip, outcome),
-/// not five, and the checkpoint an undo reads is still there.
+/// The runs' writes are counted by what they do: a one-role request on
+/// Aitronos takes its claim, stores three checkpoints (plan, roles,
+/// membership) and its outcome; every checkpoint an undo reads is there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_removal_is_put_on_record_with_its_outcome() {
+async fn a_run_writes_are_counted_by_kind() {
     let h = Harness::start_with(directory(), options()).await;
     let serve = h.serve(&[]).await;
     let (status, body) = upload(&serve, &users_csv(2, 2), None).await;
@@ -306,7 +305,7 @@ async fn a_removal_is_put_on_record_with_its_outcome() {
         )
     };
     let by_write = [writes("claim"), writes("step"), writes("finish")];
-    assert_eq!(by_write, [1.0, 2.0, 1.0], "{metrics}");
+    assert_eq!(by_write, [1.0, 3.0, 1.0], "{metrics}");
     serve.stop().await;
 
     let url = format!("sqlite://{}", h.dir.path().join("offboard.db").display());

@@ -291,9 +291,9 @@ async fn aitronos_refusing_the_read_back(request: Request) -> Response {
     }
 }
 
-/// A read-back that fails leaves the request open or failed, so the
-/// removal it followed is put on record with its checkpoint first: a later
-/// attempt does not remove again, and an undo knows what to give back.
+/// A read-back that fails, after a removal that worked, leaves the removal
+/// on record with its checkpoint: a later attempt does not remove again,
+/// and an undo knows what to give back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_read_back_keeps_the_removal_on_record() {
     let app = Router::new().fallback(aitronos_refusing_the_read_back);
@@ -399,4 +399,74 @@ async fn a_request_cancelled_part_way_keeps_what_it_removed() {
         message.as_deref().is_some_and(|m| m.contains("role_a")),
         "{message:?}"
     );
+}
+
+/// Aitronos, as a small mock that removes `role_a` and answers 503 with a
+/// minute's `Retry-After` for `role_b`: the request waits for a later
+/// attempt with one role removed.
+async fn aitronos_failing_the_second_role(request: Request) -> Response {
+    let path = request.uri().path().to_owned();
+    match *request.method() {
+        Method::GET if path.ends_with("/effective-permissions") => axum::Json(json!({
+            "user_id": "usr_000002",
+            "role_ids": ["role_a", "role_b"],
+            "capabilities": [],
+        }))
+        .into_response(),
+        Method::DELETE if path.contains("/roles/role_b/") => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("retry-after", "60")],
+            axum::Json(
+                json!({"success": false, "error": {"code": "UNAVAILABLE", "message": "later"}}),
+            ),
+        )
+            .into_response(),
+        Method::DELETE => StatusCode::NO_CONTENT.into_response(),
+        _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
+    }
+}
+
+/// A request cancelled while it waits for its next attempt keeps the roles
+/// its earlier attempt removed on its record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_cancelled_between_attempts_keeps_what_it_removed() {
+    let app = Router::new().fallback(aitronos_failing_the_second_role);
+    let h = with_mock(app, &Mutex::new(None)).await;
+    let serve = h.serve(&["--no-api"]).await;
+    let csv = h.write_csv(
+        "one.csv",
+        "provider,user_id,org\nmock,usr_000002,org_acme\n",
+    );
+    let out = h.offboard(&["submit", csv.to_str().unwrap()], &[]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let batch = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let db = sqlite(&h).await;
+    eventually(30, "the request to wait with one role removed", || async {
+        sqlx::query(
+            "SELECT 1 FROM requests r JOIN step_checkpoints c
+               ON c.request_id = r.id AND c.step = 'strip_roles'
+             WHERE r.outcome IS NULL AND r.claim_owner IS NULL",
+        )
+        .fetch_optional(&db)
+        .await
+        .unwrap()
+        .is_some()
+    })
+    .await;
+    let out = h.offboard(&["cancel", &batch], &[]).await;
+    assert_eq!(out.status.code(), Some(0));
+    serve.stop().await;
+    let row = sqlx::query("SELECT outcome, roles_removed FROM requests WHERE batch_id = $1")
+        .bind(&batch)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let outcome: Option<String> = row.get("outcome");
+    assert_eq!(outcome.as_deref(), Some("cancelled"));
+    let roles: Option<String> = row.get("roles_removed");
+    assert_eq!(roles.as_deref(), Some("role_a"));
 }

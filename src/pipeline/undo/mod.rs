@@ -259,7 +259,10 @@ mod tests {
             .save_step(&undo_id, "w", Step::UndoPlan, &planned, &[])
             .await
             .unwrap();
-        store.postpone(&undo_id, "w", None, 0, &[]).await.unwrap();
+        store
+            .postpone(&undo_id, "w", None, None, 0, &[])
+            .await
+            .unwrap();
         // Meanwhile the person is offboarded again.
         offboard(scratch_batch(store).await).await;
 

@@ -75,11 +75,12 @@ const PREVIEW_SQL: &str =
     "UPDATE requests SET roles_removed = $1, error_message = $2, finished_at = $3,
          claim_owner = NULL, claim_expires_at = NULL, attempts = attempts + $4
      WHERE id = $5 AND claim_owner = $6 AND outcome IS NULL AND dry_run = 2";
-/// `$4 = 1` also marks it unqueued, for the sweep of a batch's release.
+/// `$5 = 1` also marks it unqueued, for the sweep of a batch's release.
 const POSTPONE_SQL: &str = "UPDATE requests SET error_code = COALESCE($1, error_code), error_message = COALESCE($2, error_message),
-         claim_owner = NULL, claim_expires_at = NULL, attempts = attempts + $3,
-         enqueued = CASE WHEN $4 = 1 THEN 0 ELSE enqueued END
-     WHERE id = $5 AND claim_owner = $6 AND outcome IS NULL";
+         roles_removed = COALESCE($3, roles_removed),
+         claim_owner = NULL, claim_expires_at = NULL, attempts = attempts + $4,
+         enqueued = CASE WHEN $5 = 1 THEN 0 ELSE enqueued END
+     WHERE id = $6 AND claim_owner = $7 AND outcome IS NULL";
 /// Claims the person the plan resolved, unless another open request of the
 /// same connection and organization holds them, or another request of the
 /// same batch did (`requests_open_subject` makes a race between two
@@ -129,15 +130,12 @@ pub(super) enum RunWrite {
         data: String,
         subject: Option<String>,
     },
-    /// The request's outcome; the claim is dropped. With a `step`, that
-    /// step's checkpoint is stored in the same commit (the last step, when
-    /// only reads came after it).
+    /// The request's outcome; the claim is dropped.
     Finish {
         id: String,
         owner: String,
         finish: Finish,
         retries: u32,
-        step: Option<(Step, String)>,
     },
     /// A held preview planned; the claim is dropped.
     Preview {
@@ -148,11 +146,13 @@ pub(super) enum RunWrite {
         retries: u32,
     },
     /// Left open for later; the claim is dropped. `unqueued` marks it as
-    /// having no queue job, when none was scheduled for it.
+    /// having no queue job, when none was scheduled for it. `roles`: the
+    /// roles removed so far, kept on the request's record while it waits.
     Postpone {
         id: String,
         owner: String,
         error: Option<(String, String)>,
+        roles: Option<String>,
         retries: u32,
         unqueued: bool,
     },
@@ -234,7 +234,6 @@ impl RunWrite {
                 owner,
                 finish,
                 retries,
-                ..
             } => (
                 FINISH_SQL,
                 vec![
@@ -271,6 +270,7 @@ impl RunWrite {
                 id,
                 owner,
                 error,
+                roles,
                 retries,
                 unqueued,
             } => (
@@ -278,6 +278,7 @@ impl RunWrite {
                 vec![
                     opt(error.as_ref().map(|e| e.0.as_str())),
                     opt(error.as_ref().map(|e| e.1.as_str())),
+                    opt(roles.as_deref()),
                     Int(i64::from(*retries)),
                     Int(i64::from(*unqueued)),
                     text(id),

@@ -197,20 +197,7 @@ fn apply(
         let n = tx
             .prepare_cached(update.sql)?
             .execute(rusqlite::params_from_iter(&update.values))?;
-        let answer = update.answer(n as u64, write.request_id());
-        if let (
-            RunWrite::Finish {
-                id,
-                step: Some((step, data)),
-                ..
-            },
-            Ok(_),
-        ) = (write, &answer)
-        {
-            tx.prepare_cached(&STEP_SQL)?
-                .execute(params![id, step.as_str(), data, now])?;
-        }
-        return Ok(answer);
+        return Ok(update.answer(n as u64, write.request_id()));
     }
     let RunWrite::Step {
         id,

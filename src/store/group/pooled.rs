@@ -315,6 +315,7 @@ static GROUP_SQL: LazyLock<String> = LazyLock::new(|| {
         postponed AS (
             UPDATE requests SET error_code = COALESCE(w.error_code, requests.error_code),
                 error_message = COALESCE(w.error_message, requests.error_message),
+                roles_removed = COALESCE(w.roles, requests.roles_removed),
                 claim_owner = NULL, claim_expires_at = NULL,
                 attempts = requests.attempts + w.retries,
                 enqueued = CASE WHEN w.unqueued = 1 THEN 0 ELSE requests.enqueued END
@@ -325,8 +326,7 @@ static GROUP_SQL: LazyLock<String> = LazyLock::new(|| {
         stepped AS (
             INSERT INTO step_checkpoints (request_id, step, data, finished_at)
             SELECT w.id, w.step, w.data, $3 FROM w JOIN mine m ON m.n = w.n
-            WHERE (w.k = 'step' AND (w.subject IS NULL OR w.n IN (SELECT n FROM subjected)))
-               OR (w.k = 'finish' AND w.step IS NOT NULL)
+            WHERE w.k = 'step' AND (w.subject IS NULL OR w.n IN (SELECT n FROM subjected))
             {STEP_CONFLICT_SQL}
             RETURNING request_id
         ),
@@ -431,15 +431,8 @@ impl<'a> WriteRow<'a> {
                 row.subject = subject.as_deref();
             }
             RunWrite::Finish {
-                finish,
-                retries,
-                step,
-                ..
+                finish, retries, ..
             } => {
-                if let Some((step, data)) = step {
-                    row.step = Some(step.as_str());
-                    row.data = Some(data);
-                }
                 row.outcome = Some(finish.outcome.as_str());
                 row.roles = Some(finish.roles_removed.join(";"));
                 row.error_code = finish.error_code.as_deref();
@@ -458,10 +451,12 @@ impl<'a> WriteRow<'a> {
             }
             RunWrite::Postpone {
                 error,
+                roles,
                 retries,
                 unqueued,
                 ..
             } => {
+                row.roles = roles.clone();
                 row.error_code = error.as_ref().map(|e| e.0.as_str());
                 row.error_message = error.as_ref().map(|e| e.1.as_str());
                 row.retries = Some(i64::from(*retries));
@@ -1045,7 +1040,6 @@ mod tests {
                         error_message: Some("it's done; \"quoted\"".into()),
                     },
                     retries: 2,
-                    step: None,
                 },
                 vec![event(&u0, "/first"), event(&u0, "/second")],
             ),
