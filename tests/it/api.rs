@@ -234,24 +234,27 @@ fn counter_sum(text: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// `GET /metrics`, checked to be Prometheus text.
+async fn metrics_text(serve: &Serve) -> String {
+    let res = serve
+        .authed(serve.client().get(format!("{}/metrics", serve.url)))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    res.text().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_when_a_batch_runs() {
     let h = Harness::start_with(directory(), options()).await;
     let serve = h.serve(&[]).await;
-    let metrics = || async {
-        let res = serve
-            .authed(serve.client().get(format!("{}/metrics", serve.url)))
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            res.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("text/plain")
-        );
-        res.text().await.unwrap()
-    };
+    let metrics = || metrics_text(&serve);
     let before = metrics().await;
     assert!(before.contains("offboard_queue_depth"));
     let (status, body) = upload(&serve, &users_csv(2, 3), None).await;
@@ -290,14 +293,7 @@ async fn a_run_writes_are_counted_by_kind() {
     assert_eq!(status, 202, "{body}");
     let batch = body["batch_id"].as_str().unwrap().to_owned();
     wait_done(&serve, &batch).await;
-    let metrics = serve
-        .authed(serve.client().get(format!("{}/metrics", serve.url)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&serve).await;
     let writes = |write: &str| {
         counter_sum(
             &metrics,

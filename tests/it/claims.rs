@@ -81,6 +81,21 @@ async fn a_lost_claim_stops_the_running_step() {
     serve.stop_within(60).await;
 }
 
+/// The mocks' answer to the plan's read: usr_000002 holds `roles`.
+fn holds(roles: &[&str]) -> Response {
+    axum::Json(json!({"user_id": "usr_000002", "role_ids": roles, "capabilities": []}))
+        .into_response()
+}
+
+/// The mocks' answer to the read-back of a removed membership.
+fn no_such_member() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({"success": false, "error": {"code": "USER_NOT_FOUND", "message": "no such member"}})),
+    )
+        .into_response()
+}
+
 /// A harness whose connection `mock` is Aitronos served by `app` on a
 /// loopback port; `db` is told the harness's database.
 async fn with_mock(app: Router, db: &Mutex<Option<String>>) -> Harness {
@@ -125,17 +140,10 @@ struct Witness {
 async fn aitronos(State(w): State<Witness>, request: Request) -> Response {
     let path = request.uri().path().to_owned();
     match *request.method() {
-        Method::GET if path.ends_with("/effective-permissions") => axum::Json(json!({
-            "user_id": "usr_000002",
-            "role_ids": ["role_a", "role_b", "role_c"],
-            "capabilities": [],
-        }))
-        .into_response(),
-        Method::GET => (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({"success": false, "error": {"code": "USER_NOT_FOUND", "message": "no such member"}})),
-        )
-            .into_response(),
+        Method::GET if path.ends_with("/effective-permissions") => {
+            holds(&["role_a", "role_b", "role_c"])
+        }
+        Method::GET => no_such_member(),
         Method::DELETE => {
             let url = w.db.lock().unwrap().clone().unwrap();
             let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
@@ -192,22 +200,13 @@ async fn aitronos_locking(State(w): State<LockWitness>, request: Request) -> Res
     let path = request.uri().path().to_owned();
     let membership = path.ends_with("/users/usr_000002");
     match *request.method() {
-        Method::GET if path.ends_with("/effective-permissions") => axum::Json(json!({
-            "user_id": "usr_000002",
-            "role_ids": ["role_a"],
-            "capabilities": [],
-        }))
-        .into_response(),
+        Method::GET if path.ends_with("/effective-permissions") => holds(&["role_a"]),
         Method::GET => {
             if membership {
                 let held = w.release().await;
                 w.verified_while_locked.lock().unwrap().get_or_insert(held);
             }
-            (
-                StatusCode::NOT_FOUND,
-                axum::Json(json!({"success": false, "error": {"code": "USER_NOT_FOUND", "message": "no such member"}})),
-            )
-                .into_response()
+            no_such_member()
         }
         Method::DELETE if membership => {
             let url = w.db.lock().unwrap().clone().unwrap();
@@ -273,12 +272,7 @@ async fn the_read_back_is_made_while_the_removal_is_put_on_record() {
 async fn aitronos_refusing_the_read_back(request: Request) -> Response {
     let path = request.uri().path().to_owned();
     match *request.method() {
-        Method::GET if path.ends_with("/effective-permissions") => axum::Json(json!({
-            "user_id": "usr_000002",
-            "role_ids": ["role_a"],
-            "capabilities": [],
-        }))
-        .into_response(),
+        Method::GET if path.ends_with("/effective-permissions") => holds(&["role_a"]),
         Method::GET => (
             StatusCode::BAD_REQUEST,
             axum::Json(
@@ -334,17 +328,8 @@ async fn aitronos_cancelled_while_stripping(
 ) -> Response {
     let path = request.uri().path().to_owned();
     match *request.method() {
-        Method::GET if path.ends_with("/effective-permissions") => axum::Json(json!({
-            "user_id": "usr_000002",
-            "role_ids": ["role_a", "role_b"],
-            "capabilities": [],
-        }))
-        .into_response(),
-        Method::GET => (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({"success": false, "error": {"code": "USER_NOT_FOUND", "message": "no such member"}})),
-        )
-            .into_response(),
+        Method::GET if path.ends_with("/effective-permissions") => holds(&["role_a", "role_b"]),
+        Method::GET => no_such_member(),
         Method::DELETE => {
             if path.contains("/roles/") {
                 let url = w.db.lock().unwrap().clone().unwrap();
@@ -407,12 +392,7 @@ async fn a_request_cancelled_part_way_keeps_what_it_removed() {
 async fn aitronos_failing_the_second_role(request: Request) -> Response {
     let path = request.uri().path().to_owned();
     match *request.method() {
-        Method::GET if path.ends_with("/effective-permissions") => axum::Json(json!({
-            "user_id": "usr_000002",
-            "role_ids": ["role_a", "role_b"],
-            "capabilities": [],
-        }))
-        .into_response(),
+        Method::GET if path.ends_with("/effective-permissions") => holds(&["role_a", "role_b"]),
         Method::DELETE if path.contains("/roles/role_b/") => (
             StatusCode::SERVICE_UNAVAILABLE,
             [("retry-after", "60")],
