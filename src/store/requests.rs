@@ -870,4 +870,67 @@ mod tests {
         a_postponed_request_keeps_its_roles(&pg.store).await;
         pg.drop().await;
     }
+
+    /// A retry asked to run a batch live reopens its dry-run requests as
+    /// dry runs: a retry never makes a dry run remove anyone.
+    async fn a_reopened_dry_run_stays_a_dry_run(store: &Store) {
+        let batch = crate::store::scratch_batch(store).await;
+        let jobs = store
+            .write_intake_chunk(
+                &batch,
+                RunMode::DryRun,
+                None,
+                crate::store::chunk_of(&["u1"]),
+            )
+            .await
+            .unwrap();
+        let id = jobs[0].request_id.clone();
+        let ClaimResult::Claimed(_) = store
+            .claim(&id, "w:1", Duration::from_secs(60))
+            .await
+            .unwrap()
+        else {
+            panic!("not claimed");
+        };
+        let failed = Finish {
+            outcome: Outcome::Failed,
+            roles_removed: Vec::new(),
+            error_code: Some("http_400".into()),
+            error_message: Some("no".into()),
+        };
+        store.finish(&id, "w:1", &failed, 0, &[]).await.unwrap();
+        let reopened = store
+            .reopen(&crate::store::Reopening {
+                batch_id: &batch,
+                outcomes: &[Outcome::Failed],
+                run: std::slice::from_ref(&id),
+                back: &[],
+                mode: RunMode::Live,
+                halt: None,
+                actor: &crate::domain::Actor::named("test"),
+                detail: serde_json::json!({}),
+            })
+            .await
+            .unwrap();
+        assert_eq!(reopened.len(), 1);
+        let row = store.request(&id).await.unwrap().unwrap();
+        assert_eq!((row.outcome, row.mode), (None, RunMode::DryRun));
+    }
+
+    #[tokio::test]
+    async fn a_reopened_dry_run_stays_a_dry_run_on_sqlite() {
+        let (_dir, _url, store) = crate::store::scratch_store().await;
+        a_reopened_dry_run_stays_a_dry_run(&store).await;
+        store.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reopened_dry_run_stays_a_dry_run_on_postgres() {
+        let test = "a_reopened_dry_run_stays_a_dry_run_on_postgres";
+        let Some(pg) = crate::store::ScratchPostgres::create(test).await else {
+            return;
+        };
+        a_reopened_dry_run_stays_a_dry_run(&pg.store).await;
+        pg.drop().await;
+    }
 }

@@ -91,6 +91,8 @@ impl Store {
     }
 
     /// Reopens `r.run` (those that still ended with one of `r.outcomes`)
+    /// in `r.mode` (but a dry run stays a dry run and an undo an undo: a
+    /// retry never turns either into an offboarding that removes people)
     /// with a fresh attempt budget and no checkpoint, so they plan again
     /// (what they removed before stays in `roles_removed`, and their
     /// checkpoints move to `step_history` for an undo to read); ends `r.back`
@@ -157,12 +159,14 @@ impl Store {
             let sql = format!(
                 "UPDATE requests SET outcome = NULL, attempts = 0, error_code = NULL, error_message = NULL,
                      finished_at = NULL, enqueued = 0, cancel_requested = 0, subject = NULL,
-                     dry_run = {mode}
+                     dry_run = CASE WHEN dry_run IN ({dry}, {undo}) THEN dry_run ELSE {mode} END
                  WHERE {} AND outcome IN ({}){}
                  RETURNING id, CASE WHEN dry_run = 2 THEN NULL ELSE effective_at END AS effective_at",
                 super::sql::requests_in_id_order(backend, &listed),
                 p.list(r.outcomes.len()),
-                reopenable_sql("requests")
+                reopenable_sql("requests"),
+                dry = RunMode::DryRun.as_int(),
+                undo = RunMode::Undo.as_int(),
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(r.mode.as_int());
             for id in part {

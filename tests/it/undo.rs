@@ -412,3 +412,34 @@ async fn the_demo_shows_an_undo() {
         "blocked before the demo's batch: {cyd}"
     );
 }
+
+/// A retry of an undo batch runs its requests again as an undo: it never
+/// offboards the people the undo was giving back. (A retry reopened every
+/// request as a live offboarding before.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_undo_batch_undoes_again_and_removes_no_one() {
+    let h = Harness::start_with(Directory::generate(8, 5), options("", "")).await;
+    let csv = "provider,user_id,organization_id,transfer_to_department_id\n\
+               acme,usr_000003,org_acme,dept_offboarded\n";
+    let path = h.write_csv("one.csv", csv);
+    let (code, batch, out) = h.run(&path).await;
+    assert_eq!(code, Some(0), "{}", stderr(&out));
+    let out = undo(&h, &[&batch]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let undo_batch = batch_of(&out);
+    let before = writes(&h.sim);
+
+    let out = h
+        .offboard(&["retry", &undo_batch, "--outcome", "needs_attention"], &[])
+        .await;
+    let rows = by_user(&h.report(&undo_batch).await);
+    assert_eq!(
+        writes(&h.sim),
+        before,
+        "a retried undo changed something: {}",
+        stderr(&out)
+    );
+    let row = &rows["usr_000003"];
+    assert_eq!(row["outcome"], "needs_attention", "{row:?}");
+    assert_eq!(row["error_code"], "manual_restore_required", "{row:?}");
+}

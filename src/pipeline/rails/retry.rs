@@ -75,7 +75,9 @@ pub async fn retry(
     };
     let cap = safety.max_batch_requests;
     let runs = run.len() as u64;
-    let halted = (mode == RunMode::Live && runs > cap).then(|| {
+    // A dry run's requests stay dry runs (the store keeps their mode): they
+    // change nothing, so no cap applies.
+    let halted = (mode == RunMode::Live && !batch.dry_run && runs > cap).then(|| {
         Halt::new(
             HaltCode::MaxBatchRequests,
             format!(
