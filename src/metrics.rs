@@ -56,7 +56,7 @@ fn describe() {
     );
     metrics::describe_counter!(
         "offboard_run_writes_total",
-        "Writes of runs committed to the database, whatever they answered, by write (claim, renew, audit, step, finish, preview, postpone)."
+        "Writes of runs committed to the database (a claim not taken included), by write (claim, renew, audit, step, finish, preview, postpone)."
     );
     metrics::describe_histogram!(
         "offboard_step_duration_seconds",

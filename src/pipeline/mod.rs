@@ -111,10 +111,12 @@ async fn run_claimed(
             return Ok(());
         }
         (Some(StoredState::Cancelled), _) | (_, true) => {
-            // An earlier attempt may have changed something already.
+            // An earlier attempt may have changed something already (a
+            // held preview's roles are only what it would remove).
             let changed = checkpoints
                 .keys()
-                .any(|s| !matches!(s, Step::Plan | Step::UndoPlan));
+                .any(|s| !matches!(s, Step::Plan | Step::UndoPlan))
+                || (request.mode != RunMode::Preview && !request.roles_removed.is_empty());
             let message = if changed {
                 "cancelled by a person between two attempts; no further change was started"
             } else {

@@ -416,8 +416,9 @@ where
 }
 
 /// Stores the step's checkpoint (see [`store_checkpoint`]) and stops the
-/// run if a cancel was asked for; `done` are the roles this run removed
-/// (or, in an undo, gave back) so far, for the record of a cancel.
+/// run if a cancel was asked for; `done` are the roles removed (or, in an
+/// undo, given back) so far by this attempt and the checkpoints it resumed
+/// from, for the record of a cancel.
 pub(super) async fn save<T: Serialize>(
     engine: &Engine,
     request: &RequestRow,

@@ -312,8 +312,11 @@ impl Store {
         .await?
         .rows_affected();
         // A claim lapses by the database's clock, as it does for workers.
+        // A held preview's roles are what it would have removed: cancelled,
+        // it removed none.
         let ended = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE requests SET outcome = 'cancelled', error_code = $1, error_message = $2, finished_at = $3
+            "UPDATE requests SET outcome = 'cancelled', error_code = $1, error_message = $2, finished_at = $3,
+                 roles_removed = CASE WHEN dry_run = 2 THEN '' ELSE roles_removed END
              WHERE id = $4 AND outcome IS NULL AND (claim_owner IS NULL OR claim_expires_at < {})",
             super::group::db_now_ms(self.backend())
         )))

@@ -844,13 +844,16 @@ mod tests {
             let ClaimResult::Claimed(_) = store.claim(id, &owner, lease).await.unwrap() else {
                 panic!("{id} not claimed");
             };
+            // Two in-place retries of this attempt count too.
             store
-                .postpone(id, &owner, error, given, 0, &[])
+                .postpone(id, &owner, error, given, 2, &[])
                 .await
                 .unwrap();
             let row = store.request(id).await.unwrap().unwrap();
             assert_eq!(row.roles_removed, roles, "attempt {attempt}");
             assert_eq!(row.outcome, None);
+            assert_eq!(row.attempts, attempt * 3, "one claim and two retries each");
+            assert_eq!(row.error_code.as_deref(), Some("http_503"));
         }
     }
 
@@ -932,5 +935,39 @@ mod tests {
         };
         a_reopened_dry_run_stays_a_dry_run(&pg.store).await;
         pg.drop().await;
+    }
+
+    /// A held preview keeps what it would remove in `roles_removed`;
+    /// cancelled, it removed nothing, and its record says so.
+    #[tokio::test]
+    async fn a_cancelled_held_preview_removed_nothing() {
+        let (_dir, _url, store) = crate::store::scratch_store().await;
+        let batch = crate::store::scratch_batch(&store).await;
+        let jobs = store
+            .write_intake_chunk(
+                &batch,
+                RunMode::Preview,
+                None,
+                crate::store::chunk_of(&["u1"]),
+            )
+            .await
+            .unwrap();
+        let id = &jobs[0].request_id;
+        let lease = Duration::from_secs(60);
+        let ClaimResult::Claimed(_) = store.claim(id, "w:1", lease).await.unwrap() else {
+            panic!("not claimed");
+        };
+        let planned = ["role_a".to_owned()];
+        store
+            .preview(id, "w:1", &planned, "previewed", 0, &[])
+            .await
+            .unwrap();
+        let held = store.request(id).await.unwrap().unwrap();
+        assert_eq!(held.roles_removed, planned);
+        assert!(store.cancel_request(id, "cancelled", "no").await.unwrap());
+        let row = store.request(id).await.unwrap().unwrap();
+        assert_eq!(row.outcome, Some(Outcome::Cancelled));
+        assert!(row.roles_removed.is_empty(), "{:?}", row.roles_removed);
+        store.close().await;
     }
 }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::steps::{Stopped, call_context, decode, finish, roles_step, save};
+use super::steps::{Stopped, call_context, decode, finish, roles_step, save, with_earlier};
 use crate::connectors::{CallContext, Change, StepError};
 use crate::domain::{Outcome, Removal, Restore, Step};
 use crate::engine::Engine;
@@ -48,11 +48,12 @@ pub(crate) async fn run(
             t.provider
         );
         let error = Some(("unknown_provider", message));
-        return finish(engine, request, Outcome::Failed, Vec::new(), error, &cx).await;
+        let roles = request.roles_removed.clone();
+        return finish(engine, request, Outcome::Failed, roles, error, &cx).await;
     };
     let stop = |error: StepError, roles: Vec<String>| Stopped::Step {
         error,
-        finish_roles: roles,
+        finish_roles: with_earlier(request, roles),
         events: cx.drain_audit(),
         retries: cx.drain_retries(),
     };
@@ -113,7 +114,8 @@ pub(crate) async fn run(
         Outcome::AlreadyDone
     };
     let note = describe(&planned, &roles.removed, changed);
-    finish(engine, request, outcome, roles.removed, note, &cx).await
+    let given_back = with_earlier(request, roles.removed);
+    finish(engine, request, outcome, given_back, note, &cx).await
 }
 
 /// What the undo request gives back, read when its batch was made, once
@@ -140,7 +142,9 @@ async fn check(
             request.target.user_id
         );
         let error = Some(("offboarded_again", message));
-        finish(engine, request, Outcome::Skipped, Vec::new(), error, cx).await?;
+        // What an earlier attempt gave back stays on record.
+        let roles = request.roles_removed.clone();
+        finish(engine, request, Outcome::Skipped, roles, error, cx).await?;
         return Ok(None);
     }
     // Before the first call that gives anything back: from here on the
