@@ -278,7 +278,7 @@ pub(super) async fn run(
             let crash_test = engine.crash_after() == Some(step);
             if verifies && !connector.policy_steps() && !crash_test {
                 let (cancel, verified) = tokio::join!(
-                    store_checkpoint(engine, request, step, &cp, &cx),
+                    store_checkpoint(engine, request, (step, &cp), None, &cx),
                     connector.verify(&cx, t, &plan)
                 );
                 let done = &strip.removed;
@@ -404,9 +404,10 @@ where
         .extend(result.removed.iter().map(|r| r.to_string()));
     if let Some(error) = result.error {
         let value = serde_json::to_value(&cp).unwrap_or_default();
+        let on_record = with_earlier(request, cp.removed.clone());
         engine
             .store()
-            .save_step(&request.id, &request.claim, step, &value, &[])
+            .save_roles_step(&request.id, &request.claim, (step, &value), &on_record, &[])
             .await?;
         return Ok(Err((error, cp.removed)));
     }
@@ -427,7 +428,10 @@ pub(super) async fn save<T: Serialize>(
     done: &[String],
     cx: &CallContext,
 ) -> Result<(), Stopped> {
-    let cancel = store_checkpoint(engine, request, step, data, cx).await?;
+    // A roles step puts what was removed so far on the request's record.
+    let roles = matches!(step, Step::StripRoles | Step::RestoreRoles)
+        .then(|| with_earlier(request, done.to_vec()));
+    let cancel = store_checkpoint(engine, request, (step, data), roles, cx).await?;
     checkpointed(engine, request, step, cancel, done, cx).await
 }
 
@@ -444,23 +448,29 @@ pub(super) fn with_earlier(request: &RequestRow, roles: Vec<String>) -> Vec<Stri
 }
 
 /// Stores the step's checkpoint with the events of the calls made so far
-/// (taken from `cx` now, not when the commit is awaited); answers whether
-/// a cancel was asked for.
+/// (taken from `cx` now, not when the commit is awaited), and `roles` as
+/// the request's `roles_removed` when given; answers whether a cancel was
+/// asked for.
 fn store_checkpoint<'a, T: Serialize>(
     engine: &'a Engine,
     request: &'a RequestRow,
-    step: Step,
-    data: &T,
+    (step, data): (Step, &T),
+    roles: Option<Vec<String>>,
     cx: &CallContext,
 ) -> impl std::future::Future<Output = Result<bool, crate::store::StoreError>> + 'a {
     crate::metrics::step(step.as_str(), cx.lap().as_secs_f64());
     let value = serde_json::to_value(data).unwrap_or_default();
     let events = cx.drain_audit();
     async move {
-        engine
-            .store()
-            .save_step(&request.id, &request.claim, step, &value, &events)
-            .await
+        let (store, id, owner) = (engine.store(), &request.id, &request.claim);
+        match roles {
+            Some(roles) => {
+                store
+                    .save_roles_step(id, owner, (step, &value), &roles, &events)
+                    .await
+            }
+            None => store.save_step(id, owner, step, &value, &events).await,
+        }
     }
 }
 

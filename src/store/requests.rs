@@ -187,18 +187,42 @@ impl Store {
         data: &serde_json::Value,
         events: &[AuditEvent],
     ) -> Result<bool, StoreError> {
-        self.group
-            .write(
-                RunWrite::Step {
-                    id: id.to_owned(),
-                    owner: owner.to_owned(),
-                    step,
-                    data: data.to_string(),
-                    subject: None,
-                },
-                events,
-            )
-            .await
+        self.step_write(id, owner, step, data, None, events).await
+    }
+
+    /// [`Store::save_step`] of a roles step, with `roles_removed` set to
+    /// `roles` (the roles on the request's record so far) in the same
+    /// commit.
+    pub async fn save_roles_step(
+        &self,
+        id: &str,
+        owner: &str,
+        (step, data): (Step, &serde_json::Value),
+        roles: &[String],
+        events: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let roles = Some(roles.join(";"));
+        self.step_write(id, owner, step, data, roles, events).await
+    }
+
+    async fn step_write(
+        &self,
+        id: &str,
+        owner: &str,
+        step: Step,
+        data: &serde_json::Value,
+        roles: Option<String>,
+        events: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let write = RunWrite::Step {
+            id: id.to_owned(),
+            owner: owner.to_owned(),
+            step,
+            data: data.to_string(),
+            subject: None,
+            roles,
+        };
+        self.group.write(write, events).await
     }
 
     /// Records the plan's checkpoint together with the person it resolved
@@ -223,6 +247,7 @@ impl Store {
                 step: Step::Plan,
                 data: data.to_string(),
                 subject: Some(subject.to_owned()),
+                roles: None,
             };
             match self.group.write(write, events).await {
                 Ok(cancel) => return Ok(PlanSaved::Stored { cancel }),
@@ -855,6 +880,57 @@ mod tests {
             assert_eq!(row.attempts, attempt * 3, "one claim and two retries each");
             assert_eq!(row.error_code.as_deref(), Some("http_503"));
         }
+    }
+
+    /// A roles step's checkpoint puts the roles on the request's record in
+    /// its commit, under the claim: a writer that lost it changes neither.
+    async fn a_roles_checkpoint_puts_them_on_record(store: &Store) {
+        let batch = crate::store::scratch_batch(store).await;
+        let jobs = store
+            .write_intake_chunk(&batch, RunMode::Live, None, crate::store::chunk_of(&["u1"]))
+            .await
+            .unwrap();
+        let id = &jobs[0].request_id;
+        let ClaimResult::Claimed(_) = store
+            .claim(id, "w:1", Duration::from_secs(60))
+            .await
+            .unwrap()
+        else {
+            panic!("not claimed");
+        };
+        let data = serde_json::json!({"removed": ["role_a"], "complete": true});
+        let step = (Step::StripRoles, &data);
+        let lost = store
+            .save_roles_step(id, "w:2", step, &["role_x".to_owned()], &[])
+            .await;
+        assert!(matches!(lost, Err(StoreError::ClaimLost(_))), "{lost:?}");
+        let row = store.request(id).await.unwrap().unwrap();
+        assert!(row.roles_removed.is_empty(), "{:?}", row.roles_removed);
+        let roles = ["role_0".to_owned(), "role_a".to_owned()];
+        let cancel = store
+            .save_roles_step(id, "w:1", step, &roles, &[])
+            .await
+            .unwrap();
+        assert!(!cancel);
+        let row = store.request(id).await.unwrap().unwrap();
+        assert_eq!(row.roles_removed, roles);
+    }
+
+    #[tokio::test]
+    async fn a_roles_checkpoint_puts_them_on_record_on_sqlite() {
+        let (_dir, _url, store) = crate::store::scratch_store().await;
+        a_roles_checkpoint_puts_them_on_record(&store).await;
+        store.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_roles_checkpoint_puts_them_on_record_on_postgres() {
+        let test = "a_roles_checkpoint_puts_them_on_record_on_postgres";
+        let Some(pg) = crate::store::ScratchPostgres::create(test).await else {
+            return;
+        };
+        a_roles_checkpoint_puts_them_on_record(&pg.store).await;
+        pg.drop().await;
     }
 
     #[tokio::test]

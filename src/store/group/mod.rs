@@ -123,12 +123,16 @@ pub(super) enum RunWrite {
     /// a `subject` (the person the plan resolved, see `SUBJECT_SQL`), the
     /// checkpoint is stored only if this request takes them, and otherwise
     /// answered `SubjectHeld`.
+    /// With `roles` (a roles step's), the request's `roles_removed`
+    /// becomes them in the same commit, so its record shows what was
+    /// removed even if no outcome follows (a worker that dies, a cancel).
     Step {
         id: String,
         owner: String,
         step: Step,
         data: String,
         subject: Option<String>,
+        roles: Option<String>,
     },
     /// The request's outcome; the claim is dropped.
     Finish {

@@ -30,6 +30,7 @@ static STEP_SQL: LazyLock<String> = LazyLock::new(|| {
         "INSERT INTO step_checkpoints (request_id, step, data, finished_at) VALUES (?1, ?2, ?3, ?4){STEP_CONFLICT_SQL}"
     )
 });
+const ROLES_SQL: &str = "UPDATE requests SET roles_removed = ?1 WHERE id = ?2";
 const AUDIT_SQL: &str = "INSERT INTO audit_events (request_id, provider, method, path, status, error_code, attempt, latency_ms, at)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 
@@ -205,6 +206,7 @@ fn apply(
         step,
         data,
         subject,
+        roles,
     } = write
     else {
         unreachable!("every other write is an update");
@@ -227,6 +229,9 @@ fn apply(
     }
     tx.prepare_cached(&STEP_SQL)?
         .execute(params![id, step.as_str(), data, now])?;
+    if let Some(roles) = roles {
+        tx.prepare_cached(ROLES_SQL)?.execute(params![roles, id])?;
+    }
     Ok(Ok(cancel))
 }
 

@@ -323,6 +323,12 @@ static GROUP_SQL: LazyLock<String> = LazyLock::new(|| {
             WHERE w.k = 'postpone' AND {held}
             RETURNING w.n
         ),
+        rolled AS (
+            UPDATE requests SET roles_removed = w.roles
+            FROM w JOIN mine m ON m.n = w.n
+            WHERE w.k = 'step' AND w.roles IS NOT NULL AND requests.id = w.id
+            RETURNING w.n
+        ),
         stepped AS (
             INSERT INTO step_checkpoints (request_id, step, data, finished_at)
             SELECT w.id, w.step, w.data, $3 FROM w JOIN mine m ON m.n = w.n
@@ -424,11 +430,13 @@ impl<'a> WriteRow<'a> {
                 step,
                 data,
                 subject,
+                roles,
                 ..
             } => {
                 row.step = Some(step.as_str());
                 row.data = Some(data);
                 row.subject = subject.as_deref();
+                row.roles = roles.clone();
             }
             RunWrite::Finish {
                 finish, retries, ..
@@ -1050,6 +1058,7 @@ mod tests {
                     step: Step::Plan,
                     data: "{\"k\":1}".into(),
                     subject: None,
+                    roles: None,
                 },
                 vec![event(&u1, "/held")],
             ),
