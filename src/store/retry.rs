@@ -29,7 +29,9 @@ pub struct Reopening<'a> {
 /// Why a retry changed nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum ReopenError {
-    #[error("batch {0} is held, cancelled or still being taken in: there is nothing to retry")]
+    #[error(
+        "batch {0} is held, cancelled, still being taken in, or a released preview waiting for its approval: there is nothing to retry now"
+    )]
     NotRetryable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -113,15 +115,20 @@ impl Store {
             .await?;
         }
         // Only a batch that ran (or waits on a halt) is retried; a held
-        // one's requests are previewed again and the batch held again.
+        // one's requests are previewed again and the batch held again. A
+        // held batch halted at its release has live requests waiting for
+        // an approver: held again, nothing would stop them.
+        let retryable = match r.mode {
+            RunMode::Preview => "stored_state IS NULL",
+            _ => "(stored_state IS NULL OR stored_state = 'halted')",
+        };
         let state = match (r.mode, r.halt) {
             (RunMode::Preview, _) => "'held', halt_code = NULL, halt_reason = NULL",
             (_, Some(_)) => "'halted'",
             _ => "stored_state",
         };
         let guarded = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE batches SET stored_state = {state}
-             WHERE id = $1 AND (stored_state IS NULL OR stored_state = 'halted')"
+            "UPDATE batches SET stored_state = {state} WHERE id = $1 AND {retryable}"
         )))
         .bind(r.batch_id)
         .execute(&mut *tx)

@@ -663,3 +663,32 @@ async fn a_preview_is_released_once() {
         .count();
     assert_eq!(released, 1);
 }
+
+/// A released preview halted over the cap waits for its approver: a retry
+/// of the batch is refused, and runs none of its removals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_does_not_run_a_released_preview_past_its_halt() {
+    let h = Harness::start_with(
+        crate::helpers::directory(),
+        Options {
+            extra_config: "[safety]\nmax_batch_requests = 3\n".into(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let csv = h.write_csv("held.csv", &crate::helpers::users_csv(2, 6));
+    let batch = submit_held(&h, &csv).await;
+    let out = h.offboard(&["approve", &batch], &[]).await;
+    assert_eq!(out.status.code(), Some(3));
+    let out = h.offboard(&["retry", &batch], &[]).await;
+    assert_eq!(destructive_calls(&h), Vec::<String>::new());
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = status_json(&h, &batch).await;
+    assert_eq!(status["state"], "halted", "{status}");
+    assert_eq!(status["halt_code"], "max_batch_requests");
+}

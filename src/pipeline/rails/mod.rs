@@ -39,7 +39,9 @@ pub enum RailError {
         "batch {batch} is still being previewed ({open} request(s) to plan): release it once `offboard status {batch}` shows none open"
     )]
     PreviewNotReady { batch: String, open: u64 },
-    #[error("batch {0} is held, cancelled or still being taken in: there is nothing to retry")]
+    #[error(
+        "batch {0} is held, cancelled, still being taken in, or a released preview waiting for its approval (approve or cancel it first): there is nothing to retry now"
+    )]
     NotRetryable(String),
     #[error(
         "four_eyes_required: {actor} submitted batch {batch} (or retried or released it), so another person must approve it ([safety] four_eyes)"
