@@ -129,8 +129,13 @@ async fn run_claimed(
                     &request.claim,
                     &crate::store::Finish {
                         outcome: Outcome::Cancelled,
-                        // What an earlier attempt removed stays on record.
-                        roles_removed: request.roles_removed.clone(),
+                        // What an earlier attempt removed stays on record;
+                        // a held preview's roles are only planned.
+                        roles_removed: if request.mode == RunMode::Preview {
+                            Vec::new()
+                        } else {
+                            request.roles_removed.clone()
+                        },
                         error_code: Some("cancelled".into()),
                         error_message: Some(message.into()),
                     },
