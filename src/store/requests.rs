@@ -587,6 +587,64 @@ mod tests {
     use super::*;
     use crate::store::{AcceptedRow, IntakeChunk};
 
+    /// The async check `$check(&Store)` as two tests: on SQLite, and on
+    /// PostgreSQL where `OFFBOARD_TEST_POSTGRES_URL` names a server.
+    macro_rules! on_both_backends {
+        ($check:ident, $sqlite:ident, $postgres:ident) => {
+            #[tokio::test]
+            async fn $sqlite() {
+                let (_dir, _url, store) = crate::store::scratch_store().await;
+                $check(&store).await;
+                store.close().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $postgres() {
+                let test = stringify!($postgres);
+                let Some(pg) = crate::store::ScratchPostgres::create(test).await else {
+                    return;
+                };
+                $check(&pg.store).await;
+                pg.drop().await;
+            }
+        };
+    }
+
+    /// A retry, asked to run live, of request `id` of `batch` that ended
+    /// `outcome`; it must reopen it.
+    async fn reopen_one(store: &Store, batch: &str, outcome: Outcome, id: &str) {
+        let reopened = store
+            .reopen(&crate::store::Reopening {
+                batch_id: batch,
+                outcomes: &[outcome],
+                run: &[id.to_owned()],
+                back: &[],
+                mode: RunMode::Live,
+                halt: None,
+                actor: &crate::domain::Actor::named("test"),
+                detail: serde_json::json!({}),
+            })
+            .await
+            .unwrap();
+        assert_eq!(reopened.len(), 1);
+    }
+
+    /// A batch of one request (`u1`) in `mode`, claimed by `owner`: the
+    /// batch's id and the request's.
+    async fn one_claimed(store: &Store, mode: RunMode, owner: &str) -> (String, String) {
+        let batch = crate::store::scratch_batch(store).await;
+        let jobs = store
+            .write_intake_chunk(&batch, mode, None, crate::store::chunk_of(&["u1"]))
+            .await
+            .unwrap();
+        let id = jobs[0].request_id.clone();
+        let lease = Duration::from_secs(60);
+        let ClaimResult::Claimed(_) = store.claim(&id, owner, lease).await.unwrap() else {
+            panic!("{id} not claimed");
+        };
+        (batch, id)
+    }
+
     /// A retry plans again: a reopened request has no checkpoint left, and
     /// keeps the roles its earlier attempt removed on its record.
     #[tokio::test]
@@ -621,20 +679,7 @@ mod tests {
         store.finish(&id, "w:1", &dead, 0, &[]).await.unwrap();
         let reopenable = store.reopenable(&batch, &[Outcome::Dead]).await.unwrap();
         assert_eq!(reopenable, [(id.clone(), "u1".to_owned())]);
-        let reopened = store
-            .reopen(&crate::store::Reopening {
-                batch_id: &batch,
-                outcomes: &[Outcome::Dead],
-                run: std::slice::from_ref(&id),
-                back: &[],
-                mode: RunMode::Live,
-                halt: None,
-                actor: &crate::domain::Actor::named("test"),
-                detail: serde_json::json!({}),
-            })
-            .await
-            .unwrap();
-        assert_eq!(reopened.len(), 1);
+        reopen_one(&store, &batch, Outcome::Dead, &id).await;
         let ClaimResult::Claimed(again) = store.claim(&id, "w:2", lease).await.unwrap() else {
             panic!("not claimed again");
         };
@@ -716,23 +761,11 @@ mod tests {
         assert!(matches!(lost, Err(StoreError::ClaimLost(_))), "{lost:?}");
     }
 
-    #[tokio::test]
-    async fn a_plan_is_stored_only_with_its_person_on_sqlite() {
-        let (_dir, _url, store) = crate::store::scratch_store().await;
-        a_plan_is_stored_only_with_its_person(&store).await;
-        store.close().await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_plan_is_stored_only_with_its_person_on_postgres() {
-        let Some(pg) =
-            crate::store::ScratchPostgres::create("a_plan_is_stored_only_with_its_person").await
-        else {
-            return;
-        };
-        a_plan_is_stored_only_with_its_person(&pg.store).await;
-        pg.drop().await;
-    }
+    on_both_backends!(
+        a_plan_is_stored_only_with_its_person,
+        a_plan_is_stored_only_with_its_person_on_sqlite,
+        a_plan_is_stored_only_with_its_person_on_postgres
+    );
 
     /// Two hosts whose clocks disagree never both hold a request: a live
     /// claim is not taken by a host whose clock runs ahead, and a lapsed
@@ -885,19 +918,8 @@ mod tests {
     /// A roles step's checkpoint puts the roles on the request's record in
     /// its commit, under the claim: a writer that lost it changes neither.
     async fn a_roles_checkpoint_puts_them_on_record(store: &Store) {
-        let batch = crate::store::scratch_batch(store).await;
-        let jobs = store
-            .write_intake_chunk(&batch, RunMode::Live, None, crate::store::chunk_of(&["u1"]))
-            .await
-            .unwrap();
-        let id = &jobs[0].request_id;
-        let ClaimResult::Claimed(_) = store
-            .claim(id, "w:1", Duration::from_secs(60))
-            .await
-            .unwrap()
-        else {
-            panic!("not claimed");
-        };
+        let (_, id) = one_claimed(store, RunMode::Live, "w:1").await;
+        let id = &id;
         let data = serde_json::json!({"removed": ["role_a"], "complete": true});
         let step = (Step::StripRoles, &data);
         let lost = store
@@ -916,61 +938,22 @@ mod tests {
         assert_eq!(row.roles_removed, roles);
     }
 
-    #[tokio::test]
-    async fn a_roles_checkpoint_puts_them_on_record_on_sqlite() {
-        let (_dir, _url, store) = crate::store::scratch_store().await;
-        a_roles_checkpoint_puts_them_on_record(&store).await;
-        store.close().await;
-    }
+    on_both_backends!(
+        a_roles_checkpoint_puts_them_on_record,
+        a_roles_checkpoint_puts_them_on_record_on_sqlite,
+        a_roles_checkpoint_puts_them_on_record_on_postgres
+    );
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_roles_checkpoint_puts_them_on_record_on_postgres() {
-        let test = "a_roles_checkpoint_puts_them_on_record_on_postgres";
-        let Some(pg) = crate::store::ScratchPostgres::create(test).await else {
-            return;
-        };
-        a_roles_checkpoint_puts_them_on_record(&pg.store).await;
-        pg.drop().await;
-    }
-
-    #[tokio::test]
-    async fn a_postponed_request_keeps_its_roles_on_sqlite() {
-        let (_dir, _url, store) = crate::store::scratch_store().await;
-        a_postponed_request_keeps_its_roles(&store).await;
-        store.close().await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_postponed_request_keeps_its_roles_on_postgres() {
-        let test = "a_postponed_request_keeps_its_roles_on_postgres";
-        let Some(pg) = crate::store::ScratchPostgres::create(test).await else {
-            return;
-        };
-        a_postponed_request_keeps_its_roles(&pg.store).await;
-        pg.drop().await;
-    }
+    on_both_backends!(
+        a_postponed_request_keeps_its_roles,
+        a_postponed_request_keeps_its_roles_on_sqlite,
+        a_postponed_request_keeps_its_roles_on_postgres
+    );
 
     /// A retry asked to run a batch live reopens its dry-run requests as
     /// dry runs: a retry never makes a dry run remove anyone.
     async fn a_reopened_dry_run_stays_a_dry_run(store: &Store) {
-        let batch = crate::store::scratch_batch(store).await;
-        let jobs = store
-            .write_intake_chunk(
-                &batch,
-                RunMode::DryRun,
-                None,
-                crate::store::chunk_of(&["u1"]),
-            )
-            .await
-            .unwrap();
-        let id = jobs[0].request_id.clone();
-        let ClaimResult::Claimed(_) = store
-            .claim(&id, "w:1", Duration::from_secs(60))
-            .await
-            .unwrap()
-        else {
-            panic!("not claimed");
-        };
+        let (batch, id) = one_claimed(store, RunMode::DryRun, "w:1").await;
         let failed = Finish {
             outcome: Outcome::Failed,
             roles_removed: Vec::new(),
@@ -978,61 +961,24 @@ mod tests {
             error_message: Some("no".into()),
         };
         store.finish(&id, "w:1", &failed, 0, &[]).await.unwrap();
-        let reopened = store
-            .reopen(&crate::store::Reopening {
-                batch_id: &batch,
-                outcomes: &[Outcome::Failed],
-                run: std::slice::from_ref(&id),
-                back: &[],
-                mode: RunMode::Live,
-                halt: None,
-                actor: &crate::domain::Actor::named("test"),
-                detail: serde_json::json!({}),
-            })
-            .await
-            .unwrap();
-        assert_eq!(reopened.len(), 1);
+        reopen_one(store, &batch, Outcome::Failed, &id).await;
         let row = store.request(&id).await.unwrap().unwrap();
         assert_eq!((row.outcome, row.mode), (None, RunMode::DryRun));
     }
 
-    #[tokio::test]
-    async fn a_reopened_dry_run_stays_a_dry_run_on_sqlite() {
-        let (_dir, _url, store) = crate::store::scratch_store().await;
-        a_reopened_dry_run_stays_a_dry_run(&store).await;
-        store.close().await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_reopened_dry_run_stays_a_dry_run_on_postgres() {
-        let test = "a_reopened_dry_run_stays_a_dry_run_on_postgres";
-        let Some(pg) = crate::store::ScratchPostgres::create(test).await else {
-            return;
-        };
-        a_reopened_dry_run_stays_a_dry_run(&pg.store).await;
-        pg.drop().await;
-    }
+    on_both_backends!(
+        a_reopened_dry_run_stays_a_dry_run,
+        a_reopened_dry_run_stays_a_dry_run_on_sqlite,
+        a_reopened_dry_run_stays_a_dry_run_on_postgres
+    );
 
     /// A held preview keeps what it would remove in `roles_removed`;
     /// cancelled, it removed nothing, and its record says so.
     #[tokio::test]
     async fn a_cancelled_held_preview_removed_nothing() {
         let (_dir, _url, store) = crate::store::scratch_store().await;
-        let batch = crate::store::scratch_batch(&store).await;
-        let jobs = store
-            .write_intake_chunk(
-                &batch,
-                RunMode::Preview,
-                None,
-                crate::store::chunk_of(&["u1"]),
-            )
-            .await
-            .unwrap();
-        let id = &jobs[0].request_id;
-        let lease = Duration::from_secs(60);
-        let ClaimResult::Claimed(_) = store.claim(id, "w:1", lease).await.unwrap() else {
-            panic!("not claimed");
-        };
+        let (_, id) = one_claimed(&store, RunMode::Preview, "w:1").await;
+        let id = &id;
         let planned = ["role_a".to_owned()];
         store
             .preview(id, "w:1", &planned, "previewed", 0, &[])

@@ -424,10 +424,9 @@ async fn a_held_preview_is_the_plan_applied() {
     assert_eq!(actions, ["submitted", "held", "released"]);
 }
 
-/// Releasing a preview over the cap halts it for an approval; a preview
-/// past its hold_ttl is cancelled instead of released.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_released_preview_passes_the_cap_and_a_stale_one_expires() {
+/// A held preview of five people, with a cap of three, released by its
+/// submitter: over the cap, someone else must approve it.
+async fn released_over_the_cap() -> (Harness, String) {
     let h = Harness::start_with(
         crate::helpers::directory(),
         Options {
@@ -438,8 +437,6 @@ async fn a_released_preview_passes_the_cap_and_a_stale_one_expires() {
     .await;
     let csv = h.write_csv("held.csv", &crate::helpers::users_csv(2, 6));
     let batch = submit_held(&h, &csv).await;
-    // The submitter releases their own hold; over the cap, someone else
-    // must approve it.
     let out = h.offboard(&["approve", &batch], &[]).await;
     assert_eq!(
         out.status.code(),
@@ -447,6 +444,14 @@ async fn a_released_preview_passes_the_cap_and_a_stale_one_expires() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    (h, batch)
+}
+
+/// Releasing a preview over the cap halts it for an approval; a preview
+/// past its hold_ttl is cancelled instead of released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_preview_passes_the_cap_and_a_stale_one_expires() {
+    let (h, batch) = released_over_the_cap().await;
     let status = status_json(&h, &batch).await;
     assert_eq!(status["state"], "halted");
     assert_eq!(status["halt_code"], "max_batch_requests");
@@ -668,18 +673,7 @@ async fn a_preview_is_released_once() {
 /// of the batch is refused, and runs none of its removals.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_does_not_run_a_released_preview_past_its_halt() {
-    let h = Harness::start_with(
-        crate::helpers::directory(),
-        Options {
-            extra_config: "[safety]\nmax_batch_requests = 3\n".into(),
-            ..Options::default()
-        },
-    )
-    .await;
-    let csv = h.write_csv("held.csv", &crate::helpers::users_csv(2, 6));
-    let batch = submit_held(&h, &csv).await;
-    let out = h.offboard(&["approve", &batch], &[]).await;
-    assert_eq!(out.status.code(), Some(3));
+    let (h, batch) = released_over_the_cap().await;
     let out = h.offboard(&["retry", &batch], &[]).await;
     assert_eq!(destructive_calls(&h), Vec::<String>::new());
     assert_eq!(
