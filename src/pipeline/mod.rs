@@ -111,12 +111,17 @@ async fn run_claimed(
             return Ok(());
         }
         (Some(StoredState::Cancelled), _) | (_, true) => {
-            // An earlier attempt may have changed something already (a
-            // held preview's roles are only what it would remove).
-            let changed = checkpoints
-                .keys()
-                .any(|s| !matches!(s, Step::Plan | Step::UndoPlan))
-                || (request.mode != RunMode::Preview && !request.roles_removed.is_empty());
+            // What an earlier attempt removed stays on record; a held
+            // preview's roles are only what it would remove.
+            let removed = if request.mode == RunMode::Preview {
+                Vec::new()
+            } else {
+                request.roles_removed.clone()
+            };
+            let changed = !removed.is_empty()
+                || checkpoints
+                    .keys()
+                    .any(|s| !matches!(s, Step::Plan | Step::UndoPlan));
             let message = if changed {
                 "cancelled by a person between two attempts; no further change was started"
             } else {
@@ -129,13 +134,7 @@ async fn run_claimed(
                     &request.claim,
                     &crate::store::Finish {
                         outcome: Outcome::Cancelled,
-                        // What an earlier attempt removed stays on record;
-                        // a held preview's roles are only planned.
-                        roles_removed: if request.mode == RunMode::Preview {
-                            Vec::new()
-                        } else {
-                            request.roles_removed.clone()
-                        },
+                        roles_removed: removed,
                         error_code: Some("cancelled".into()),
                         error_message: Some(message.into()),
                     },

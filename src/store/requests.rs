@@ -346,9 +346,8 @@ impl Store {
 
     /// Leaves the request open for a later attempt, whose job the caller
     /// schedules: records the error that made it wait (if any) and releases
-    /// the claim.
-    /// `roles_removed`, when given, replaces the request's: the roles
-    /// removed so far, earlier attempts' included.
+    /// the claim. `roles_removed`, when given, replaces the request's: the
+    /// roles removed so far, earlier attempts' included.
     pub async fn postpone(
         &self,
         id: &str,
