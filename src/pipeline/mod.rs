@@ -114,7 +114,7 @@ async fn run_claimed(
             // What an earlier attempt removed stays on record; a held
             // preview's roles are only what it would remove.
             let removed = if request.mode == RunMode::Preview {
-                Vec::new()
+                request.roles_removed_earlier.clone()
             } else {
                 request.roles_removed.clone()
             };

@@ -201,7 +201,7 @@ impl Store {
             self.cancel_in(&mut tx, left).await?;
         }
         let live = sqlx::query(
-            "UPDATE requests SET dry_run = 0, roles_removed = '',
+            "UPDATE requests SET dry_run = 0, roles_removed = roles_removed_earlier,
                  finished_at = NULL, enqueued = 0
              WHERE batch_id = $1 AND dry_run = 2 AND outcome IS NULL
                AND NOT EXISTS (SELECT 1 FROM requests o
@@ -215,7 +215,7 @@ impl Store {
         let duplicates = sqlx::query(
             "UPDATE requests SET outcome = 'skipped', error_code = 'duplicate_person',
                  error_message = 'another open request offboards this person; nothing was changed',
-                 finished_at = $1
+                 roles_removed = roles_removed_earlier, finished_at = $1
              WHERE batch_id = $2 AND dry_run = 2 AND outcome IS NULL",
         )
         .bind(now_ms())
@@ -313,10 +313,10 @@ impl Store {
         .rows_affected();
         // A claim lapses by the database's clock, as it does for workers.
         // A held preview's roles are what it would have removed: cancelled,
-        // it removed none.
+        // it removed only what attempts before a retry did.
         let ended = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE requests SET outcome = 'cancelled', error_code = $1, error_message = $2, finished_at = $3,
-                 roles_removed = CASE WHEN dry_run = 2 THEN '' ELSE roles_removed END
+                 roles_removed = CASE WHEN dry_run = 2 THEN roles_removed_earlier ELSE roles_removed END
              WHERE id = $4 AND outcome IS NULL AND (claim_owner IS NULL OR claim_expires_at < {})",
             super::group::db_now_ms(self.backend())
         )))

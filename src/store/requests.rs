@@ -26,6 +26,10 @@ pub struct RequestRow {
     pub outcome: Option<Outcome>,
     pub attempts: u32,
     pub roles_removed: Vec<String>,
+    /// What the attempts before a retry removed, while a retry of a held
+    /// batch previews the request again (`roles_removed` is then the
+    /// preview's plan); empty otherwise.
+    pub roles_removed_earlier: Vec<String>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub finished_at: Option<i64>,
@@ -80,7 +84,7 @@ pub struct Finish {
     pub error_message: Option<String>,
 }
 
-pub(super) const REQUEST_COLUMNS: &str = "id, batch_id, provider, organization_id, user_id, transfer_to_department_id, reason, effective_at, dry_run, outcome, attempts, roles_removed, error_code, error_message, finished_at";
+pub(super) const REQUEST_COLUMNS: &str = "id, batch_id, provider, organization_id, user_id, transfer_to_department_id, reason, effective_at, dry_run, outcome, attempts, roles_removed, roles_removed_earlier, error_code, error_message, finished_at";
 
 impl Store {
     pub async fn request(&self, id: &str) -> Result<Option<RequestRow>, StoreError> {
@@ -526,7 +530,13 @@ pub(super) fn request_from_row(r: &impl Columns) -> Result<RequestRow, StoreErro
         .map(|o| o.parse::<Outcome>())
         .transpose()
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let roles = r.required_text("roles_removed")?;
+    let roles = |column| -> Result<Vec<String>, StoreError> {
+        Ok(r.required_text(column)?
+            .split(';')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect())
+    };
     Ok(RequestRow {
         id: r.required_text("id")?,
         batch_id: r.required_text("batch_id")?,
@@ -544,11 +554,8 @@ pub(super) fn request_from_row(r: &impl Columns) -> Result<RequestRow, StoreErro
             .ok_or_else(|| StoreError::Corrupt("requests.dry_run out of range".into()))?,
         outcome,
         attempts: r.required_int("attempts")? as u32,
-        roles_removed: roles
-            .split(';')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        roles_removed: roles("roles_removed")?,
+        roles_removed_earlier: roles("roles_removed_earlier")?,
         error_code: r.text("error_code")?,
         error_message: r.text("error_message")?,
         finished_at: r.int("finished_at")?,
@@ -609,16 +616,16 @@ mod tests {
         };
     }
 
-    /// A retry, asked to run live, of request `id` of `batch` that ended
-    /// `outcome`; it must reopen it.
-    async fn reopen_one(store: &Store, batch: &str, outcome: Outcome, id: &str) {
+    /// A retry in `mode` (`Live`, or `Preview` for a batch that was held)
+    /// of request `id` of `batch` that ended `outcome`; it must reopen it.
+    async fn reopen_one(store: &Store, batch: &str, outcome: Outcome, id: &str, mode: RunMode) {
         let reopened = store
             .reopen(&crate::store::Reopening {
                 batch_id: batch,
                 outcomes: &[outcome],
                 run: &[id.to_owned()],
                 back: &[],
-                mode: RunMode::Live,
+                mode,
                 halt: None,
                 actor: &crate::domain::Actor::named("test"),
                 detail: serde_json::json!({}),
@@ -678,7 +685,7 @@ mod tests {
         store.finish(&id, "w:1", &dead, 0, &[]).await.unwrap();
         let reopenable = store.reopenable(&batch, &[Outcome::Dead]).await.unwrap();
         assert_eq!(reopenable, [(id.clone(), "u1".to_owned())]);
-        reopen_one(&store, &batch, Outcome::Dead, &id).await;
+        reopen_one(&store, &batch, Outcome::Dead, &id, RunMode::Live).await;
         let ClaimResult::Claimed(again) = store.claim(&id, "w:2", lease).await.unwrap() else {
             panic!("not claimed again");
         };
@@ -960,7 +967,7 @@ mod tests {
             error_message: Some("no".into()),
         };
         store.finish(&id, "w:1", &failed, 0, &[]).await.unwrap();
-        reopen_one(store, &batch, Outcome::Failed, &id).await;
+        reopen_one(store, &batch, Outcome::Failed, &id, RunMode::Live).await;
         let row = store.request(&id).await.unwrap().unwrap();
         assert_eq!((row.outcome, row.mode), (None, RunMode::DryRun));
     }
@@ -969,6 +976,62 @@ mod tests {
         a_reopened_dry_run_stays_a_dry_run,
         a_reopened_dry_run_stays_a_dry_run_on_sqlite,
         a_reopened_dry_run_stays_a_dry_run_on_postgres
+    );
+
+    /// A request that removed roles and is previewed again by a retry of
+    /// its held batch shows the new plan while it waits, and ends (here,
+    /// cancelled when its job claims it) with what it removed before on
+    /// record.
+    async fn a_preview_again_ends_with_what_was_removed_before(store: &Store) {
+        let (batch, id) = one_claimed(store, RunMode::Live, "w:1").await;
+        let earlier = vec!["role_a".to_owned(), "role_b".to_owned()];
+        let failed = Finish {
+            outcome: Outcome::NeedsAttention,
+            roles_removed: earlier.clone(),
+            error_code: Some("plan_changed".into()),
+            error_message: Some("left in place".into()),
+        };
+        store.finish(&id, "w:1", &failed, 0, &[]).await.unwrap();
+        reopen_one(
+            store,
+            &batch,
+            Outcome::NeedsAttention,
+            &id,
+            RunMode::Preview,
+        )
+        .await;
+        let lease = Duration::from_secs(60);
+        let ClaimResult::Claimed(_) = store.claim(&id, "w:2", lease).await.unwrap() else {
+            panic!("{id} not claimed");
+        };
+        let planned = ["role_c".to_owned()];
+        store
+            .preview(&id, "w:2", &planned, "previewed", 0, &[])
+            .await
+            .unwrap();
+        let held = store.request(&id).await.unwrap().unwrap();
+        assert_eq!(held.mode, RunMode::Preview);
+        assert_eq!(held.roles_removed, planned);
+        assert_eq!(held.roles_removed_earlier, earlier);
+        let ClaimResult::Claimed(_) = store.claim(&id, "w:3", lease).await.unwrap() else {
+            panic!("{id} not claimed");
+        };
+        let cancelled = Finish {
+            outcome: Outcome::Cancelled,
+            roles_removed: Vec::new(),
+            error_code: Some("cancelled".into()),
+            error_message: Some("cancelled by a person".into()),
+        };
+        store.finish(&id, "w:3", &cancelled, 0, &[]).await.unwrap();
+        let row = store.request(&id).await.unwrap().unwrap();
+        assert_eq!(row.outcome, Some(Outcome::Cancelled));
+        assert_eq!(row.roles_removed, earlier);
+    }
+
+    on_both_backends!(
+        a_preview_again_ends_with_what_was_removed_before,
+        a_preview_again_ends_with_what_was_removed_before_on_sqlite,
+        a_preview_again_ends_with_what_was_removed_before_on_postgres
     );
 
     /// A held preview keeps what it would remove in `roles_removed`;

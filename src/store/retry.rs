@@ -59,6 +59,11 @@ fn reopenable_sql(r: &str) -> String {
     )
 }
 
+/// A live request previewed again keeps what it removed apart from the
+/// preview's plan, which takes `roles_removed` (see `Store::reopen`).
+const EARLIER_SQL: &str = ",
+                     roles_removed_earlier = CASE WHEN dry_run = 0 THEN roles_removed ELSE roles_removed_earlier END";
+
 impl Store {
     /// The batch's own requests (not those its rows linked to in another
     /// batch, which that batch's rails govern) that ended with one of
@@ -166,7 +171,7 @@ impl Store {
             let sql = format!(
                 "UPDATE requests SET outcome = NULL, attempts = 0, error_code = NULL, error_message = NULL,
                      finished_at = NULL, enqueued = 0, cancel_requested = 0, subject = NULL,
-                     dry_run = CASE WHEN dry_run IN ({dry}, {undo}) THEN dry_run ELSE {mode} END
+                     dry_run = CASE WHEN dry_run IN ({dry}, {undo}) THEN dry_run ELSE {mode} END{earlier}
                  WHERE {} AND outcome IN ({}){}
                  RETURNING id, CASE WHEN dry_run = 2 THEN NULL ELSE effective_at END AS effective_at",
                 super::sql::requests_in_id_order(backend, &listed),
@@ -174,6 +179,11 @@ impl Store {
                 reopenable_sql("requests"),
                 dry = RunMode::DryRun.as_int(),
                 undo = RunMode::Undo.as_int(),
+                earlier = if r.mode == RunMode::Preview {
+                    EARLIER_SQL
+                } else {
+                    ""
+                },
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(r.mode.as_int());
             for id in part {

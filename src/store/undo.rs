@@ -39,7 +39,8 @@ pub struct UndoLink {
 }
 
 impl Store {
-    /// Up to `limit` of the batch's own finished live requests after
+    /// Up to `limit` of the batch's own finished live requests (and those
+    /// a retry made previews again after they removed something) after
     /// request `after`, in id order, each with its checkpoints.
     pub async fn undo_sources(
         &self,
@@ -52,7 +53,8 @@ impl Store {
                     COALESCE((SELECT MIN(e.line) FROM batch_entries e
                               WHERE e.batch_id = requests.batch_id AND e.request_id = requests.id), 0) AS line
              FROM requests
-             WHERE batch_id = $1 AND dry_run = 0 AND outcome IS NOT NULL AND id > $2
+             WHERE batch_id = $1 AND (dry_run = 0 OR roles_removed_earlier <> '')
+               AND outcome IS NOT NULL AND id > $2
              ORDER BY id LIMIT $3"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))

@@ -526,22 +526,35 @@ async fn a_preview_plans_rows_effective_later_too() {
     );
 }
 
-/// A released preview's `plan_changed` request, retried, is previewed
-/// again and waits for a release: nothing nobody looked at is removed.
+/// A preview skipped at its release because another open request
+/// offboards the person removed nothing, and its record says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_retried_preview_is_previewed_again() {
+async fn a_preview_skipped_at_release_removed_nothing() {
     let h = Harness::start(crate::helpers::directory()).await;
-    let csv = h.write_csv("held.csv", &crate::helpers::users_csv(4, 4));
-    let batch = submit_held(&h, &csv).await;
-    h.sim
-        .grant_aitronos_role("org_acme", "usr_000004", "role_custom_3")
-        .unwrap();
+    assert!(
+        !crate::helpers::member(&h.sim, "usr_000003")
+            .role_ids
+            .is_empty()
+    );
+    let held = h.write_csv("held.csv", &crate::helpers::users_csv(3, 3));
+    let batch = submit_held(&h, &held).await;
+    let later = (chrono::Utc::now() + chrono::Duration::days(2)).to_rfc3339();
+    let live = h.write_csv(
+        "later.csv",
+        &format!(
+            "user_id,organization_id,transfer_to_department_id,effective_at\n\
+             usr_000003,org_acme,dept_offboarded,{later}\n"
+        ),
+    );
+    let out = h.offboard(&["submit", live.to_str().unwrap()], &[]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = h
         .offboard(&["approve", &batch], &[("USER", "approver")])
-        .await;
-    assert_eq!(out.status.code(), Some(3));
-    let out = h
-        .offboard(&["retry", &batch, "--outcome", "needs_attention"], &[])
         .await;
     assert_eq!(
         out.status.code(),
@@ -549,6 +562,17 @@ async fn a_retried_preview_is_previewed_again() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let rows = by_user(&h.report(&batch).await);
+    let row = &rows["usr_000003"];
+    assert_eq!(row["error_code"], "duplicate_person", "{row:?}");
+    assert_eq!(row["roles_removed"], "", "{row:?}");
+}
+
+/// A released preview's `plan_changed` request, retried, is previewed
+/// again and waits for a release: nothing nobody looked at is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_preview_is_previewed_again() {
+    let (h, batch, previewed) = released_then_previewed_again().await;
     let status = status_json(&h, &batch).await;
     assert_eq!(status["state"], "held", "{status}");
     let m = crate::helpers::member(&h.sim, "usr_000004");
@@ -573,6 +597,76 @@ async fn a_retried_preview_is_previewed_again() {
         crate::helpers::member(&h.sim, "usr_000004").account_state,
         "deleted"
     );
+    // The record names what each release removed, the first one's too.
+    let rows = by_user(&h.report(&batch).await);
+    let mut removed = previewed.clone();
+    removed.push("role_custom_3".to_owned());
+    assert_eq!(rows["usr_000004"]["roles_removed"], removed.join(";"));
+}
+
+/// A held preview whose release removed some roles, then a retry that
+/// previews it again: the batch and the roles the release removed.
+async fn released_then_previewed_again() -> (Harness, String, Vec<String>) {
+    let h = Harness::start(crate::helpers::directory()).await;
+    let previewed = crate::helpers::member(&h.sim, "usr_000004").role_ids;
+    assert!(!previewed.is_empty(), "the scenario needs roles to remove");
+    let csv = h.write_csv("held.csv", &crate::helpers::users_csv(4, 4));
+    let batch = submit_held(&h, &csv).await;
+    h.sim
+        .grant_aitronos_role("org_acme", "usr_000004", "role_custom_3")
+        .unwrap();
+    let out = h
+        .offboard(&["approve", &batch], &[("USER", "approver")])
+        .await;
+    assert_eq!(out.status.code(), Some(3));
+    let out = h
+        .offboard(&["retry", &batch, "--outcome", "needs_attention"], &[])
+        .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (h, batch, previewed)
+}
+
+/// A retried preview cancelled before its release keeps on record the
+/// roles its first release removed, and an undo of the batch names them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_preview_cancelled_keeps_what_was_removed_before() {
+    let (h, batch, previewed) = released_then_previewed_again().await;
+    let out = h.offboard(&["cancel", &batch], &[]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = by_user(&h.report(&batch).await);
+    assert_eq!(rows["usr_000004"]["outcome"], "cancelled");
+    assert_eq!(rows["usr_000004"]["roles_removed"], previewed.join(";"));
+    let out = h.offboard(&["undo", &batch], &[]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let undo = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("batch "))
+        .and_then(|l| l.split(':').next())
+        .unwrap_or_else(|| {
+            panic!(
+                "no undo batch: {stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let rows = by_user(&h.report(undo).await);
+    let row = &rows["usr_000004"];
+    assert_eq!(row["error_code"], "manual_restore_required", "{row:?}");
+    for role in &previewed {
+        assert!(
+            row["error_message"].contains(role.as_str()),
+            "{role}: {row:?}"
+        );
+    }
 }
 
 /// A retry reopens only the batch's own requests: one its rows linked to

@@ -120,6 +120,7 @@ mod tests {
                 outcome: Some(Outcome::Succeeded),
                 attempts: 1,
                 roles_removed: roles_removed.iter().map(|r| (*r).to_owned()).collect(),
+                roles_removed_earlier: Vec::new(),
                 error_code: None,
                 error_message: None,
                 finished_at: Some(1),

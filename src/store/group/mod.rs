@@ -65,8 +65,11 @@ pub(crate) fn db_now_ms(backend: Backend) -> &'static str {
     }
 }
 
+/// A preview removes nothing: its record keeps only what attempts before
+/// a retry removed.
 const FINISH_SQL: &str =
-    "UPDATE requests SET outcome = $1, roles_removed = $2, error_code = $3, error_message = $4,
+    "UPDATE requests SET outcome = $1,
+         roles_removed = CASE WHEN dry_run = 2 THEN roles_removed_earlier ELSE $2 END, error_code = $3, error_message = $4,
          finished_at = $5, claim_owner = NULL, claim_expires_at = NULL, attempts = attempts + $6
      WHERE id = $7 AND claim_owner = $8 AND outcome IS NULL";
 /// A held preview's plan: what it would remove, kept on the request while

@@ -296,7 +296,8 @@ static GROUP_SQL: LazyLock<String> = LazyLock::new(|| {
             RETURNING w.n
         ),
         finished AS (
-            UPDATE requests SET outcome = w.outcome, roles_removed = w.roles,
+            UPDATE requests SET outcome = w.outcome,
+                roles_removed = CASE WHEN requests.dry_run = 2 THEN requests.roles_removed_earlier ELSE w.roles END,
                 error_code = w.error_code, error_message = w.error_message, finished_at = $3,
                 claim_owner = NULL, claim_expires_at = NULL,
                 attempts = requests.attempts + w.retries
