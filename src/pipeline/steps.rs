@@ -199,7 +199,17 @@ pub(super) async fn run(
             } else {
                 format!(" ({})", planned.join(", "))
             };
-            let message = format!("previewed: {would}{roles}");
+            // What an earlier release removed stays readable while the
+            // row shows the new plan.
+            let before = if request.roles_removed_earlier.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; removed before the retry: {}",
+                    request.roles_removed_earlier.join(", ")
+                )
+            };
+            let message = format!("previewed: {would}{roles}{before}");
             store
                 .preview(
                     &request.id,

@@ -26,9 +26,10 @@ pub struct RequestRow {
     pub outcome: Option<Outcome>,
     pub attempts: u32,
     pub roles_removed: Vec<String>,
-    /// What the attempts before a retry removed, while a retry of a held
-    /// batch previews the request again (`roles_removed` is then the
-    /// preview's plan); empty otherwise.
+    /// What the request's live attempts removed, copied when a retry of
+    /// its held batch previews it again (`roles_removed` then shows the
+    /// new plan) and its record again once it is released or ends; empty
+    /// until such a retry.
     pub roles_removed_earlier: Vec<String>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
@@ -978,16 +979,23 @@ mod tests {
         a_reopened_dry_run_stays_a_dry_run_on_postgres
     );
 
-    /// A request that removed roles and is previewed again by a retry of
-    /// its held batch shows the new plan while it waits, and ends (here,
-    /// cancelled when its job claims it) with what it removed before on
-    /// record.
-    async fn a_preview_again_ends_with_what_was_removed_before(store: &Store) {
+    /// A live request that wrote `steps` and ended `needs_attention`
+    /// with `earlier` removed, previewed again by a retry of its held
+    /// batch (planning `role_c`), then ended `end` when its job claims it
+    /// again (a cancel, or a failure): the batch's id and the request's.
+    async fn previewed_again_then_ended(
+        store: &Store,
+        steps: &[(Step, serde_json::Value)],
+        earlier: &[String],
+        end: Outcome,
+    ) -> (String, String) {
         let (batch, id) = one_claimed(store, RunMode::Live, "w:1").await;
-        let earlier = vec!["role_a".to_owned(), "role_b".to_owned()];
+        for (step, data) in steps {
+            store.save_step(&id, "w:1", *step, data, &[]).await.unwrap();
+        }
         let failed = Finish {
             outcome: Outcome::NeedsAttention,
-            roles_removed: earlier.clone(),
+            roles_removed: earlier.to_vec(),
             error_code: Some("plan_changed".into()),
             error_message: Some("left in place".into()),
         };
@@ -1016,13 +1024,22 @@ mod tests {
         let ClaimResult::Claimed(_) = store.claim(&id, "w:3", lease).await.unwrap() else {
             panic!("{id} not claimed");
         };
-        let cancelled = Finish {
-            outcome: Outcome::Cancelled,
+        let ended = Finish {
+            outcome: end,
             roles_removed: Vec::new(),
-            error_code: Some("cancelled".into()),
-            error_message: Some("cancelled by a person".into()),
+            error_code: Some(end.as_str().into()),
+            error_message: Some("ended".into()),
         };
-        store.finish(&id, "w:3", &cancelled, 0, &[]).await.unwrap();
+        store.finish(&id, "w:3", &ended, 0, &[]).await.unwrap();
+        (batch, id)
+    }
+
+    /// A request that removed roles and is previewed again by a retry of
+    /// its held batch shows the new plan while it waits, and ends with
+    /// what it removed before on record.
+    async fn a_preview_again_ends_with_what_was_removed_before(store: &Store) {
+        let earlier = vec!["role_a".to_owned(), "role_b".to_owned()];
+        let (_, id) = previewed_again_then_ended(store, &[], &earlier, Outcome::Cancelled).await;
         let row = store.request(&id).await.unwrap().unwrap();
         assert_eq!(row.outcome, Some(Outcome::Cancelled));
         assert_eq!(row.roles_removed, earlier);
@@ -1032,6 +1049,64 @@ mod tests {
         a_preview_again_ends_with_what_was_removed_before,
         a_preview_again_ends_with_what_was_removed_before_on_sqlite,
         a_preview_again_ends_with_what_was_removed_before_on_postgres
+    );
+
+    /// One whose live attempt removed only the membership is read by an
+    /// undo of the batch all the same.
+    async fn a_preview_again_after_a_membership_removal_is_undone(store: &Store) {
+        let steps = [
+            (
+                Step::Plan,
+                serde_json::json!({"plan": {"role_ids": [], "is_member": true}}),
+            ),
+            (
+                Step::RemoveMembership,
+                serde_json::json!({"change": "changed"}),
+            ),
+        ];
+        let (batch, id) = previewed_again_then_ended(store, &steps, &[], Outcome::Cancelled).await;
+        let sources = store.undo_sources(&batch, "", 10).await.unwrap();
+        assert_eq!(sources.len(), 1, "{sources:?}");
+        assert_eq!(sources[0].request.id, id);
+        assert!(
+            sources[0]
+                .checkpoints
+                .iter()
+                .any(|(step, _)| *step == Step::RemoveMembership),
+            "{sources:?}"
+        );
+    }
+
+    /// Such a request, failed, is a newer offboarding of its person: an
+    /// undo of an older batch does not give back what it removed.
+    async fn a_preview_again_that_failed_is_a_newer_offboarding(store: &Store) {
+        let (_, old) = one_claimed(store, RunMode::Live, "w:0").await;
+        let done = Finish {
+            outcome: Outcome::Succeeded,
+            roles_removed: vec!["role_z".to_owned()],
+            error_code: None,
+            error_message: None,
+        };
+        store.finish(&old, "w:0", &done, 0, &[]).await.unwrap();
+        let steps = [(
+            Step::StripRoles,
+            serde_json::json!({"removed": ["role_a"], "complete": true}),
+        )];
+        let earlier = ["role_a".to_owned()];
+        let (newer, _) = previewed_again_then_ended(store, &steps, &earlier, Outcome::Failed).await;
+        assert_eq!(store.offboarded_again(&old).await.unwrap(), Some(newer));
+    }
+
+    on_both_backends!(
+        a_preview_again_that_failed_is_a_newer_offboarding,
+        a_preview_again_that_failed_is_a_newer_offboarding_on_sqlite,
+        a_preview_again_that_failed_is_a_newer_offboarding_on_postgres
+    );
+
+    on_both_backends!(
+        a_preview_again_after_a_membership_removal_is_undone,
+        a_preview_again_after_a_membership_removal_is_undone_on_sqlite,
+        a_preview_again_after_a_membership_removal_is_undone_on_postgres
     );
 
     /// A held preview keeps what it would remove in `roles_removed`;

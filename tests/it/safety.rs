@@ -584,6 +584,14 @@ async fn a_retried_preview_is_previewed_again() {
     let rows = by_user(&h.report(&batch).await);
     assert_eq!(rows["usr_000004"]["outcome"], "held");
     assert_eq!(rows["usr_000004"]["roles_removed"], "role_custom_3");
+    let message = &rows["usr_000004"]["error_message"];
+    assert!(
+        message.ends_with(&format!(
+            "removed before the retry: {}",
+            previewed.join(", ")
+        )),
+        "{message}"
+    );
     let out = h
         .offboard(&["approve", &batch], &[("USER", "approver")])
         .await;
