@@ -247,6 +247,26 @@ pub(crate) async fn long_halted_batch(h: &Harness) -> String {
         .to_owned()
 }
 
+pub(crate) fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Fails the test, with the command's stderr, unless it exited `code`.
+pub(crate) fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(out.status.code(), Some(code), "{}", stderr(out));
+}
+
+/// The batch id of a summary line on stdout (`batch ID: …`).
+pub(crate) fn batch_of(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("batch "))
+        .and_then(|l| l.split(':').next())
+        .unwrap_or_else(|| panic!("no summary in {stdout:?}; stderr {}", stderr(out)))
+        .to_owned()
+}
+
 /// 60 generated users plus the special cases the scenarios need.
 pub(crate) fn directory() -> Directory {
     let mut dir = Directory::generate(60, 11);

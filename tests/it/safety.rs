@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use offboard::sim::Directory;
 
-use crate::helpers::{Harness, Options};
+use crate::helpers::{Harness, Options, assert_exit, batch_of};
 
 const RC_ORG: &str = "00000000-0000-4000-8000-000000000001";
 
@@ -387,13 +387,7 @@ async fn a_held_preview_is_the_plan_applied() {
         "deleted"
     );
 
-    // usr_000004 is given another role after the preview.
-    h.sim
-        .grant_aitronos_role("org_acme", "usr_000004", "role_custom_3")
-        .unwrap();
-    let out = h
-        .offboard(&["approve", &batch], &[("USER", "approver")])
-        .await;
+    let out = approve_after_a_new_role(&h, &batch).await;
     assert_eq!(
         out.status.code(),
         Some(3),
@@ -547,21 +541,11 @@ async fn a_preview_skipped_at_release_removed_nothing() {
         ),
     );
     let out = h.offboard(&["submit", live.to_str().unwrap()], &[]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let out = h
         .offboard(&["approve", &batch], &[("USER", "approver")])
         .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let rows = by_user(&h.report(&batch).await);
     let row = &rows["usr_000003"];
     assert_eq!(row["error_code"], "duplicate_person", "{row:?}");
@@ -612,6 +596,16 @@ async fn a_retried_preview_is_previewed_again() {
     assert_eq!(rows["usr_000004"]["roles_removed"], removed.join(";"));
 }
 
+/// usr_000004 is given another role after the preview, then `approve`
+/// releases `batch`.
+async fn approve_after_a_new_role(h: &Harness, batch: &str) -> std::process::Output {
+    h.sim
+        .grant_aitronos_role("org_acme", "usr_000004", "role_custom_3")
+        .unwrap();
+    h.offboard(&["approve", batch], &[("USER", "approver")])
+        .await
+}
+
 /// A held preview whose release removed some roles, then a retry that
 /// previews it again: the batch and the roles the release removed.
 async fn released_then_previewed_again() -> (Harness, String, Vec<String>) {
@@ -620,22 +614,12 @@ async fn released_then_previewed_again() -> (Harness, String, Vec<String>) {
     assert!(!previewed.is_empty(), "the scenario needs roles to remove");
     let csv = h.write_csv("held.csv", &crate::helpers::users_csv(4, 4));
     let batch = submit_held(&h, &csv).await;
-    h.sim
-        .grant_aitronos_role("org_acme", "usr_000004", "role_custom_3")
-        .unwrap();
-    let out = h
-        .offboard(&["approve", &batch], &[("USER", "approver")])
-        .await;
+    let out = approve_after_a_new_role(&h, &batch).await;
     assert_eq!(out.status.code(), Some(3));
     let out = h
         .offboard(&["retry", &batch, "--outcome", "needs_attention"], &[])
         .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     (h, batch, previewed)
 }
 
@@ -645,28 +629,12 @@ async fn released_then_previewed_again() -> (Harness, String, Vec<String>) {
 async fn a_retried_preview_cancelled_keeps_what_was_removed_before() {
     let (h, batch, previewed) = released_then_previewed_again().await;
     let out = h.offboard(&["cancel", &batch], &[]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let rows = by_user(&h.report(&batch).await);
     assert_eq!(rows["usr_000004"]["outcome"], "cancelled");
     assert_eq!(rows["usr_000004"]["roles_removed"], previewed.join(";"));
     let out = h.offboard(&["undo", &batch], &[]).await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let undo = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("batch "))
-        .and_then(|l| l.split(':').next())
-        .unwrap_or_else(|| {
-            panic!(
-                "no undo batch: {stdout} {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    let rows = by_user(&h.report(undo).await);
+    let rows = by_user(&h.report(&batch_of(&out)).await);
     let row = &rows["usr_000004"];
     assert_eq!(row["error_code"], "manual_restore_required", "{row:?}");
     for role in &previewed {

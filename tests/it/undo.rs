@@ -8,7 +8,7 @@ use std::process::Output;
 
 use offboard::sim::{Directory, SimServer};
 
-use crate::helpers::{Harness, Options, member, scim_groups_of, scim_user};
+use crate::helpers::{Harness, Options, batch_of, member, scim_groups_of, scim_user, stderr};
 
 const RC_ORG: &str = "00000000-0000-4000-8000-000000000001";
 
@@ -22,21 +22,6 @@ fn options(a0: &str, extra: &str) -> Options {
         extra_config: extra.into(),
         ..Options::default()
     }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// The batch id of a summary line on stdout (`batch ID: …`).
-fn batch_of(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("batch "))
-        .and_then(|l| l.split(':').next())
-        .unwrap_or_else(|| panic!("no summary in {stdout:?}; stderr {}", stderr(out)))
-        .to_owned()
 }
 
 async fn undo(h: &Harness, args: &[&str]) -> Output {
