@@ -981,13 +981,11 @@ mod tests {
 
     /// A live request that wrote `steps` and ended `needs_attention`
     /// with `earlier` removed, previewed again by a retry of its held
-    /// batch (planning `role_c`), then ended `end` when its job claims it
-    /// again (a cancel, or a failure): the batch's id and the request's.
-    async fn previewed_again_then_ended(
+    /// batch (planning `role_c`), held: the batch's id and the request's.
+    async fn previewed_again(
         store: &Store,
         steps: &[(Step, serde_json::Value)],
         earlier: &[String],
-        end: Outcome,
     ) -> (String, String) {
         let (batch, id) = one_claimed(store, RunMode::Live, "w:1").await;
         for (step, data) in steps {
@@ -1021,6 +1019,19 @@ mod tests {
         assert_eq!(held.mode, RunMode::Preview);
         assert_eq!(held.roles_removed, planned);
         assert_eq!(held.roles_removed_earlier, earlier);
+        (batch, id)
+    }
+
+    /// [`previewed_again`], then ended `end` when its job claims it again
+    /// (a cancel, or a failure).
+    async fn previewed_again_then_ended(
+        store: &Store,
+        steps: &[(Step, serde_json::Value)],
+        earlier: &[String],
+        end: Outcome,
+    ) -> (String, String) {
+        let (batch, id) = previewed_again(store, steps, earlier).await;
+        let lease = Duration::from_secs(60);
         let ClaimResult::Claimed(_) = store.claim(&id, "w:3", lease).await.unwrap() else {
             panic!("{id} not claimed");
         };
@@ -1077,9 +1088,10 @@ mod tests {
         );
     }
 
-    /// Such a request, failed, is a newer offboarding of its person: an
-    /// undo of an older batch does not give back what it removed.
-    async fn a_preview_again_that_failed_is_a_newer_offboarding(store: &Store) {
+    /// Such a request, held or failed, is a newer offboarding of its
+    /// person: an undo of an older batch does not give back what it
+    /// removed (or, released, will remove again).
+    async fn a_preview_again_is_a_newer_offboarding(store: &Store, failed: bool) {
         let (_, old) = one_claimed(store, RunMode::Live, "w:0").await;
         let done = Finish {
             outcome: Outcome::Succeeded,
@@ -1093,14 +1105,32 @@ mod tests {
             serde_json::json!({"removed": ["role_a"], "complete": true}),
         )];
         let earlier = ["role_a".to_owned()];
-        let (newer, _) = previewed_again_then_ended(store, &steps, &earlier, Outcome::Failed).await;
+        let (newer, _) = if failed {
+            previewed_again_then_ended(store, &steps, &earlier, Outcome::Failed).await
+        } else {
+            previewed_again(store, &steps, &earlier).await
+        };
         assert_eq!(store.offboarded_again(&old).await.unwrap(), Some(newer));
     }
 
+    async fn a_held_preview_again_is_a_newer_offboarding(store: &Store) {
+        a_preview_again_is_a_newer_offboarding(store, false).await;
+    }
+
+    async fn a_failed_preview_again_is_a_newer_offboarding(store: &Store) {
+        a_preview_again_is_a_newer_offboarding(store, true).await;
+    }
+
     on_both_backends!(
-        a_preview_again_that_failed_is_a_newer_offboarding,
-        a_preview_again_that_failed_is_a_newer_offboarding_on_sqlite,
-        a_preview_again_that_failed_is_a_newer_offboarding_on_postgres
+        a_held_preview_again_is_a_newer_offboarding,
+        a_held_preview_again_is_a_newer_offboarding_on_sqlite,
+        a_held_preview_again_is_a_newer_offboarding_on_postgres
+    );
+
+    on_both_backends!(
+        a_failed_preview_again_is_a_newer_offboarding,
+        a_failed_preview_again_is_a_newer_offboarding_on_sqlite,
+        a_failed_preview_again_is_a_newer_offboarding_on_postgres
     );
 
     on_both_backends!(

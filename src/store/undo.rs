@@ -38,16 +38,16 @@ pub struct UndoLink {
     pub removal: Removal,
 }
 
-/// A request (of `requests`) that may have changed something at its
-/// provider: a live one, or one a retry of its held batch previews again
-/// after a live attempt, whose checkpoints `step_history` keeps.
-const RAN_LIVE_SQL: &str = "(requests.dry_run = 0
-     OR (requests.dry_run = 2 AND EXISTS (SELECT 1 FROM step_history h
-                                          WHERE h.request_id = requests.id AND h.step <> 'plan')))";
+/// Of a preview (of `requests`): a live attempt before it made a change,
+/// so a retry of its held batch made it a preview again. A preview writes
+/// only its plan, and only a retry moves checkpoints to `step_history`.
+const LIVE_BEFORE_SQL: &str = "EXISTS (SELECT 1 FROM step_history h
+                  WHERE h.request_id = requests.id AND h.step <> 'plan')";
 
 impl Store {
     /// Up to `limit` of the batch's own finished requests that ran live
-    /// (see `RAN_LIVE_SQL`) after
+    /// (live ones, and previews `LIVE_BEFORE_SQL` finds a change before)
+    /// after
     /// request `after`, in id order, each with its checkpoints.
     pub async fn undo_sources(
         &self,
@@ -60,7 +60,8 @@ impl Store {
                     COALESCE((SELECT MIN(e.line) FROM batch_entries e
                               WHERE e.batch_id = requests.batch_id AND e.request_id = requests.id), 0) AS line
              FROM requests
-             WHERE batch_id = $1 AND {RAN_LIVE_SQL} AND outcome IS NOT NULL AND id > $2
+             WHERE batch_id = $1 AND (dry_run = 0 OR (dry_run = 2 AND {LIVE_BEFORE_SQL}))
+               AND outcome IS NOT NULL AND id > $2
              ORDER BY id LIMIT $3"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -249,28 +250,41 @@ impl Store {
         let finished = format!(
             "SELECT batch_id FROM requests
              WHERE idempotency_key{c} >= $1 AND idempotency_key{c} < $2
-               AND {RAN_LIVE_SQL} AND finished_at IS NOT NULL AND created_at >= $3 AND id <> $4
+               AND dry_run = 0 AND finished_at IS NOT NULL AND created_at >= $3 AND id <> $4
                AND undone_by IS NULL AND outcome NOT IN ('cancelled', 'skipped')
              LIMIT 1"
         );
-        let newer: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(finished))
-            .bind(&from)
-            .bind(&to)
-            .bind(created)
-            .bind(original)
-            .fetch_optional(&self.pool)
-            .await?;
-        if newer.is_some() {
-            return Ok(newer);
+        // One a retry of its held batch previews again after a live
+        // attempt: held, it removes again once released, whenever it was
+        // made (as an open one below); ended, it counts as a finished one.
+        let previewed = format!(
+            "SELECT batch_id FROM requests
+             WHERE idempotency_key{c} >= $1 AND idempotency_key{c} < $2
+               AND dry_run = 2 AND id <> $4 AND undone_by IS NULL
+               AND (outcome IS NULL OR (outcome NOT IN ('cancelled', 'skipped') AND created_at >= $3))
+               AND {LIVE_BEFORE_SQL}
+             LIMIT 1"
+        );
+        for sql in [finished, previewed] {
+            let newer: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(&from)
+                .bind(&to)
+                .bind(created)
+                .bind(original)
+                .fetch_optional(&self.pool)
+                .await?;
+            if newer.is_some() {
+                return Ok(newer);
+            }
         }
         // An open one: found by the person its plan resolved; one not yet
         // planned removes whatever it finds when it runs.
-        let open: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        let open: Option<String> = sqlx::query_scalar(
             "SELECT batch_id FROM requests
              WHERE provider = $1 AND organization_id = $2 AND subject = $3
-               AND outcome IS NULL AND {RAN_LIVE_SQL}
-             LIMIT 1"
-        )))
+               AND outcome IS NULL AND dry_run = 0
+             LIMIT 1",
+        )
         .bind(o.try_get::<String, _>("provider")?)
         .bind(o.try_get::<String, _>("organization_id")?)
         .bind(o.try_get::<String, _>("person")?)

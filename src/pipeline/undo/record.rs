@@ -49,6 +49,12 @@ pub(crate) fn removal(source: &UndoSource) -> Result<Removal, StoreError> {
                 _ => {}
             }
         }
+        // A preview's plan (of a held batch before a retry made it one
+        // again) removed nothing, and may name whom the provider showed
+        // before the release: the live attempts say who and what.
+        if plan.as_ref().is_some_and(|p| p.preview) {
+            continue;
+        }
         let member = plan.as_ref().is_some_and(|p| p.plan.is_member);
         removal.membership |= match membership {
             Some(change) => change == Change::Changed,
@@ -196,6 +202,35 @@ mod tests {
         .unwrap();
         assert!(r.membership, "the first attempt's removal is on record");
         assert!(r.blocked, "judged by the first plan, before we blocked");
+    }
+
+    #[test]
+    fn a_preview_before_the_release_is_not_the_person_undone() {
+        // Previewed as one account (already blocked), released as another
+        // after a retry previewed it again: the live attempt decides.
+        let r = removal(&source(
+            &["rol_a"],
+            vec![
+                (
+                    Step::Plan,
+                    json!({"is_member": true, "role_ids": ["rol_a"], "subject": "acct_old",
+                           "blocked": true, "preview": true}),
+                ),
+                (
+                    Step::Plan,
+                    json!({"is_member": true, "role_ids": ["rol_a"], "subject": "acct_new",
+                           "blocked": false}),
+                ),
+                (
+                    Step::StripRoles,
+                    json!({"removed": ["rol_a"], "complete": true}),
+                ),
+                (Step::RemoveMembership, json!({"change": "changed"})),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(r.subject.as_deref(), Some("acct_new"));
+        assert!(r.membership && r.blocked, "{r:?}");
     }
 
     #[test]
