@@ -417,7 +417,13 @@ where
         let on_record = with_earlier(request, cp.removed.clone());
         engine
             .store()
-            .save_roles_step(&request.id, &request.claim, (step, &value), &on_record, &[])
+            .save_step_and_roles(
+                &request.id,
+                &request.claim,
+                (step, &value),
+                Some(&on_record),
+                &[],
+            )
             .await?;
         return Ok(Err((error, cp.removed)));
     }
@@ -472,15 +478,11 @@ fn store_checkpoint<'a, T: Serialize>(
     let value = serde_json::to_value(data).unwrap_or_default();
     let events = cx.drain_audit();
     async move {
-        let (store, id, owner) = (engine.store(), &request.id, &request.claim);
-        match roles {
-            Some(roles) => {
-                store
-                    .save_roles_step(id, owner, (step, &value), &roles, &events)
-                    .await
-            }
-            None => store.save_step(id, owner, step, &value, &events).await,
-        }
+        let (id, owner) = (&request.id, &request.claim);
+        engine
+            .store()
+            .save_step_and_roles(id, owner, (step, &value), roles.as_deref(), &events)
+            .await
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use sqlx::Row;
 
 use super::group::RunWrite;
+use super::sql::{roles_of_text, roles_text};
 use super::{AuditEvent, Store, StoreError};
 use crate::domain::{
     DepartmentId, OrgId, Outcome, ProviderName, RunMode, Step, StoredState, Target, UserId,
@@ -192,31 +193,19 @@ impl Store {
         data: &serde_json::Value,
         events: &[AuditEvent],
     ) -> Result<bool, StoreError> {
-        self.step_write(id, owner, step, data, None, events).await
+        self.save_step_and_roles(id, owner, (step, data), None, events)
+            .await
     }
 
-    /// [`Store::save_step`] of a roles step, with `roles_removed` set to
-    /// `roles` (the roles on the request's record so far) in the same
-    /// commit.
-    pub async fn save_roles_step(
+    /// [`Store::save_step`], and with `roles` (a roles step's: the roles
+    /// on the request's record so far) `roles_removed` set to them in the
+    /// same commit.
+    pub async fn save_step_and_roles(
         &self,
         id: &str,
         owner: &str,
         (step, data): (Step, &serde_json::Value),
-        roles: &[String],
-        events: &[AuditEvent],
-    ) -> Result<bool, StoreError> {
-        let roles = Some(roles.join(";"));
-        self.step_write(id, owner, step, data, roles, events).await
-    }
-
-    async fn step_write(
-        &self,
-        id: &str,
-        owner: &str,
-        step: Step,
-        data: &serde_json::Value,
-        roles: Option<String>,
+        roles: Option<&[String]>,
         events: &[AuditEvent],
     ) -> Result<bool, StoreError> {
         let write = RunWrite::Step {
@@ -225,7 +214,7 @@ impl Store {
             step,
             data: data.to_string(),
             subject: None,
-            roles,
+            roles: roles.map(roles_text),
         };
         self.group.write(write, events).await
     }
@@ -339,7 +328,7 @@ impl Store {
                 RunWrite::Preview {
                     id: id.to_owned(),
                     owner: owner.to_owned(),
-                    roles: roles.join(";"),
+                    roles: roles_text(roles),
                     message: message.to_owned(),
                     retries,
                 },
@@ -362,14 +351,8 @@ impl Store {
         retries: u32,
         events: &[AuditEvent],
     ) -> Result<(), StoreError> {
-        let write = RunWrite::Postpone {
-            id: id.to_owned(),
-            owner: owner.to_owned(),
-            error: error.map(|(code, message)| (code.to_owned(), message.to_owned())),
-            roles: roles_removed.map(|r| r.join(";")),
-            retries,
-            unqueued: false,
-        };
+        let error = error.map(|(code, message)| (code.to_owned(), message.to_owned()));
+        let write = postpone_write(id, owner, error, roles_removed, retries, false);
         self.group.write(write, events).await.map(|_| ())
     }
 
@@ -377,14 +360,7 @@ impl Store {
     /// sweep of its batch's release (an approval, the end of its intake)
     /// enqueues it again; releases the claim.
     pub async fn park(&self, id: &str, owner: &str) -> Result<(), StoreError> {
-        let write = RunWrite::Postpone {
-            id: id.to_owned(),
-            owner: owner.to_owned(),
-            error: None,
-            roles: None,
-            retries: 0,
-            unqueued: true,
-        };
+        let write = postpone_write(id, owner, None, None, 0, true);
         self.group.write(write, &[]).await.map(|_| ())
     }
 
@@ -531,13 +507,7 @@ pub(super) fn request_from_row(r: &impl Columns) -> Result<RequestRow, StoreErro
         .map(|o| o.parse::<Outcome>())
         .transpose()
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let roles = |column| -> Result<Vec<String>, StoreError> {
-        Ok(r.required_text(column)?
-            .split(';')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect())
-    };
+    let roles = |column| Ok::<_, StoreError>(roles_of_text(&r.required_text(column)?));
     Ok(RequestRow {
         id: r.required_text("id")?,
         batch_id: r.required_text("batch_id")?,
@@ -562,6 +532,26 @@ pub(super) fn request_from_row(r: &impl Columns) -> Result<RequestRow, StoreErro
         finished_at: r.int("finished_at")?,
         claim: String::new(),
     })
+}
+
+/// A write that leaves request `id` open for later (see [`Store::postpone`]
+/// and [`Store::park`]).
+fn postpone_write(
+    id: &str,
+    owner: &str,
+    error: Option<(String, String)>,
+    roles: Option<&[String]>,
+    retries: u32,
+    unqueued: bool,
+) -> RunWrite {
+    RunWrite::Postpone {
+        id: id.to_owned(),
+        owner: owner.to_owned(),
+        error,
+        roles: roles.map(roles_text),
+        retries,
+        unqueued,
+    }
 }
 
 /// Marks requests as having a queue job, inside the caller's transaction,
@@ -930,14 +920,14 @@ mod tests {
         let data = serde_json::json!({"removed": ["role_a"], "complete": true});
         let step = (Step::StripRoles, &data);
         let lost = store
-            .save_roles_step(id, "w:2", step, &["role_x".to_owned()], &[])
+            .save_step_and_roles(id, "w:2", step, Some(&["role_x".to_owned()]), &[])
             .await;
         assert!(matches!(lost, Err(StoreError::ClaimLost(_))), "{lost:?}");
         let row = store.request(id).await.unwrap().unwrap();
         assert!(row.roles_removed.is_empty(), "{:?}", row.roles_removed);
         let roles = ["role_0".to_owned(), "role_a".to_owned()];
         let cancel = store
-            .save_roles_step(id, "w:1", step, &roles, &[])
+            .save_step_and_roles(id, "w:1", step, Some(&roles), &[])
             .await
             .unwrap();
         assert!(!cancel);

@@ -1,5 +1,6 @@
 //! Building the parameter lists of statements whose size depends on the
-//! data: multi-row `VALUES` and `IN` lists.
+//! data (multi-row `VALUES` and `IN` lists), and the one list a column
+//! holds (a request's roles).
 //!
 //! Fixed statements use `$N`, which both engines read. Generated ones
 //! number their parameters through [`Params`]: `$N` on PostgreSQL, plain
@@ -62,6 +63,22 @@ pub(crate) fn requests_in_id_order(backend: Backend, ids: &str) -> String {
             )
         }
     }
+}
+
+/// The roles a `requests` row lists (`roles_removed` and
+/// `roles_removed_earlier`), as stored: `;`-separated (a role id passes
+/// `check_safe`, which lets no `;` through).
+pub(crate) fn roles_text(roles: &[String]) -> String {
+    roles.join(";")
+}
+
+/// The roles of a column [`roles_text`] wrote.
+pub(crate) fn roles_of_text(stored: &str) -> Vec<String> {
+    stored
+        .split(';')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[cfg(test)]

@@ -183,12 +183,7 @@ async fn the_halt_and_its_approval_stay_on_record() {
     let out = h
         .offboard(&["approve", &batch, "--no-wait"], &[("USER", "alice")])
         .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
 
     let after = status_json(&h, &batch).await;
     assert!(after["halt_code"].is_null(), "the current halt is cleared");
@@ -296,12 +291,7 @@ async fn a_retry_passes_the_rails() {
     // 600 reopened requests are over the cap: they wait for approval.
     let calls = h.sim.calls().len();
     let out = h.offboard(&["retry", &batch, "--force"], &[]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 3);
     let halted = status_json(&h, &batch).await;
     assert_eq!(halted["state"], "halted");
     assert_eq!(halted["halt_code"], "max_batch_requests");
@@ -332,12 +322,7 @@ async fn a_retry_passes_the_rails() {
             &[("USER", "approver")],
         )
         .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let done = status_json(&h, &batch).await;
     assert_eq!(done["counts"]["succeeded"], 2, "{done}");
     assert_eq!(done["counts"]["cancelled"], 598, "{done}");
@@ -348,12 +333,7 @@ async fn submit_held(h: &Harness, csv: &std::path::Path) -> String {
     let out = h
         .offboard(&["submit", "--hold", csv.to_str().unwrap()], &[])
         .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
@@ -388,12 +368,7 @@ async fn a_held_preview_is_the_plan_applied() {
     );
 
     let out = approve_after_a_new_role(&h, &batch).await;
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 3);
     let rows = by_user(&h.report(&batch).await);
     assert_eq!(rows["usr_000002"]["outcome"], "succeeded");
     assert_eq!(rows["usr_000003"]["outcome"], "succeeded");
@@ -432,12 +407,7 @@ async fn released_over_the_cap() -> (Harness, String) {
     let csv = h.write_csv("held.csv", &crate::helpers::users_csv(2, 6));
     let batch = submit_held(&h, &csv).await;
     let out = h.offboard(&["approve", &batch], &[]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 3);
     (h, batch)
 }
 
@@ -453,12 +423,7 @@ async fn a_released_preview_passes_the_cap_and_a_stale_one_expires() {
     let out = h
         .offboard(&["approve", &batch], &[("USER", "approver")])
         .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert_eq!(status_json(&h, &batch).await["counts"]["succeeded"], 5);
 
     let csv = h.write_csv("stale.csv", &crate::helpers::users_csv(20, 21));
@@ -502,12 +467,7 @@ async fn a_preview_plans_rows_effective_later_too() {
     let out = h
         .offboard(&["approve", &batch], &[("USER", "approver")])
         .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let rows = by_user(&h.report(&batch).await);
     assert_eq!(rows["usr_000002"]["outcome"], "succeeded");
     assert_eq!(
@@ -579,12 +539,7 @@ async fn a_retried_preview_is_previewed_again() {
     let out = h
         .offboard(&["approve", &batch], &[("USER", "approver")])
         .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert_eq!(
         crate::helpers::member(&h.sim, "usr_000004").account_state,
         "deleted"
@@ -676,22 +631,12 @@ async fn a_retry_reopens_only_its_own_requests() {
             &[("OFFBOARD__SAFETY__MAX_BATCH_REQUESTS", "1")],
         )
         .await;
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 3);
     assert!(String::from_utf8_lossy(&out.stderr).contains("reopens 2 requests"));
     // Nothing runs while the retry is halted, even with a worker about.
     let calls = h.sim.calls().len();
     let out = h.offboard(&["retry", &owner, "--no-wait"], &[]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let (code, _, _) = h
         .run(&h.write_csv("other.csv", &crate::helpers::users_csv(9, 9)))
         .await;
@@ -746,12 +691,7 @@ async fn a_retry_does_not_run_a_released_preview_past_its_halt() {
     let (h, batch) = released_over_the_cap().await;
     let out = h.offboard(&["retry", &batch], &[]).await;
     assert_eq!(destructive_calls(&h), Vec::<String>::new());
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 2);
     let status = status_json(&h, &batch).await;
     assert_eq!(status["state"], "halted", "{status}");
     assert_eq!(status["halt_code"], "max_batch_requests");

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
+use super::sql::roles_text;
 use super::{Backend, Claimed, Finish, StoreError};
 use crate::domain::AuditEvent;
 use crate::domain::Step;
@@ -245,7 +246,7 @@ impl RunWrite {
                 FINISH_SQL,
                 vec![
                     text(finish.outcome.as_str()),
-                    Text(Some(Cow::Owned(finish.roles_removed.join(";")))),
+                    Text(Some(Cow::Owned(roles_text(&finish.roles_removed)))),
                     opt(finish.error_code.as_deref()),
                     opt(finish.error_message.as_deref()),
                     Int(now),

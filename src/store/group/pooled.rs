@@ -30,6 +30,7 @@ use super::{
     gather, reply, reply_one,
 };
 use crate::store::requests::{CLAIMED_FROM, fold_claimed};
+use crate::store::sql::roles_text;
 use crate::store::{Backend, Claimed, StoreError, now_ms};
 
 const BACKEND: Backend = Backend::Postgres;
@@ -443,7 +444,7 @@ impl<'a> WriteRow<'a> {
                 finish, retries, ..
             } => {
                 row.outcome = Some(finish.outcome.as_str());
-                row.roles = Some(finish.roles_removed.join(";"));
+                row.roles = Some(roles_text(&finish.roles_removed));
                 row.error_code = finish.error_code.as_deref();
                 row.error_message = finish.error_message.as_deref();
                 row.retries = Some(i64::from(*retries));

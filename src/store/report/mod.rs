@@ -204,15 +204,6 @@ enum Bind {
     Int(i64),
 }
 
-/// The removed roles as stored: `;`-separated.
-fn roles(stored: &str) -> Vec<String> {
-    stored
-        .split(';')
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 fn report_row(r: &AnyRow) -> Result<ReportRow, StoreError> {
     let text = |column: &str| -> Result<String, StoreError> {
         Ok(r.try_get::<Option<String>, _>(column)?.unwrap_or_default())
@@ -223,7 +214,7 @@ fn report_row(r: &AnyRow) -> Result<ReportRow, StoreError> {
         organization_id: text("organization_id")?,
         user_id: text("user_id")?,
         outcome: text("outcome")?,
-        roles_removed: roles(&text("roles_removed")?),
+        roles_removed: super::sql::roles_of_text(&text("roles_removed")?),
         transfer_to_department_id: text("transfer_to_department_id")?,
         attempts: r.try_get::<i64, _>("attempts")? as u32,
         error_code: text("error_code")?,

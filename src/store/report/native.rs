@@ -124,7 +124,7 @@ fn report_row(r: &Row<'_>) -> Result<ReportRow, StoreError> {
         organization_id: text(r, 2)?,
         user_id: text(r, 3)?,
         outcome: text(r, 4)?,
-        roles_removed: super::roles(&text(r, 5)?),
+        roles_removed: crate::store::sql::roles_of_text(&text(r, 5)?),
         transfer_to_department_id: text(r, 6)?,
         attempts: required(7)? as u32,
         error_code: text(r, 8)?,
